@@ -1,0 +1,36 @@
+# mcpca: the two set-up commands are `make demo` and `make test`.
+GO      ?= go
+BIN     ?= bin
+TESTFLAGS ?= -count=1 -timeout 45m
+
+.PHONY: all build test demo bench bench-issue fuzz vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Every test, including the end-to-end tests that build and run the binaries.
+test:
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+# The main job: a CA, enrolment, renewal and revocation on embedded defaults.
+demo: build
+	./scripts/demo.sh
+
+# go test benchmarks of the libraries.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Issuance throughput: mcpca versus upstream step-ca v0.30.2, same run.
+bench-issue: build
+	./scripts/bench-issue.sh
+
+# A short run of every fuzz target (FUZZTIME=1m make fuzz for longer).
+FUZZTIME ?= 10s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN) demo
