@@ -1,0 +1,222 @@
+package ca
+
+import (
+	"encoding/json"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/atomicfile"
+)
+
+// Layout names the files of a CA directory created by Init.
+type Layout struct{ Dir string }
+
+func (l Layout) p(parts ...string) string { return filepath.Join(append([]string{l.Dir}, parts...)...) }
+
+// RootCert is the root certificate, the file clients trust.
+func (l Layout) RootCert() string { return l.p("certs", "root_ca.crt") }
+
+// IntermediateCert is the issuing certificate.
+func (l Layout) IntermediateCert() string { return l.p("certs", "intermediate_ca.crt") }
+
+// RootKey is the root's private key, encrypted with the CA password.
+func (l Layout) RootKey() string { return l.p("secrets", "root_ca_key") }
+
+// IntermediateKey is the issuing key, encrypted with the CA password.
+func (l Layout) IntermediateKey() string { return l.p("secrets", "intermediate_ca_key") }
+
+// PasswordFile is where Init writes a generated password (0600).
+func (l Layout) PasswordFile() string { return l.p("secrets", "password") }
+
+// StepConfig is step-ca's own configuration (ca.json).
+func (l Layout) StepConfig() string { return l.p("config", "ca.json") }
+
+// SettingsFile is mcpca's configuration: trust domain, OID arc, lifetimes and
+// the issuance limits of each provisioner.
+func (l Layout) SettingsFile() string { return l.p("config", "mcpca.json") }
+
+// DB is the bbolt database file.
+func (l Layout) DB() string { return l.p("db", "ca.db") }
+
+// LockFile is held (flock) by the one running `mcpca serve`.
+func (l Layout) LockFile() string { return l.p("ca.lock") }
+
+// Duration is a time.Duration that reads and writes as "24h".
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Settings is mcpca's part of a CA's configuration (config/mcpca.json).
+type Settings struct {
+	Name        string   `json:"name"`
+	TrustDomain string   `json:"trustDomain"`
+	OIDArc      string   `json:"oidArc"`
+	Address     string   `json:"address"`
+	DNSNames    []string `json:"dnsNames"`
+	// DefaultTTL is the lifetime of a certificate whose token names none.
+	DefaultTTL Duration `json:"defaultTTL"`
+	// MaxTTL is the longest lifetime any token may ask for.
+	MaxTTL Duration `json:"maxTTL"`
+	// Provisioners maps a provisioner name to what its tokens may grant.
+	Provisioners map[string]*ProvisionerPolicy `json:"provisioners"`
+}
+
+// MinTTL is the shortest certificate lifetime the CA issues.
+const MinTTL = 5 * time.Minute
+
+// ProvisionerPolicy limits what tokens of one provisioner can grant. The admin
+// provisioner created by Init is unrestricted; any other grants only roles in
+// AllowRoles, attribute keys in AllowAttrKeys, and names matching one of
+// AllowNames ("client/team-a-*", path.Match syntax against "<kind>/<name>").
+// An empty list allows nothing.
+type ProvisionerPolicy struct {
+	Admin         bool     `json:"admin,omitempty"`
+	AllowRoles    []string `json:"allowRoles,omitempty"`
+	AllowAttrKeys []string `json:"allowAttrKeys,omitempty"`
+	AllowNames    []string `json:"allowNames,omitempty"`
+}
+
+// CAURL is the https URL clients use to reach the CA.
+func (s *Settings) CAURL() string { return "https://" + s.Address }
+
+// OIDs returns the extension OIDs of this CA.
+func (s *Settings) OIDs() (identity.OIDs, error) {
+	arc, err := identity.ParseOIDArc(s.OIDArc)
+	if err != nil {
+		return identity.OIDs{}, errorf("%s: %w", "oidArc", err)
+	}
+	return identity.OIDsFromArc(arc), nil
+}
+
+// LoadSettings reads config/mcpca.json of a CA directory.
+func LoadSettings(dir string) (*Settings, error) {
+	file := Layout{dir}.SettingsFile()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, errorf("%s does not exist: is %s a CA directory made by `mcpca init`?", file, dir)
+		}
+		return nil, errorf("reading %s: %w", file, err)
+	}
+	var s Settings
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, errorf("%s is corrupted: %v", file, err)
+	}
+	if err := s.validate(); err != nil {
+		return nil, errorf("%s: %w", file, err)
+	}
+	return &s, nil
+}
+
+func (s *Settings) validate() error {
+	if !identity.ValidTrustDomain(s.TrustDomain) {
+		return errorf("invalid trustDomain %q", s.TrustDomain)
+	}
+	if _, err := s.OIDs(); err != nil {
+		return err
+	}
+	if s.Address == "" {
+		return errorf("missing address")
+	}
+	if s.MaxTTL.Duration < MinTTL || s.DefaultTTL.Duration < MinTTL || s.DefaultTTL.Duration > s.MaxTTL.Duration {
+		return errorf("lifetimes out of order: need %s <= defaultTTL (%s) <= maxTTL (%s)", MinTTL, s.DefaultTTL, s.MaxTTL)
+	}
+	for name, p := range s.Provisioners {
+		if p == nil {
+			return errorf("provisioner %q has no policy", name)
+		}
+		if err := p.validate(); err != nil {
+			return errorf("provisioner %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (p *ProvisionerPolicy) validate() error {
+	for _, r := range p.AllowRoles {
+		if err := identity.ValidateRole(r); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.AllowAttrKeys {
+		if err := identity.ValidateAttribute(k, ""); err != nil {
+			return err
+		}
+	}
+	for _, pat := range p.AllowNames {
+		if _, err := path.Match(pat, "client/x"); err != nil {
+			return errorf("invalid name pattern %q: %v", pat, err)
+		}
+		kind, _, ok := strings.Cut(pat, "/")
+		if !ok || (kind != "client" && kind != "server" && kind != "*") {
+			return errorf("invalid name pattern %q: want <client|server>/<name-pattern>, e.g. client/team-a-*", pat)
+		}
+	}
+	return nil
+}
+
+// save writes the settings atomically.
+func (s *Settings) save(dir string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return errorf("encoding settings: %v", err)
+	}
+	return atomicfile.WriteFile(Layout{dir}.SettingsFile(), append(b, '\n'), 0o600)
+}
+
+// Check reports whether a provisioner may grant the identity described by c.
+// The error names the first offending value.
+func (p *ProvisionerPolicy) Check(provisioner string, c *Claims) error {
+	if p.Admin {
+		return nil
+	}
+	target := string(c.Kind) + "/" + c.Name
+	matched := false
+	for _, pat := range p.AllowNames {
+		if ok, _ := path.Match(pat, target); ok {
+			matched = true
+			break
+		}
+	}
+	if !matched {
+		return errorf("provisioner %q may not issue for name %q (allowed: %s)", provisioner, target, listOrNone(p.AllowNames))
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(p.AllowRoles, r) {
+			return errorf("provisioner %q may not grant role %q (allowed: %s)", provisioner, r, listOrNone(p.AllowRoles))
+		}
+	}
+	for k := range c.Attributes {
+		if !slices.Contains(p.AllowAttrKeys, k) {
+			return errorf("provisioner %q may not set attribute %q (allowed: %s)", provisioner, k, listOrNone(p.AllowAttrKeys))
+		}
+	}
+	return nil
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
