@@ -1,0 +1,315 @@
+package ca
+
+import (
+	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/api"
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/certificates/errs"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+// handleSign is step-ca's POST /sign, wire-compatible, with mcpca's identity
+// rules: step-ca verifies the token (signature, audience, expiry, one-time
+// use), then the token's mcpca claims are checked against the identity
+// contract and the provisioner's limits, and the leaf gets its SPIFFE shape,
+// key usages, lifetime and the roles and attributes extensions. Roles and
+// attributes come only from the signed token; a CSR that carries either
+// extension is refused. The notBefore/notAfter of the request body are
+// ignored: the token decides the lifetime.
+func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverState) {
+	var body api.SignRequest
+	if code, err := readJSON(r, &body); err != nil {
+		s.refuse(w, r, "issue", code, err)
+		return
+	}
+	csr := body.CsrPEM.CertificateRequest
+	switch {
+	case csr == nil:
+		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("missing csr"))
+		return
+	case body.OTT == "":
+		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("missing ott (the one-time token)"))
+		return
+	}
+	if err := csr.CheckSignature(); err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("invalid certificate request: %v", err))
+		return
+	}
+	ctx := provisioner.NewContextWithMethod(r.Context(), provisioner.SignMethod)
+	signOpts, err := st.auth.Authorize(ctx, body.OTT)
+	if err != nil {
+		s.refuseStep(w, r, "issue", http.StatusUnauthorized, "token rejected", err)
+		return
+	}
+	// From here on the token's signature, audience, lifetime and one-time
+	// use are verified: its payload can be read.
+	payload, err := readTokenPayload(body.OTT)
+	if err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, err)
+		return
+	}
+	prov := payload.Issuer
+	policy := st.settings.Provisioners[prov]
+	if policy == nil {
+		s.refuse(w, r, "issue", http.StatusForbidden, errorf("provisioner %q has no mcpca policy in %s: it may not issue identities", prov, s.layout.SettingsFile()))
+		return
+	}
+	id, ttl, err := validateClaims(st.settings, payload.Subject, payload.SANs, payload.Mcpca)
+	if err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, err)
+		return
+	}
+	claims := payload.Mcpca
+	if err := policy.Check(prov, claims); err != nil {
+		s.refuse(w, r, "issue", http.StatusForbidden, err)
+		return
+	}
+	for _, ext := range csr.Extensions {
+		if ext.Id.Equal(st.oids.Roles) || ext.Id.Equal(st.oids.Attributes) {
+			s.refuse(w, r, "issue", http.StatusBadRequest, errorf("the CSR carries the extension %s itself: roles and attributes come only from the token", ext.Id))
+			return
+		}
+	}
+	modifier, err := leafModifier(st.oids, id, claims, ttl)
+	if err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, err)
+		return
+	}
+	notAfter, err := api.ParseTimeDuration(ttl.String())
+	if err != nil {
+		s.refuse(w, r, "issue", http.StatusInternalServerError, err)
+		return
+	}
+	opts := provisioner.SignOptions{NotAfter: notAfter}
+	chain, err := st.auth.SignWithContext(ctx, csr, opts, append(signOpts, modifier)...)
+	if err != nil {
+		s.refuseStep(w, r, "issue", http.StatusForbidden, "signing refused", err)
+		return
+	}
+	s.logCert(r, "issue", "certificate issued", prov, chain[0], st)
+	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
+}
+
+// leafModifier gives the leaf its mcpca shape: key usages by kind, the roles
+// and attributes extensions from the token (encoded by identity's codec), a
+// subject naming the identity.
+func leafModifier(oids identity.OIDs, id identity.ID, c *Claims, ttl time.Duration) (provisioner.CertificateModifierFunc, error) {
+	var exts []pkix.Extension
+	if len(c.Roles) > 0 {
+		v, err := identity.EncodeRoles(c.Roles)
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, pkix.Extension{Id: oids.Roles, Value: v})
+	}
+	if len(c.Attributes) > 0 {
+		v, err := identity.EncodeAttributes(c.Attributes)
+		if err != nil {
+			return nil, err
+		}
+		exts = append(exts, pkix.Extension{Id: oids.Attributes, Value: v})
+	}
+	return func(cert *x509.Certificate, _ provisioner.SignOptions) error {
+		cert.Subject = pkix.Name{}
+		if len(id.Name) <= 64 {
+			cert.Subject.CommonName = id.Name
+		}
+		cert.IsCA = false
+		cert.BasicConstraintsValid = true
+		cert.KeyUsage = x509.KeyUsageDigitalSignature
+		if id.Kind == identity.KindServer {
+			// Servers renew over mTLS too, so they keep clientAuth.
+			cert.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		} else {
+			cert.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
+		kept := cert.ExtraExtensions[:0]
+		for _, e := range cert.ExtraExtensions {
+			if !e.Id.Equal(oids.Roles) && !e.Id.Equal(oids.Attributes) {
+				kept = append(kept, e)
+			}
+		}
+		cert.ExtraExtensions = append(kept, exts...)
+		if !cert.NotBefore.IsZero() {
+			cert.NotAfter = cert.NotBefore.Add(ttl)
+		}
+		return nil
+	}, nil
+}
+
+// readTokenPayload reads the payload of a token step-ca has already verified.
+func readTokenPayload(token string) (*tokenPayload, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errorf("token is not a compact JWS")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, errorf("token payload: %v", err)
+	}
+	var p tokenPayload
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&p); err != nil {
+		return nil, errorf("token payload: %v", err)
+	}
+	return &p, nil
+}
+
+// handleRenew is POST /renew (and /rekey with a new key): the client presents
+// its current certificate over mTLS and gets a new one with the same identity,
+// roles and attributes. Revoked or expired certificates cannot renew.
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverState, rekey bool) {
+	event := "renew"
+	if rekey {
+		event = "rekey"
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.VerifiedChains) == 0 {
+		s.refuse(w, r, event, http.StatusUnauthorized, errorf("%s needs the current certificate as the TLS client certificate", event))
+		return
+	}
+	peer := r.TLS.PeerCertificates[0]
+	var chain []*x509.Certificate
+	var err error
+	if rekey {
+		var body api.RekeyRequest
+		if code, err := readJSON(r, &body); err != nil {
+			s.refuse(w, r, event, code, err)
+			return
+		}
+		csr := body.CsrPEM.CertificateRequest
+		if csr == nil {
+			s.refuse(w, r, event, http.StatusBadRequest, errorf("missing csr"))
+			return
+		}
+		if err := csr.CheckSignature(); err != nil {
+			s.refuse(w, r, event, http.StatusBadRequest, errorf("invalid certificate request: %v", err))
+			return
+		}
+		chain, err = st.auth.Rekey(peer, csr.PublicKey)
+	} else {
+		chain, err = st.auth.RenewContext(r.Context(), peer, nil)
+	}
+	if err != nil {
+		s.refuseStep(w, r, event, http.StatusUnauthorized, event+" refused", err)
+		return
+	}
+	s.logCert(r, event, "certificate renewed", "", chain[0], st)
+	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
+}
+
+// handleRevoke is POST /revoke: by the holder over mTLS (the request's serial
+// must be the client certificate's), or by an operator with a token from a
+// provisioner whose subject is the serial. The CRL is regenerated before the
+// answer.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *serverState) {
+	var body api.RevokeRequest
+	if code, err := readJSON(r, &body); err != nil {
+		s.refuse(w, r, "revoke", code, err)
+		return
+	}
+	if body.Serial == "" {
+		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("missing serial"))
+		return
+	}
+	opts := &authority.RevokeOptions{Serial: body.Serial, Reason: body.Reason, ReasonCode: body.ReasonCode, PassiveOnly: true}
+	ctx := provisioner.NewContextWithMethod(r.Context(), provisioner.RevokeMethod)
+	by := ""
+	if body.OTT != "" {
+		if _, err := st.auth.Authorize(ctx, body.OTT); err != nil {
+			s.refuseStep(w, r, "revoke", http.StatusUnauthorized, "token rejected", err)
+			return
+		}
+		opts.OTT = body.OTT
+		if p, err := readTokenPayload(body.OTT); err == nil {
+			by = "provisioner:" + p.Issuer
+		}
+	} else {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.VerifiedChains) == 0 {
+			s.refuse(w, r, "revoke", http.StatusUnauthorized, errorf("revocation needs an operator token or the certificate itself as the TLS client certificate"))
+			return
+		}
+		opts.Crt = r.TLS.PeerCertificates[0]
+		if got := opts.Crt.SerialNumber.String(); got != body.Serial {
+			s.refuse(w, r, "revoke", http.StatusForbidden, errorf("request serial %s is not the client certificate's serial %s", body.Serial, got))
+			return
+		}
+		opts.MTLS = true
+		by = "holder"
+	}
+	if err := st.auth.Revoke(ctx, opts); err != nil {
+		s.refuseStep(w, r, "revoke", http.StatusBadRequest, "revocation refused", err)
+		return
+	}
+	s.cfg.logger.Info("certificate revoked", "event", "revoke", "serial", body.Serial, "by", by,
+		"reason", body.Reason, "reason_code", body.ReasonCode, "client", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, &api.RevokeResponse{Status: "ok"})
+}
+
+func signResponse(chain []*x509.Certificate, auth *authority.Authority) *api.SignResponse {
+	pems := make([]api.Certificate, len(chain))
+	for i, c := range chain {
+		pems[i] = api.Certificate{Certificate: c}
+	}
+	resp := &api.SignResponse{ServerPEM: pems[0], CertChainPEM: pems, TLSOptions: auth.GetTLSOptions()}
+	if len(pems) > 1 {
+		resp.CaPEM = pems[1]
+	}
+	return resp
+}
+
+// logCert writes one JSON line for an issued or renewed certificate: never a
+// token, key or password.
+func (s *Server) logCert(r *http.Request, event, msg, prov string, leaf *x509.Certificate, st *serverState) {
+	attrs := []any{"event", event, "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "client", r.RemoteAddr}
+	if prov != "" {
+		attrs = append(attrs, "provisioner", prov)
+	} else if p, err := st.auth.LoadProvisionerByCertificate(leaf); err == nil {
+		attrs = append(attrs, "provisioner", p.GetName())
+	}
+	if id, err := identity.FromCertificate(leaf, identity.WithOIDs(st.oids)); err == nil {
+		attrs = append(attrs, "identity", id.ID.String(), "roles", id.Roles, "attributes", id.Attributes)
+	}
+	s.cfg.logger.Info(msg, attrs...)
+}
+
+// refuse answers a failed request and logs it (without the token).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, event string, status int, err error) {
+	if status >= 500 {
+		s.cfg.logger.Error(event+" failed", "event", event, "status", status, "error", err.Error(), "client", r.RemoteAddr)
+		writeError(w, status, errorf("internal error; see the CA log"))
+		return
+	}
+	s.cfg.logger.Warn(event+" refused", "event", event, "status", status, "error", err.Error(), "client", r.RemoteAddr)
+	writeError(w, status, err)
+}
+
+// refuseStep answers with a step-ca error: its own status when it is a
+// server error, def otherwise.
+func (s *Server) refuseStep(w http.ResponseWriter, r *http.Request, event string, def int, what string, err error) {
+	var se *errs.Error
+	if errors.As(err, &se) && se.StatusCode() >= 500 {
+		s.refuse(w, r, event, se.StatusCode(), err)
+		return
+	}
+	s.refuse(w, r, event, def, stepError(what, err))
+}
+
+var stepPrefix = regexp.MustCompile(`^(?:[A-Za-z0-9]+\.[A-Za-z0-9]+(?:; |: |;|:))+`)
+
+// stepError turns a step-ca error into a message that names the problem.
+func stepError(what string, err error) error {
+	msg := stepPrefix.ReplaceAllString(err.Error(), "")
+	return errorf("%s: %s", what, msg)
+}

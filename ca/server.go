@@ -1,0 +1,361 @@
+package ca
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/smallstep/certificates/api"
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/db"
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+// DefaultMaxBodyBytes bounds every request body the CA reads.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Server is a running mcpca CA: step-ca's authority and HTTP API, with
+// mcpca's enrolment, renewal and revocation handlers in front of it.
+type Server struct {
+	dir      string
+	layout   Layout
+	password []byte
+	cfg      serverConfig
+	lock     *dirLock
+	db       db.AuthDB
+
+	mu    sync.Mutex // serialises Reload and Close
+	state atomic.Pointer[serverState]
+
+	tlsMu   sync.Mutex
+	tlsCert *tls.Certificate
+
+	httpSrv *http.Server
+}
+
+// serverState is what a reload replaces, swapped whole.
+type serverState struct {
+	auth     *authority.Authority
+	step     http.Handler
+	settings *Settings
+	oids     identity.OIDs
+	roots    *x509.CertPool
+}
+
+type serverConfig struct {
+	logger       *slog.Logger
+	maxBodyBytes int64
+}
+
+// Option configures Open.
+type Option interface{ apply(*serverConfig) }
+
+type optionFunc func(*serverConfig)
+
+func (f optionFunc) apply(c *serverConfig) { f(c) }
+
+// WithLogger sets the logger for issuance, renewal and revocation records.
+// The default writes JSON lines to stderr.
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *serverConfig) { c.logger = l }) }
+
+// WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
+func WithMaxBodyBytes(n int64) Option {
+	return optionFunc(func(c *serverConfig) { c.maxBodyBytes = n })
+}
+
+// Open loads the CA in dir: it takes the directory lock (failing at once if
+// another process serves it), checks the password, opens the bbolt database
+// and builds step-ca's authority.
+func Open(dir string, password []byte, opts ...Option) (*Server, error) {
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	l := Layout{dir}
+	if _, err := LoadSettings(dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(l.LockFile())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock}
+	if err := checkPassword(l.IntermediateKey(), password); err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	stepCfg, err := loadStepConfig(l)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	if s.db, err = db.New(stepCfg.DB); err != nil {
+		lock.unlock()
+		return nil, errorf("opening database %s: %w", l.DB(), err)
+	}
+	st, err := s.newState(stepCfg)
+	if err != nil {
+		_ = s.db.Shutdown()
+		lock.unlock()
+		return nil, err
+	}
+	s.state.Store(st)
+	return s, nil
+}
+
+// checkPassword fails with a clear message when the password does not
+// decrypt the issuing key.
+func checkPassword(keyFile string, password []byte) error {
+	if len(password) == 0 {
+		return errorf("no CA password: pass --password-file (or keep the generated secrets/password)")
+	}
+	if _, err := pemutil.Read(keyFile, pemutil.WithPassword(password)); err != nil {
+		if _, statErr := os.Stat(keyFile); statErr != nil {
+			return errorf("reading CA key: %w", statErr)
+		}
+		return errorf("the password does not decrypt %s: wrong password?", keyFile)
+	}
+	return nil
+}
+
+// loadStepConfig reads config/ca.json and points every path at this
+// directory, so a CA directory can be moved.
+func loadStepConfig(l Layout) (*config.Config, error) {
+	b, err := os.ReadFile(l.StepConfig())
+	if err != nil {
+		return nil, errorf("reading step-ca configuration: %w", err)
+	}
+	var cfg config.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, errorf("%s is corrupted: %v", l.StepConfig(), err)
+	}
+	if cfg.AuthorityConfig == nil || len(cfg.AuthorityConfig.Provisioners) == 0 {
+		return nil, errorf("%s has no provisioners", l.StepConfig())
+	}
+	cfg.Root = []string{l.RootCert()}
+	cfg.IntermediateCert = l.IntermediateCert()
+	cfg.IntermediateKey = l.IntermediateKey()
+	cfg.DB = &db.Config{Type: "bbolt", DataSource: l.DB()}
+	return &cfg, nil
+}
+
+func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
+	settings, err := LoadSettings(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	oids, err := settings.OIDs()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := authority.New(stepCfg,
+		authority.WithPassword(s.password),
+		authority.WithDatabase(s.db),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return nil, errorf("starting step-ca authority: %w", err)
+	}
+	roots := x509.NewCertPool()
+	for _, r := range auth.GetRootCertificates() {
+		roots.AddCert(r)
+	}
+	mux := chi.NewRouter()
+	api.Route(mux)
+	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
+	return &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots}, nil
+}
+
+// Reload re-reads ca.json and mcpca.json (new provisioners, changed limits)
+// and swaps the authority without dropping the listener or the database.
+// On error the running configuration stays.
+func (s *Server) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stepCfg, err := loadStepConfig(s.layout)
+	if err != nil {
+		return err
+	}
+	st, err := s.newState(stepCfg)
+	if err != nil {
+		return err
+	}
+	old := s.state.Swap(st)
+	old.auth.CloseForReload()
+	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners))
+	return nil
+}
+
+// Settings returns the settings in force.
+func (s *Server) Settings() *Settings { return s.state.Load().settings }
+
+// Authority returns step-ca's authority in force (for tests and tools).
+func (s *Server) Authority() *authority.Authority { return s.state.Load().auth }
+
+// TLSConfig is the CA's server TLS configuration: TLS 1.3, a server
+// certificate for the CA's DNS names issued by its own intermediate and
+// refreshed before it expires, and optional client certificates (verified
+// against the root) for renewal and revocation over mTLS.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: s.getCertificate,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			// The roots may change on reload: build the pool per handshake.
+			return &tls.Config{
+				MinVersion:     tls.VersionTLS13,
+				GetCertificate: s.getCertificate,
+				ClientAuth:     tls.VerifyClientCertIfGiven,
+				ClientCAs:      s.state.Load().roots,
+			}, nil
+		},
+	}
+}
+
+func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.tlsMu.Lock()
+	defer s.tlsMu.Unlock()
+	if c := s.tlsCert; c != nil && c.Leaf != nil {
+		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+		if time.Now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+			return c, nil
+		}
+	}
+	c, err := s.state.Load().auth.GetTLSCertificate()
+	if err != nil {
+		return nil, errorf("issuing the CA's TLS certificate: %w", err)
+	}
+	if c.Leaf == nil && len(c.Certificate) > 0 {
+		c.Leaf, _ = x509.ParseCertificate(c.Certificate[0])
+	}
+	s.tlsCert = c
+	return c, nil
+}
+
+// Handler is the CA's HTTP API: step-ca's, with mcpca's /sign, /renew,
+// /rekey and /revoke, a body limit on every request, and the JSON log.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := s.state.Load()
+		if r.ContentLength > s.cfg.maxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.maxBodyBytes))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.maxBodyBytes)
+		ctx := authority.NewContext(r.Context(), st.auth)
+		ctx = db.NewContext(ctx, s.db)
+		r = r.WithContext(ctx)
+		if r.Method == http.MethodPost {
+			switch r.URL.Path {
+			case "/sign", "/1.0/sign":
+				s.handleSign(w, r, st)
+				return
+			case "/renew", "/1.0/renew":
+				s.handleRenew(w, r, st, false)
+				return
+			case "/rekey", "/1.0/rekey":
+				s.handleRenew(w, r, st, true)
+				return
+			case "/revoke", "/1.0/revoke":
+				s.handleRevoke(w, r, st)
+				return
+			}
+		}
+		st.step.ServeHTTP(w, r)
+	})
+}
+
+// Serve accepts connections on ln (plain TCP; TLS is added here) until
+// Shutdown. It returns http.ErrServerClosed after a clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.httpSrv = &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.logger.Handler(), slog.LevelDebug),
+	}
+	srv := s.httpSrv
+	s.mu.Unlock()
+	return srv.Serve(tls.NewListener(ln, srv.TLSConfig))
+}
+
+// ListenAndServe listens on the address from the settings.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.Settings().Address)
+	if err != nil {
+		return errorf("listening on %s: %w", s.Settings().Address, err)
+	}
+	return s.Serve(ln)
+}
+
+// Close stops serving (waiting up to ctx for requests in flight), shuts the
+// authority and database down and releases the directory lock.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if st := s.state.Load(); st != nil {
+		if err := st.auth.Shutdown(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.lock.unlock()
+	return errors.Join(errs...)
+}
+
+// writeError writes step-ca's JSON error shape: {"status": N, "message": "..."}.
+func writeError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "message": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a bounded body, naming an oversized body clearly.
+func readJSON(r *http.Request, v any) (int, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return http.StatusRequestEntityTooLarge, errorf("request body exceeds the limit of %d bytes", mbe.Limit)
+		}
+		return http.StatusBadRequest, errorf("reading request body: %v", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return http.StatusBadRequest, errorf("request body is not valid JSON: %v", err)
+	}
+	return 0, nil
+}

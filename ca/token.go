@@ -1,0 +1,163 @@
+package ca
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/jose"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+// DefaultTokenTTL is the lifetime of an enrolment token.
+const DefaultTokenTTL = 5 * time.Minute
+
+// TokenRequest describes the identity an enrolment token grants.
+type TokenRequest struct {
+	Kind        identity.Kind
+	Name        string
+	Roles       []string
+	Attributes  map[string]string
+	DNSNames    []string // server identities only
+	IPAddresses []net.IP // server identities only
+	TTL         time.Duration // certificate lifetime; 0 = the CA's default
+	TokenTTL    time.Duration // the token's own lifetime; 0 = DefaultTokenTTL
+	Provisioner string        // default AdminProvisioner
+	Now         time.Time     // default time.Now()
+}
+
+// MintToken creates a one-time enrolment token signed by a provisioner key of
+// the CA in dir (decrypted with password). The request is checked against the
+// identity contract and the provisioner's limits first, with the same rules
+// the CA enforces when the token is redeemed.
+func MintToken(dir string, password []byte, req TokenRequest) (string, error) {
+	settings, err := LoadSettings(dir)
+	if err != nil {
+		return "", err
+	}
+	if req.Provisioner == "" {
+		req.Provisioner = AdminProvisioner
+	}
+	if req.TokenTTL == 0 {
+		req.TokenTTL = DefaultTokenTTL
+	}
+	if req.TokenTTL < 0 || req.TokenTTL > 24*time.Hour {
+		return "", errorf("token lifetime %s is outside (0, 24h]", req.TokenTTL)
+	}
+	if req.Now.IsZero() {
+		req.Now = time.Now()
+	}
+	claims := &Claims{Kind: req.Kind, Name: req.Name, Roles: req.Roles, Attributes: req.Attributes}
+	if req.TTL != 0 {
+		claims.TTL = req.TTL.String()
+	}
+	id, err := identity.NewID(settings.TrustDomain, req.Kind, req.Name)
+	if err != nil {
+		return "", errorf("%w", err)
+	}
+	sans := []string{id.String()}
+	sans = append(sans, req.DNSNames...)
+	for _, ip := range req.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	if _, _, err := validateClaims(settings, id.String(), sans, claims); err != nil {
+		return "", err
+	}
+	policy := settings.Provisioners[req.Provisioner]
+	if policy == nil {
+		return "", errorf("provisioner %q has no mcpca policy in %s", req.Provisioner, Layout{dir}.SettingsFile())
+	}
+	if err := policy.Check(req.Provisioner, claims); err != nil {
+		return "", err
+	}
+	key, err := provisionerKey(dir, req.Provisioner, password)
+	if err != nil {
+		return "", err
+	}
+	p := &tokenPayload{
+		Subject:  id.String(),
+		Audience: []string{settings.CAURL() + "/1.0/sign"},
+		SANs:     sans,
+		Mcpca:    claims,
+	}
+	return signToken(key, req.Provisioner, p, req.Now, req.TokenTTL)
+}
+
+// MintRevokeToken creates a one-time token that lets an operator revoke the
+// certificate with the given serial (decimal) through the running CA.
+func MintRevokeToken(dir string, password []byte, provisionerName, serial string, now time.Time) (string, error) {
+	settings, err := LoadSettings(dir)
+	if err != nil {
+		return "", err
+	}
+	if provisionerName == "" {
+		provisionerName = AdminProvisioner
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	key, err := provisionerKey(dir, provisionerName, password)
+	if err != nil {
+		return "", err
+	}
+	p := &tokenPayload{Subject: serial, Audience: []string{settings.CAURL() + "/1.0/revoke"}}
+	return signToken(key, provisionerName, p, now, DefaultTokenTTL)
+}
+
+// provisionerKey decrypts the private key of a JWK provisioner.
+func provisionerKey(dir, name string, password []byte) (*jose.JSONWebKey, error) {
+	l := Layout{dir}
+	cfg, err := loadStepConfig(l)
+	if err != nil {
+		return nil, err
+	}
+	var jwkProv *provisioner.JWK
+	for _, p := range cfg.AuthorityConfig.Provisioners {
+		if j, ok := p.(*provisioner.JWK); ok && j.Name == name {
+			jwkProv = j
+		}
+	}
+	if jwkProv == nil {
+		return nil, errorf("no JWK provisioner named %q in %s", name, l.StepConfig())
+	}
+	if len(password) == 0 {
+		return nil, errorf("no CA password: pass --password-file (or keep the generated secrets/password)")
+	}
+	data, err := jose.Decrypt([]byte(jwkProv.EncryptedKey), jose.WithPassword(password))
+	if err != nil {
+		return nil, errorf("the password does not decrypt the key of provisioner %q: wrong password?", name)
+	}
+	var key jose.JSONWebKey
+	if err := json.Unmarshal(data, &key); err != nil {
+		return nil, errorf("provisioner %q key: %v", name, err)
+	}
+	return &key, nil
+}
+
+func signToken(key *jose.JSONWebKey, issuer string, p *tokenPayload, now time.Time, ttl time.Duration) (string, error) {
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return "", errorf("%w", err)
+	}
+	p.Issuer = issuer
+	p.ID = hex.EncodeToString(jti)
+	p.IssuedAt = now.Unix()
+	p.NotBefore = now.Unix()
+	p.Expiry = now.Add(ttl).Unix()
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: key.Key},
+		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", key.KeyID),
+	)
+	if err != nil {
+		return "", errorf("token signer: %v", err)
+	}
+	tok, err := jose.Signed(signer).Claims(p).CompactSerialize()
+	if err != nil {
+		return "", errorf("signing token: %v", err)
+	}
+	return tok, nil
+}
