@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"crypto/x509"
+	"strconv"
+	"time"
+)
+
+// This file holds the decisions of the renewal loop as pure functions of the
+// time and the certificate, so they can be tested with tables.
+
+// renewalTime returns when a certificate valid from notBefore to notAfter is
+// due for renewal: once fraction of its lifetime has passed, brought forward
+// by jitter (a fraction of the lifetime, already sampled). The result never
+// falls before notBefore.
+func renewalTime(notBefore, notAfter time.Time, fraction, jitter float64) time.Time {
+	life := notAfter.Sub(notBefore)
+	if life <= 0 {
+		return notBefore
+	}
+	f := fraction - jitter
+	if f < 0 {
+		f = 0
+	}
+	return notBefore.Add(time.Duration(float64(life) * f))
+}
+
+// backoff returns the wait before retry number streak (1 for the first
+// retry): min doubled for each further failure, capped at max.
+func backoff(streak int, min, max time.Duration) time.Duration {
+	if streak <= 0 {
+		return 0
+	}
+	if min <= 0 {
+		min = time.Second
+	}
+	if max < min {
+		max = min
+	}
+	d := min
+	for i := 1; i < streak; i++ {
+		if d >= max/2 {
+			return max
+		}
+		d *= 2
+	}
+	if d > max {
+		return max
+	}
+	return d
+}
+
+// backoffCap returns the largest wait between retries for a certificate of
+// the given lifetime: max, but no more than a twentieth of the lifetime (so a
+// five-minute certificate retries every 15s at worst), and never below min.
+func backoffCap(lifetime, min, max time.Duration) time.Duration {
+	c := max
+	if l := lifetime / 20; l < c {
+		c = l
+	}
+	if c < min {
+		c = min
+	}
+	return c
+}
+
+// nextAttempt returns when to try to renew next. due is the renewal time of
+// the current certificate; streak counts the consecutive attempts that did
+// not move things forward (failures, and renewals that returned a
+// certificate no longer-lived than the old one, which would otherwise renew
+// in a loop).
+//
+// Before due nothing happens. Once due, the first attempt is immediate; after
+// streak unproductive attempts the next one waits at least backoff(streak).
+func nextAttempt(due, now time.Time, streak int, min, max time.Duration) time.Time {
+	at := now
+	if streak > 0 {
+		at = now.Add(backoff(streak, min, max))
+	}
+	if due.After(at) {
+		return due
+	}
+	return at
+}
+
+// healthy reports whether a certificate expiring at notAfter, whose renewal
+// has failed failures times in a row, is fit to serve at now; threshold is the
+// number of consecutive failures tolerated (0 means any number). When it is
+// not, reason says why.
+func healthy(notAfter, now time.Time, failures, threshold int) (ok bool, reason string) {
+	if !now.Before(notAfter) {
+		return false, "certificate expired at " + notAfter.UTC().Format(time.RFC3339)
+	}
+	if threshold > 0 && failures >= threshold {
+		return false, "renewal failed " + strconv.Itoa(failures) + " times in a row"
+	}
+	return true, ""
+}
+
+// progressed reports whether a renewal that replaced old with renewed, whose
+// renewal time is due, moved things forward: the new certificate lasts longer
+// than the old one and is not already due at now. A renewal that did not is
+// retried with backoff, as a failure is, so a CA that keeps returning short
+// certificates cannot drive a renewal loop.
+func progressed(old, renewed *x509.Certificate, due, now time.Time) bool {
+	return renewed.NotAfter.After(old.NotAfter) && due.After(now)
+}
