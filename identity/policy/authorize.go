@@ -1,0 +1,154 @@
+package policy
+
+import (
+	"sync"
+	"time"
+
+	cedar "github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// scratch is the per-request working memory, pooled.
+type scratch struct {
+	env  requestEnv
+	cand candidates
+	ids  []int32
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{ids: make([]int32, 0, 32)} }}
+
+// Authorize decides one request. initialize, ping and notifications/* are
+// always allowed; any other method is allowed only if at least one policy
+// permits it and none forbids it.
+func (s *Set) Authorize(p *Principal, r Request) Decision {
+	if AlwaysAllowed(r.Method) {
+		return Decision{Allow: true, Reason: "always allowed"}
+	}
+	res := r.resourceUID()
+	b := s.idx.lookup(r.Method, res)
+	if b == nil || b.size == 0 {
+		return Decision{Reason: "no policy permits"}
+	}
+	sc := scratchPool.Get().(*scratch)
+	sc.ids = b.collect(sc.ids[:0], p, string(res.ID))
+	var d Decision
+	if len(sc.ids) == 0 {
+		d = Decision{Reason: "no policy permits"}
+	} else {
+		sc.env.p = p
+		sc.env.res = resourceEntity(res)
+		sc.cand.s = s
+		sc.cand.ids = sc.ids
+		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, s.now(&r))))
+		sc.env = requestEnv{}
+		sc.cand = candidates{}
+	}
+	scratchPool.Put(sc)
+	return d
+}
+
+func (s *Set) now(r *Request) time.Time {
+	if !r.Time.IsZero() {
+		return r.Time
+	}
+	return s.cfg.clock.Now()
+}
+
+func (s *Set) cedarRequest(p *Principal, res types.EntityUID, r *Request, now time.Time) cedar.Request {
+	return cedar.Request{
+		Principal: p.uid,
+		Action:    types.NewEntityUID(TypeAction, types.String(r.Method)),
+		Resource:  res,
+		Context:   s.cfg.contextRecord(r, now),
+	}
+}
+
+// reference decides r by a full scan of the policy set with plain cedar-go,
+// with the same entities and context as Authorize. Tests and benchmarks
+// compare the two.
+func (s *Set) reference(p *Principal, r Request) Decision {
+	if AlwaysAllowed(r.Method) {
+		return Decision{Allow: true, Reason: "always allowed"}
+	}
+	res := r.resourceUID()
+	env := &requestEnv{p: p, res: resourceEntity(res)}
+	return decide(cedar.Authorize(s.cedar, env, s.cedarRequest(p, res, &r, s.now(&r))))
+}
+
+func decide(dec cedar.Decision, diag cedar.Diagnostic) Decision {
+	d := Decision{Allow: dec == cedar.Allow, Policies: sortedIDs(diag.Reasons)}
+	switch {
+	case d.Allow:
+		d.Reason = "permitted"
+	case len(d.Policies) > 0:
+		d.Reason = "forbidden"
+	default:
+		d.Reason = "no policy permits"
+	}
+	if len(diag.Errors) > 0 {
+		d.Errors = make([]string, len(diag.Errors))
+		for i, e := range diag.Errors {
+			d.Errors[i] = string(e.PolicyID) + ": " + e.Message
+		}
+	}
+	return d
+}
+
+// Filter returns the targets that base, with each target substituted, may
+// act on: the list-filtering helper, with exactly the decisions Authorize
+// would make. base.Method names the action, e.g. "tools/call" to filter a
+// tools/list result. The order of targets is kept.
+func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
+	if AlwaysAllowed(base.Method) {
+		return targets
+	}
+	if base.Time.IsZero() {
+		base.Time = s.cfg.clock.Now()
+	}
+	out := make([]string, 0, len(targets))
+	var ctx types.Record
+	var haveCtx bool
+	sc := scratchPool.Get().(*scratch)
+	for _, t := range targets {
+		r := base
+		r.Target = t
+		res := r.resourceUID()
+		b := s.idx.lookup(r.Method, res)
+		if b == nil || b.size == 0 {
+			continue
+		}
+		sc.ids = b.collect(sc.ids[:0], p, string(res.ID))
+		if len(sc.ids) == 0 {
+			continue
+		}
+		if !haveCtx {
+			ctx = s.cfg.contextRecord(&r, base.Time)
+			haveCtx = true
+		}
+		sc.env = requestEnv{p: p, res: resourceEntity(res)}
+		sc.cand = candidates{s: s, ids: sc.ids}
+		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
+		if dec, _ := cedar.Authorize(&sc.cand, &sc.env, req); dec == cedar.Allow {
+			out = append(out, t)
+		}
+	}
+	sc.env = requestEnv{}
+	sc.cand = candidates{}
+	scratchPool.Put(sc)
+	return out
+}
+
+// FilterTools returns the tool names p may call (tools/call), in order.
+func (s *Set) FilterTools(p *Principal, names []string) []string {
+	return s.Filter(p, Request{Method: "tools/call"}, names)
+}
+
+// FilterResources returns the resource URIs p may read (resources/read).
+func (s *Set) FilterResources(p *Principal, uris []string) []string {
+	return s.Filter(p, Request{Method: "resources/read"}, uris)
+}
+
+// FilterPrompts returns the prompt names p may get (prompts/get).
+func (s *Set) FilterPrompts(p *Principal, names []string) []string {
+	return s.Filter(p, Request{Method: "prompts/get"}, names)
+}

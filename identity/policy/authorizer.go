@@ -1,0 +1,145 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// Authorizer is a policy Set loaded from files that can be reloaded while in
+// use: Reload (wire it to SIGHUP) and Watch (polls the files) swap in a new
+// Set only when every file compiles, and otherwise keep the last good one and
+// log why. It is safe for concurrent use.
+type Authorizer struct {
+	cfg   *config
+	files []string
+	cur   atomic.Pointer[Set]
+	gen   atomic.Uint64
+
+	mu   sync.Mutex // serializes reloads
+	seen [sha256.Size]byte
+}
+
+// New loads the policy files into an Authorizer. Any problem in any file is
+// an error: at start there is no last good set to fall back on.
+func New(files []string, opts ...Option) (*Authorizer, error) {
+	a := &Authorizer{cfg: newConfig(opts), files: append([]string(nil), files...)}
+	srcs, sum, err := a.read()
+	if err != nil {
+		return nil, err
+	}
+	s, err := compile(srcs, a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.seen = sum
+	a.cur.Store(s)
+	a.gen.Store(1)
+	return a, nil
+}
+
+// Set returns the policy set in force.
+func (a *Authorizer) Set() *Set { return a.cur.Load() }
+
+// Generation counts the policy sets loaded so far: 1 after New, plus one for
+// each successful reload.
+func (a *Authorizer) Generation() uint64 { return a.gen.Load() }
+
+// Authorize decides r with the policy set in force; see Set.Authorize.
+func (a *Authorizer) Authorize(p *Principal, r Request) Decision { return a.cur.Load().Authorize(p, r) }
+
+// Filter filters targets with the policy set in force; see Set.Filter.
+func (a *Authorizer) Filter(p *Principal, base Request, targets []string) []string {
+	return a.cur.Load().Filter(p, base, targets)
+}
+
+// FilterTools returns the tool names p may call; see Set.FilterTools.
+func (a *Authorizer) FilterTools(p *Principal, names []string) []string {
+	return a.cur.Load().FilterTools(p, names)
+}
+
+// Reload reads and compiles the files again. On success the new set takes
+// effect for the next request; on failure the current set stays in force,
+// the error is logged and returned.
+func (a *Authorizer) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	srcs, sum, err := a.read()
+	if err != nil {
+		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.files, "error", err)
+		return err
+	}
+	return a.install(srcs, sum)
+}
+
+// install compiles srcs and swaps them in; a.mu is held.
+func (a *Authorizer) install(srcs []Source, sum [sha256.Size]byte) error {
+	a.seen = sum
+	s, err := compile(srcs, a.cfg)
+	if err != nil {
+		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.files, "error", err)
+		return err
+	}
+	a.cur.Store(s)
+	gen := a.gen.Add(1)
+	a.cfg.logger.Info("policy reloaded", "files", a.files, "policies", s.Len(), "generation", gen)
+	return nil
+}
+
+// Watch polls the files on the interval of WithPollInterval (on the clock of
+// WithClock) and reloads when their content changes, until ctx is done. A
+// broken edit is logged once and the last good set stays in force until the
+// files change again. Watch returns ctx.Err().
+func (a *Authorizer) Watch(ctx context.Context) error {
+	t := a.cfg.clock.NewTimer(a.cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C():
+		}
+		a.poll()
+		t.Reset(a.cfg.interval)
+	}
+}
+
+// poll reloads if the files' content differs from what was last seen.
+func (a *Authorizer) poll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	srcs, sum, err := a.read()
+	if err != nil {
+		a.cfg.logger.Warn("policy watch: cannot read policy files, keeping the last good policy set", "error", err)
+		return
+	}
+	if sum == a.seen {
+		return
+	}
+	_ = a.install(srcs, sum)
+}
+
+// read reads every file and digests their names and contents.
+func (a *Authorizer) read() ([]Source, [sha256.Size]byte, error) {
+	h := sha256.New()
+	srcs := make([]Source, 0, len(a.files))
+	for _, f := range a.files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, [sha256.Size]byte{}, errorf("reading policy file: %w", err)
+		}
+		var n [8]byte
+		for i, l := 0, uint64(len(data)); i < 8; i++ {
+			n[i] = byte(l >> (8 * i))
+		}
+		h.Write([]byte(f))
+		h.Write(n[:])
+		h.Write(data)
+		srcs = append(srcs, Source{Name: f, Data: data})
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return srcs, sum, nil
+}
