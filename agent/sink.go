@@ -1,0 +1,292 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// FileSink writes a Snapshot to files, for the consumers that read
+// certificates from disk. It implements Store.
+//
+// Every file is replaced atomically: its new content goes to a temporary file
+// in the same directory, which is fsynced and renamed over the old one, and
+// the directory is fsynced. A reader sees the old content or the new, never a
+// mix.
+//
+// Files are replaced in two phases: all temporary files are written first,
+// and only when every one of them is safely on disk are they renamed. A
+// failure while writing (a full disk, a read-only directory, a missing
+// directory) leaves every previous file as it was.
+//
+// The renames go in this order: bundle, key, certificate, combined file. The
+// bundle goes first because the new certificate may chain to a new root. The
+// key goes before the certificate so that a reader that reads the
+// certificate and then the key (as tls.LoadX509KeyPair, nginx and most
+// servers do) never pairs a new certificate with an old key. A key that did
+// not change is not rewritten at all, so without re-keying a renewal renames
+// one file and no reader can ever see a mismatched pair. With re-keying, a
+// reader that reads the key first could, in the instant between two renames,
+// see an old certificate with the new key: tls.LoadX509KeyPair rejects such
+// a pair ("private key does not match public key"), and the reload hooks run
+// only after every file is in place. Readers that cannot order their reads
+// should use CombinedFile, which holds the key and the chain in one file.
+type FileSink struct {
+	// CertFile receives the chain, leaf first, PEM (mode 0644).
+	CertFile string
+	// KeyFile receives the private key, PKCS#8 PEM (mode 0600).
+	KeyFile string
+	// BundleFile, if set, receives the trust bundle, PEM (mode 0644).
+	BundleFile string
+	// CombinedFile, if set, receives the key followed by the chain in one
+	// file (mode 0600), for readers that want the pair in one read.
+	CombinedFile string
+}
+
+// Store writes s to the sink's files.
+func (f *FileSink) Store(_ context.Context, s *Snapshot) error {
+	if f.CertFile == "" || f.KeyFile == "" {
+		return errorf("file sink needs both a certificate and a key file")
+	}
+	chain := chainPEM(s.Certificate)
+	keyPEM, err := encodeKey(s.Certificate.PrivateKey)
+	if err != nil {
+		return err
+	}
+	var files []pending
+	if f.BundleFile != "" {
+		files = append(files, pending{path: f.BundleFile, data: pemCertificates(s.Roots), mode: 0o644})
+	}
+	if !sameKeyOnDisk(f.KeyFile, s.Key()) {
+		files = append(files, pending{path: f.KeyFile, data: keyPEM, mode: 0o600})
+	}
+	files = append(files, pending{path: f.CertFile, data: chain, mode: 0o644})
+	if f.CombinedFile != "" {
+		files = append(files, pending{path: f.CombinedFile, data: append(append([]byte{}, keyPEM...), chain...), mode: 0o600})
+	}
+	return writeAll(files)
+}
+
+// pending is one file to replace.
+type pending struct {
+	path string
+	data []byte
+	mode os.FileMode
+	tmp  string
+}
+
+// writeAll writes every file to a temporary file, then renames them in order
+// and fsyncs their directories. Nothing is renamed unless every temporary
+// file was written.
+func writeAll(files []pending) (err error) {
+	defer func() {
+		for _, p := range files {
+			if p.tmp != "" {
+				os.Remove(p.tmp)
+			}
+		}
+	}()
+	for i := range files {
+		tmp, err := writeTemp(files[i].path, files[i].data, files[i].mode)
+		if err != nil {
+			return err
+		}
+		files[i].tmp = tmp
+	}
+	dirs := map[string]bool{}
+	for i := range files {
+		if err := os.Rename(files[i].tmp, files[i].path); err != nil {
+			return errorf("replacing %s: %v", files[i].path, errors.Unwrap(err))
+		}
+		files[i].tmp = ""
+		dirs[filepath.Dir(files[i].path)] = true
+	}
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeTemp writes data to a new temporary file next to path and fsyncs it.
+func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	if _, err := f.Write(data); err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	if err := f.Sync(); err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	if err := f.Close(); err != nil {
+		return "", errorf("writing %s: %v", path, pathErr(err))
+	}
+	ok = true
+	return tmp, nil
+}
+
+// pathErr drops the operation and path of an *os.PathError, which the
+// message already names.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return errorf("syncing directory %s: %v", dir, pathErr(err))
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return errorf("syncing directory %s: %v", dir, pathErr(err))
+	}
+	return nil
+}
+
+// sameKeyOnDisk reports whether path holds a private key whose public key is
+// that of key, so an unchanged key is never rewritten.
+func sameKeyOnDisk(path string, key crypto.Signer) bool {
+	if key == nil {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	onDisk, err := parseKey(b)
+	if err != nil {
+		return false
+	}
+	pub, ok := onDisk.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(key.Public())
+}
+
+// LoadKeyPair reads a certificate chain and its key from PEM files.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, errorf("reading certificate: %v", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, errorf("reading key: %v", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, errorf("loading %s and %s: %v", certFile, keyFile, err)
+	}
+	return cert, nil
+}
+
+// LoadCertificates reads every certificate of a PEM file (a root or bundle
+// file).
+func LoadCertificates(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, errorf("reading certificates: %v", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, errorf("parsing %s: %v", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errorf("%s holds no certificate", path)
+	}
+	return out, nil
+}
+
+func chainPEM(c tls.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, der := range c.Certificate {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+	return buf.Bytes()
+}
+
+func pemCertificates(certs []*x509.Certificate) []byte {
+	var buf bytes.Buffer
+	for _, c := range certs {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return buf.Bytes()
+}
+
+func encodeKey(k crypto.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, errorf("encoding private key: %v", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// parseKey reads the first private key of PEM data: PKCS#8, SEC1 EC or
+// PKCS#1 RSA.
+func parseKey(b []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, errorf("no private key found")
+		}
+		var k any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, errorf("parsing private key: %v", err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, errorf("private key of type %T cannot sign", k)
+		}
+		return s, nil
+	}
+}
