@@ -275,12 +275,22 @@ func newJWKProvisioner(name string, password []byte, s *Settings) (*provisioner.
 	}, nil
 }
 
+// saveStepConfig writes ca.json with paths relative to the CA directory
+// (loadStepConfig resolves them), so the directory can be moved.
 func saveStepConfig(l Layout, cfg *config.Config) error {
+	relativise(cfg)
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return errorf("encoding %s: %v", l.StepConfig(), err)
 	}
 	return atomicfile.WriteFile(l.StepConfig(), append(b, '\n'), 0o600)
+}
+
+func relativise(cfg *config.Config) {
+	cfg.Root = []string{filepath.Join("certs", "root_ca.crt")}
+	cfg.IntermediateCert = filepath.Join("certs", "intermediate_ca.crt")
+	cfg.IntermediateKey = filepath.Join("secrets", "intermediate_ca_key")
+	cfg.DB = &db.Config{Type: "bbolt", DataSource: filepath.Join("db", "ca.db")}
 }
 
 func createCert(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {

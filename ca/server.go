@@ -45,6 +45,7 @@ type Server struct {
 	tlsCert *tls.Certificate
 
 	httpSrv *http.Server
+	closed  bool
 }
 
 // serverState is what a reload replaces, swapped whole.
@@ -316,6 +317,10 @@ func (s *Server) ListenAndServe() error {
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	var errs []error
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {

@@ -1,0 +1,37 @@
+package ca
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+// MintRawTokenForTest signs a token with the given provisioner and claims,
+// skipping the client-side checks of MintToken, so tests can show that the CA
+// itself enforces them.
+func MintRawTokenForTest(t testing.TB, dir string, password []byte, prov string, c *Claims) string {
+	t.Helper()
+	s, err := LoadSettings(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := provisionerKey(dir, prov, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := "spiffe://" + s.TrustDomain + "/client/x"
+	if c != nil {
+		sub = "spiffe://" + s.TrustDomain + "/" + string(c.Kind) + "/" + c.Name
+		if _, err := identity.NewID(s.TrustDomain, c.Kind, c.Name); err != nil {
+			// Keep the invalid value: the CA must name it.
+			sub = "spiffe://" + s.TrustDomain + "/client/x"
+		}
+	}
+	p := &tokenPayload{Subject: sub, Audience: []string{s.CAURL() + "/1.0/sign"}, SANs: []string{sub}, Mcpca: c}
+	tok, err := signToken(key, prov, p, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

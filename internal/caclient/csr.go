@@ -1,0 +1,73 @@
+package caclient
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// TokenClaims are the unverified claims of an enrolment token that a client
+// needs to build its CSR. The CA verifies the token; a client only reads it.
+type TokenClaims struct {
+	Subject  string   `json:"sub"`
+	SANs     []string `json:"sans"`
+	Audience []string `json:"aud"`
+	Expiry   int64    `json:"exp"`
+}
+
+// ReadTokenClaims decodes the payload of a compact JWS token without
+// verifying it.
+func ReadTokenClaims(token string) (*TokenClaims, error) {
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 {
+		return nil, errors.New("caclient: the token is not a JWT (want three dot-separated parts)")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("caclient: the token payload is not base64url: %w", err)
+	}
+	var c TokenClaims
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("caclient: the token payload is not JSON: %w", err)
+	}
+	if len(c.SANs) == 0 {
+		return nil, errors.New("caclient: the token names no SANs: is it an mcpca enrolment token?")
+	}
+	return &c, nil
+}
+
+// CSRForToken builds a CSR for the names a token grants, signed by key.
+func CSRForToken(token string, key crypto.Signer) (*x509.CertificateRequest, error) {
+	c, err := ReadTokenClaims(token)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{}}
+	for _, san := range c.SANs {
+		switch {
+		case strings.Contains(san, "://"):
+			u, err := url.Parse(san)
+			if err != nil {
+				return nil, fmt.Errorf("caclient: token SAN %q: %w", san, err)
+			}
+			tmpl.URIs = append(tmpl.URIs, u)
+		case net.ParseIP(san) != nil:
+			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(san))
+		default:
+			tmpl.DNSNames = append(tmpl.DNSNames, san)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, fmt.Errorf("caclient: creating CSR: %w", err)
+	}
+	return x509.ParseCertificateRequest(der)
+}
