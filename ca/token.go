@@ -22,8 +22,8 @@ type TokenRequest struct {
 	Name        string
 	Roles       []string
 	Attributes  map[string]string
-	DNSNames    []string // server identities only
-	IPAddresses []net.IP // server identities only
+	DNSNames    []string      // server identities only
+	IPAddresses []net.IP      // server identities only
 	TTL         time.Duration // certificate lifetime; 0 = the CA's default
 	TokenTTL    time.Duration // the token's own lifetime; 0 = DefaultTokenTTL
 	Provisioner string        // default AdminProvisioner
