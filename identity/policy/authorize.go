@@ -35,8 +35,7 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 	if len(sc.ids) == 0 {
 		d = Decision{Reason: "no policy permits"}
 	} else {
-		sc.env.p = p
-		sc.env.res = resourceEntity(res)
+		sc.env = requestEnv{p: p, resUID: res, res: b.res}
 		sc.cand.s = s
 		sc.cand.ids = sc.ids
 		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, s.now(&r))))
@@ -59,7 +58,7 @@ func (s *Set) cedarRequest(p *Principal, res types.EntityUID, r *Request, now ti
 		Principal: p.uid,
 		Action:    types.NewEntityUID(TypeAction, types.String(r.Method)),
 		Resource:  res,
-		Context:   s.cfg.contextRecord(r, now),
+		Context:   s.cfg.contextRecord(p, r, now),
 	}
 }
 
@@ -71,7 +70,7 @@ func (s *Set) reference(p *Principal, r Request) Decision {
 		return Decision{Allow: true, Reason: "always allowed"}
 	}
 	res := r.resourceUID()
-	env := &requestEnv{p: p, res: resourceEntity(res)}
+	env := &requestEnv{p: p, resUID: res}
 	return decide(cedar.Authorize(s.cedar, env, s.cedarRequest(p, res, &r, s.now(&r))))
 }
 
@@ -122,10 +121,10 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 			continue
 		}
 		if !haveCtx {
-			ctx = s.cfg.contextRecord(&r, base.Time)
+			ctx = s.cfg.contextRecord(p, &r, base.Time)
 			haveCtx = true
 		}
-		sc.env = requestEnv{p: p, res: resourceEntity(res)}
+		sc.env = requestEnv{p: p, resUID: res, res: b.res}
 		sc.cand = candidates{s: s, ids: sc.ids}
 		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
 		if dec, _ := cedar.Authorize(&sc.cand, &sc.env, req); dec == cedar.Allow {

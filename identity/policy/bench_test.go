@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchPolicies returns n policies shaped like a real deployment: per-tool
@@ -57,8 +58,8 @@ func benchRequests(n int) []Request {
 }
 
 // BenchmarkAuthorize runs the indexed Set and a full cedar-go scan side by
-// side on the same policies and requests; scripts/bench-policy.sh prints the
-// ratio.
+// side on the same policies, principal and requests (the request time moves
+// one millisecond per request); scripts/bench-policy.sh prints the ratio.
 func BenchmarkAuthorize(b *testing.B) {
 	p := principal(b, "spiffe://example.org/client/alice", []string{"reader", "writer", "ops"}, map[string]string{"team": "team-4"})
 	for _, n := range []int{50, 1000} {
@@ -67,13 +68,17 @@ func BenchmarkAuthorize(b *testing.B) {
 		b.Run(fmt.Sprintf("indexed/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				s.Authorize(p, reqs[i%len(reqs)])
+				r := reqs[i%len(reqs)]
+				r.Time = t0.Add(time.Duration(i) * time.Millisecond)
+				s.Authorize(p, r)
 			}
 		})
 		b.Run(fmt.Sprintf("cedar/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				s.reference(p, reqs[i%len(reqs)])
+				r := reqs[i%len(reqs)]
+				r.Time = t0.Add(time.Duration(i) * time.Millisecond)
+				s.reference(p, r)
 			}
 		})
 	}

@@ -26,7 +26,7 @@
 //     resources/unsubscribe (attribute uri), Mcp::Prompt::"<name>" for
 //     prompts/get (attribute name), and Mcp::Server::"self" for methods
 //     without a target (tools/list, logging/setLevel, ...).
-//   - context: now (datetime), hour (0-23), minute (0-59) and weekday
+//   - context: now (datetime, the request time to the second), hour (0-23), minute (0-59) and weekday
 //     (0 = Sunday ... 6 = Saturday) as Longs in the configured time zone
 //     (UTC unless [WithTimeZone]), source_address (ipaddr; ip("0.0.0.0") when
 //     unknown, so a forbid on it never fails open), and args (a Record of the

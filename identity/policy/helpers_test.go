@@ -48,3 +48,5 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	}
 	return p
 }
+
+func writeRemove(path string) error { return os.Remove(path) }

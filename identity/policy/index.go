@@ -51,6 +51,7 @@ type bucket struct {
 	in   map[types.EntityUID][]int32
 	typ  map[types.EntityType][]int32
 	size int
+	res  *types.Entity // the resource entity, for a bucket of one resource
 
 	prefixLens []int              // distinct prefix lengths, ascending
 	prefixes   map[string]*bucket // by literal prefix
@@ -225,7 +226,10 @@ func buildActionIndex(asts []*xast.Policy, method string) *actionIndex {
 		ai.byType[t] = mk(nil, resAny, l)
 	}
 	for uid, l := range resEq {
-		ai.exact[uid] = mk(&uid, resAny, resType[uid.Type], l)
+		b := mk(&uid, resAny, resType[uid.Type], l)
+		e := resourceEntity(uid)
+		b.res = &e
+		ai.exact[uid] = b
 	}
 	return ai
 }

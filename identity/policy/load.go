@@ -316,8 +316,10 @@ func (v *validator) node(n xast.IsNode) bool {
 		if vr, ok := n.Arg.(xast.NodeTypeVariable); ok {
 			v.access(string(vr.Name), string(n.Value))
 		}
-	case xast.NodeTypeGetTag, xast.NodeTypeHasTag:
-		v.errorAt("Tag(", "mcpca entities have no tags: read certificate attributes as principal.attrs.<key>")
+	case xast.NodeTypeHasTag:
+		v.errorAt("hasTag", "mcpca entities have no tags: read certificate attributes as principal.attrs.<key>")
+	case xast.NodeTypeGetTag:
+		v.errorAt("getTag", "mcpca entities have no tags: read certificate attributes as principal.attrs.<key>")
 	}
 	return true
 }

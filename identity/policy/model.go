@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -87,6 +88,17 @@ type Principal struct {
 	uid     types.EntityUID
 	parents []types.EntityUID
 	entity  types.Entity
+
+	// ctx caches the last context built for this principal: a connection
+	// makes its requests from one address, many within one second.
+	ctx atomic.Pointer[contextEntry]
+}
+
+type contextEntry struct {
+	cfg *config
+	sec int64
+	src netip.Addr
+	rec types.Record
 }
 
 // NewPrincipal prepares ident for authorization.
@@ -211,10 +223,13 @@ func (d Decision) String() string {
 }
 
 // requestEnv holds the per-request Cedar inputs; it implements
-// types.EntityGetter over the principal and the resource.
+// types.EntityGetter over the principal and the resource. The resource
+// entity is built only if a policy asks for it.
 type requestEnv struct {
-	p   *Principal
-	res types.Entity
+	p      *Principal
+	resUID types.EntityUID
+	res    *types.Entity
+	built  types.Entity
 }
 
 // Get implements types.EntityGetter.
@@ -222,16 +237,37 @@ func (e *requestEnv) Get(uid types.EntityUID) (types.Entity, bool) {
 	if uid == e.p.uid {
 		return e.p.entity, true
 	}
-	if uid == e.res.UID {
-		return e.res, true
+	if uid == e.resUID {
+		if e.res == nil {
+			e.built = resourceEntity(uid)
+			e.res = &e.built
+		}
+		return *e.res, true
 	}
 	return types.Entity{}, false
 }
 
 var unknownAddr = types.IPAddr(netip.PrefixFrom(netip.IPv4Unspecified(), 32))
 
-// contextRecord builds the Cedar context of r.
-func (c *config) contextRecord(r *Request, now time.Time) types.Record {
+// contextRecord returns the Cedar context of r for principal p (nil: no
+// caching). The time is truncated to the second, so p's cached context
+// serves every request of the same second from the same address.
+func (c *config) contextRecord(p *Principal, r *Request, now time.Time) types.Record {
+	sec := now.Unix()
+	cacheable := p != nil && !(c.toolArgs && r.Args != nil)
+	if cacheable {
+		if e := p.ctx.Load(); e != nil && e.cfg == c && e.sec == sec && e.src == r.Source {
+			return e.rec
+		}
+	}
+	rec := c.buildContext(r, time.Unix(sec, 0))
+	if cacheable {
+		p.ctx.Store(&contextEntry{cfg: c, sec: sec, src: r.Source, rec: rec})
+	}
+	return rec
+}
+
+func (c *config) buildContext(r *Request, now time.Time) types.Record {
 	local := now.In(c.loc)
 	src := unknownAddr
 	if r.Source.IsValid() {
