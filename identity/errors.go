@@ -21,3 +21,23 @@ var (
 	// ErrNotSVID reports a certificate that is not a valid mcpca X509-SVID.
 	ErrNotSVID = errors.New("not an mcpca X509-SVID")
 )
+
+// unprefix strips the package prefix from an error made by errorf, so that
+// it can be wrapped again without repeating "identity: ".
+func unprefix(err error) error { return prefixless{err} }
+
+type prefixless struct{ err error }
+
+func (p prefixless) Error() string {
+	s := p.err.Error()
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+func (p prefixless) Unwrap() error { return p.err }
+
+const prefix = "identity: "
+
+func quote(s string) string { return fmt.Sprintf("%q", truncate(s)) }

@@ -59,15 +59,20 @@ type parseConfig struct {
 // ParseOption configures FromCertificate.
 type ParseOption interface{ applyParse(*parseConfig) }
 
-type parseOptionFunc func(*parseConfig)
+// OIDsOption is an option both FromCertificate and NewVerifier accept.
+type OIDsOption interface {
+	ParseOption
+	VerifyOption
+}
 
-func (f parseOptionFunc) applyParse(c *parseConfig) { f(c) }
+type oidsOption OIDs
+
+func (o oidsOption) applyParse(c *parseConfig)   { c.oids = OIDs(o) }
+func (o oidsOption) applyVerify(c *verifyConfig) { c.oids = OIDs(o) }
 
 // WithOIDs sets the extension OIDs to read, for CAs initialised with their own
 // --oid-arc. The default is DefaultOIDs.
-func WithOIDs(o OIDs) ParseOption {
-	return parseOptionFunc(func(c *parseConfig) { c.oids = o })
-}
+func WithOIDs(o OIDs) OIDsOption { return oidsOption(o) }
 
 // FromCertificate parses the identity a leaf certificate carries. It checks the
 // shape of an mcpca X509-SVID (exactly one spiffe URI SAN of the form
@@ -83,6 +88,12 @@ func FromCertificate(cert *x509.Certificate, opts ...ParseOption) (*Identity, er
 	if cert == nil {
 		return nil, errorf("no certificate: %w", ErrNotSVID)
 	}
+	return parseCertificate(cert, cfg.oids, sha256.Sum256(cert.Raw))
+}
+
+// parseCertificate is FromCertificate with the fingerprint computed by the
+// caller.
+func parseCertificate(cert *x509.Certificate, oids OIDs, fp [sha256.Size]byte) (*Identity, error) {
 	if cert.IsCA {
 		return nil, errorf("certificate is a CA certificate, not a leaf: %w", ErrNotSVID)
 	}
@@ -108,7 +119,7 @@ func FromCertificate(cert *x509.Certificate, opts ...ParseOption) (*Identity, er
 		Serial:      cert.SerialNumber,
 		NotBefore:   cert.NotBefore,
 		NotAfter:    cert.NotAfter,
-		Fingerprint: sha256.Sum256(cert.Raw),
+		Fingerprint: fp,
 		DNSNames:    cert.DNSNames,
 		IPAddresses: cert.IPAddresses,
 	}
@@ -116,7 +127,7 @@ func FromCertificate(cert *x509.Certificate, opts ...ParseOption) (*Identity, er
 	for i := range cert.Extensions {
 		ext := &cert.Extensions[i]
 		switch {
-		case oidEqual(ext.Id, cfg.oids.Roles):
+		case oidEqual(ext.Id, oids.Roles):
 			if seenRoles {
 				return nil, errorf("certificate carries the roles extension twice: %w", ErrMalformedExtension)
 			}
@@ -124,7 +135,7 @@ func FromCertificate(cert *x509.Certificate, opts ...ParseOption) (*Identity, er
 			if out.Roles, err = DecodeRoles(ext.Value); err != nil {
 				return nil, err
 			}
-		case oidEqual(ext.Id, cfg.oids.Attributes):
+		case oidEqual(ext.Id, oids.Attributes):
 			if seenAttrs {
 				return nil, errorf("certificate carries the attributes extension twice: %w", ErrMalformedExtension)
 			}

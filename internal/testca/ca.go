@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -105,7 +106,11 @@ func (ca *CA) ChildCA(opts ...Option) *CA {
 	cfg := newConfig(append([]Option{WithTime(ca.now)}, opts...))
 	child := &CA{tb: ca.tb, td: ca.td, now: cfg.now}
 	child.Key = newKey(ca.tb)
-	tmpl := caTemplate(ca.tb, cfg, ca.td+" Test Intermediate CA", ca.td)
+	name := ca.td + " Test Intermediate CA"
+	if len(ca.parents) > 0 {
+		name += fmt.Sprintf(" %d", len(ca.parents)+1)
+	}
+	tmpl := caTemplate(ca.tb, cfg, name, ca.td)
 	child.Cert = createCert(ca.tb, tmpl, ca.Cert, &child.Key.PublicKey, ca.Key)
 	child.parents = append([]*x509.Certificate{ca.Cert}, ca.parents...)
 	return child

@@ -1,0 +1,119 @@
+package identity
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// maxFetchBytes bounds what a source reads from a file or an HTTP response.
+const maxFetchBytes = 16 << 20
+
+// runRefresh calls refresh now and then every interval until ctx ends,
+// reporting each result to onRefresh and logging failures.
+func runRefresh(ctx context.Context, cfg *sourceConfig, what string, refresh func(context.Context) error) error {
+	do := func() {
+		err := refresh(ctx)
+		if err != nil && ctx.Err() == nil {
+			cfg.logger.Warn("refresh failed; keeping the previous version", "source", what, "err", err)
+		}
+		if cfg.onRefresh != nil {
+			cfg.onRefresh(err)
+		}
+	}
+	do()
+	t := cfg.clock.NewTimer(cfg.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C():
+			do()
+			t.Reset(cfg.interval)
+		}
+	}
+}
+
+// fetch reads location: an http(s) URL through hc, or a file path.
+func fetch(ctx context.Context, hc *http.Client, location string) ([]byte, error) {
+	if !isURL(location) {
+		f, err := os.Open(location)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readLimited(f)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", location, resp.Status)
+	}
+	return readLimited(resp.Body)
+}
+
+func readLimited(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxFetchBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFetchBytes {
+		return nil, fmt.Errorf("more than %d bytes", maxFetchBytes)
+	}
+	return b, nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
+}
+
+// CAHTTPClient returns an HTTP client for talking to the CA itself (its
+// /roots and /crl endpoints): it checks the server's certificate chain and
+// host name against the roots src supplies at the time of each connection,
+// so it keeps working across a root rotation the bundle has picked up.
+func CAHTTPClient(src Source) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verification happens in VerifyConnection against the current bundle.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			b, err := src.Bundle()
+			if err != nil {
+				return err
+			}
+			if len(cs.PeerCertificates) == 0 {
+				return errorf("CA server presented no certificate")
+			}
+			inter := b.interPool.Clone()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+				DNSName:       cs.ServerName,
+				Roots:         b.rootPool,
+				Intermediates: inter,
+				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			})
+			if err != nil {
+				return errorf("CA server certificate: %v", err)
+			}
+			return nil
+		},
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}

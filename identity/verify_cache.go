@@ -1,0 +1,95 @@
+package identity
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"sync"
+	"time"
+)
+
+// verifyCache remembers verified chains for one epoch: one bundle and one
+// set of CRLs. When either changes, the next put starts a new epoch and
+// drops every entry, and get misses until then.
+type verifyCache struct {
+	mu     sync.RWMutex
+	bundle *Bundle
+	crls   []*CRL
+	m      map[cacheKey]*cacheEntry
+	max    int
+}
+
+type cacheKey struct {
+	fp [sha256.Size]byte // leaf fingerprint
+	as Kind
+}
+
+type cacheEntry struct {
+	id                  *Identity
+	rest                [][]byte // the intermediates as presented
+	notBefore, notAfter time.Time
+	crl                 *CRL // the CRL that vouched for the leaf, if any
+}
+
+func newVerifyCache(max int) *verifyCache {
+	return &verifyCache{m: make(map[cacheKey]*cacheEntry), max: max}
+}
+
+func (c *verifyCache) get(b *Bundle, crls []*CRL, k cacheKey, rest []*x509.Certificate) *cacheEntry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.bundle != b || !sameCRLs(c.crls, crls) {
+		return nil
+	}
+	e := c.m[k]
+	if e == nil || len(e.rest) != len(rest) {
+		return nil
+	}
+	for i, r := range rest {
+		if !bytes.Equal(e.rest[i], r.Raw) {
+			return nil
+		}
+	}
+	return e
+}
+
+func (c *verifyCache) put(b *Bundle, crls []*CRL, k cacheKey, e *cacheEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bundle != b || !sameCRLs(c.crls, crls) {
+		c.bundle, c.crls = b, append([]*CRL(nil), crls...)
+		clear(c.m)
+	}
+	if len(c.m) >= c.max {
+		for old := range c.m { // evict one entry, at random
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = e
+}
+
+// usable reports whether a cached result still holds at now: the chain is
+// within its validity and the CRL that vouched for it is fresh (or the
+// policy tolerates a stale one).
+func (e *cacheEntry) usable(now time.Time, cfg *verifyConfig) bool {
+	if now.Before(e.notBefore) || now.After(e.notAfter) {
+		return false
+	}
+	if e.crl != nil && cfg.stalePolicy == CRLFailClosed && e.crl.Stale(now, cfg.grace) {
+		return false
+	}
+	return true
+}
+
+func sameCRLs(a, b []*CRL) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
