@@ -88,6 +88,9 @@ func nextAttempt(due, now time.Time, streak int, min, max time.Duration) time.Ti
 // number of consecutive failures tolerated (0 means any number). When it is
 // not, reason says why.
 func healthy(notAfter, now time.Time, failures, threshold int) (ok bool, reason string) {
+	if notAfter.IsZero() {
+		return false, "no certificate yet"
+	}
 	if !now.Before(notAfter) {
 		return false, "certificate expired at " + notAfter.UTC().Format(time.RFC3339)
 	}

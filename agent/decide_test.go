@@ -110,10 +110,15 @@ func TestHealthy(t *testing.T) {
 		{"too many failures", t0, 3, 3, false, "renewal failed 3 times in a row"},
 		{"threshold off", t0, 300, 0, true, ""},
 		{"expired", na, 0, 3, false, "certificate expired at 2026-03-01T13:00:00Z"},
+		{"no certificate", t0, 0, 3, false, "no certificate yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ok, reason := healthy(na, tt.now, tt.failures, tt.threshold)
+			notAfter := na
+			if tt.name == "no certificate" {
+				notAfter = time.Time{}
+			}
+			ok, reason := healthy(notAfter, tt.now, tt.failures, tt.threshold)
 			if ok != tt.ok || reason != tt.wantReason {
 				t.Fatalf("healthy = %v %q, want %v %q", ok, reason, tt.ok, tt.wantReason)
 			}

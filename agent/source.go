@@ -57,6 +57,8 @@ type Status struct {
 	// LastError is the error of the last failed attempt, nil after a
 	// success.
 	LastError error
+	// HookFailures counts failed reload hook runs (set by the Daemon).
+	HookFailures uint64
 }
 
 // Healthy reports whether the source's certificate is fit to serve at now,
