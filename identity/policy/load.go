@@ -82,7 +82,7 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 	for _, src := range srcs {
 		list, err := cedar.NewPolicyListFromBytes(src.Name, src.Data)
 		if err != nil {
-			errs = append(errs, syntaxError(src.Name, err))
+			errs = append(errs, syntaxError(src.Name, src.Data, err))
 			continue
 		}
 		starts := make([]int, len(list))
@@ -139,13 +139,26 @@ var parseErrRE = regexp.MustCompile(`<input>:(\d+):(\d+):? (?:"((?:[^"\\]|\\.)*)
 var exactRE = regexp.MustCompile(`^exact got (.*) want (.*)$`)
 
 // syntaxError turns a cedar-go parse error into a located LoadError.
-func syntaxError(file string, err error) error {
+func syntaxError(file string, data []byte, err error) error {
+	if !utf8.Valid(data) {
+		off := 0
+		for off < len(data) {
+			r, n := utf8.DecodeRune(data[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		line, col := position(data, off)
+		return &LoadError{File: file, Line: line, Column: col, Msg: "syntax error: invalid UTF-8"}
+	}
 	m := parseErrRE.FindStringSubmatch(err.Error())
 	if m == nil {
 		return &LoadError{File: file, Line: 1, Column: 1, Msg: "syntax error: " + err.Error()}
 	}
 	line, _ := strconv.Atoi(m[1])
 	col, _ := strconv.Atoi(m[2])
+	line, col = max(line, 1), max(col, 1)
 	msg := m[4]
 	if e := exactRE.FindStringSubmatch(msg); e != nil {
 		got := strconv.Quote(e[1])

@@ -18,6 +18,8 @@ func TestCompileErrors(t *testing.T) {
 			`identity: bad.cedar:2:36: syntax error: expected "}", got end of input`},
 		{"syntax: unknown function", "permit(principal, action, resource) when { foo(1) };", nil,
 			"identity: bad.cedar:1:48: syntax error: `foo` is not a function"},
+		{"invalid utf-8", "permit(principal, action, resource)\nwhen { \"\xff\" };", nil,
+			"identity: bad.cedar:2:9: syntax error: invalid UTF-8"},
 		{"unknown action", "\n\npermit(principal, action == Mcp::Action::\"tools/cal\", resource);", nil,
 			`identity: bad.cedar:3:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"`},
 		{"unknown action in set", "permit(principal, action in [Mcp::Action::\"tools/call\", Mcp::Action::\"tool/call\"], resource);", nil,
