@@ -82,7 +82,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 			return
 		}
 	}
-	modifier, err := leafModifier(st.oids, id, claims, ttl)
+	modifier, err := leafModifier(st.oids, id, claims)
 	if err != nil {
 		s.refuse(w, r, "issue", http.StatusBadRequest, err)
 		return
@@ -104,8 +104,8 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 
 // leafModifier gives the leaf its mcpca shape: key usages by kind, the roles
 // and attributes extensions from the token (encoded by identity's codec), a
-// subject naming the identity.
-func leafModifier(oids identity.OIDs, id identity.ID, c *Claims, ttl time.Duration) (provisioner.CertificateModifierFunc, error) {
+// subject naming the identity. The lifetime is set through the sign options.
+func leafModifier(oids identity.OIDs, id identity.ID, c *Claims) (provisioner.CertificateModifierFunc, error) {
 	var exts []pkix.Extension
 	if len(c.Roles) > 0 {
 		v, err := identity.EncodeRoles(c.Roles)
@@ -142,9 +142,6 @@ func leafModifier(oids identity.OIDs, id identity.ID, c *Claims, ttl time.Durati
 			}
 		}
 		cert.ExtraExtensions = append(kept, exts...)
-		if !cert.NotBefore.IsZero() {
-			cert.NotAfter = cert.NotBefore.Add(ttl)
-		}
 		return nil
 	}, nil
 }

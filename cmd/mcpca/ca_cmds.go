@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/identity"
+)
+
+func init() {
+	commands = append(commands, newInitCmd, newServeCmd, newTokenCmd, newProvisionerCmd)
+}
+
+func newInitCmd() *cobra.Command {
+	var c ca.InitConfig
+	var pwFile, maxTTL, defTTL string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a CA directory: root, intermediate, admin provisioner, configuration",
+		Long: `Create a CA directory: a root and an intermediate (ECDSA P-256) whose keys are
+encrypted at rest, an admin JWK provisioner (its key encrypted too), step-ca's
+configuration (config/ca.json) and mcpca's settings (config/mcpca.json).
+
+Without --password-file a random password is generated into <dir>/secrets/password (0600).`,
+		Example: `  mcpca init --dir ./pki --name "Acme MCP CA" --trust-domain acme.test \
+             --address 127.0.0.1:9443 --dns localhost`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pwFile != "" {
+				pw, err := readPassword(pwFile, "")
+				if err != nil {
+					return err
+				}
+				c.Password = pw
+			}
+			var err error
+			if c.MaxTTL, err = parseDur("--max-ttl", maxTTL); err != nil {
+				return err
+			}
+			if c.DefaultTTL, err = parseDur("--default-ttl", defTTL); err != nil {
+				return err
+			}
+			res, err := ca.Init(c)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Created the CA %q in %s\n", c.Name, c.Dir)
+			fmt.Fprintf(out, "  trust domain:     %s\n", c.TrustDomain)
+			fmt.Fprintf(out, "  CA URL:           %s\n", res.CAURL)
+			fmt.Fprintf(out, "  root certificate: %s\n", res.Layout.RootCert())
+			fmt.Fprintf(out, "  root fingerprint: %s\n", res.RootFingerprint)
+			if res.PasswordFile != "" {
+				fmt.Fprintf(out, "  password:         generated into %s (0600); keep it safe\n", res.PasswordFile)
+			}
+			fmt.Fprintf(out, "Start it with: mcpca serve --dir %s\n", c.Dir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Dir, "dir", "", "CA directory to create (required)")
+	f.StringVar(&c.Name, "name", "", "name of the CA, e.g. \"Acme MCP CA\" (required)")
+	f.StringVar(&c.TrustDomain, "trust-domain", "", "SPIFFE trust domain of the identities, e.g. acme.test (required)")
+	f.StringVar(&c.Address, "address", "127.0.0.1:9443", "address the CA listens on (host:port)")
+	f.StringSliceVar(&c.DNSNames, "dns", nil, "DNS name of the CA for its TLS certificate (repeatable; the address host is added)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the password that encrypts the CA keys (default: generate one)")
+	f.StringVar(&c.OIDArc, "oid-arc", "", "OID arc of the roles (<arc>.1) and attributes (<arc>.2) extensions (default "+identity.DefaultOIDArc.String()+"; use your own PEN)")
+	f.StringVar(&maxTTL, "max-ttl", "24h", "longest certificate lifetime a token may ask for")
+	f.StringVar(&defTTL, "default-ttl", "", "lifetime of certificates whose token names none (default min(24h, --max-ttl))")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("trust-domain")
+	return cmd
+}
+
+func parseDur(flag, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %v", flag, s, err)
+	}
+	return d, nil
+}
+
+func newServeCmd() *cobra.Command {
+	var dir, pwFile, addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the CA in the foreground (SIGHUP reloads, SIGTERM stops)",
+		Long: `Run the CA in the foreground: step-ca's HTTP API over TLS 1.3 with mcpca's
+enrolment rules. Logs are JSON lines on stderr: one per issuance, renewal and
+revocation. SIGHUP reloads the configuration (new provisioners); SIGTERM or
+SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.lock).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pw, err := readPassword(pwFile, dir)
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			srv, err := ca.Open(dir, pw, ca.WithLogger(logger))
+			if err != nil {
+				return err
+			}
+			if addr == "" {
+				addr = srv.Settings().Address
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				_ = srv.Close(context.Background())
+				return fmt.Errorf("listening on %s: %w", addr, err)
+			}
+			logger.Info("CA serving", "event", "start", "url", "https://"+ln.Addr().String(), "trust_domain", srv.Settings().TrustDomain, "pid", os.Getpid())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			for {
+				select {
+				case err := <-done:
+					_ = srv.Close(context.Background())
+					if errors.Is(err, http.ErrServerClosed) {
+						return nil
+					}
+					return err
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						if err := srv.Reload(); err != nil {
+							logger.Error("reload failed; the previous configuration stays", "event", "reload", "error", err.Error())
+						}
+						continue
+					}
+					logger.Info("stopping", "event", "stop", "signal", sig.String())
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					err := srv.Close(ctx)
+					cancel()
+					<-done
+					return err
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "CA directory made by `mcpca init` (required)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newTokenCmd() *cobra.Command {
+	var (
+		dir, pwFile, prov, ttl, tokenTTL string
+		server                           bool
+		roles, attrs, dns, ips           []string
+	)
+	cmd := &cobra.Command{
+		Use:   "token NAME",
+		Short: "Mint a one-time enrolment token for spiffe://<td>/<client|server>/NAME",
+		Long: `Mint a one-time enrolment token. Only the token goes to stdout, so
+TOKEN=$(mcpca token ...) works. The token names the identity, its roles and
+attributes and the lifetime of the certificate it yields (--ttl); it is
+audience-bound to this CA, valid for --token-ttl and redeemable once.`,
+		Example: `  mcpca token reporter --dir ./pki --role reader --attr team=payments --attr env=prod
+  mcpca token files --server --dns files.acme.test --dir ./pki --role mcp-server`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw, err := readPassword(pwFile, dir)
+			if err != nil {
+				return err
+			}
+			req := ca.TokenRequest{Kind: identity.KindClient, Name: args[0], Roles: roles, DNSNames: dns, Provisioner: prov}
+			if server {
+				req.Kind = identity.KindServer
+			} else if len(dns) > 0 || len(ips) > 0 {
+				return errors.New("--dns and --ip are for server identities: add --server")
+			}
+			for _, s := range ips {
+				ip := net.ParseIP(s)
+				if ip == nil {
+					return fmt.Errorf("--ip %q is not an IP address", s)
+				}
+				req.IPAddresses = append(req.IPAddresses, ip)
+			}
+			if len(attrs) > 0 {
+				req.Attributes = map[string]string{}
+				for _, a := range attrs {
+					k, v, ok := strings.Cut(a, "=")
+					if !ok {
+						return fmt.Errorf("--attr %q: want key=value", a)
+					}
+					if _, dup := req.Attributes[k]; dup {
+						return fmt.Errorf("--attr %q: attribute %q given twice", a, k)
+					}
+					req.Attributes[k] = v
+				}
+			}
+			if req.TTL, err = parseDur("--ttl", ttl); err != nil {
+				return err
+			}
+			if req.TokenTTL, err = parseDur("--token-ttl", tokenTTL); err != nil {
+				return err
+			}
+			tok, err := ca.MintToken(dir, pw, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "CA directory (required)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the token")
+	f.BoolVar(&server, "server", false, "a server identity (spiffe://<td>/server/NAME) instead of a client")
+	f.StringArrayVar(&roles, "role", nil, "role to grant (repeatable)")
+	f.StringArrayVar(&attrs, "attr", nil, "attribute key=value to grant (repeatable)")
+	f.StringArrayVar(&dns, "dns", nil, "DNS name of a server identity (repeatable)")
+	f.StringArrayVar(&ips, "ip", nil, "IP address of a server identity (repeatable)")
+	f.StringVar(&ttl, "ttl", "", "lifetime of the certificate the token yields (default: the CA's default)")
+	f.StringVar(&tokenTTL, "token-ttl", "5m", "lifetime of the token itself")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newProvisionerCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "provisioner", Short: "Manage provisioners (who may mint tokens, and for what)"}
+	var (
+		dir, pwFile               string
+		roles, attrKeys, patterns []string
+	)
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add a provisioner limited to some roles, attribute keys and names",
+		Long: `Add a JWK provisioner whose tokens can grant only the listed roles and
+attribute keys, for names matching one of the patterns (path.Match syntax
+against "<kind>/<name>", e.g. client/team-a-*). The CA enforces the limits.
+A running CA (mcpca serve on the same directory) reloads at once.`,
+		Example: `  mcpca provisioner add team-a --dir ./pki --allow-role reader --allow-name 'client/team-a-*'`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw, err := readPassword(pwFile, dir)
+			if err != nil {
+				return err
+			}
+			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns}); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Added provisioner %q: roles [%s], attribute keys [%s], names [%s]\n",
+				args[0], strings.Join(roles, ", "), strings.Join(attrKeys, ", "), strings.Join(patterns, ", "))
+			pid, err := ca.ServingPID(dir)
+			switch {
+			case err != nil:
+				fmt.Fprintf(out, "Could not tell whether a CA serves %s (%v): restart it or send it SIGHUP\n", dir, err)
+			case pid == 0:
+				fmt.Fprintln(out, "No CA is serving this directory: it takes effect when `mcpca serve` starts")
+			default:
+				if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+					return fmt.Errorf("asking the running CA (pid %d) to reload: %w", pid, err)
+				}
+				fmt.Fprintf(out, "Asked the running CA (pid %d) to reload: it takes effect without a restart\n", pid)
+			}
+			return nil
+		},
+	}
+	f := add.Flags()
+	f.StringVar(&dir, "dir", "", "CA directory (required)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.StringArrayVar(&roles, "allow-role", nil, "role its tokens may grant (repeatable)")
+	f.StringArrayVar(&attrKeys, "allow-attr", nil, "attribute key its tokens may set (repeatable)")
+	f.StringArrayVar(&patterns, "allow-name", nil, "name pattern its tokens may use, e.g. 'client/team-a-*' (repeatable, at least one)")
+	_ = add.MarkFlagRequired("dir")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List provisioners and their limits",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := ca.LoadSettings(dir)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for name, p := range s.Provisioners {
+				if p.Admin {
+					fmt.Fprintf(out, "%s\tadmin (unrestricted)\n", name)
+					continue
+				}
+				fmt.Fprintf(out, "%s\troles [%s] attribute keys [%s] names [%s]\n", name,
+					strings.Join(p.AllowRoles, ", "), strings.Join(p.AllowAttrKeys, ", "), strings.Join(p.AllowNames, ", "))
+			}
+			return nil
+		},
+	}
+	list.Flags().StringVar(&dir, "dir", "", "CA directory (required)")
+	_ = list.MarkFlagRequired("dir")
+	cmd.AddCommand(add, list)
+	return cmd
+}

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/atomicfile"
+	"github.com/mcpca/mcpca/internal/caclient"
+)
+
+func init() {
+	commands = append(commands, newEnrollCmd, newBootstrapCmd, newRenewCmd, newRevokeCmd, newInspectCmd)
+}
+
+type caFlags struct{ url, root string }
+
+func (c *caFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.url, "ca-url", "", "URL of the CA, e.g. https://127.0.0.1:9443 (required)")
+	cmd.Flags().StringVar(&c.root, "root", "", "root certificate of the CA (PEM) (required)")
+}
+
+func newEnrollCmd() *cobra.Command {
+	var (
+		cf                                      caFlags
+		token, tokenFile, certFile, keyFile, kt string
+	)
+	cmd := &cobra.Command{
+		Use:   "enroll",
+		Short: "Redeem a one-time token: generate a key locally and get its certificate",
+		Long: `Redeem a one-time token. The key is generated here (P-256 by default) and never
+leaves the host; the certificate file holds the leaf and the intermediate;
+the key is written 0600. Both are written atomically.`,
+		Example: `  mcpca enroll --token "$TOKEN" --ca-url https://127.0.0.1:9443 --root ./pki/certs/root_ca.crt \
+               --cert reporter.crt --key reporter.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("reading token: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
+			}
+			if token == "" {
+				return errors.New("missing --token (or --token-file)")
+			}
+			if certFile == "" || keyFile == "" {
+				return errors.New("missing --cert or --key (where to write the certificate and the key)")
+			}
+			cl, err := newClient(cf.url, cf.root)
+			if err != nil {
+				return err
+			}
+			key, err := generateKey(kt)
+			if err != nil {
+				return err
+			}
+			csr, err := caclient.CSRForToken(token, key)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			chain, err := cl.Sign(ctx, csr, token)
+			if err != nil {
+				return err
+			}
+			if err := writeKey(keyFile, key); err != nil {
+				return err
+			}
+			if err := writeChain(certFile, chain); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Enrolled %s (serial %s, valid until %s)\n  certificate: %s\n  key:         %s (0600)\n",
+				subjectOf(chain[0]), chain[0].SerialNumber, chain[0].NotAfter.UTC().Format(time.RFC3339), certFile, keyFile)
+			return nil
+		},
+	}
+	cf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&token, "token", "", "one-time token from `mcpca token`")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the token (instead of --token)")
+	f.StringVar(&certFile, "cert", "", "where to write the certificate chain (PEM)")
+	f.StringVar(&keyFile, "key", "", "where to write the private key (PEM, 0600)")
+	f.StringVar(&kt, "key-type", "p256", "key type: p256, p384, ed25519 or rsa2048")
+	return cmd
+}
+
+func newBootstrapCmd() *cobra.Command {
+	var caURL, fp, out string
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Fetch the CA's root certificate, trusting it only if its fingerprint matches",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if caURL == "" || fp == "" || out == "" {
+				return errors.New("need --ca-url, --fingerprint and --out")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			root, err := caclient.Bootstrap(ctx, caURL, fp)
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.WriteFile(out, caclient.EncodeCertificates([]*x509.Certificate{root}), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the root %q (fingerprint %s) to %s\n", root.Subject.CommonName, strings.ToLower(fp), out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&caURL, "ca-url", "", "URL of the CA (required)")
+	f.StringVar(&fp, "fingerprint", "", "SHA-256 fingerprint of the root, as printed by `mcpca init` (required)")
+	f.StringVar(&out, "out", "root_ca.crt", "where to write the root certificate")
+	return cmd
+}
+
+func newRenewCmd() *cobra.Command {
+	var cf caFlags
+	var certFile, keyFile string
+	cmd := &cobra.Command{
+		Use:   "renew",
+		Short: "Renew a certificate over mTLS (same identity, roles and attributes) and replace the file atomically",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pair, err := loadPair(certFile, keyFile)
+			if err != nil {
+				return err
+			}
+			cl, err := newClient(cf.url, cf.root)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			chain, err := cl.Renew(ctx, pair)
+			if err != nil {
+				return err
+			}
+			if err := writeChain(certFile, chain); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Renewed %s: serial %s, valid until %s\n", subjectOf(chain[0]), chain[0].SerialNumber, chain[0].NotAfter.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&certFile, "cert", "", "certificate chain to renew; replaced atomically (required)")
+	cmd.Flags().StringVar(&keyFile, "key", "", "its private key (required)")
+	return cmd
+}
+
+func newRevokeCmd() *cobra.Command {
+	var (
+		cf                                           caFlags
+		certFile, keyFile, serial, dir, pwFile, prov string
+		reason                                       string
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a certificate: as its holder (--cert/--key) or as the operator (--serial/--dir)",
+		Long: `Revoke a certificate through the running CA, which regenerates its CRL.
+As the holder, present the certificate and its key (--cert, --key).
+As the operator, name the serial (decimal, as printed by enroll and inspect)
+and the CA directory: a one-time revocation token is minted with the
+provisioner's key. A revoked certificate can no longer renew.`,
+		Example: `  mcpca revoke --cert reporter.crt --key reporter.key --ca-url https://127.0.0.1:9443 --root root_ca.crt
+  mcpca revoke --serial 1234567890 --dir ./pki --ca-url https://127.0.0.1:9443 --reason "left the team"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cf.root == "" && dir != "" {
+				cf.root = ca.Layout{Dir: dir}.RootCert()
+			}
+			if cf.url == "" && dir != "" {
+				if s, err := ca.LoadSettings(dir); err == nil {
+					cf.url = s.CAURL()
+				}
+			}
+			cl, err := newClient(cf.url, cf.root)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			switch {
+			case serial != "" && certFile != "":
+				return errors.New("give either --serial (operator) or --cert/--key (holder), not both")
+			case serial != "":
+				if dir == "" {
+					return errors.New("--serial needs --dir (the CA directory, for the provisioner key)")
+				}
+				pw, err := readPassword(pwFile, dir)
+				if err != nil {
+					return err
+				}
+				tok, err := ca.MintRevokeToken(dir, pw, prov, serial, time.Now())
+				if err != nil {
+					return err
+				}
+				if err := cl.Revoke(ctx, serial, tok, reason); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked serial %s\n", serial)
+			default:
+				pair, err := loadPair(certFile, keyFile)
+				if err != nil {
+					return err
+				}
+				if err := cl.RevokeSelf(ctx, pair, reason); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked %s (serial %s)\n", subjectOf(pair.Leaf), pair.Leaf.SerialNumber)
+			}
+			return nil
+		},
+	}
+	cf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&certFile, "cert", "", "certificate to revoke (holder)")
+	f.StringVar(&keyFile, "key", "", "its private key (holder)")
+	f.StringVar(&serial, "serial", "", "serial number to revoke, decimal (operator)")
+	f.StringVar(&dir, "dir", "", "CA directory (operator)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (operator; default <dir>/secrets/password)")
+	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the revocation token (operator)")
+	f.StringVar(&reason, "reason", "", "reason for the revocation")
+	return cmd
+}
+
+// inspectOutput is the --json shape of `mcpca inspect`.
+type inspectOutput struct {
+	SPIFFEID    string            `json:"spiffe_id"`
+	TrustDomain string            `json:"trust_domain"`
+	Kind        string            `json:"kind"`
+	Name        string            `json:"name"`
+	Roles       []string          `json:"roles"`
+	Attributes  map[string]string `json:"attributes"`
+	Serial      string            `json:"serial"`
+	NotBefore   time.Time         `json:"not_before"`
+	NotAfter    time.Time         `json:"not_after"`
+	Remaining   string            `json:"remaining"`
+	Expired     bool              `json:"expired"`
+	Issuer      string            `json:"issuer"`
+	DNSNames    []string          `json:"dns_names,omitempty"`
+	IPAddresses []string          `json:"ip_addresses,omitempty"`
+	Fingerprint string            `json:"sha256_fingerprint"`
+}
+
+func newInspectCmd() *cobra.Command {
+	var asJSON bool
+	var arc string
+	cmd := &cobra.Command{
+		Use:   "inspect CERT",
+		Short: "Show the identity a certificate carries: SPIFFE ID, roles, attributes, validity",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			certs, err := caclient.ParseCertificates(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			var opts []identity.ParseOption
+			if arc != "" {
+				a, err := identity.ParseOIDArc(arc)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
+			}
+			id, err := identity.FromCertificate(certs[0], opts...)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			now := time.Now()
+			sum := sha256.Sum256(certs[0].Raw)
+			o := inspectOutput{
+				SPIFFEID: id.ID.String(), TrustDomain: id.ID.TrustDomain, Kind: string(id.ID.Kind), Name: id.ID.Name,
+				Roles: id.Roles, Attributes: id.Attributes, Serial: id.Serial.String(),
+				NotBefore: id.NotBefore.UTC(), NotAfter: id.NotAfter.UTC(),
+				Remaining: id.NotAfter.Sub(now).Truncate(time.Second).String(), Expired: now.After(id.NotAfter),
+				Issuer: certs[0].Issuer.CommonName, DNSNames: id.DNSNames, Fingerprint: hex.EncodeToString(sum[:]),
+			}
+			if o.Roles == nil {
+				o.Roles = []string{}
+			}
+			for _, ip := range id.IPAddresses {
+				o.IPAddresses = append(o.IPAddresses, ip.String())
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(o)
+			}
+			fmt.Fprintf(out, "SPIFFE ID:   %s\n", o.SPIFFEID)
+			fmt.Fprintf(out, "Kind:        %s\n", o.Kind)
+			fmt.Fprintf(out, "Roles:       %s\n", strings.Join(o.Roles, ", "))
+			keys := make([]string, 0, len(o.Attributes))
+			for k := range o.Attributes {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var kv []string
+			for _, k := range keys {
+				kv = append(kv, k+"="+o.Attributes[k])
+			}
+			fmt.Fprintf(out, "Attributes:  %s\n", strings.Join(kv, ", "))
+			if len(o.DNSNames) > 0 || len(o.IPAddresses) > 0 {
+				fmt.Fprintf(out, "DNS/IP:      %s\n", strings.Join(append(append([]string{}, o.DNSNames...), o.IPAddresses...), ", "))
+			}
+			fmt.Fprintf(out, "Serial:      %s\n", o.Serial)
+			fmt.Fprintf(out, "Valid:       %s to %s\n", o.NotBefore.Format(time.RFC3339), o.NotAfter.Format(time.RFC3339))
+			if o.Expired {
+				fmt.Fprintf(out, "Remaining:   expired\n")
+			} else {
+				fmt.Fprintf(out, "Remaining:   %s\n", o.Remaining)
+			}
+			fmt.Fprintf(out, "Issuer:      %s\n", o.Issuer)
+			fmt.Fprintf(out, "Fingerprint: %s\n", o.Fingerprint)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&arc, "oid-arc", "", "OID arc of the CA's extensions, if not the default")
+	return cmd
+}
+
+// subjectOf names a certificate by its SPIFFE ID, or its subject.
+func subjectOf(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	return c.Subject.String()
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/internal/atomicfile"
+	"github.com/mcpca/mcpca/internal/caclient"
+)
+
+// readPassword reads the CA password from file, or from the generated
+// <dir>/secrets/password when file is empty.
+func readPassword(file, dir string) ([]byte, error) {
+	if file == "" {
+		if dir == "" {
+			return nil, errors.New("no password: pass --password-file")
+		}
+		file = ca.Layout{Dir: dir}.PasswordFile()
+		if _, err := os.Stat(file); err != nil {
+			return nil, fmt.Errorf("no password: %s does not exist, pass --password-file", file)
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	pw := []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(pw) == 0 {
+		return nil, fmt.Errorf("password file %s is empty", file)
+	}
+	return pw, nil
+}
+
+// loadRoots reads a PEM file of root certificates.
+func loadRoots(file string) (*x509.CertPool, []*x509.Certificate, error) {
+	if file == "" {
+		return nil, nil, errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading root: %w", err)
+	}
+	certs, err := caclient.ParseCertificates(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, certs, nil
+}
+
+func newClient(caURL, rootFile string) (*caclient.Client, error) {
+	if caURL == "" {
+		return nil, errors.New("missing --ca-url (e.g. https://127.0.0.1:9443)")
+	}
+	pool, _, err := loadRoots(rootFile)
+	if err != nil {
+		return nil, err
+	}
+	return caclient.New(caURL, pool)
+}
+
+// loadPair reads a certificate chain and its key.
+func loadPair(certFile, keyFile string) (tls.Certificate, error) {
+	if certFile == "" || keyFile == "" {
+		return tls.Certificate{}, errors.New("missing --cert or --key")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("loading %s and %s: %w", certFile, keyFile, err)
+	}
+	return pair, nil
+}
+
+// generateKey makes a new private key of the named type.
+func generateKey(kind string) (crypto.Signer, error) {
+	switch strings.ToLower(kind) {
+	case "", "p256", "ec", "ecdsa":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "p384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	case "rsa", "rsa2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return nil, fmt.Errorf("unknown key type %q: use p256, p384, ed25519 or rsa2048", kind)
+}
+
+// writeKey writes a private key as PKCS#8 PEM, 0600, atomically.
+func writeKey(path string, key crypto.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// writeChain writes leaf + intermediates as PEM, atomically.
+func writeChain(path string, chain []*x509.Certificate) error {
+	return atomicfile.WriteFile(path, caclient.EncodeCertificates(chain), 0o644)
+}
