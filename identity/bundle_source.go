@@ -87,7 +87,7 @@ func NewCABundleSource(caURL string, initial *Bundle, opts ...SourceOption) (*CA
 		if initial == nil {
 			return nil, errorf("CA bundle source for %s needs an initial bundle or an HTTP client", caURL)
 		}
-		s.client = CAHTTPClient(&s.store)
+		s.client = CAHTTPClient(&s.store, WithClock(s.cfg.clock))
 	}
 	return s, nil
 }

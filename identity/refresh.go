@@ -85,7 +85,10 @@ func isURL(s string) bool {
 // /roots and /crl endpoints): it checks the server's certificate chain and
 // host name against the roots src supplies at the time of each connection,
 // so it keeps working across a root rotation the bundle has picked up.
-func CAHTTPClient(src Source) *http.Client {
+// Of the options, only WithClock matters: it sets the time certificates are
+// checked at.
+func CAHTTPClient(src Source, opts ...SourceOption) *http.Client {
+	cfg := newSourceConfig(opts)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -97,7 +100,7 @@ func CAHTTPClient(src Source) *http.Client {
 				return err
 			}
 			if len(cs.PeerCertificates) == 0 {
-				return errorf("CA server presented no certificate")
+				return fmt.Errorf("CA server presented no certificate")
 			}
 			inter := b.interPool.Clone()
 			for _, c := range cs.PeerCertificates[1:] {
@@ -108,9 +111,11 @@ func CAHTTPClient(src Source) *http.Client {
 				Roots:         b.rootPool,
 				Intermediates: inter,
 				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+				CurrentTime:   cfg.clock.Now(),
 			})
 			if err != nil {
-				return errorf("CA server certificate: %v", err)
+				// Not errorf: net/http wraps this in the caller's identity error.
+				return fmt.Errorf("CA server certificate: %v", err)
 			}
 			return nil
 		},
