@@ -1,0 +1,329 @@
+package identity
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// AuditGenesis is the prev value of the first record of an audit log: 64
+// zeros, the hex of a SHA-256 that no line hashes to.
+const AuditGenesis = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// maxAuditLine bounds one record when verifying or resuming a log.
+const maxAuditLine = 1 << 20
+
+// AuditRecord is one authorization decision, written as one JSON line.
+//
+// Seq and Prev are set by AuditLog.Write: Seq counts records from 1, Prev is
+// the lower-case hex SHA-256 of the previous line's bytes (without its
+// newline), or AuditGenesis for the first record. Together they chain the
+// log, so VerifyLog detects an edited, deleted, reordered or truncated
+// record.
+type AuditRecord struct {
+	Seq       uint64         `json:"seq"`
+	Prev      string         `json:"prev"`
+	Time      time.Time      `json:"time"`
+	SPIFFEID  string         `json:"spiffe_id"`
+	Serial    string         `json:"serial,omitempty"`
+	Roles     []string       `json:"roles"`
+	Method    string         `json:"method"`
+	Target    string         `json:"target,omitempty"`
+	Decision  string         `json:"decision"` // "allow" or "deny"
+	Policies  []string       `json:"policies"` // IDs of the determining policies
+	Source    string         `json:"source_address,omitempty"`
+	LatencyUS float64        `json:"latency_us"` // decision latency in microseconds
+	Args      map[string]any `json:"args,omitempty"`
+}
+
+// auditConfig holds the options of NewAuditLog and OpenAuditLog.
+type auditConfig struct {
+	args  bool
+	clock clock.Clock
+}
+
+// AuditOption configures NewAuditLog and OpenAuditLog.
+type AuditOption interface{ applyAudit(*auditConfig) }
+
+type auditOptionFunc func(*auditConfig)
+
+func (f auditOptionFunc) applyAudit(c *auditConfig) { f(c) }
+
+// WithAuditArguments keeps AuditRecord.Args (tool argument values) in the
+// log. Without it they are dropped, as they may hold sensitive data.
+func WithAuditArguments() AuditOption {
+	return auditOptionFunc(func(c *auditConfig) { c.args = true })
+}
+
+// WithAuditClock sets the clock that stamps records written without a Time.
+func WithAuditClock(c clock.Clock) AuditOption {
+	return auditOptionFunc(func(cfg *auditConfig) { cfg.clock = clock.Or(c) })
+}
+
+// AuditLog writes hash-chained audit records, one JSON line each, flushed
+// per record. It is safe for concurrent use: writes are serialized.
+type AuditLog struct {
+	cfg    auditConfig
+	mu     sync.Mutex
+	w      *bufio.Writer
+	closer io.Closer
+	prev   string
+	seq    uint64
+	err    error // sticky write error
+}
+
+// NewAuditLog starts a new chain (from AuditGenesis) on w.
+func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
+	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: bufio.NewWriter(w), prev: AuditGenesis}
+	for _, o := range opts {
+		o.applyAudit(&l.cfg)
+	}
+	return l
+}
+
+// OpenAuditLog opens (creating with mode 0600) the audit log at path for
+// appending. An existing log is resumed: the chain continues from its last
+// line. A log whose last line is incomplete or not a record is refused, so
+// a damaged log is never silently extended; check it with VerifyLog.
+func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, errorf("opening audit log: %w", err)
+	}
+	last, err := lastLine(f)
+	if err != nil {
+		f.Close()
+		return nil, errorf("audit log %s: %w", path, err)
+	}
+	l := NewAuditLog(f, opts...)
+	l.closer = f
+	if last != nil {
+		var r AuditRecord
+		if err := json.Unmarshal(last, &r); err != nil || r.Seq == 0 {
+			f.Close()
+			return nil, errorf("audit log %s: its last line is not an audit record; check it with mcpca audit verify", path)
+		}
+		sum := sha256.Sum256(last)
+		l.prev, l.seq = hex.EncodeToString(sum[:]), r.Seq
+	}
+	return l, nil
+}
+
+// lastLine returns the last line of f without its newline, nil for an empty
+// file, and an error if the file does not end with a newline.
+func lastLine(f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	if size == 0 {
+		return nil, nil
+	}
+	n := min(size, maxAuditLine+1)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, size-n); err != nil {
+		return nil, err
+	}
+	if buf[len(buf)-1] != '\n' {
+		return nil, errors.New("the last record is incomplete (the log was truncated or a write was torn); check it with mcpca audit verify")
+	}
+	buf = buf[:len(buf)-1]
+	i := bytes.LastIndexByte(buf, '\n')
+	if i < 0 && n < size {
+		return nil, errors.New("the last record is too long")
+	}
+	return buf[i+1:], nil
+}
+
+// Write appends r, setting its Seq and Prev (and its Time, if zero), and
+// flushes it. After a write error every later Write fails with that error.
+func (l *AuditLog) Write(r AuditRecord) error {
+	if r.Time.IsZero() {
+		r.Time = l.cfg.clock.Now()
+	}
+	r.Time = r.Time.UTC()
+	if !l.cfg.args {
+		r.Args = nil
+	}
+	if r.Roles == nil {
+		r.Roles = []string{}
+	}
+	if r.Policies == nil {
+		r.Policies = []string{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
+	}
+	r.Seq, r.Prev = l.seq+1, l.prev
+	line, err := json.Marshal(&r)
+	if err != nil {
+		return errorf("encoding audit record: %w", err)
+	}
+	line = append(line, '\n')
+	if _, err := l.w.Write(line); err != nil {
+		l.err = errorf("writing audit log: %w", err)
+		return l.err
+	}
+	if err := l.w.Flush(); err != nil {
+		l.err = errorf("writing audit log: %w", err)
+		return l.err
+	}
+	sum := sha256.Sum256(line[:len(line)-1])
+	l.prev, l.seq = hex.EncodeToString(sum[:]), r.Seq
+	return nil
+}
+
+// Head returns the sequence number of the last record written and the hex
+// SHA-256 of its line. Recording the head elsewhere (a metrics system, a
+// second log) anchors the chain, so that removing its tail is detectable too.
+func (l *AuditLog) Head() (seq uint64, hash string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq, l.prev
+}
+
+// Close flushes the log and closes the file OpenAuditLog opened.
+func (l *AuditLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if l.closer != nil {
+		if cerr := l.closer.Close(); err == nil {
+			err = cerr
+		}
+		l.closer = nil
+	}
+	if err != nil {
+		return errorf("closing audit log: %w", err)
+	}
+	return nil
+}
+
+// AuditLogError locates the first problem VerifyLog found.
+type AuditLogError struct {
+	Line   int    // 1-based line number of the first bad line
+	Reason string // what is wrong: edited, deleted, reordered, truncated, ...
+}
+
+// Error renders "identity: audit log line N: REASON".
+func (e *AuditLogError) Error() string {
+	return fmt.Sprintf("identity: audit log line %d: %s", e.Line, e.Reason)
+}
+
+// VerifyLog reads an audit log and checks its chain. It returns the number
+// of records and, for a log that does not verify, an *AuditLogError naming
+// the first bad line and why:
+//
+//   - a line that is not a record, or a record whose hash does not match the
+//     next record's prev: the line was edited;
+//   - a sequence number that jumps forward, or a first record that does not
+//     start from AuditGenesis: records were deleted;
+//   - a sequence number that goes back: records were reordered;
+//   - a last line without its newline: the log was truncated.
+//
+// Removing whole records from the end cannot be seen from the log alone;
+// compare the returned count (or AuditLog.Head) with an anchored value.
+func VerifyLog(r io.Reader) (int, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	prevHash, prevSeq := AuditGenesis, uint64(0)
+	for n := 1; ; n++ {
+		line, err := readAuditLine(br)
+		if err == io.EOF && len(line) == 0 {
+			return n - 1, nil
+		}
+		if err == io.EOF {
+			return n - 1, &AuditLogError{Line: n, Reason: "incomplete last record (no newline): the log was truncated"}
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("line longer than %d bytes: not an audit record", maxAuditLine)}
+			}
+			return n - 1, errorf("reading audit log: %w", err)
+		}
+		seq, prev, ok := parseChain(line)
+		if !ok {
+			return n - 1, &AuditLogError{Line: n, Reason: "not an audit record: the line was edited or the log corrupted"}
+		}
+		switch {
+		case seq > prevSeq+1:
+			if later, found := findSeq(br, prevSeq+1, seq); found {
+				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d comes before seq %d: records reordered", seq, later)}
+			}
+			if n == 1 {
+				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("first record has seq %d: records 1-%d were deleted", seq, seq-1)}
+			}
+			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records deleted", seq, prevSeq)}
+		case seq <= prevSeq:
+			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records reordered or duplicated", seq, prevSeq)}
+		case prev != prevHash:
+			if n == 1 {
+				return n - 1, &AuditLogError{Line: n, Reason: "first record does not chain from the genesis value: the line was edited"}
+			}
+			// The previous line no longer hashes to what this record saw
+			// when it was written: the previous line was edited.
+			return n - 2, &AuditLogError{Line: n - 1, Reason: fmt.Sprintf("record was edited: its hash does not match the prev of line %d", n)}
+		}
+		sum := sha256.Sum256(line)
+		prevHash, prevSeq = hex.EncodeToString(sum[:]), seq
+	}
+}
+
+// parseChain decodes the chain fields of a record line.
+func parseChain(line []byte) (seq uint64, prev string, ok bool) {
+	var rec struct {
+		Seq  uint64 `json:"seq"`
+		Prev string `json:"prev"`
+	}
+	if json.Unmarshal(line, &rec) != nil || rec.Seq == 0 || len(rec.Prev) != len(AuditGenesis) {
+		return 0, "", false
+	}
+	return rec.Seq, rec.Prev, true
+}
+
+// findSeq reads the rest of the log for a record with seq in [lo, hi): found
+// means the records are out of order rather than deleted.
+func findSeq(br *bufio.Reader, lo, hi uint64) (uint64, bool) {
+	for {
+		line, err := readAuditLine(br)
+		if err != nil {
+			return 0, false
+		}
+		if seq, _, ok := parseChain(line); ok && seq >= lo && seq < hi {
+			return seq, true
+		}
+	}
+}
+
+// readAuditLine reads one line without its newline; io.EOF with a non-empty
+// line means the last line has no newline.
+func readAuditLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxAuditLine+1 {
+			return nil, bufio.ErrBufferFull
+		}
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			return line, err
+		}
+	}
+}

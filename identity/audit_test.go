@@ -1,0 +1,195 @@
+package identity
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+var auditT0 = time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC)
+
+func auditRecord(i int) AuditRecord {
+	return AuditRecord{
+		SPIFFEID: "spiffe://example.org/client/alice", Serial: "1f", Roles: []string{"reader"},
+		Method: "tools/call", Target: "search", Decision: "allow", Policies: []string{"p.cedar:3"},
+		Source: "192.0.2.1", LatencyUS: float64(i) + 0.5, Args: map[string]any{"q": "secret"},
+	}
+}
+
+func writeLog(t *testing.T, n int, opts ...AuditOption) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	l := NewAuditLog(&buf, append([]AuditOption{WithAuditClock(clock.NewFake(auditT0))}, opts...)...)
+	for i := range n {
+		if err := l.Write(auditRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func lines(b []byte) []string {
+	ls := strings.SplitAfter(string(b), "\n")
+	return ls[:len(ls)-1]
+}
+
+func TestAuditRecordFormat(t *testing.T) {
+	got := lines(writeLog(t, 2))
+	want0 := `{"seq":1,"prev":"` + AuditGenesis + `","time":"2026-03-04T10:30:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1f","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["p.cedar:3"],"source_address":"192.0.2.1","latency_us":0.5}` + "\n"
+	if got[0] != want0 {
+		t.Errorf("first line:\n got %s\nwant %s", got[0], want0)
+	}
+	if !strings.HasPrefix(got[1], `{"seq":2,"prev":"`) || strings.Contains(got[1], AuditGenesis) {
+		t.Errorf("second line does not chain: %s", got[1])
+	}
+	withArgs := lines(writeLog(t, 1, WithAuditArguments()))
+	if !strings.Contains(withArgs[0], `"args":{"q":"secret"}`) {
+		t.Errorf("WithAuditArguments: args missing: %s", withArgs[0])
+	}
+	var buf bytes.Buffer
+	if err := NewAuditLog(&buf).Write(AuditRecord{Method: "ping", Decision: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"roles":[]`) || !strings.Contains(buf.String(), `"policies":[]`) {
+		t.Errorf("empty lists not rendered as []: %s", buf.String())
+	}
+}
+
+func TestVerifyLog(t *testing.T) {
+	good := lines(writeLog(t, 5))
+	join := func(ls ...string) string { return strings.Join(ls, "") }
+	edited := strings.Replace(good[2], `"decision":"allow"`, `"decision":"deny"`, 1)
+	tests := []struct {
+		name  string
+		log   string
+		count int
+		want  string
+	}{
+		{"good", join(good...), 5, ""},
+		{"empty", "", 0, ""},
+		{"edited middle", join(good[0], good[1], edited, good[3], good[4]), 2, "identity: audit log line 3: record was edited: its hash does not match the prev of line 4"},
+		{"edited first", join(strings.Replace(good[0], "alice", "mallory", 1), good[1]), 0, "identity: audit log line 1: record was edited: its hash does not match the prev of line 2"},
+		{"garbage line", join(good[0], "hello\n", good[2]), 1, "identity: audit log line 2: not an audit record: the line was edited or the log corrupted"},
+		{"deleted middle", join(good[0], good[1], good[3], good[4]), 2, "identity: audit log line 3: seq 4 follows seq 2: records deleted"},
+		{"deleted first", join(good[1:]...), 0, "identity: audit log line 1: first record has seq 2: records 1-1 were deleted"},
+		{"reordered", join(good[0], good[2], good[1], good[3]), 1, "identity: audit log line 2: seq 3 comes before seq 2: records reordered"},
+		{"duplicated", join(good[0], good[1], good[1]), 2, "identity: audit log line 3: seq 2 follows seq 2: records reordered or duplicated"},
+		{"truncated", join(good[0], good[1], good[2][:40]), 2, "identity: audit log line 3: incomplete last record (no newline): the log was truncated"},
+		{"forged genesis", strings.Replace(good[0], AuditGenesis, strings.Repeat("1", 64), 1), 0, "identity: audit log line 1: first record does not chain from the genesis value: the line was edited"},
+		{"too long", strings.Repeat("x", maxAuditLine+10) + "\n", 0, "identity: audit log line 1: line longer than 1048576 bytes: not an audit record"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := VerifyLog(strings.NewReader(tt.log))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("VerifyLog: %v", err)
+				}
+			} else {
+				var ae *AuditLogError
+				if err == nil || err.Error() != tt.want || !errors.As(err, &ae) {
+					t.Fatalf("VerifyLog error:\n got %v\nwant %s", err, tt.want)
+				}
+			}
+			if n != tt.count {
+				t.Errorf("count = %d, want %d", n, tt.count)
+			}
+		})
+	}
+}
+
+func TestOpenAuditLogResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	for round := range 3 {
+		l, err := OpenAuditLog(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			if err := l.Write(auditRecord(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if seq, _ := l.Head(); seq != uint64(2*round+2) {
+			t.Errorf("round %d: head seq %d", round, seq)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := VerifyLog(f); err != nil || n != 6 {
+		t.Fatalf("VerifyLog = %d, %v", n, err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestOpenAuditLogRefusesDamage(t *testing.T) {
+	dir := t.TempDir()
+	torn := filepath.Join(dir, "torn.log")
+	os.WriteFile(torn, append(writeLog(t, 2), `{"seq":3,"pr`...), 0o600)
+	if _, err := OpenAuditLog(torn); err == nil || err.Error() != "identity: audit log "+torn+": the last record is incomplete (the log was truncated or a write was torn); check it with mcpca audit verify" {
+		t.Errorf("torn: %v", err)
+	}
+	junk := filepath.Join(dir, "junk.log")
+	os.WriteFile(junk, []byte("not json\n"), 0o600)
+	if _, err := OpenAuditLog(junk); err == nil || err.Error() != "identity: audit log "+junk+": its last line is not an audit record; check it with mcpca audit verify" {
+		t.Errorf("junk: %v", err)
+	}
+	if _, err := OpenAuditLog(filepath.Join(dir, "no", "such", "dir.log")); err == nil || !strings.HasPrefix(err.Error(), "identity: opening audit log: ") {
+		t.Errorf("missing dir: %v", err)
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestAuditWriteErrors(t *testing.T) {
+	l := NewAuditLog(failWriter{})
+	if err := l.Write(auditRecord(0)); err == nil || err.Error() != "identity: writing audit log: disk full" {
+		t.Errorf("Write = %v", err)
+	}
+	if err := l.Write(auditRecord(1)); err == nil || err.Error() != "identity: writing audit log: disk full" {
+		t.Errorf("second Write = %v", err)
+	}
+	bad := auditRecord(0)
+	bad.Args = map[string]any{"f": func() {}}
+	if err := NewAuditLog(&bytes.Buffer{}, WithAuditArguments()).Write(bad); err == nil || !strings.HasPrefix(err.Error(), "identity: encoding audit record: ") {
+		t.Errorf("Write(unencodable) = %v", err)
+	}
+}
+
+func TestAuditConcurrentWrites(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewAuditLog(&buf)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				if err := l.Write(auditRecord(g*100 + i)); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n, err := VerifyLog(&buf); err != nil || n != 200 {
+		t.Fatalf("VerifyLog = %d, %v", n, err)
+	}
+}

@@ -1,0 +1,29 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+// AuditRecord renders decision d on request r by principal p, which took
+// latency to decide, as a record for an identity.AuditLog. Args are copied;
+// the log keeps them only with identity.WithAuditArguments.
+func AuditRecord(p *Principal, r Request, d Decision, latency time.Duration) identity.AuditRecord {
+	rec := identity.AuditRecord{
+		Time:      r.Time,
+		SPIFFEID:  p.ident.ID.String(),
+		Serial:    p.ident.SerialHex(),
+		Roles:     p.ident.Roles,
+		Method:    r.Method,
+		Target:    r.Target,
+		Decision:  d.String(),
+		Policies:  d.Policies,
+		LatencyUS: float64(latency.Nanoseconds()) / 1e3,
+		Args:      r.Args,
+	}
+	if r.Source.IsValid() {
+		rec.Source = r.Source.String()
+	}
+	return rec
+}
