@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/identity"
+)
+
+func init() { commands = append(commands, newVerifyCmd) }
+
+func newVerifyCmd() *cobra.Command {
+	var (
+		root, crl, td, as, arc string
+		grace                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "verify CERT --root ROOT [--crl URL|FILE] [--trust-domain TD]",
+		Short: "Verify a certificate chain as an MCP peer would: chain, identity, revocation",
+		Long: `Verify checks CERT (a PEM file: the leaf, then any intermediates) the way an
+mcpca verifier checks a TLS peer: the X509-SVID shape, the chain up to a root
+of ROOT, validity now, key usage for its role, the trust domain, and, with
+--crl, revocation against the CA's CRL (a URL such as https://ca:9443/crl, or a
+file). It prints the identity and exits 1 with the reason when any check fails.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			err := runVerify(ctx, cmd.OutOrStdout(), args[0], root, crl, td, as, arc, grace)
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("%s: verification failed: %w", args[0], err)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&root, "root", "", "PEM file of trusted root certificates (required)")
+	f.StringVar(&crl, "crl", "", "CRL to check revocation against: the CA's URL (https://.../crl) or a DER/PEM file")
+	f.StringVar(&td, "trust-domain", "", "trust domain the identity must belong to (default: any)")
+	f.StringVar(&as, "as", "", `role to verify the certificate for, "client" or "server" (default: the kind its SPIFFE ID names)`)
+	f.StringVar(&arc, "oid-arc", "", "OID arc of the roles/attributes extensions, if the CA was initialised with --oid-arc")
+	f.DurationVar(&grace, "crl-grace", identity.DefaultCRLGrace, "how long past its nextUpdate a CRL is still accepted")
+	return cmd
+}
+
+func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, td, as, arc string, grace time.Duration) error {
+	if rootFile == "" {
+		return errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
+	}
+	chain, err := readChain(certFile)
+	if err != nil {
+		return err
+	}
+	bundle, err := identity.LoadBundleFile(rootFile)
+	if err != nil {
+		return err
+	}
+	store := identity.NewBundleStore(bundle)
+	opts := []identity.VerifyOption{identity.WithCRLGrace(grace)}
+	if td != "" {
+		opts = append(opts, identity.WithTrustDomains(td))
+	} else {
+		opts = append(opts, identity.AnyTrustDomain())
+	}
+	if arc != "" {
+		a, err := identity.ParseOIDArc(arc)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
+	}
+	var fetcher *identity.CRLFetcher
+	if crlLoc != "" {
+		fetcher, err = identity.NewCRLFetcher(crlLoc, identity.WithHTTPClient(identity.CAHTTPClient(store)))
+		if err != nil {
+			return err
+		}
+		// A failed fetch is reported by Verify: revocation status unknown.
+		_ = fetcher.Refresh(ctx)
+		opts = append(opts, identity.WithCRL(fetcher))
+	}
+	v, err := identity.NewVerifier(store, opts...)
+	if err != nil {
+		return err
+	}
+	kind := identity.Kind(as)
+	if as == "" {
+		kind = identity.KindClient
+		if u := chain[0].URIs; len(u) == 1 && strings.HasPrefix(u[0].Path, "/server/") {
+			kind = identity.KindServer
+		}
+	} else if !kind.Valid() {
+		return fmt.Errorf("--as %q: want client or server", as)
+	}
+	id, err := v.Verify(chain, kind)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Chain:       OK (%d presented, verified to a root in %s, usage %s)\n", len(chain), rootFile, kind)
+	fmt.Fprintf(out, "SPIFFE ID:   %s\n", id.ID)
+	fmt.Fprintf(out, "Kind:        %s\n", id.ID.Kind)
+	fmt.Fprintf(out, "Roles:       %s\n", strings.Join(id.Roles, ", "))
+	keys := make([]string, 0, len(id.Attributes))
+	for k := range id.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	kv := make([]string, len(keys))
+	for i, k := range keys {
+		kv[i] = k + "=" + id.Attributes[k]
+	}
+	fmt.Fprintf(out, "Attributes:  %s\n", strings.Join(kv, ", "))
+	if len(id.DNSNames) > 0 {
+		fmt.Fprintf(out, "DNS names:   %s\n", strings.Join(id.DNSNames, ", "))
+	}
+	fmt.Fprintf(out, "Serial:      %s\n", id.Serial)
+	fmt.Fprintf(out, "Not before:  %s\n", id.NotBefore.UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "Not after:   %s\n", id.NotAfter.UTC().Format(time.RFC3339))
+	if fetcher == nil {
+		fmt.Fprintf(out, "Revocation:  not checked (no --crl)\n")
+	} else {
+		c, _ := fetcher.CRL()
+		num := "none"
+		if c.Number() != nil {
+			num = c.Number().String()
+		}
+		fmt.Fprintf(out, "Revocation:  not revoked (CRL number %s from %s, %d revoked, next update %s)\n",
+			num, crlLoc, c.Len(), c.NextUpdate().UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(out, "Status:      OK\n")
+	return nil
+}
+
+// readChain reads the PEM certificates of file, leaf first.
+func readChain(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var chain []*x509.Certificate
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", file, n, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return chain, nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+// verifyFixture writes a test PKI's root into dir and returns the CA.
+func verifyFixture(t *testing.T) (*testca.CA, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testca.NewCA(t, "acme.test")
+	write(t, filepath.Join(dir, "root.pem"), ca.RootsPEM())
+	return ca, dir
+}
+
+func write(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyCommand(t *testing.T) {
+	ca, dir := verifyFixture(t)
+	s := ca.CreateSVID("spiffe://acme.test/client/reporter",
+		testca.WithRoles("reader", "auditor"), testca.WithAttributes(map[string]string{"team": "payments", "env": "prod"}))
+	write(t, filepath.Join(dir, "reporter.crt"), s.ChainPEM())
+	write(t, filepath.Join(dir, "ca.crl"), ca.CreateCRL(testca.Revoked(s.Leaf.SerialNumber)))
+	write(t, filepath.Join(dir, "empty.crl"), testca.CRLPEM(ca.CreateCRL()))
+
+	r := ok(t, dir, "verify", "reporter.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "empty.crl")
+	for _, want := range []string{
+		"Chain:       OK (2 presented, verified to a root in root.pem, usage client)\n",
+		"SPIFFE ID:   spiffe://acme.test/client/reporter\n",
+		"Kind:        client\n",
+		"Roles:       reader, auditor\n",
+		"Attributes:  env=prod, team=payments\n",
+		"Serial:      " + s.Leaf.SerialNumber.String() + "\n",
+		"Not after:   " + s.Leaf.NotAfter.UTC().Format(time.RFC3339) + "\n",
+		"Revocation:  not revoked (CRL number 1 from empty.crl, 0 revoked, next update ",
+		"Status:      OK\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = ok(t, dir, "verify", "reporter.crt", "--root", "root.pem")
+	if !strings.Contains(r.stdout, "Revocation:  not checked (no --crl)\n") {
+		t.Errorf("without --crl:\n%s", r.stdout)
+	}
+
+	// Revoked, through a CRL file.
+	r = fails(t, dir, fmt.Sprintf("mcpca: reporter.crt: verification failed: identity: spiffe://acme.test/client/reporter: certificate (serial %s) is revoked since ", s.Leaf.SerialNumber.Text(16)),
+		"verify", "reporter.crt", "--root", "root.pem", "--crl", "ca.crl")
+	if r.code != 1 || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestVerifyCommandCRLURL(t *testing.T) {
+	ca, dir := verifyFixture(t)
+	s := ca.CreateSVID("spiffe://acme.test/server/files", testca.WithDNSNames("files.acme.test"))
+	write(t, filepath.Join(dir, "files.crt"), s.ChainPEM())
+	crl := ca.CreateCRL(testca.CRLNumber(7))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/crl" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(crl)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.CreateSVID("spiffe://acme.test/server/ca", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1))).TLS}}
+	srv.StartTLS()
+	defer srv.Close()
+
+	r := ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--crl", srv.URL+"/crl")
+	for _, want := range []string{"usage server", "Kind:        server\n", "DNS names:   files.acme.test\n", "Revocation:  not revoked (CRL number 7 from " + srv.URL + "/crl, 0 revoked"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The CRL cannot be fetched: fail closed.
+	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: no CRL loaded from "+srv.URL+"/nope: CRL from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
+		"verify", "files.crt", "--root", "root.pem", "--crl", srv.URL+"/nope")
+	// A server identity checked as a client still passes (servers carry clientAuth).
+	ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--as", "client")
+}
+
+func TestVerifyCommandFailures(t *testing.T) {
+	ca, dir := verifyFixture(t)
+	now := time.Now()
+	other := testca.NewCA(t, "acme.test")
+	certs := map[string]*testca.SVID{
+		"good.crt":     ca.CreateSVID("spiffe://acme.test/client/a"),
+		"expired.crt":  ca.CreateSVID("spiffe://acme.test/client/a", testca.WithValidity(now.Add(-2*time.Hour), now.Add(-time.Hour))),
+		"ca.crt":       ca.CreateSVID("spiffe://acme.test/client/a", testca.WithIsCA()),
+		"twouri.crt":   ca.CreateSVID("spiffe://acme.test/client/a", testca.WithURIs("spiffe://acme.test/client/b")),
+		"critical.crt": ca.CreateSVID("spiffe://acme.test/client/a", testca.WithUnknownCriticalExtension()),
+		"eku.crt":      ca.CreateSVID("spiffe://acme.test/client/a", testca.WithExtKeyUsage(x509.ExtKeyUsageServerAuth)),
+		"foreign.crt":  other.CreateSVID("spiffe://acme.test/client/a"),
+	}
+	for name, s := range certs {
+		write(t, filepath.Join(dir, name), s.ChainPEM())
+	}
+	write(t, filepath.Join(dir, "stale.crl"), ca.CreateCRL(testca.ThisUpdate(now.Add(-3*time.Hour)), testca.NextUpdate(now.Add(-2*time.Hour))))
+	write(t, filepath.Join(dir, "forged.crl"), other.CreateCRL())
+	write(t, filepath.Join(dir, "junk.pem"), []byte("junk"))
+
+	const prefix = "verification failed: identity: "
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "other.test"}, prefix + `spiffe://acme.test/client/a: trust domain "acme.test" is not trusted (trusted: other.test)`},
+		{[]string{"expired.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: certificate expired at "},
+		{[]string{"ca.crt", "--root", "root.pem"}, prefix + "certificate is a CA certificate, not a leaf: not an mcpca X509-SVID"},
+		{[]string{"twouri.crt", "--root", "root.pem"}, prefix + "certificate has 2 URI SANs, an X509-SVID has exactly one: not an mcpca X509-SVID"},
+		{[]string{"critical.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: unknown critical extension 1.3.6.1.4.1.99999.42.1"},
+		{[]string{"eku.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: certificate lacks the clientAuth extended key usage"},
+		{[]string{"good.crt", "--root", "root.pem", "--as", "server"}, prefix + "spiffe://acme.test/client/a: a client identity cannot act as a server"},
+		{[]string{"foreign.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: chain does not verify: x509: certificate signed by unknown authority"},
+		{[]string{"good.crt", "--root", "root.pem", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
+		{[]string{"good.crt", "--root", "root.pem", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
+		{[]string{"good.crt", "--root", "root.pem", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
+		{[]string{"good.crt"}, "mcpca: good.crt: verification failed: missing --root"},
+		{[]string{"junk.pem", "--root", "root.pem"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
+		{[]string{"good.crt", "--root", "junk.pem"}, "verification failed: identity: junk.pem: trust bundle has no PEM certificates"},
+		{[]string{"good.crt", "--root", "root.pem", "--as", "robot"}, `verification failed: --as "robot": want client or server`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := fails(t, dir, tc.want, append([]string{"verify"}, tc.args...)...)
+			if r.code != 1 {
+				t.Errorf("exit code %d, want 1", r.code)
+			}
+		})
+	}
+}
