@@ -133,7 +133,7 @@ type caServer struct {
 	code  int
 }
 
-func newCAServer(t *testing.T, ca *testca.CA) *caServer {
+func newCAServer(t *testing.T, ca *testca.CA, certOpts ...testca.SVIDOption) *caServer {
 	t.Helper()
 	s := &caServer{roots: []*x509.Certificate{ca.Root()}, code: http.StatusOK}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +158,10 @@ func newCAServer(t *testing.T, ca *testca.CA) *caServer {
 			http.NotFound(w, r)
 		}
 	}))
-	tlsCert := ca.CreateSVID("spiffe://example.org/server/ca", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1))).TLS
+	if certOpts == nil {
+		certOpts = []testca.SVIDOption{testca.WithIPAddresses(net.IPv4(127, 0, 0, 1))}
+	}
+	tlsCert := ca.CreateSVID("spiffe://example.org/server/ca", certOpts...).TLS
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{tlsCert}}
 	srv.StartTLS()
@@ -217,6 +220,13 @@ func TestCABundleSource(t *testing.T) {
 	err = src3.Refresh(ctx)
 	if err == nil || !strings.HasSuffix(err.Error(), ": CA server certificate: x509: certificate is not valid for any names, but wanted to match localhost") {
 		t.Fatalf("wrong host: %v", err)
+	}
+	// So is an IP address.
+	byName := newCAServer(t, a, testca.WithDNSNames("ca.example.org"))
+	src4, _ := identity.NewCABundleSource(byName.URL, bundleOf(t, a))
+	err = src4.Refresh(ctx)
+	if err == nil || !strings.HasSuffix(err.Error(), ": CA server certificate: x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs") {
+		t.Fatalf("IP not in certificate: %v", err)
 	}
 	_, err = identity.NewCABundleSource(srv.URL, nil)
 	assertErr(t, err, "identity: CA bundle source for "+srv.URL+" needs an initial bundle or an HTTP client", nil)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -83,42 +84,69 @@ func isURL(s string) bool {
 
 // CAHTTPClient returns an HTTP client for talking to the CA itself (its
 // /roots and /crl endpoints): it checks the server's certificate chain and
-// host name against the roots src supplies at the time of each connection,
-// so it keeps working across a root rotation the bundle has picked up.
-// Of the options, only WithClock matters: it sets the time certificates are
-// checked at.
+// its host name (or IP address) against the roots src supplies at the time of
+// each connection, so it keeps working across a root rotation the bundle has
+// picked up. It connects directly, never through a proxy. Of the options,
+// only WithClock matters: it sets the time certificates are checked at.
 func CAHTTPClient(src Source, opts ...SourceOption) *http.Client {
 	cfg := newSourceConfig(opts)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Verification happens in VerifyConnection against the current bundle.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			b, err := src.Bundle()
-			if err != nil {
-				return err
-			}
-			if len(cs.PeerCertificates) == 0 {
-				return fmt.Errorf("CA server presented no certificate")
-			}
-			inter := b.interPool.Clone()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-				DNSName:       cs.ServerName,
-				Roots:         b.rootPool,
-				Intermediates: inter,
-				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-				CurrentTime:   cfg.clock.Now(),
-			})
-			if err != nil {
-				// Not errorf: net/http wraps this in the caller's identity error.
-				return fmt.Errorf("CA server certificate: %v", err)
-			}
-			return nil
-		},
+	tr.Proxy = nil
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		var d net.Dialer
+		raw, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Verification happens in VerifyConnection against the current
+			// bundle, with the host we dialed.
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				return verifyCAServer(src, cs, host, cfg.clock.Now())
+			},
+		}
+		if net.ParseIP(host) == nil {
+			tc.ServerName = host
+		}
+		conn := tls.Client(raw, tc)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return conn, nil
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// verifyCAServer checks a CA server's chain and name. Its errors are not
+// made by errorf: net/http wraps them in the caller's identity error.
+func verifyCAServer(src Source, cs tls.ConnectionState, host string, now time.Time) error {
+	b, err := src.Bundle()
+	if err != nil {
+		return err
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("CA server presented no certificate")
+	}
+	inter := b.interPool.Clone()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+		DNSName:       host,
+		Roots:         b.rootPool,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		CurrentTime:   now,
+	})
+	if err != nil {
+		return fmt.Errorf("CA server certificate: %v", err)
+	}
+	return nil
 }

@@ -143,6 +143,9 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 		return nil, errorf("%s: certificate lacks the %s extended key usage", sid, ekuName)
 	}
 	for _, c := range chain {
+		if c == nil {
+			return nil, errorf("%s: peer chain holds a nil certificate", sid)
+		}
 		if len(c.UnhandledCriticalExtensions) > 0 {
 			return nil, errorf("%s: unknown critical extension %s", certName(c), c.UnhandledCriticalExtensions[0])
 		}
@@ -177,6 +180,11 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 	}
 	if len(best) > v.cfg.maxChain {
 		return nil, errorf("%s: verified chain has %d certificates, the limit is %d", sid, len(best), v.cfg.maxChain)
+	}
+	for _, c := range best[1:] { // the bundle's certificates too
+		if len(c.UnhandledCriticalExtensions) > 0 {
+			return nil, errorf("%s: unknown critical extension %s in %s", sid, c.UnhandledCriticalExtensions[0], certName(c))
+		}
 	}
 	crl, err := v.checkRevocation(sid, leaf, best[1], crls, crlErrs, now)
 	if err != nil {

@@ -3,6 +3,7 @@ package identity_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -538,5 +539,58 @@ func TestErrorsAreTyped(t *testing.T) {
 	_, err := e.v.Verify(e.ca.CreateSVID(alice, testca.WithIsCA()).Chain, identity.KindClient)
 	if !errors.Is(err, identity.ErrNotSVID) {
 		t.Fatalf("errors.Is(%v, ErrNotSVID) = false", err)
+	}
+}
+
+func TestUnknownCriticalExtensionInBundleCA(t *testing.T) {
+	ca := testca.NewCA(t, td, testca.WithTime(t0), testca.WithCATemplate(func(c *x509.Certificate) {
+		c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: testca.UnknownCriticalOID, Critical: true, Value: []byte{5, 0}})
+	}))
+	v, err := identity.NewVerifier(identity.NewBundleStore(bundleOf(t, ca)), identity.WithTrustDomains(td), identity.WithClock(clock.NewFake(t0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ca.CreateSVID(alice)
+	_, err = v.Verify(s.Chain, identity.KindClient)
+	assertErr(t, err, `identity: certificate "example.org Test Intermediate CA": unknown critical extension 1.3.6.1.4.1.99999.42.1`, nil)
+	_, err = v.Verify(s.Chain[:1], identity.KindClient)
+	if err == nil || !strings.HasPrefix(err.Error(), "identity: spiffe://example.org/client/alice: ") {
+		t.Fatalf("root with unknown critical extension: %v", err)
+	}
+	_, err = v.Verify([]*x509.Certificate{s.Leaf, nil}, identity.KindClient)
+	assertErr(t, err, "identity: spiffe://example.org/client/alice: peer chain holds a nil certificate", nil)
+}
+
+// Verifications race with bundle and CRL swaps; run with -race.
+func TestConcurrentVerifyAndSwap(t *testing.T) {
+	e := newEnv(t)
+	s := e.ca.CreateSVID(alice)
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := e.v.Verify(s.Chain, identity.KindClient); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for range 50 {
+		e.bundle.Set(bundleOf(t, e.ca))
+		e.crl.Set(mustCRL(t, e.ca.CreateCRL()))
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
