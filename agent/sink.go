@@ -189,15 +189,16 @@ func sameKeyOnDisk(path string, key crypto.Signer) bool {
 	return ok && pub.Equal(key.Public())
 }
 
-// LoadKeyPair reads a certificate chain and its key from PEM files.
+// LoadKeyPair reads a certificate chain and its key from PEM files. When a
+// file is missing the error wraps fs.ErrNotExist.
 func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return tls.Certificate{}, errorf("reading certificate: %v", err)
+		return tls.Certificate{}, errorf("reading certificate: %w", err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return tls.Certificate{}, errorf("reading key: %v", err)
+		return tls.Certificate{}, errorf("reading key: %w", err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {

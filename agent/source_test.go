@@ -313,17 +313,9 @@ func TestSourceRootRotationReachesBundle(t *testing.T) {
 		t.Fatalf("bundle after rotation has %d roots", len(s.Roots()))
 	}
 	leaf := ca.cert("new", t0, t0.Add(time.Hour)).Leaf
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.RootPool(), Intermediates: poolOf(ca.inter), CurrentTime: t0}); err != nil {
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.RootPool(), Intermediates: poolOf([]*x509.Certificate{ca.inter}), CurrentTime: t0}); err != nil {
 		t.Fatalf("a leaf of the new root does not verify against the bundle: %v", err)
 	}
-}
-
-func poolOf(certs ...*x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, c := range certs {
-		p.AddCert(c)
-	}
-	return p
 }
 
 func TestNewSourceErrors(t *testing.T) {

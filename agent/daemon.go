@@ -1,0 +1,430 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// DaemonOption configures NewDaemon.
+type DaemonOption interface{ applyDaemon(*daemonConfig) }
+
+type daemonOptionFunc func(*daemonConfig)
+
+func (f daemonOptionFunc) applyDaemon(c *daemonConfig) { f(c) }
+
+type daemonConfig struct {
+	clock      clock.Clock
+	logger     *slog.Logger
+	sourceOpts []Option
+	onObtain   func(name string, err error)
+	onApplied  func()
+	onHealth   func(net.Addr)
+}
+
+// WithDaemonClock sets the daemon's clock (default clock.Real).
+func WithDaemonClock(c clock.Clock) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.clock = c })
+}
+
+// WithDaemonLogger sets the daemon's logger (default slog.Default()).
+func WithDaemonLogger(l *slog.Logger) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.logger = l })
+}
+
+// WithSourceOptions adds options to every Source the daemon runs (jitter,
+// backoff).
+func WithSourceOptions(opts ...Option) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.sourceOpts = append(d.sourceOpts, opts...) })
+}
+
+// WithHealthReady is called with the address of the health endpoint once it
+// listens.
+func WithHealthReady(f func(net.Addr)) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.onHealth = f })
+}
+
+// withObtained reports every attempt to get an identity's first certificate
+// (tests).
+func withObtained(f func(name string, err error)) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.onObtain = f })
+}
+
+// withApplied reports every applied reload (tests).
+func withApplied(f func()) DaemonOption {
+	return daemonOptionFunc(func(d *daemonConfig) { d.onApplied = f })
+}
+
+// Daemon keeps the certificates of several identities fresh on disk: for each
+// it loads the certificate (or enrols with the token file when there is none
+// or it has expired), runs a Source that renews it and stores every renewal
+// through a FileSink, and runs the reload hooks. A failing identity never
+// stops the others nor the daemon: it reports its error through Statuses,
+// the health endpoint and the logs, and retries with backoff.
+type Daemon struct {
+	cfg daemonConfig
+
+	mu        sync.Mutex
+	ids       map[string]*managed
+	threshold int
+}
+
+// NewDaemon returns a daemon with no identities; Run or Apply gives it some.
+func NewDaemon(opts ...DaemonOption) *Daemon {
+	var cfg daemonConfig
+	for _, o := range opts {
+		o.applyDaemon(&cfg)
+	}
+	cfg.clock = clock.Or(cfg.clock)
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	return &Daemon{cfg: cfg, ids: map[string]*managed{}, threshold: DefaultFailureThreshold}
+}
+
+// Run applies the configuration load returns, serves the health endpoint if
+// one is configured, reloads the configuration whenever reload receives
+// (SIGHUP), and stops every identity cleanly when ctx is done (SIGTERM),
+// returning nil. A configuration that fails to load at start is an error; on
+// reload it is logged and the running configuration is kept. The health
+// address is read at start only.
+func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <-chan struct{}) error {
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var healthDone chan struct{}
+	if cfg.HealthAddr != "" {
+		healthDone = make(chan struct{})
+		go func() {
+			defer close(healthDone)
+			if err := ServeHealth(ctx, cfg.HealthAddr, d.Handler(), d.cfg.onHealth); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	d.Apply(ctx, cfg)
+	d.cfg.logger.Info("agent: started", "identities", len(cfg.Identities))
+	for {
+		select {
+		case <-ctx.Done():
+			d.stopAll()
+			if healthDone != nil {
+				<-healthDone
+			}
+			if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			d.cfg.logger.Info("agent: stopped")
+			return nil
+		case <-reload:
+			cfg, err := load()
+			if err != nil {
+				d.cfg.logger.Error("agent: reloading the configuration failed; keeping the running one", "error", err.Error())
+				if d.cfg.onApplied != nil {
+					d.cfg.onApplied()
+				}
+				continue
+			}
+			d.Apply(ctx, cfg)
+			d.cfg.logger.Info("agent: configuration reloaded", "identities", len(cfg.Identities))
+			if d.cfg.onApplied != nil {
+				d.cfg.onApplied()
+			}
+		}
+	}
+}
+
+// Apply makes the running identities match cfg: it stops the identities that
+// are gone or changed, starts the new and changed ones, and nudges the
+// unchanged ones that are waiting for a token to look again. The identities
+// run until ctx is done.
+func (d *Daemon) Apply(ctx context.Context, cfg *Config) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.threshold = cfg.FailureThreshold
+	want := map[string]IdentityConfig{}
+	for _, id := range cfg.Identities {
+		want[id.Name] = id
+	}
+	for name, m := range d.ids {
+		if c, ok := want[name]; !ok || !reflect.DeepEqual(c, m.cfg) {
+			m.stop()
+			delete(d.ids, name)
+		}
+	}
+	for _, id := range cfg.Identities {
+		if m, ok := d.ids[id.Name]; ok {
+			m.nudge()
+			continue
+		}
+		m := d.newManaged(id)
+		d.ids[id.Name] = m
+		mctx, cancel := context.WithCancel(ctx)
+		m.cancel = cancel
+		go m.run(mctx)
+	}
+}
+
+func (d *Daemon) stopAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, m := range d.ids {
+		m.stop()
+		delete(d.ids, name)
+	}
+}
+
+// Statuses returns the status of every identity, sorted by name.
+func (d *Daemon) Statuses() []Status {
+	d.mu.Lock()
+	ms := make([]*managed, 0, len(d.ids))
+	for _, m := range d.ids {
+		ms = append(ms, m)
+	}
+	d.mu.Unlock()
+	sort.Slice(ms, func(i, j int) bool { return ms[i].cfg.Name < ms[j].cfg.Name })
+	out := make([]Status, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.status())
+	}
+	return out
+}
+
+// Handler serves /healthz and /metrics for the daemon's identities.
+func (d *Daemon) Handler() http.Handler {
+	return HealthHandler(d.Statuses, d.cfg.clock, d.failureThreshold())
+}
+
+func (d *Daemon) failureThreshold() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.threshold
+}
+
+// managed is one running identity.
+type managed struct {
+	d      *Daemon
+	cfg    IdentityConfig
+	log    *slog.Logger
+	hooks  *Hooks
+	client *CAClient
+	cancel context.CancelFunc
+	done   chan struct{}
+	poke   chan struct{}
+
+	mu        sync.Mutex
+	src       *Source
+	lastErr   error
+	usedToken [sha256.Size]byte
+}
+
+func (d *Daemon) newManaged(id IdentityConfig) *managed {
+	log := d.cfg.logger.With("identity", id.Name)
+	m := &managed{d: d, cfg: id, log: log, hooks: NewHooks(log, id.hooks()...),
+		done: make(chan struct{}), poke: make(chan struct{}, 1)}
+	return m
+}
+
+func (m *managed) stop() {
+	m.cancel()
+	<-m.done
+}
+
+func (m *managed) nudge() {
+	m.mu.Lock()
+	src := m.src
+	m.mu.Unlock()
+	if src == nil {
+		select {
+		case m.poke <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if !m.d.cfg.clock.Now().Before(src.Current().NotAfter()) {
+		src.RenewNow()
+	}
+}
+
+func (m *managed) status() Status {
+	m.mu.Lock()
+	src, lastErr := m.src, m.lastErr
+	m.mu.Unlock()
+	var st Status
+	if src != nil {
+		st = src.Status()
+	} else {
+		st = Status{Name: m.cfg.Name, LastError: lastErr}
+	}
+	st.HookFailures = m.hooks.Failures()
+	return st
+}
+
+// run gets a first certificate, retrying with backoff, then renews it until
+// ctx is done.
+func (m *managed) run(ctx context.Context) {
+	defer close(m.done)
+	clk := m.d.cfg.clock
+	var roots []*x509.Certificate
+	var cert tls.Certificate
+	for streak := 1; ; streak++ {
+		var err error
+		roots, cert, err = m.obtain(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if m.d.cfg.onObtain != nil {
+			m.d.cfg.onObtain(m.cfg.Name, err)
+		}
+		if err == nil {
+			break
+		}
+		m.mu.Lock()
+		m.lastErr = err
+		m.mu.Unlock()
+		wait := backoff(streak, 5*time.Second, 5*time.Minute)
+		m.log.Error("agent: no usable certificate; will try again", "error", err.Error(), "retry_in", wait.String())
+		t := clk.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		case <-m.poke:
+			t.Stop()
+		}
+	}
+	var src *Source
+	m.client = &CAClient{CAURL: m.cfg.CAURL, Rekey: m.cfg.Rekey, TrustRoots: func() *x509.CertPool {
+		pool := x509.NewCertPool()
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+		for _, r := range src.Roots() {
+			pool.AddCert(r)
+		}
+		return pool
+	}}
+	opts := []Option{WithName(m.cfg.Name), WithClock(clk), WithRenewAt(m.cfg.RenewAt), WithRoots(roots),
+		WithBundle(m.client, 0), WithStore(m.cfg.sink()), WithLogger(m.d.cfg.logger)}
+	opts = append(opts, m.d.cfg.sourceOpts...)
+	src, err := NewSource(cert, RenewerFunc(m.renew), opts...)
+	if err != nil {
+		m.mu.Lock()
+		m.lastErr = err
+		m.mu.Unlock()
+		m.log.Error("agent: cannot start renewing", "error", err.Error())
+		return
+	}
+	src.Subscribe(m.hooks.Notify)
+	m.mu.Lock()
+	m.src = src
+	m.lastErr = nil
+	m.mu.Unlock()
+	m.log.Info("agent: renewing", "not_after", cert.Leaf.NotAfter, "serial", cert.Leaf.SerialNumber.Text(16))
+	src.Run(ctx)
+}
+
+// renew renews through the CA while the certificate is valid, and enrols
+// again from the token file once it has expired.
+func (m *managed) renew(ctx context.Context, cur tls.Certificate) (tls.Certificate, error) {
+	if !m.d.cfg.clock.Now().Before(cur.Leaf.NotAfter) {
+		return m.enrol(ctx, m.expired(cur.Leaf))
+	}
+	return m.client.Renew(ctx, cur)
+}
+
+func (m *managed) expired(leaf *x509.Certificate) string {
+	return "the certificate expired at " + leaf.NotAfter.UTC().Format(time.RFC3339) + " and can no longer be renewed"
+}
+
+// obtain returns the roots and a usable certificate: the one on disk, or a
+// new one from the token file when there is none or it has expired. A new
+// certificate is written and the hooks run.
+func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certificate, error) {
+	roots, err := LoadCertificates(m.cfg.Root)
+	if err != nil {
+		return nil, tls.Certificate{}, errorf("identity %q: the CA root: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+	}
+	m.client = &CAClient{CAURL: m.cfg.CAURL, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
+	cert, err := LoadKeyPair(m.cfg.Cert, m.cfg.Key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		cert, err = m.enrol(ctx, "there is no certificate yet")
+	case err != nil:
+		return nil, tls.Certificate{}, errorf("identity %q: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+	case !m.d.cfg.clock.Now().Before(cert.Leaf.NotAfter):
+		cert, err = m.enrol(ctx, m.expired(cert.Leaf))
+	default:
+		return roots, cert, nil
+	}
+	if err != nil {
+		return nil, tls.Certificate{}, err
+	}
+	snap := newSnapshot(cert, roots)
+	if err := m.cfg.sink().Store(ctx, snap); err != nil {
+		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+	}
+	m.hooks.Notify(snap)
+	return roots, cert, nil
+}
+
+// enrol redeems the token file, once per token; why says why it is needed.
+func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error) {
+	wayBack := "issue a new token (mcpca token) and write it to " + m.cfg.TokenFile + ", then reload the agent (SIGHUP), or run mcpca enroll"
+	if m.cfg.TokenFile == "" {
+		return tls.Certificate{}, errorf("identity %q: %s and no token_file is configured: set token_file to a file holding a new token (mcpca token) and reload the agent (SIGHUP), or run mcpca enroll", m.cfg.Name, why)
+	}
+	b, err := os.ReadFile(m.cfg.TokenFile)
+	if err != nil {
+		return tls.Certificate{}, errorf("identity %q: %s and the token cannot be read (%v): %s", m.cfg.Name, why, err, wayBack)
+	}
+	token := strings.TrimSpace(string(b))
+	sum := sha256.Sum256([]byte(token))
+	m.mu.Lock()
+	used := sum == m.usedToken
+	m.mu.Unlock()
+	if token == "" || used {
+		return tls.Certificate{}, errorf("identity %q: %s and the token in %s is empty or already used: %s", m.cfg.Name, why, m.cfg.TokenFile, wayBack)
+	}
+	cert, err := m.client.Enroll(ctx, token)
+	var apiErr *caclient.APIError
+	if err == nil || (errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500) {
+		// A token is single use: once the CA has seen it, do not send it
+		// again.
+		m.mu.Lock()
+		m.usedToken = sum
+		m.mu.Unlock()
+	}
+	if err != nil {
+		return tls.Certificate{}, errorf("identity %q: %s and enrolling with the token in %s failed: %v", m.cfg.Name, why, m.cfg.TokenFile, strings.TrimPrefix(err.Error(), "agent: "))
+	}
+	m.log.Info("agent: enrolled with the token file", "token_file", m.cfg.TokenFile, "not_after", cert.Leaf.NotAfter)
+	return cert, nil
+}
+
+func poolOf(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
