@@ -1,0 +1,266 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/policy"
+)
+
+func init() { commands = append(commands, newPolicyCmd) }
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check Cedar policy files and explain their decisions",
+	}
+	cmd.AddCommand(newPolicyCheckCmd(), newPolicyExplainCmd())
+	return cmd
+}
+
+func newPolicyCheckCmd() *cobra.Command {
+	var toolArgs bool
+	cmd := &cobra.Command{
+		Use:   "check FILE...",
+		Short: "Validate Cedar policy files against the mcpca entity model",
+		Long: `Check parses every FILE and validates each policy against the mcpca entity
+model: entity types (Mcp::Client, Mcp::Server, Mcp::Role, Mcp::TrustDomain,
+Mcp::Action, Mcp::Tool, Mcp::Resource, Mcp::Prompt), actions (MCP method
+names), and the attributes of principal, resource and context. It prints every
+problem as FILE:LINE:COL: MESSAGE and exits 1 if there is any.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts []policy.Option
+			if toolArgs {
+				opts = append(opts, policy.WithToolArguments())
+			}
+			set, err := policy.Load(args, opts...)
+			if err != nil {
+				n := printPolicyErrors(cmd.ErrOrStderr(), err)
+				return &exitError{code: 1, err: fmt.Errorf("policy check failed: %d %s", n, plural(n, "error", "errors"))}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d %s in %d %s\n", set.Len(), plural(set.Len(), "policy", "policies"), len(args), plural(len(args), "file", "files"))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&toolArgs, "tool-args", false, "allow policies to read context.args (the server passes tool arguments)")
+	return cmd
+}
+
+// printPolicyErrors prints load errors as FILE:LINE:COL: MESSAGE lines, the
+// form editors jump to, and returns how many there were.
+func printPolicyErrors(w io.Writer, err error) int {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var le *policy.LoadError
+		if errors.As(e, &le) {
+			fmt.Fprintf(w, "%s:%d:%d: %s\n", le.File, le.Line, le.Column, le.Msg)
+		} else {
+			fmt.Fprintln(w, strings.TrimPrefix(e.Error(), "identity: "))
+		}
+	}
+	return len(errs)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func newPolicyExplainCmd() *cobra.Command {
+	var (
+		certFile, arc, at, source, tz string
+		policies, tools, resources    []string
+		prompts, methods              []string
+		toolArgs                      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "explain --cert CERT --policy FILE [--tool NAME]... [--resource URI]... [--prompt NAME]... [--method METHOD]...",
+		Short: "Show what a certificate's holder may do under a policy, and which policies decide",
+		Long: `Explain reads the identity in CERT (roles and attributes included) and decides,
+under the policy files, each request: tools/call for every --tool,
+resources/read for every --resource, prompts/get for every --prompt, and the
+bare METHOD (e.g. tools/list) for every --method. For each it prints allow or
+deny and the policies that determined it. --at and --source set the request
+time and source address that conditions such as business hours see.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if certFile == "" || len(policies) == 0 {
+				return errors.New("policy explain needs --cert and at least one --policy")
+			}
+			if len(tools)+len(resources)+len(prompts)+len(methods) == 0 {
+				return errors.New("nothing to explain: pass --tool, --resource, --prompt or --method")
+			}
+			ident, err := readIdentity(certFile, arc)
+			if err != nil {
+				return err
+			}
+			opts := []policy.Option{}
+			if toolArgs {
+				opts = append(opts, policy.WithToolArguments())
+			}
+			if tz != "" {
+				loc, err := time.LoadLocation(tz)
+				if err != nil {
+					return fmt.Errorf("--time-zone: %w", err)
+				}
+				opts = append(opts, policy.WithTimeZone(loc))
+			}
+			base := policy.Request{Time: time.Now()}
+			if at != "" {
+				if base.Time, err = time.Parse(time.RFC3339, at); err != nil {
+					return fmt.Errorf("--at: want an RFC 3339 time such as 2026-03-04T10:30:00Z: %w", err)
+				}
+			}
+			if source != "" {
+				if base.Source, err = netip.ParseAddr(source); err != nil {
+					return fmt.Errorf("--source: %w", err)
+				}
+			}
+			set, err := policy.Load(policies, opts...)
+			if err != nil {
+				printPolicyErrors(cmd.ErrOrStderr(), err)
+				return &exitError{code: 1, err: errors.New("the policy files do not check; fix them first (see mcpca policy check)")}
+			}
+			var reqs []policy.Request
+			add := func(method string, targets []string) {
+				for _, t := range targets {
+					r := base
+					r.Method, r.Target = method, t
+					reqs = append(reqs, r)
+				}
+			}
+			add("tools/call", tools)
+			add("resources/read", resources)
+			add("prompts/get", prompts)
+			for _, m := range methods {
+				r := base
+				r.Method = m
+				reqs = append(reqs, r)
+			}
+			explain(cmd.OutOrStdout(), set, ident, reqs)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&certFile, "cert", "", "PEM certificate whose identity to explain (required)")
+	f.StringArrayVar(&policies, "policy", nil, "Cedar policy file (repeatable; required)")
+	f.StringArrayVar(&tools, "tool", nil, "tool name to decide tools/call for (repeatable)")
+	f.StringArrayVar(&resources, "resource", nil, "resource URI to decide resources/read for (repeatable)")
+	f.StringArrayVar(&prompts, "prompt", nil, "prompt name to decide prompts/get for (repeatable)")
+	f.StringArrayVar(&methods, "method", nil, "method without a target to decide, e.g. tools/list (repeatable)")
+	f.StringVar(&at, "at", "", "request time, RFC 3339 (default: now)")
+	f.StringVar(&source, "source", "", "request source IP address (default: unknown)")
+	f.StringVar(&tz, "time-zone", "", "IANA time zone of context.hour and context.weekday (default: UTC)")
+	f.StringVar(&arc, "oid-arc", "", "OID arc of the roles/attributes extensions, if the CA was initialised with --oid-arc")
+	f.BoolVar(&toolArgs, "tool-args", false, "allow policies to read context.args")
+	return cmd
+}
+
+// readIdentity parses the identity in the first certificate of a PEM file.
+func readIdentity(file, arc string) (*identity.Identity, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading certificate: %w", err)
+	}
+	var cert *x509.Certificate
+	for cert == nil {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, fmt.Errorf("%s: no PEM certificate found", file)
+		}
+		if block.Type == "CERTIFICATE" {
+			if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+		}
+	}
+	var opts []identity.ParseOption
+	if arc != "" {
+		a, err := identity.ParseOIDArc(arc)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
+	}
+	ident, err := identity.FromCertificate(cert, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return ident, nil
+}
+
+// explain prints the principal and one line per decision.
+func explain(w io.Writer, set *policy.Set, ident *identity.Identity, reqs []policy.Request) {
+	p := policy.NewPrincipal(ident)
+	fmt.Fprintf(w, "Principal:  %s::%q\n", p.UID().Type, string(p.UID().ID))
+	roles := "(none)"
+	if len(ident.Roles) > 0 {
+		roles = strings.Join(ident.Roles, ", ")
+	}
+	fmt.Fprintf(w, "Roles:      %s\n", roles)
+	keys := make([]string, 0, len(ident.Attributes))
+	for k := range ident.Attributes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	attrs := make([]string, len(keys))
+	for i, k := range keys {
+		attrs[i] = k + "=" + ident.Attributes[k]
+	}
+	if len(attrs) == 0 {
+		attrs = []string{"(none)"}
+	}
+	fmt.Fprintf(w, "Attributes: %s\n\n", strings.Join(attrs, ", "))
+	where := map[string]string{}
+	for _, info := range set.Policies() {
+		where[info.ID] = fmt.Sprintf("%s:%d:%d", info.File, info.Line, info.Column)
+	}
+	for _, r := range reqs {
+		d := set.Authorize(p, r)
+		what := r.Method
+		if r.Target != "" {
+			what += " " + r.Target
+		}
+		fmt.Fprintf(w, "%-5s  %s\n", d, what)
+		switch {
+		case len(d.Policies) == 0:
+			fmt.Fprintf(w, "       %s\n", d.Reason)
+		default:
+			verb := "permitted by"
+			if !d.Allow {
+				verb = "forbidden by"
+			}
+			for _, id := range d.Policies {
+				loc := where[id]
+				if loc == id || strings.HasPrefix(loc, id+":") {
+					fmt.Fprintf(w, "       %s %s\n", verb, loc)
+				} else {
+					fmt.Fprintf(w, "       %s %s (%s)\n", verb, id, loc)
+				}
+			}
+		}
+		for _, e := range d.Errors {
+			fmt.Fprintf(w, "       skipped, evaluation error in %s\n", e)
+		}
+	}
+}
