@@ -86,6 +86,11 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 	if len(chain) == 0 || chain[0] == nil {
 		return nil, errorf("peer presented no certificate")
 	}
+	for _, c := range chain[1:] {
+		if c == nil {
+			return nil, errorf("peer chain holds a nil certificate")
+		}
+	}
 	if !as.Valid() {
 		return nil, errorf("invalid peer kind %q: must be %q or %q", truncate(string(as)), KindClient, KindServer)
 	}
@@ -143,9 +148,6 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 		return nil, errorf("%s: certificate lacks the %s extended key usage", sid, ekuName)
 	}
 	for _, c := range chain {
-		if c == nil {
-			return nil, errorf("%s: peer chain holds a nil certificate", sid)
-		}
 		if len(c.UnhandledCriticalExtensions) > 0 {
 			return nil, errorf("%s: unknown critical extension %s", certName(c), c.UnhandledCriticalExtensions[0])
 		}
