@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,37 @@ func BenchmarkNewPrincipal(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		NewPrincipal(id)
+	}
+}
+
+// BenchmarkAuthorizeLatency times every decision on its own and reports the
+// median and 99th percentile (p50-ns, p99-ns; each includes the ~30 ns of
+// reading the clock twice), for the indexed Set and for plain cedar-go.
+func BenchmarkAuthorizeLatency(b *testing.B) {
+	p := principal(b, "spiffe://example.org/client/alice", []string{"reader", "writer", "ops"}, map[string]string{"team": "team-4"})
+	for _, n := range []int{50, 1000} {
+		s := compileString(b, benchPolicies(n))
+		reqs := benchRequests(n)
+		for _, mode := range []string{"indexed", "cedar"} {
+			decide := s.Authorize
+			if mode == "cedar" {
+				decide = s.reference
+			}
+			b.Run(fmt.Sprintf("%s/%d", mode, n), func(b *testing.B) {
+				lat := make([]time.Duration, 0, 1<<16)
+				for i := 0; b.Loop(); i++ {
+					r := reqs[i%len(reqs)]
+					r.Time = t0.Add(time.Duration(i) * time.Millisecond)
+					start := time.Now()
+					decide(p, r)
+					if len(lat) < cap(lat) {
+						lat = append(lat, time.Since(start))
+					}
+				}
+				slices.Sort(lat)
+				b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+				b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+			})
+		}
 	}
 }
