@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/clock"
 )
 
 var t0 = time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC) // a Wednesday
@@ -50,3 +51,5 @@ func writeFile(t testing.TB, dir, name, content string) string {
 }
 
 func writeRemove(path string) error { return os.Remove(path) }
+
+func fakeNow(t time.Time) *clock.Fake { return clock.NewFake(t) }
