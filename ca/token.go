@@ -33,14 +33,51 @@ type TokenRequest struct {
 // MintToken creates a one-time enrolment token signed by a provisioner key of
 // the CA in dir (decrypted with password). The request is checked against the
 // identity contract and the provisioner's limits first, with the same rules
-// the CA enforces when the token is redeemed.
+// the CA enforces when the token is redeemed. To mint many tokens, use a
+// Minter: decrypting the provisioner key is deliberately slow.
 func MintToken(dir string, password []byte, req TokenRequest) (string, error) {
-	settings, err := LoadSettings(dir)
+	m, err := NewMinter(dir, password, req.Provisioner)
 	if err != nil {
 		return "", err
 	}
-	if req.Provisioner == "" {
-		req.Provisioner = AdminProvisioner
+	return m.Token(req)
+}
+
+// Minter mints tokens with one provisioner key, decrypted once.
+type Minter struct {
+	dir         string
+	provisioner string
+	settings    *Settings
+	policy      *ProvisionerPolicy
+	key         *jose.JSONWebKey
+}
+
+// NewMinter decrypts the key of a provisioner ("" = AdminProvisioner) of the
+// CA in dir.
+func NewMinter(dir string, password []byte, provisionerName string) (*Minter, error) {
+	settings, err := LoadSettings(dir)
+	if err != nil {
+		return nil, err
+	}
+	if provisionerName == "" {
+		provisionerName = AdminProvisioner
+	}
+	policy := settings.Provisioners[provisionerName]
+	if policy == nil {
+		return nil, errorf("provisioner %q has no mcpca policy in %s", provisionerName, Layout{dir}.SettingsFile())
+	}
+	key, err := provisionerKey(dir, provisionerName, password)
+	if err != nil {
+		return nil, err
+	}
+	return &Minter{dir: dir, provisioner: provisionerName, settings: settings, policy: policy, key: key}, nil
+}
+
+// Token mints one enrolment token; req.Provisioner must be empty or the
+// Minter's.
+func (m *Minter) Token(req TokenRequest) (string, error) {
+	if req.Provisioner != "" && req.Provisioner != m.provisioner {
+		return "", errorf("this minter holds the key of provisioner %q, not %q", m.provisioner, req.Provisioner)
 	}
 	if req.TokenTTL == 0 {
 		req.TokenTTL = DefaultTokenTTL
@@ -55,7 +92,7 @@ func MintToken(dir string, password []byte, req TokenRequest) (string, error) {
 	if req.TTL != 0 {
 		claims.TTL = req.TTL.String()
 	}
-	id, err := identity.NewID(settings.TrustDomain, req.Kind, req.Name)
+	id, err := identity.NewID(m.settings.TrustDomain, req.Kind, req.Name)
 	if err != nil {
 		return "", errorf("%w", err)
 	}
@@ -64,27 +101,19 @@ func MintToken(dir string, password []byte, req TokenRequest) (string, error) {
 	for _, ip := range req.IPAddresses {
 		sans = append(sans, ip.String())
 	}
-	if _, _, err := validateClaims(settings, id.String(), sans, claims); err != nil {
+	if _, _, err := validateClaims(m.settings, id.String(), sans, claims); err != nil {
 		return "", err
 	}
-	policy := settings.Provisioners[req.Provisioner]
-	if policy == nil {
-		return "", errorf("provisioner %q has no mcpca policy in %s", req.Provisioner, Layout{dir}.SettingsFile())
-	}
-	if err := policy.Check(req.Provisioner, claims); err != nil {
-		return "", err
-	}
-	key, err := provisionerKey(dir, req.Provisioner, password)
-	if err != nil {
+	if err := m.policy.Check(m.provisioner, claims); err != nil {
 		return "", err
 	}
 	p := &tokenPayload{
 		Subject:  id.String(),
-		Audience: []string{settings.CAURL() + "/1.0/sign"},
+		Audience: []string{m.settings.CAURL() + "/1.0/sign"},
 		SANs:     sans,
 		Mcpca:    claims,
 	}
-	return signToken(key, req.Provisioner, p, req.Now, req.TokenTTL)
+	return signToken(m.key, m.provisioner, p, req.Now, req.TokenTTL)
 }
 
 // MintRevokeToken creates a one-time token that lets an operator revoke the
