@@ -32,13 +32,14 @@ func newPolicyCmd() *cobra.Command {
 func newPolicyCheckCmd() *cobra.Command {
 	var toolArgs bool
 	cmd := &cobra.Command{
-		Use:   "check FILE...",
+		Use:   "check FILE|DIR...",
 		Short: "Validate Cedar policy files against the mcpca entity model",
 		Long: `Check parses every FILE and validates each policy against the mcpca entity
 model: entity types (Mcp::Client, Mcp::Server, Mcp::Role, Mcp::TrustDomain,
 Mcp::Action, Mcp::Tool, Mcp::Resource, Mcp::Prompt), actions (MCP method
-names), and the attributes of principal, resource and context. It prints every
-problem as FILE:LINE:COL: MESSAGE and exits 1 if there is any.`,
+names), and the attributes of principal, resource and context. A DIR stands
+for the *.cedar files in it. It prints every problem as FILE:LINE:COL: MESSAGE
+and exits 1 if there is any.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []policy.Option
@@ -162,7 +163,7 @@ time and source address that conditions such as business hours see.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&certFile, "cert", "", "PEM certificate whose identity to explain (required)")
-	f.StringArrayVar(&policies, "policy", nil, "Cedar policy file (repeatable; required)")
+	f.StringArrayVar(&policies, "policy", nil, "Cedar policy file or directory of *.cedar files (repeatable; required)")
 	f.StringArrayVar(&tools, "tool", nil, "tool name to decide tools/call for (repeatable)")
 	f.StringArrayVar(&resources, "resource", nil, "resource URI to decide resources/read for (repeatable)")
 	f.StringArrayVar(&prompts, "prompt", nil, "prompt name to decide prompts/get for (repeatable)")

@@ -82,6 +82,10 @@ func TestPolicyCheckCookbook(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "OK: ") {
 		t.Errorf("stdout %q", r.stdout)
 	}
+	r2 := ok(t, ".", "policy", "check", "../../scripts/policies")
+	if r2.stdout != r.stdout {
+		t.Errorf("directory: %q, files: %q", r2.stdout, r.stdout)
+	}
 }
 
 func TestPolicyExplain(t *testing.T) {

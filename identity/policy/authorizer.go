@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
-	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -14,18 +13,21 @@ import (
 // log why. It is safe for concurrent use.
 type Authorizer struct {
 	cfg   *config
-	files []string
+	paths []string
 	cur   atomic.Pointer[Set]
 	gen   atomic.Uint64
 
-	mu   sync.Mutex // serializes reloads
-	seen [sha256.Size]byte
+	mu      sync.Mutex // serializes reloads
+	seen    [sha256.Size]byte
+	readErr string // the last read error Watch logged
 }
 
-// New loads the policy files into an Authorizer. Any problem in any file is
-// an error: at start there is no last good set to fall back on.
-func New(files []string, opts ...Option) (*Authorizer, error) {
-	a := &Authorizer{cfg: newConfig(opts), files: append([]string(nil), files...)}
+// New loads the policy files into an Authorizer. A path that is a directory
+// stands for the *.cedar files in it, listed again at every reload, so files
+// added later are picked up. Any problem in any file is an error: at start
+// there is no last good set to fall back on.
+func New(paths []string, opts ...Option) (*Authorizer, error) {
+	a := &Authorizer{cfg: newConfig(opts), paths: append([]string(nil), paths...)}
 	srcs, sum, err := a.read()
 	if err != nil {
 		return nil, err
@@ -68,7 +70,7 @@ func (a *Authorizer) Reload() error {
 	defer a.mu.Unlock()
 	srcs, sum, err := a.read()
 	if err != nil {
-		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.files, "error", err)
+		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.paths, "error", err)
 		return err
 	}
 	return a.install(srcs, sum)
@@ -79,17 +81,19 @@ func (a *Authorizer) install(srcs []Source, sum [sha256.Size]byte) error {
 	a.seen = sum
 	s, err := compile(srcs, a.cfg)
 	if err != nil {
-		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.files, "error", err)
+		a.cfg.logger.Error("policy reload failed, keeping the last good policy set", "files", a.paths, "error", err)
 		return err
 	}
 	a.cur.Store(s)
 	gen := a.gen.Add(1)
-	a.cfg.logger.Info("policy reloaded", "files", a.files, "policies", s.Len(), "generation", gen)
+	a.cfg.logger.Info("policy reloaded", "files", a.paths, "policies", s.Len(), "generation", gen)
 	return nil
 }
 
 // Watch polls the files on the interval of WithPollInterval (on the clock of
-// WithClock) and reloads when their content changes, until ctx is done. A
+// WithClock) and reloads when their content changes, until ctx is done. Each
+// poll reads and hashes the files (names, sizes and bytes), so an edit is seen
+// even when it keeps the size and modification time. A
 // broken edit is logged once and the last good set stays in force until the
 // files change again. Watch returns ctx.Err().
 func (a *Authorizer) Watch(ctx context.Context) error {
@@ -112,34 +116,18 @@ func (a *Authorizer) poll() {
 	defer a.mu.Unlock()
 	srcs, sum, err := a.read()
 	if err != nil {
-		a.cfg.logger.Warn("policy watch: cannot read policy files, keeping the last good policy set", "error", err)
+		if err.Error() != a.readErr { // log each distinct failure once
+			a.readErr = err.Error()
+			a.cfg.logger.Warn("policy watch: cannot read policy files, keeping the last good policy set", "error", err)
+		}
 		return
 	}
+	a.readErr = ""
 	if sum == a.seen {
 		return
 	}
 	_ = a.install(srcs, sum)
 }
 
-// read reads every file and digests their names and contents.
-func (a *Authorizer) read() ([]Source, [sha256.Size]byte, error) {
-	h := sha256.New()
-	srcs := make([]Source, 0, len(a.files))
-	for _, f := range a.files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, [sha256.Size]byte{}, errorf("reading policy file: %w", err)
-		}
-		var n [8]byte
-		for i, l := 0, uint64(len(data)); i < 8; i++ {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write([]byte(f))
-		h.Write(n[:])
-		h.Write(data)
-		srcs = append(srcs, Source{Name: f, Data: data})
-	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return srcs, sum, nil
-}
+// read reads the policy files.
+func (a *Authorizer) read() ([]Source, [sha256.Size]byte, error) { return readSources(a.paths) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -157,5 +158,58 @@ func TestWatch(t *testing.T) {
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Watch returned %v", err)
+	}
+}
+
+func TestDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "a.cedar", allowSearch)
+	writeFile(t, dir, "notes.txt", "not a policy")
+	fc := clock.NewFake(t0)
+	var logs syncBuffer
+	a, err := New([]string{dir}, WithClock(fc), WithPollInterval(time.Minute), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Set().Policies(); len(got) != 1 || got[0].ID != dir+"/a.cedar:1" {
+		t.Fatalf("policies %+v", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Watch(ctx)
+	p := principal(t, "spiffe://td/client/alice", []string{"reader"}, nil)
+	writeFile(t, dir, "b.cedar", allowFetch) // a new file is picked up
+	step(t, fc, time.Minute)
+	if !allowed(a, p, "fetch") || a.Generation() != 2 {
+		t.Fatal("new file in the directory not loaded")
+	}
+	// A file that cannot be read is logged once, not at every poll.
+	// (A directory named like a policy file fails to read, even as root.)
+	if err := os.Remove(dir + "/b.cedar"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir+"/b.cedar", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	step(t, fc, time.Minute)
+	step(t, fc, time.Minute)
+	if n := strings.Count(logs.String(), "cannot read policy files"); n != 1 || !allowed(a, p, "fetch") {
+		t.Errorf("unreadable file logged %d times:\n%s", n, logs.String())
+	}
+}
+
+func TestDuplicateFile(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "a.cedar", allowSearch)
+	s, err := Load([]string{f, f, f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, p := range s.Policies() {
+		ids = append(ids, p.ID)
+	}
+	if want := f + ":1 " + f + ":1:1 " + f + ":1:1#2"; strings.Join(ids, " ") != want {
+		t.Errorf("ids %v, want %s", ids, want)
 	}
 }

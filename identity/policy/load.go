@@ -2,9 +2,12 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -49,21 +52,50 @@ type policyEntry struct {
 	info   Info
 }
 
-// Load reads and compiles the policy files.
-func Load(files []string, opts ...Option) (*Set, error) {
-	return loadFiles(files, newConfig(opts))
+// Load reads and compiles policy files. A path that is a directory stands
+// for the *.cedar files in it, in name order.
+func Load(paths []string, opts ...Option) (*Set, error) {
+	srcs, _, err := readSources(paths)
+	if err != nil {
+		return nil, err
+	}
+	return compile(srcs, newConfig(opts))
 }
 
-func loadFiles(files []string, cfg *config) (*Set, error) {
+// readSources reads the files paths name (directories: their *.cedar files)
+// and digests their names and contents.
+func readSources(paths []string) ([]Source, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	var files []string
+	for _, p := range paths {
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		matches, err := filepath.Glob(filepath.Join(p, "*.cedar"))
+		if err != nil {
+			return nil, sum, errorf("listing policy directory: %w", err)
+		}
+		sort.Strings(matches)
+		files = append(files, matches...)
+	}
+	h := sha256.New()
 	srcs := make([]Source, 0, len(files))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, errorf("reading policy file: %w", err)
+			return nil, sum, errorf("reading policy file: %w", err)
 		}
+		var n [16]byte
+		binary.LittleEndian.PutUint64(n[:8], uint64(len(f)))
+		binary.LittleEndian.PutUint64(n[8:], uint64(len(data)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+		h.Write(data)
 		srcs = append(srcs, Source{Name: f, Data: data})
 	}
-	return compile(srcs, cfg)
+	h.Sum(sum[:0])
+	return srcs, sum, nil
 }
 
 // Compile parses and validates the sources into a Set. It reports every
@@ -107,7 +139,11 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 					continue
 				}
 			} else if seen[id] {
+				// Several policies on one line, or a file given twice.
 				id = types.PolicyID(fmt.Sprintf("%s:%d:%d", src.Name, pos.Line, pos.Column))
+				for n := 2; seen[id]; n++ {
+					id = types.PolicyID(fmt.Sprintf("%s:%d:%d#%d", src.Name, pos.Line, pos.Column, n))
+				}
 			}
 			seen[id] = true
 			s.cedar.Add(id, p)
