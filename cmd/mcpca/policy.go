@@ -51,7 +51,7 @@ and exits 1 if there is any.`,
 				n := printPolicyErrors(cmd.ErrOrStderr(), err)
 				return &exitError{code: 1, err: fmt.Errorf("policy check failed: %d %s", n, plural(n, "error", "errors"))}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d %s in %d %s\n", set.Len(), plural(set.Len(), "policy", "policies"), len(args), plural(len(args), "file", "files"))
+			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d %s in %d %s\n", set.Len(), plural(set.Len(), "policy", "policies"), len(set.Files()), plural(len(set.Files()), "file", "files"))
 			return nil
 		},
 	}

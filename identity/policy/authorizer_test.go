@@ -171,7 +171,7 @@ func TestDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := a.Set().Policies(); len(got) != 1 || got[0].ID != dir+"/a.cedar:1" {
+	if got := a.Set().Policies(); len(got) != 1 || got[0].ID != dir+"/a.cedar:1" || len(a.Set().Files()) != 1 {
 		t.Fatalf("policies %+v", got)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

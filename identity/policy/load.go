@@ -40,6 +40,7 @@ type Info struct {
 // Set is a validated, indexed, immutable policy set. It is safe for
 // concurrent use.
 type Set struct {
+	files    []string
 	cfg      *config
 	policies []policyEntry
 	cedar    *cedar.PolicySet
@@ -112,6 +113,7 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 	var errs []error
 	seen := map[types.PolicyID]bool{}
 	for _, src := range srcs {
+		s.files = append(s.files, src.Name)
 		list, err := cedar.NewPolicyListFromBytes(src.Name, src.Data)
 		if err != nil {
 			errs = append(errs, syntaxError(src.Name, src.Data, err))
@@ -167,6 +169,9 @@ func (s *Set) Policies() []Info {
 	}
 	return out
 }
+
+// Files returns the names of the sources the set was compiled from, in order.
+func (s *Set) Files() []string { return append([]string(nil), s.files...) }
 
 // Len returns the number of policies.
 func (s *Set) Len() int { return len(s.policies) }
