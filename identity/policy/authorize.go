@@ -25,17 +25,14 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 		return Decision{Allow: true, Reason: "always allowed"}
 	}
 	res := r.resourceUID()
-	b := s.idx.lookup(r.Method, res)
-	if b == nil || b.size == 0 {
-		return Decision{Reason: "no policy permits"}
-	}
+	bs, entity := s.idx.lookup(r.Method, res)
 	sc := scratchPool.Get().(*scratch)
-	sc.ids = b.collect(sc.ids[:0], p, string(res.ID))
+	sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
 	var d Decision
 	if len(sc.ids) == 0 {
 		d = Decision{Reason: "no policy permits"}
 	} else {
-		sc.env = requestEnv{p: p, resUID: res, res: b.res}
+		sc.env = requestEnv{p: p, resUID: res, res: entity}
 		sc.cand.s = s
 		sc.cand.ids = sc.ids
 		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, s.now(&r))))
@@ -112,11 +109,8 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 		r := base
 		r.Target = t
 		res := r.resourceUID()
-		b := s.idx.lookup(r.Method, res)
-		if b == nil || b.size == 0 {
-			continue
-		}
-		sc.ids = b.collect(sc.ids[:0], p, string(res.ID))
+		bs, entity := s.idx.lookup(r.Method, res)
+		sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
 		if len(sc.ids) == 0 {
 			continue
 		}
@@ -124,7 +118,7 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 			ctx = s.cfg.contextRecord(p, &r, base.Time)
 			haveCtx = true
 		}
-		sc.env = requestEnv{p: p, resUID: res, res: b.res}
+		sc.env = requestEnv{p: p, resUID: res, res: entity}
 		sc.cand = candidates{s: s, ids: sc.ids}
 		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
 		if dec, _ := cedar.Authorize(&sc.cand, &sc.env, req); dec == cedar.Allow {

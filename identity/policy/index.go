@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"iter"
 	"slices"
-	"strings"
 
 	cedar "github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -26,12 +25,19 @@ import (
 // might need is therefore in the candidate list; cedar-go then evaluates the
 // candidates with the very same semantics, which the property test checks
 // against a full scan.
+//
+// Every policy sits in the buckets its scope names, and nowhere else, so the
+// index grows linearly with the policy set: under each action it names (or
+// under "any action"), in the bucket of the resource it names, of the
+// resource type it names, or of any resource; within a bucket, under the
+// principal, group or principal type it names, or under any principal. A
+// request gathers the candidates of at most six buckets.
 type index struct {
-	byAction map[string]*actionIndex
-	other    *actionIndex // methods no policy can name: action-unconstrained policies only
+	byAction  map[string]*actionIndex // policies whose action scope names the action
+	anyAction *actionIndex            // policies with an unconstrained action scope
 }
 
-// actionIndex holds the buckets of one action, by resource.
+// actionIndex holds the buckets of one action, by resource scope.
 type actionIndex struct {
 	exact  map[types.EntityUID]*bucket
 	byType map[types.EntityType]*bucket
@@ -147,72 +153,69 @@ func resourceScope(p *xast.Policy) resourceKey {
 	return resourceKey{}
 }
 
-// actionMatches reports whether the action scope of p can match method; an
-// empty method stands for "a method no policy names".
-func actionMatches(p *xast.Policy, method string) bool {
-	uid := types.NewEntityUID(TypeAction, types.String(method))
+// actionKeys returns the methods the action scope of p names; nil means
+// the scope is unconstrained. (Validation guarantees they are Mcp::Action
+// entities.)
+func actionKeys(p *xast.Policy) []string {
 	switch s := p.Action.(type) {
 	case xast.ScopeTypeEq:
-		return method != "" && s.Entity == uid
+		return []string{string(s.Entity.ID)}
 	case xast.ScopeTypeIn:
-		return method != "" && s.Entity == uid
+		return []string{string(s.Entity.ID)}
 	case xast.ScopeTypeInSet:
+		keys := make([]string, 0, len(s.Entities))
 		for _, e := range s.Entities {
-			if method != "" && e == uid {
-				return true
+			if !slices.Contains(keys, string(e.ID)) {
+				keys = append(keys, string(e.ID))
 			}
 		}
-		return false
+		return keys
 	}
-	return true
+	return nil
 }
 
-func buildIndex(policies []policyEntry, cfg *config) *index {
+func buildIndex(policies []policyEntry) *index {
 	asts := make([]*xast.Policy, len(policies))
+	var anyAction []int32
+	byAction := map[string][]int32{}
 	for i, p := range policies {
 		asts[i] = (*xast.Policy)(p.policy.AST())
+		keys := actionKeys(asts[i])
+		if keys == nil {
+			anyAction = append(anyAction, int32(i))
+		}
+		for _, k := range keys {
+			byAction[k] = append(byAction[k], int32(i))
+		}
 	}
-	idx := &index{byAction: map[string]*actionIndex{}, other: buildActionIndex(asts, "")}
-	for a := range cfg.actions {
-		idx.byAction[a] = buildActionIndex(asts, a)
+	idx := &index{byAction: make(map[string]*actionIndex, len(byAction)), anyAction: buildActionIndex(asts, anyAction)}
+	for a, l := range byAction {
+		idx.byAction[a] = buildActionIndex(asts, l)
 	}
 	return idx
 }
 
-func buildActionIndex(asts []*xast.Policy, method string) *actionIndex {
+func buildActionIndex(asts []*xast.Policy, ids []int32) *actionIndex {
 	var resAny []int32
 	resEq := map[types.EntityUID][]int32{}
 	resType := map[types.EntityType][]int32{}
-	for i, p := range asts {
-		if !actionMatches(p, method) {
-			continue
-		}
-		switch k := resourceScope(p); k.kind {
+	for _, i := range ids {
+		switch k := resourceScope(asts[i]); k.kind {
 		case 1:
-			resEq[k.uid] = append(resEq[k.uid], int32(i))
+			resEq[k.uid] = append(resEq[k.uid], i)
 		case 2:
-			resType[k.typ] = append(resType[k.typ], int32(i))
+			resType[k.typ] = append(resType[k.typ], i)
 		default:
-			resAny = append(resAny, int32(i))
+			resAny = append(resAny, i)
 		}
 	}
-	// mk builds a bucket from lists; exact is the resource when the bucket
-	// serves one resource entity, which resolves URI guards statically.
-	mk := func(exact *types.EntityUID, lists ...[]int32) *bucket {
+	mk := func(l []int32) *bucket {
 		b := &bucket{}
-		for _, l := range lists {
-			for _, i := range l {
-				prefix, guarded := uriGuard(asts[i])
-				switch {
-				case !guarded:
-					b.add(i, asts[i])
-				case exact != nil:
-					if strings.HasPrefix(string(exact.ID), prefix) {
-						b.add(i, asts[i])
-					}
-				default:
-					b.addGuarded(i, asts[i], prefix)
-				}
+		for _, i := range l {
+			if prefix, guarded := uriGuard(asts[i]); guarded {
+				b.addGuarded(i, asts[i], prefix)
+			} else {
+				b.add(i, asts[i])
 			}
 		}
 		return b
@@ -220,13 +223,13 @@ func buildActionIndex(asts []*xast.Policy, method string) *actionIndex {
 	ai := &actionIndex{
 		exact:  make(map[types.EntityUID]*bucket, len(resEq)),
 		byType: make(map[types.EntityType]*bucket, len(resType)),
-		any:    mk(nil, resAny),
+		any:    mk(resAny),
 	}
 	for t, l := range resType {
-		ai.byType[t] = mk(nil, resAny, l)
+		ai.byType[t] = mk(l)
 	}
 	for uid, l := range resEq {
-		b := mk(&uid, resAny, resType[uid.Type], l)
+		b := mk(l)
 		e := resourceEntity(uid)
 		b.res = &e
 		ai.exact[uid] = b
@@ -289,19 +292,33 @@ func patternPrefix(p types.Pattern) string {
 	return *lit.Literal
 }
 
-// lookup returns the bucket of (method, resource).
-func (x *index) lookup(method string, res types.EntityUID) *bucket {
-	ai := x.byAction[method]
-	if ai == nil {
-		ai = x.other
+// buckets are the (up to six) buckets a request draws candidates from.
+type buckets [6]*bucket
+
+// lookup returns the buckets of (method, resource), and the prebuilt
+// resource entity when a bucket names the resource.
+func (x *index) lookup(method string, res types.EntityUID) (bs buckets, entity *types.Entity) {
+	for i, ai := range [2]*actionIndex{x.byAction[method], x.anyAction} {
+		if ai == nil {
+			continue
+		}
+		if b := ai.exact[res]; b != nil {
+			bs[3*i] = b
+			entity = b.res
+		}
+		bs[3*i+1] = ai.byType[res.Type]
+		bs[3*i+2] = ai.any
 	}
-	if b := ai.exact[res]; b != nil {
-		return b
+	return bs, entity
+}
+
+// collect appends the candidates of every bucket for principal p and
+// target; the buckets are disjoint, so no policy appears twice.
+func (bs *buckets) collect(dst []int32, p *Principal, target string) []int32 {
+	for _, b := range bs {
+		dst = b.collect(dst, p, target)
 	}
-	if b := ai.byType[res.Type]; b != nil {
-		return b
-	}
-	return ai.any
+	return dst
 }
 
 // candidates is a cedar.PolicyIterator over a subset of a Set.

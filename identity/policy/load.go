@@ -157,7 +157,7 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.idx = buildIndex(s.policies, cfg)
+	s.idx = buildIndex(s.policies)
 	return s, nil
 }
 
