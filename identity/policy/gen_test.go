@@ -118,26 +118,48 @@ func (g gen) policy() string {
 	case 4:
 		fmt.Fprintf(&b, "action in [%s, %s], ", g.action(), g.action())
 	}
+	var resType string // the resource type the scope fixes
 	switch g.r.IntN(7) {
 	case 6:
 		b.WriteString("resource is Mcp::Resource)")
+		resType = "Mcp::Resource"
 	case 0:
 		b.WriteString("resource)")
 	case 1, 2:
-		fmt.Fprintf(&b, "resource == %s)", g.resourceUID())
+		uid := g.resourceUID()
+		fmt.Fprintf(&b, "resource == %s)", uid)
+		resType, _, _ = strings.Cut(uid, "::\"")
 	case 3:
-		fmt.Fprintf(&b, "resource in %s)", g.resourceUID())
+		uid := g.resourceUID()
+		fmt.Fprintf(&b, "resource in %s)", uid)
+		resType, _, _ = strings.Cut(uid, "::\"")
 	case 4:
-		fmt.Fprintf(&b, "resource is %s)", g.resourceType())
+		resType = g.resourceType()
+		fmt.Fprintf(&b, "resource is %s)", resType)
 	case 5:
-		fmt.Fprintf(&b, "resource is %s in %s)", g.resourceType(), g.resourceUID())
+		resType = g.resourceType()
+		fmt.Fprintf(&b, "resource is %s in %s)", resType, g.resourceUID())
+	}
+	// Reading an attribute the fixed resource type lacks is a load error.
+	fits := func(cond string) bool {
+		switch {
+		case strings.Contains(cond, "resource.uri"):
+			return resType == "" || resType == "Mcp::Resource"
+		case strings.Contains(cond, "resource.name"):
+			return resType == "" || resType == "Mcp::Tool" || resType == "Mcp::Prompt"
+		}
+		return true
 	}
 	for n := g.r.IntN(3); n > 0; n-- {
 		kw := "when"
 		if g.r.IntN(4) == 0 {
 			kw = "unless"
 		}
-		fmt.Fprintf(&b, " %s { %s }", kw, g.pick(genConds))
+		cond := g.pick(genConds)
+		for !fits(cond) {
+			cond = g.pick(genConds)
+		}
+		fmt.Fprintf(&b, " %s { %s }", kw, cond)
 	}
 	b.WriteString(";\n")
 	return b.String()

@@ -12,7 +12,7 @@ import (
 func TestIndexMatchesCedar(t *testing.T) {
 	g := gen{r: rand.New(rand.NewPCG(1, 2))}
 	var cases, allows, forbids, errs int
-	for set := range 60 {
+	for set := range 100 {
 		n := 1 + g.r.IntN(80)
 		if set%10 == 0 {
 			n = 400

@@ -136,6 +136,10 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 			id := types.PolicyID(fmt.Sprintf("%s:%d", src.Name, pos.Line))
 			if a, ok := p.Annotations()["id"]; ok {
 				id = types.PolicyID(a)
+				if a == "" {
+					errs = append(errs, &LoadError{File: src.Name, Line: pos.Line, Column: pos.Column, Msg: "empty policy id: @id needs a name"})
+					continue
+				}
 				if seen[id] {
 					errs = append(errs, &LoadError{File: src.Name, Line: pos.Line, Column: pos.Column, Msg: fmt.Sprintf("duplicate policy id %q", a)})
 					continue
@@ -218,6 +222,7 @@ type validator struct {
 	data       []byte
 	start, end int // the policy's bytes within data
 	pos        types.Position
+	resType    types.EntityType // the resource type the scope fixes, if any
 	errs       []error
 }
 
@@ -270,13 +275,17 @@ func (v *validator) policy(p *xast.Policy) {
 	switch s := p.Resource.(type) {
 	case xast.ScopeTypeEq:
 		v.scopeEntity("resource ==", s.Entity, resourceTypes)
+		v.resType = s.Entity.Type
 	case xast.ScopeTypeIn:
 		v.scopeEntity("resource in", s.Entity, resourceTypes)
+		v.resType = s.Entity.Type
 	case xast.ScopeTypeIs:
 		v.scopeType("resource is", s.Type, resourceTypes)
+		v.resType = s.Type
 	case xast.ScopeTypeIsIn:
 		v.scopeType("resource is", s.Type, resourceTypes)
 		v.scopeEntity("resource in", s.Entity, resourceTypes)
+		v.resType = s.Type
 	}
 	for _, c := range p.Conditions {
 		xast.Inspect(xast.NewNode(c.Body), v.node)
@@ -385,6 +394,17 @@ func (v *validator) access(variable, attr string) {
 		known = principalAttrs
 	case "resource":
 		known = resourceAttrs
+		if v.resType != "" {
+			known = attrsOf(v.resType)
+			if !slices.Contains(known, attr) {
+				has := "no attributes"
+				if len(known) > 0 {
+					has = "only " + list(known)
+				}
+				v.errorAt("."+attr, "unknown attribute resource.%s: the resource is a %s, which has %s", attr, v.resType, has)
+				return
+			}
+		}
 	case "context":
 		known = contextAttrs
 		if attr == "args" {

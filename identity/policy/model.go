@@ -185,6 +185,17 @@ func (r *Request) resourceUID() types.EntityUID {
 	return types.NewEntityUID(typ, types.String(r.Target))
 }
 
+// attrsOf returns the attribute names of the resource entities of type t.
+func attrsOf(t types.EntityType) []string {
+	switch t {
+	case TypeTool, TypePrompt:
+		return []string{"name"}
+	case TypeResource:
+		return []string{"uri"}
+	}
+	return nil
+}
+
 // resourceEntity builds the entity of a target.
 func resourceEntity(uid types.EntityUID) types.Entity {
 	e := types.Entity{UID: uid}
