@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
+	"os"
 	"sync"
 	"sync/atomic"
 )
@@ -60,6 +61,36 @@ func (a *Authorizer) Filter(p *Principal, base Request, targets []string) []stri
 // FilterTools returns the tool names p may call; see Set.FilterTools.
 func (a *Authorizer) FilterTools(p *Principal, names []string) []string {
 	return a.cur.Load().FilterTools(p, names)
+}
+
+// FilterResources returns the resource URIs p may read; see Set.FilterResources.
+func (a *Authorizer) FilterResources(p *Principal, uris []string) []string {
+	return a.cur.Load().FilterResources(p, uris)
+}
+
+// FilterPrompts returns the prompt names p may get; see Set.FilterPrompts.
+func (a *Authorizer) FilterPrompts(p *Principal, names []string) []string {
+	return a.cur.Load().FilterPrompts(p, names)
+}
+
+// ReloadOn calls Reload for every value received from c until ctx is done
+// or c is closed. Wire it to SIGHUP:
+//
+//	c := make(chan os.Signal, 1)
+//	signal.Notify(c, syscall.SIGHUP)
+//	go authz.ReloadOn(ctx, c)
+func (a *Authorizer) ReloadOn(ctx context.Context, c <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-c:
+			if !ok {
+				return
+			}
+			_ = a.Reload() // logged by Reload
+		}
+	}
 }
 
 // Reload reads and compiles the files again. On success the new set takes

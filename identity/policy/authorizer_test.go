@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,4 +213,37 @@ func TestDuplicateFile(t *testing.T) {
 	if want := f + ":1 " + f + ":1:1 " + f + ":1:1#2"; strings.Join(ids, " ") != want {
 		t.Errorf("ids %v, want %s", ids, want)
 	}
+}
+
+func TestReloadOn(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "p.cedar", allowSearch)
+	a, err := New([]string{f}, WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := make(chan os.Signal) // unbuffered: a send completes once the previous reload is done
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.ReloadOn(ctx, c); close(done) }()
+	writeFile(t, dir, "p.cedar", allowFetch)
+	c <- syscall.SIGHUP
+	c <- syscall.SIGHUP
+	p := principal(t, "spiffe://td/client/alice", []string{"reader"}, nil)
+	if a.Generation() < 2 || !allowed(a, p, "fetch") {
+		t.Fatalf("signal did not reload: generation %d", a.Generation())
+	}
+	if got := a.FilterTools(p, []string{"search", "fetch"}); len(got) != 1 || got[0] != "fetch" {
+		t.Errorf("FilterTools = %v", got)
+	}
+	if got := a.FilterResources(p, []string{"file:///x"}); len(got) != 0 {
+		t.Errorf("FilterResources = %v", got)
+	}
+	if got := a.FilterPrompts(p, []string{"x"}); len(got) != 0 {
+		t.Errorf("FilterPrompts = %v", got)
+	}
+	cancel()
+	<-done
+	close(c)
+	a.ReloadOn(context.Background(), c) // returns when c is closed
 }
