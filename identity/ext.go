@@ -128,12 +128,17 @@ func DecodeRoles(der []byte) ([]string, error) {
 	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
 		return nil, errorf("roles extension: not a DER SEQUENCE OF UTF8String: %w", ErrMalformedExtension)
 	}
+	// One string holds every element: the roles are substrings of it.
+	st := stringTable{der: der, all: string(der)}
 	var roles []string
+	if n := countElements(seq); n > 0 && n <= MaxRoles {
+		roles = make([]string, 0, n)
+	}
 	for !seq.Empty() {
 		if len(roles) == MaxRoles {
 			return nil, errorf("roles extension holds more than %d roles: %w", MaxRoles, ErrBounds)
 		}
-		s, ok := readString(&seq)
+		s, ok := st.read(&seq)
 		if !ok {
 			return nil, errorf("roles extension: element %d is not a UTF8String or PrintableString: %w", len(roles)+1, ErrMalformedExtension)
 		}
@@ -161,7 +166,8 @@ func DecodeAttributes(der []byte) (map[string]string, error) {
 	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
 		return nil, errorf("attributes extension: not a DER SEQUENCE OF SEQUENCE: %w", ErrMalformedExtension)
 	}
-	attrs := map[string]string{}
+	st := stringTable{der: der, all: string(der)}
+	attrs := make(map[string]string, min(countElements(seq), MaxAttributes))
 	for n := 1; !seq.Empty(); n++ {
 		if len(attrs) == MaxAttributes {
 			return nil, errorf("attributes extension holds more than %d attributes: %w", MaxAttributes, ErrBounds)
@@ -170,8 +176,8 @@ func DecodeAttributes(der []byte) (map[string]string, error) {
 		if !seq.ReadASN1(&pair, cbasn1.SEQUENCE) {
 			return nil, errorf("attributes extension: element %d is not a SEQUENCE: %w", n, ErrMalformedExtension)
 		}
-		k, ok1 := readString(&pair)
-		v, ok2 := readString(&pair)
+		k, ok1 := st.read(&pair)
+		v, ok2 := st.read(&pair)
 		if !ok1 || !ok2 || !pair.Empty() {
 			return nil, errorf("attributes extension: element %d is not { key UTF8String, value UTF8String }: %w", n, ErrMalformedExtension)
 		}
@@ -186,8 +192,16 @@ func DecodeAttributes(der []byte) (map[string]string, error) {
 	return attrs, nil
 }
 
-// readString reads one UTF8String or PrintableString.
-func readString(s *cryptobyte.String) (string, bool) {
+// stringTable turns subslices of der into substrings of all (string(der)),
+// so that decoding costs one string allocation however many elements there
+// are.
+type stringTable struct {
+	der []byte
+	all string
+}
+
+// read reads one UTF8String or PrintableString from s, a subslice of t.der.
+func (t *stringTable) read(s *cryptobyte.String) (string, bool) {
 	var v cryptobyte.String
 	var tag cbasn1.Tag
 	if !s.ReadAnyASN1(&v, &tag) {
@@ -195,16 +209,35 @@ func readString(s *cryptobyte.String) (string, bool) {
 	}
 	switch tag {
 	case cbasn1.UTF8String:
-		return string(v), true
 	case cbasn1.PrintableString:
 		for _, c := range v {
 			if !isPrintable(c) {
 				return "", false
 			}
 		}
-		return string(v), true
+	default:
+		return "", false
 	}
-	return "", false
+	// v is der[off:off+len(v)]: reslicing keeps cap(der)-cap(v) == off.
+	off := cap(t.der) - cap(v)
+	if off < 0 || off+len(v) > len(t.all) {
+		return string(v), true // not a subslice of der; never happens
+	}
+	return t.all[off : off+len(v)], true
+}
+
+// countElements counts the TLVs of seq without consuming it (0 on error).
+func countElements(seq cryptobyte.String) int {
+	n := 0
+	for !seq.Empty() {
+		var tag cbasn1.Tag
+		var v cryptobyte.String
+		if !seq.ReadAnyASN1(&v, &tag) {
+			return n
+		}
+		n++
+	}
+	return n
 }
 
 func isPrintable(c byte) bool {

@@ -244,3 +244,25 @@ func assertErr(t *testing.T, err error, want string, is error) {
 		t.Fatalf("errors.Is(%v, %v) = false", err, is)
 	}
 }
+
+func TestDecodeDoesNotAliasInput(t *testing.T) {
+	in := der(seq(utf8s("reader"), utf8s("writer")))
+	roles, err := identity.DecodeRoles(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ain := der(seq(pair("team", "search")))
+	attrs, err := identity.DecodeAttributes(ain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		in[i] = 'X'
+	}
+	for i := range ain {
+		ain[i] = 'X'
+	}
+	if !reflect.DeepEqual(roles, []string{"reader", "writer"}) || attrs["team"] != "search" {
+		t.Fatalf("decoded values changed with the input: %q %q", roles, attrs)
+	}
+}
