@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,17 +74,33 @@ func TestPolicyCheck(t *testing.T) {
 	fails(t, dir, "requires at least 1 arg", "policy", "check")
 }
 
+// TestPolicyCheckCookbook checks every example policy file of
+// scripts/policies, each on its own, and the numbered cookbook files
+// together, given as files and as a directory.
 func TestPolicyCheckCookbook(t *testing.T) {
-	files, _ := filepath.Glob("../../scripts/policies/*.cedar")
+	all, _ := filepath.Glob("../../scripts/policies/*.cedar")
+	for _, f := range all {
+		if r := ok(t, ".", "policy", "check", f); r.stdout != "OK: "+strings.TrimPrefix(r.stdout, "OK: ") || !strings.HasSuffix(r.stdout, " in 1 file\n") {
+			t.Errorf("%s: %q", f, r.stdout)
+		}
+	}
+	files, _ := filepath.Glob("../../scripts/policies/[0-9][0-9]-*.cedar")
 	if len(files) < 5 {
 		t.Fatalf("cookbook: %v", files)
 	}
 	r := ok(t, ".", append([]string{"policy", "check"}, files...)...)
-	if !strings.HasPrefix(r.stdout, "OK: ") {
+	if !strings.HasPrefix(r.stdout, "OK: ") || !strings.HasSuffix(r.stdout, fmt.Sprintf(" in %d files\n", len(files))) {
 		t.Errorf("stdout %q", r.stdout)
 	}
-	r2 := ok(t, ".", "policy", "check", "../../scripts/policies")
-	if r2.stdout != r.stdout {
+	dir := t.TempDir()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePolicyFile(t, dir, filepath.Base(f), string(data))
+	}
+	if r2 := ok(t, dir, "policy", "check", "."); r2.stdout != r.stdout {
 		t.Errorf("directory: %q, files: %q", r2.stdout, r.stdout)
 	}
 }

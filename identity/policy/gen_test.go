@@ -22,7 +22,7 @@ var (
 	genTools   = []string{"search", "refund", "delete", "fetch", "t0", "t1", "t2", "t3"}
 	genURIs    = []string{"file:///docs/a.md", "file:///docs/b.md", "file:///etc/passwd", "db://orders/1", "db://users/2"}
 	genPrompts = []string{"summarize", "translate", "p0"}
-	genMethods = append(append([]string{}, Actions...), "x/unknown", "initialize", "notifications/cancelled")
+	genMethods = append(Actions(), "x/unknown", "initialize", "notifications/cancelled")
 )
 
 func (g gen) pick(s []string) string { return s[g.r.IntN(len(s))] }
@@ -61,7 +61,7 @@ func (g gen) resourceType() string {
 }
 
 func (g gen) action() string {
-	return fmt.Sprintf(`Mcp::Action::%q`, g.pick(Actions[:12]))
+	return fmt.Sprintf(`Mcp::Action::%q`, g.pick(actions[:12]))
 }
 
 var genConds = []string{

@@ -32,14 +32,16 @@ const (
 // methods that name no tool, resource or prompt.
 const SelfID = "self"
 
-// Actions lists the JSON-RPC methods a policy may name as
+// Actions returns the JSON-RPC methods a policy may name as
 // Mcp::Action::"<method>". Requests for other methods are decided only by
 // policies whose action scope is unconstrained.
 //
 // initialize, ping and notifications/* are not in the list: they are always
 // allowed, so a policy naming them is a load error rather than a rule that
 // silently has no effect.
-var Actions = []string{
+func Actions() []string { return slices.Clone(actions) }
+
+var actions = []string{
 	"tools/list",
 	"tools/call",
 	"resources/list",

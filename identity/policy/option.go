@@ -22,8 +22,8 @@ func newConfig(opts []Option) *config {
 	for _, o := range opts {
 		o.apply(c)
 	}
-	c.actions = make(map[string]bool, len(Actions))
-	for _, a := range Actions {
+	c.actions = make(map[string]bool, len(actions))
+	for _, a := range actions {
 		c.actions[a] = true
 	}
 	return c
