@@ -594,3 +594,44 @@ func TestConcurrentVerifyAndSwap(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSVersions(t *testing.T) {
+	e := newEnv(t)
+	srv, cli := e.ca.CreateSVID(server), e.ca.CreateSVID(alice)
+	sc, cc := e.configs(srv, cli)
+	cc.MinVersion, cc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	serr, cerr, _ := handshake(t, sc, cc)
+	if serr == nil || cerr == nil || !strings.Contains(serr.Error(), "tls: client offered only unsupported versions") {
+		t.Fatalf("TLS 1.2 client accepted by default: server %v, client %v", serr, cerr)
+	}
+	// Allowed on request, and the peer is still verified.
+	sc = identity.ServerTLSConfig(identity.StaticCertificate{Cert: &srv.TLS}, e.v, identity.WithMinVersion(tls.VersionTLS12))
+	if serr, cerr, cs := handshake(t, sc, cc); serr != nil || cerr != nil || cs.Version != tls.VersionTLS12 {
+		t.Fatalf("TLS 1.2: server %v, client %v, version %x", serr, cerr, cs.Version)
+	}
+	bad := e.ca.CreateSVID(alice, testca.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
+	_, cc2 := e.configs(srv, bad)
+	cc2.MinVersion, cc2.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	serr, _, _ = handshake(t, sc, cc2)
+	assertErr(t, serr, "identity: spiffe://example.org/client/alice: certificate lacks the clientAuth extended key usage", nil)
+}
+
+// A server identity may call another server as a client; PeerIdentity then
+// checks it in the role its ID names.
+func TestServerIdentityAsClient(t *testing.T) {
+	e := newEnv(t)
+	srv, peer := e.ca.CreateSVID(server), e.ca.CreateSVID("spiffe://example.org/server/indexer")
+	sc, cc := e.configs(srv, peer)
+	var got *identity.Identity
+	sc.VerifyConnection = chainVerify(sc.VerifyConnection, func(cs tls.ConnectionState) error {
+		var err error
+		got, err = e.v.PeerIdentity(&cs)
+		return err
+	})
+	if serr, cerr, _ := handshake(t, sc, cc); serr != nil || cerr != nil {
+		t.Fatalf("server %v, client %v", serr, cerr)
+	}
+	if got == nil || got.ID.Kind != identity.KindServer {
+		t.Fatalf("got %+v", got)
+	}
+}
