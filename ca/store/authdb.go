@@ -1,0 +1,412 @@
+package store
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/certificates/db"
+	"github.com/smallstep/nosql/database"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/ssh"
+)
+
+// The interfaces step-ca's authority finds by type assertion.
+var (
+	_ db.AuthDB                      = (*Store)(nil)
+	_ db.CertificateStorer           = (*Store)(nil)
+	_ db.CertificateRevocationListDB = (*Store)(nil)
+	_ interface {
+		StoreCertificateChain(provisioner.Interface, ...*x509.Certificate) error
+		StoreRenewedCertificate(*x509.Certificate, ...*x509.Certificate) error
+		GetCertificateData(string) (*db.CertificateData, error)
+	} = (*Store)(nil)
+)
+
+// notFound wraps nosql's not-found sentinel, which the authority tests with
+// database.IsErrNotFound.
+func notFound(what string) error { return errorf("%s: %w", what, database.ErrNotFound) }
+
+// UseToken records the token id as used and reports whether it was new:
+// true the first time, false ever after (until the record is pruned,
+// TokenGrace after the token expires).
+func (s *Store) UseToken(id, tok string) (bool, error) {
+	key := []byte(id)
+	var pruneAt [8]byte
+	exp, ok := tokenExpiry(tok)
+	if ok {
+		binary.BigEndian.PutUint64(pruneAt[:], uint64(max(exp.Add(TokenGrace).Unix(), 0)))
+	}
+	var fresh bool
+	err := s.write(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTokens)
+		if b.Get(key) != nil {
+			fresh = false
+			return nil
+		}
+		fresh = true
+		if err := b.Put(key, pruneAt[:]); err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		return tx.Bucket(bucketTokenExpiry).Put(expiryKey(exp.Add(TokenGrace), key), nil)
+	})
+	if err != nil {
+		return false, failf(err, "storing used token %s", id)
+	}
+	return fresh, nil
+}
+
+// tokenExpiry reads the "exp" claim of a compact JWS without verifying it
+// (the authority has verified the token before it calls UseToken).
+func tokenExpiry(tok string) (time.Time, bool) {
+	first := strings.IndexByte(tok, '.')
+	if first < 0 {
+		return time.Time{}, false
+	}
+	rest := tok[first+1:]
+	second := strings.IndexByte(rest, '.')
+	if second < 0 || strings.IndexByte(rest[second+1:], '.') >= 0 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(rest[:second])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *json.Number `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || f <= 0 || f > 1<<40 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f)+1, 0), true // rounded up: never early
+}
+
+// StoreCertificate stores crt under its decimal serial.
+func (s *Store) StoreCertificate(crt *x509.Certificate) error {
+	return s.storeCerts(crt, nil, nil)
+}
+
+// StoreCertificateChain stores the leaf of chain and the provisioner that
+// authorized it, in one transaction.
+func (s *Store) StoreCertificateChain(p provisioner.Interface, chain ...*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errorf("storing a certificate chain: the chain is empty")
+	}
+	data := &db.CertificateData{}
+	if p != nil {
+		data.Provisioner = &db.ProvisionerData{ID: p.GetID(), Name: p.GetName(), Type: p.GetType().String()}
+		if ra, ok := p.(interface{ RAInfo() *provisioner.RAInfo }); ok {
+			data.RaInfo = ra.RAInfo()
+		}
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		return errorf("encoding the provisioner of certificate %s: %w", chain[0].SerialNumber, err)
+	}
+	return s.storeCerts(chain[0], b, nil)
+}
+
+// StoreRenewedCertificate stores the leaf of chain with the provisioner
+// record of oldCert (when there is one), in one transaction.
+func (s *Store) StoreRenewedCertificate(oldCert *x509.Certificate, chain ...*x509.Certificate) error {
+	if len(chain) == 0 || oldCert == nil {
+		return errorf("storing a renewed certificate: missing the old certificate or the chain")
+	}
+	return s.storeCerts(chain[0], nil, []byte(oldCert.SerialNumber.String()))
+}
+
+// storeCerts stores leaf, with data as its provisioner record, or with a
+// copy of the record of the serial copyFrom.
+func (s *Store) storeCerts(leaf *x509.Certificate, data, copyFrom []byte) error {
+	if leaf == nil || leaf.SerialNumber == nil {
+		return errorf("storing a certificate: no certificate or no serial number")
+	}
+	serial := []byte(leaf.SerialNumber.String())
+	err := s.write(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketCerts).Put(serial, leaf.Raw); err != nil {
+			return err
+		}
+		d := data
+		if copyFrom != nil {
+			d = tx.Bucket(bucketCertData).Get(copyFrom)
+		}
+		if d != nil {
+			if err := tx.Bucket(bucketCertData).Put(serial, d); err != nil {
+				return err
+			}
+		}
+		if s.cfg.retention > 0 && !leaf.NotAfter.IsZero() {
+			return tx.Bucket(bucketCertExpiry).Put(expiryKey(leaf.NotAfter.Add(s.cfg.retention), serial), nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return failf(err, "storing certificate %s", serial)
+	}
+	return nil
+}
+
+// GetCertificate returns the certificate with the decimal serial.
+func (s *Store) GetCertificate(serial string) (*x509.Certificate, error) {
+	var der []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketCerts).Get([]byte(serial)); v != nil {
+			der = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if der == nil {
+		return nil, notFound("certificate " + serial)
+	}
+	crt, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, errorf("certificate %s is corrupted: %w", serial, err)
+	}
+	return crt, nil
+}
+
+// GetCertificateData returns the provisioner record of a certificate.
+func (s *Store) GetCertificateData(serial string) (*db.CertificateData, error) {
+	var data *db.CertificateData
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCertData).Get([]byte(serial))
+		if v == nil {
+			return nil
+		}
+		data = new(db.CertificateData)
+		return json.Unmarshal(v, data)
+	})
+	switch {
+	case errors.Is(err, ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, errorf("provisioner record of certificate %s is corrupted: %w", serial, err)
+	case data == nil:
+		return nil, notFound("provisioner record of certificate " + serial)
+	}
+	return data, nil
+}
+
+// IsRevoked reports whether the X.509 serial is revoked.
+func (s *Store) IsRevoked(serial string) (bool, error) {
+	return s.has(bucketRevoked, serial)
+}
+
+// IsSSHRevoked reports whether the SSH serial is revoked.
+func (s *Store) IsSSHRevoked(serial string) (bool, error) {
+	return s.has(bucketSSHRevoked, serial)
+}
+
+// IsSSHHost reports whether an SSH host certificate names the principal.
+func (s *Store) IsSSHHost(principal string) (bool, error) {
+	return s.has(bucketSSHHosts, strings.ToLower(principal))
+}
+
+func (s *Store) has(bucket []byte, key string) (bool, error) {
+	var found bool
+	err := s.view(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucket).Get([]byte(key)) != nil
+		return nil
+	})
+	return found, err
+}
+
+// Revoke records the revocation of rci.Serial; it fails with
+// db.ErrAlreadyExists when the serial is already revoked.
+func (s *Store) Revoke(rci *db.RevokedCertificateInfo) error {
+	return s.revoke(bucketRevoked, rci)
+}
+
+// RevokeSSH records the revocation of an SSH serial.
+func (s *Store) RevokeSSH(rci *db.RevokedCertificateInfo) error {
+	return s.revoke(bucketSSHRevoked, rci)
+}
+
+func (s *Store) revoke(bucket []byte, rci *db.RevokedCertificateInfo) error {
+	if rci == nil || rci.Serial == "" {
+		return errorf("revoking: no serial number")
+	}
+	b, err := json.Marshal(rci)
+	if err != nil {
+		return errorf("encoding the revocation of %s: %w", rci.Serial, err)
+	}
+	key := []byte(rci.Serial)
+	var exists bool
+	err = s.write(func(tx *bolt.Tx) error {
+		r := tx.Bucket(bucket)
+		if exists = r.Get(key) != nil; exists {
+			return nil
+		}
+		return r.Put(key, b)
+	})
+	switch {
+	case err != nil:
+		return failf(err, "revoking %s", rci.Serial)
+	case exists:
+		return errorf("revoking %s: %w", rci.Serial, db.ErrAlreadyExists)
+	}
+	return nil
+}
+
+// GetRevokedCertificates returns every X.509 revocation record.
+func (s *Store) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) {
+	var list []db.RevokedCertificateInfo
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+			var r db.RevokedCertificateInfo
+			if err := json.Unmarshal(v, &r); err != nil {
+				return errorf("revocation record of %s is corrupted: %w", k, err)
+			}
+			list = append(list, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &list, nil
+}
+
+// StoreCRL stores the current CRL.
+func (s *Store) StoreCRL(info *db.CertificateRevocationListInfo) error {
+	if info == nil {
+		return errorf("storing the CRL: no CRL")
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return errorf("encoding the CRL: %w", err)
+	}
+	if err := s.write(func(tx *bolt.Tx) error { return tx.Bucket(bucketCRL).Put(keyCRL, b) }); err != nil {
+		return failf(err, "storing the CRL")
+	}
+	c := *info
+	s.crl.Store(&c)
+	return nil
+}
+
+// GetCRL returns the current CRL, from memory after the first read.
+func (s *Store) GetCRL() (*db.CertificateRevocationListInfo, error) {
+	if c := s.crl.Load(); c != nil {
+		if s.isClosed() {
+			return nil, ErrClosed
+		}
+		return c, nil
+	}
+	var info *db.CertificateRevocationListInfo
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCRL).Get(keyCRL)
+		if v == nil {
+			return nil
+		}
+		info = new(db.CertificateRevocationListInfo)
+		return json.Unmarshal(v, info)
+	})
+	switch {
+	case errors.Is(err, ErrClosed):
+		return nil, err
+	case err != nil:
+		return nil, errorf("the stored CRL is corrupted: %w", err)
+	case info == nil:
+		return nil, notFound("CRL")
+	}
+	s.crl.CompareAndSwap(nil, info)
+	return info, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+// StoreSSHCertificate stores an SSH certificate and indexes its principals
+// as hosts or users.
+func (s *Store) StoreSSHCertificate(crt *ssh.Certificate) error {
+	if crt == nil {
+		return errorf("storing an SSH certificate: no certificate")
+	}
+	serial := []byte(strconv.FormatUint(crt.Serial, 10))
+	raw := crt.Marshal()
+	type principal struct{ name, data []byte }
+	var hosts []principal
+	var users [][]byte
+	for _, p := range crt.ValidPrincipals {
+		name := []byte(strings.ToLower(p))
+		if crt.CertType == ssh.HostCert {
+			d, err := json.Marshal(sshPrincipal{Serial: string(serial), Expiry: crt.ValidBefore})
+			if err != nil {
+				return errorf("encoding SSH principal %s: %w", p, err)
+			}
+			hosts = append(hosts, principal{name, d})
+		} else {
+			users = append(users, name)
+		}
+	}
+	err := s.write(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketSSHCerts).Put(serial, raw); err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if err := tx.Bucket(bucketSSHHosts).Put(h.name, serial); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketSSHPrincs).Put(h.name, h.data); err != nil {
+				return err
+			}
+		}
+		for _, u := range users {
+			if err := tx.Bucket(bucketSSHUsers).Put(u, serial); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return failf(err, "storing SSH certificate %s", serial)
+	}
+	return nil
+}
+
+type sshPrincipal struct {
+	Serial string
+	Expiry uint64
+}
+
+// GetSSHHostPrincipals returns the host principals whose certificate has
+// not expired.
+func (s *Store) GetSSHHostPrincipals() ([]string, error) {
+	now := s.cfg.clock.Now()
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSSHPrincs).ForEach(func(k, v []byte) error {
+			var p sshPrincipal
+			if err := json.Unmarshal(v, &p); err != nil {
+				return errorf("SSH principal %s is corrupted: %w", k, err)
+			}
+			if p.Expiry > 1<<62 || time.Unix(int64(p.Expiry), 0).After(now) {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

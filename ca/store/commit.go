@@ -1,0 +1,143 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// op is one write: apply runs inside the shared transaction and returns an
+// error only when the transaction cannot go on (a refused Put); an outcome
+// such as "token already used" is recorded by the closure itself. apply may
+// run twice (see commit), so it must assign its outcome, never accumulate.
+type op struct {
+	apply func(tx *bolt.Tx) error
+	err   error
+	done  chan struct{}
+}
+
+// write queues fn for the next commit and waits until it is durable. Its
+// error is bbolt's, unprefixed: callers say what failed.
+func (s *Store) write(fn func(tx *bolt.Tx) error) error {
+	o := &op{apply: fn, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.ops <- o
+	s.mu.RUnlock()
+	<-o.done
+	return o.err
+}
+
+// writer commits every waiting write in one transaction, until Shutdown
+// closes ops.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*op, 0, maxBatch)
+	for o := range s.ops {
+		batch = append(batch[:0], o)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+		clear(batch)
+	}
+}
+
+// commit applies batch in one transaction with one fsync, pruning expired
+// records in the same transaction. If that transaction fails, each write is
+// retried alone, so only the writes that fail by themselves report an error.
+func (s *Store) commit(batch []*op) {
+	now := s.cfg.clock.Now()
+	err := s.bolt.Update(func(tx *bolt.Tx) error {
+		for _, o := range batch {
+			if err := o.apply(tx); err != nil {
+				return err
+			}
+		}
+		return s.prune(tx, now, pruneBatch+2*len(batch))
+	})
+	if err != nil && len(batch) > 1 {
+		for _, o := range batch {
+			o.err = s.bolt.Update(o.apply)
+			close(o.done)
+		}
+		return
+	}
+	for _, o := range batch {
+		o.err = err
+		close(o.done)
+	}
+}
+
+// Prune removes, in one durable transaction, every used-token record (and,
+// with WithCertificateRetention, every certificate) whose time has come.
+// Commits prune a bounded number of records as they go; Prune catches up at
+// once.
+func (s *Store) Prune() error {
+	if err := s.write(func(tx *bolt.Tx) error { return s.prune(tx, s.cfg.clock.Now(), -1) }); err != nil {
+		return failf(err, "pruning")
+	}
+	return nil
+}
+
+// prune deletes up to limit (all if negative) expired records of each
+// expiry index.
+func (s *Store) prune(tx *bolt.Tx, now time.Time, limit int) error {
+	if err := pruneIndex(tx, bucketTokenExpiry, now, limit, bucketTokens); err != nil {
+		return err
+	}
+	if s.cfg.retention > 0 {
+		return pruneIndex(tx, bucketCertExpiry, now, limit, bucketCerts, bucketCertData, bucketRevoked)
+	}
+	return nil
+}
+
+// pruneIndex walks the expiry index (keys: 8-byte big-endian Unix time,
+// then the record key) from the oldest and deletes the records due by now
+// from the index and from each of the record buckets.
+func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, records ...[]byte) error {
+	var due [][]byte
+	var bound [8]byte
+	binary.BigEndian.PutUint64(bound[:], uint64(max(now.Unix(), 0)))
+	c := tx.Bucket(index).Cursor()
+	for k, _ := c.First(); k != nil && (limit < 0 || len(due) < limit); k, _ = c.Next() {
+		if len(k) < 8 || bytes.Compare(k[:8], bound[:]) > 0 {
+			break
+		}
+		due = append(due, bytes.Clone(k))
+	}
+	idx := tx.Bucket(index)
+	for _, k := range due {
+		for _, r := range records {
+			if err := tx.Bucket(r).Delete(k[8:]); err != nil {
+				return err
+			}
+		}
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expiryKey is the index key of a record pruned at t.
+func expiryKey(t time.Time, key []byte) []byte {
+	k := make([]byte, 8+len(key))
+	binary.BigEndian.PutUint64(k, uint64(max(t.Unix(), 0)))
+	copy(k[8:], key)
+	return k
+}
