@@ -1,0 +1,87 @@
+package caclient
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func token(payload string) string {
+	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
+}
+
+func TestReadTokenClaimsErrors(t *testing.T) {
+	cases := []struct{ tok, msg string }{
+		{"garbage", "the token is not a JWT"},
+		{"a.!!!.c", "the token payload is not base64url"},
+		{token("[1,2]"), "the token payload is not JSON"},
+		{token(`{"sub":"x"}`), "the token names no SANs"},
+	}
+	for _, c := range cases {
+		_, err := ReadTokenClaims(c.tok)
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%q: got %v, want %q", c.tok, err, c.msg)
+		}
+	}
+}
+
+func TestCSRForTokenCarriesTheTokenSANs(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, err := CSRForToken(token(`{"sub":"spiffe://a.test/server/s","sans":["spiffe://a.test/server/s","s.a.test","127.0.0.1"]}`), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(csr.URIs) != 1 || csr.URIs[0].String() != "spiffe://a.test/server/s" || len(csr.DNSNames) != 1 || len(csr.IPAddresses) != 1 {
+		t.Fatalf("CSR names %v %v %v", csr.URIs, csr.DNSNames, csr.IPAddresses)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseCertificatesAndNew(t *testing.T) {
+	if _, err := ParseCertificates([]byte("nothing")); err == nil || !strings.Contains(err.Error(), "no PEM certificate found") {
+		t.Fatalf("got %v", err)
+	}
+	bad := "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+	if _, err := ParseCertificates([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), "caclient: x509:") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := New("http://ca", nil); err == nil || !strings.Contains(err.Error(), "must start with https://") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := New("https://ca", nil); err == nil || !strings.Contains(err.Error(), "no root certificates") {
+		t.Fatalf("got %v", err)
+	}
+	e := &APIError{Status: 401, Message: "token already used"}
+	if e.Error() != "caclient: the CA answered 401: token already used" {
+		t.Fatal(e.Error())
+	}
+}
+
+// FuzzReadTokenClaims: untrusted token bytes never panic the client.
+func FuzzReadTokenClaims(f *testing.F) {
+	f.Add(token(`{"sub":"spiffe://a.test/client/c","sans":["spiffe://a.test/client/c"]}`))
+	f.Add("a.b.c")
+	f.Add("")
+	f.Add(token(`{"sans":[1]}`))
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f.Fuzz(func(t *testing.T, tok string) {
+		if c, err := ReadTokenClaims(tok); err == nil && len(c.SANs) == 0 {
+			t.Fatal("accepted a token without SANs")
+		}
+		_, _ = CSRForToken(tok, key)
+	})
+}
+
+// FuzzParseCertificates: untrusted PEM never panics.
+func FuzzParseCertificates(f *testing.F) {
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ParseCertificates(b)
+	})
+}
