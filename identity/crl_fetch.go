@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,8 @@ type CRLFetcher struct {
 // NewCRLFetcher returns a fetcher for location, an http(s) URL or a file
 // path. It loads nothing until Refresh or Run is called. For https URLs pass
 // WithHTTPClient (for example CAHTTPClient of the trust bundle) unless the
-// CA's certificate chains to the system roots.
+// CA's certificate chains to the system roots, and WithBundle to refuse
+// wrongly signed CRLs at fetch time when the bundle holds their issuer.
 func NewCRLFetcher(location string, opts ...SourceOption) (*CRLFetcher, error) {
 	if location == "" {
 		return nil, errorf("CRL location is empty: give a URL or a file path")
@@ -88,6 +90,9 @@ func (f *CRLFetcher) refresh(ctx context.Context) error {
 	if cur != nil && bytes.Equal(cur.raw, c.raw) {
 		return nil
 	}
+	if err := f.checkIssuer(c); err != nil {
+		return errorf("CRL from %s: %w", f.location, unprefix(err))
+	}
 	if cur != nil && cur.Number() != nil && c.Number() != nil && c.Number().Cmp(cur.Number()) < 0 {
 		return errorf("CRL from %s: number %v is older than the current %v", f.location, c.Number(), cur.Number())
 	}
@@ -99,4 +104,28 @@ func (f *CRLFetcher) refresh(ctx context.Context) error {
 // returns ctx.Err().
 func (f *CRLFetcher) Run(ctx context.Context) error {
 	return runRefresh(ctx, &f.cfg, "crl "+f.location, f.Refresh)
+}
+
+// checkIssuer verifies c against the bundle CA that issued it, when the
+// bundle holds one (see WithBundle).
+func (f *CRLFetcher) checkIssuer(c *CRL) error {
+	if f.cfg.bundle == nil {
+		return nil
+	}
+	b, err := f.cfg.bundle.Bundle()
+	if err != nil {
+		return err
+	}
+	var lastErr error
+	for _, set := range [][]*x509.Certificate{b.roots, b.intermediates} {
+		for _, ca := range set {
+			if !bytes.Equal(ca.RawSubject, c.list.RawIssuer) {
+				continue
+			}
+			if lastErr = c.CheckSignatureFrom(ca); lastErr == nil {
+				return nil
+			}
+		}
+	}
+	return lastErr
 }

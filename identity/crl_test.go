@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"context"
+	"crypto/x509"
 	"math/big"
 	"net/http"
 	"os"
@@ -150,4 +151,39 @@ func TestCRLFetcherFile(t *testing.T) {
 	}
 	_, err = identity.NewCRLFetcher("")
 	assertErr(t, err, "identity: CRL location is empty: give a URL or a file path", nil)
+}
+
+func TestCRLFetcherChecksBundleIssuer(t *testing.T) {
+	ca := testca.NewCA(t, td, testca.WithTime(t0))
+	impostor := testca.NewCA(t, td, testca.WithTime(t0)) // same names, other keys
+	b, err := identity.NewBundle([]*x509.Certificate{ca.Root()}, ca.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.crl")
+	f, err := identity.NewCRLFetcher(path, identity.WithBundle(identity.NewBundleStore(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(der []byte) {
+		if err := os.WriteFile(path, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	write(ca.CreateCRL())
+	if err := f.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := f.CRL()
+	write(impostor.CreateCRL(testca.CRLNumber(5)))
+	assertErr(t, f.Refresh(ctx), `identity: CRL from `+path+`: CRL signature does not verify with issuer certificate "example.org Test Intermediate CA": x509: ECDSA verification failure`, nil)
+	if c, _ := f.CRL(); c != good {
+		t.Fatal("a wrongly signed CRL replaced the good one")
+	}
+	// A CRL from an issuer outside the bundle is left to the Verifier.
+	write(testca.NewCA(t, "other.org").CreateCRL(testca.CRLNumber(6)))
+	if err := f.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -70,6 +70,7 @@ type sourceConfig struct {
 	interval  time.Duration
 	client    *http.Client
 	onRefresh func(error)
+	bundle    Source
 }
 
 type verifyOptionFunc func(*verifyConfig)
@@ -165,6 +166,15 @@ func WithHTTPClient(hc *http.Client) SourceOption {
 // its result (nil on success), for logs, metrics and tests.
 func WithOnRefresh(f func(error)) SourceOption {
 	return sourceOptionFunc(func(c *sourceConfig) { c.onRefresh = f })
+}
+
+// WithBundle gives a CRLFetcher the trust bundle: a fetched CRL whose issuer
+// is one of the bundle's CAs (root or intermediate) must verify with it, or
+// it is refused and the previous CRL kept. CRLs of other issuers (typically
+// an intermediate the bundle does not list) are checked by the Verifier
+// against each chain's issuing CA.
+func WithBundle(src Source) SourceOption {
+	return sourceOptionFunc(func(c *sourceConfig) { c.bundle = src })
 }
 
 func newSourceConfig(opts []SourceOption) sourceConfig {

@@ -83,7 +83,7 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	}
 	var fetcher *identity.CRLFetcher
 	if crlLoc != "" {
-		fetcher, err = identity.NewCRLFetcher(crlLoc, identity.WithHTTPClient(identity.CAHTTPClient(store)))
+		fetcher, err = identity.NewCRLFetcher(crlLoc, identity.WithHTTPClient(identity.CAHTTPClient(store)), identity.WithBundle(store))
 		if err != nil {
 			return err
 		}
