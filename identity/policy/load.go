@@ -114,6 +114,10 @@ func compile(srcs []Source, cfg *config) (*Set, error) {
 	seen := map[types.PolicyID]bool{}
 	for _, src := range srcs {
 		s.files = append(s.files, src.Name)
+		if err := checkBounds(src); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		list, err := cedar.NewPolicyListFromBytes(src.Name, src.Data)
 		if err != nil {
 			errs = append(errs, syntaxError(src.Name, src.Data, err))
@@ -179,6 +183,44 @@ func (s *Set) Files() []string { return append([]string(nil), s.files...) }
 
 // Len returns the number of policies.
 func (s *Set) Len() int { return len(s.policies) }
+
+// Bounds on a policy source, so that a runaway file cannot exhaust memory or
+// the parser's stack.
+const (
+	MaxSourceBytes = 4 << 20 // bytes per policy file
+	MaxNesting     = 256     // depth of (), [] and {} outside string literals
+)
+
+// checkBounds enforces MaxSourceBytes and MaxNesting.
+func checkBounds(src Source) error {
+	if len(src.Data) > MaxSourceBytes {
+		return &LoadError{File: src.Name, Line: 1, Column: 1, Msg: fmt.Sprintf("policy file is %d bytes, the limit is %d", len(src.Data), MaxSourceBytes)}
+	}
+	depth, inString, escaped := 0, false, false
+	for i, c := range src.Data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '(' || c == '[' || c == '{':
+			if depth++; depth > MaxNesting {
+				line, col := position(src.Data, i)
+				return &LoadError{File: src.Name, Line: line, Column: col, Msg: fmt.Sprintf("nesting deeper than %d levels", MaxNesting)}
+			}
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		}
+	}
+	return nil
+}
 
 var parseErrRE = regexp.MustCompile(`<input>:(\d+):(\d+):? (?:"((?:[^"\\]|\\.)*)": )?(.*)$`)
 var exactRE = regexp.MustCompile(`^exact got (.*) want (.*)$`)

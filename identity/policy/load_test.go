@@ -60,6 +60,10 @@ func TestCompileErrors(t *testing.T) {
 			"identity: bad.cedar:1:52: unknown attribute resource.path: resource has name, uri"},
 		{"empty id", "@id(\"\")\npermit(principal, action, resource);", nil,
 			"identity: bad.cedar:1:1: empty policy id: @id needs a name"},
+		{"too deep", "permit(principal, action, resource) when { \"((\" == \"\\\"(\" || " + strings.Repeat("(", 300) + "true" + strings.Repeat(")", 300) + " };", nil,
+			"identity: bad.cedar:1:316: nesting deeper than 256 levels"},
+		{"too big", "permit(principal, action, resource);" + strings.Repeat(" ", MaxSourceBytes), nil,
+			"identity: bad.cedar:1:1: policy file is 4194340 bytes, the limit is 4194304"},
 		{"duplicate id", "@id(\"a\")\npermit(principal, action, resource);\n@id(\"a\")\nforbid(principal, action, resource);", nil,
 			`identity: bad.cedar:3:1: duplicate policy id "a"`},
 	}
