@@ -188,7 +188,7 @@ func (s *Set) Len() int { return len(s.policies) }
 // the parser's stack.
 const (
 	MaxSourceBytes = 4 << 20 // bytes per policy file
-	MaxNesting     = 256     // depth of (), [] and {} outside string literals
+	MaxNesting     = 256     // depth of (), [] and {} outside strings and comments
 )
 
 // checkBounds enforces MaxSourceBytes and MaxNesting.
@@ -196,9 +196,11 @@ func checkBounds(src Source) error {
 	if len(src.Data) > MaxSourceBytes {
 		return &LoadError{File: src.Name, Line: 1, Column: 1, Msg: fmt.Sprintf("policy file is %d bytes, the limit is %d", len(src.Data), MaxSourceBytes)}
 	}
-	depth, inString, escaped := 0, false, false
+	depth, inString, escaped, inComment := 0, false, false, false
 	for i, c := range src.Data {
 		switch {
+		case inComment:
+			inComment = c != '\n'
 		case inString:
 			switch {
 			case escaped:
@@ -210,6 +212,8 @@ func checkBounds(src Source) error {
 			}
 		case c == '"':
 			inString = true
+		case c == '/' && i+1 < len(src.Data) && src.Data[i+1] == '/':
+			inComment = true
 		case c == '(' || c == '[' || c == '{':
 			if depth++; depth > MaxNesting {
 				line, col := position(src.Data, i)

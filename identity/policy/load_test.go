@@ -116,6 +116,7 @@ permit(principal == Mcp::Server::"spiffe://td/server/gw", action, resource == Mc
 permit(principal in Mcp::TrustDomain::"td", action == Mcp::Action::"completion/complete", resource is Mcp::Prompt);
 permit(principal, action, resource) when { principal has attrs && principal.attrs has team && resource has uri };
 `
+	src += "// (((" + strings.Repeat("(", 300) + "\n"
 	s := compileString(t, src, WithToolArguments())
 	if s.Len() != 4 {
 		t.Fatalf("Len = %d", s.Len())
