@@ -1,0 +1,35 @@
+// Package mcpauth enforces mcpca identities and Cedar policies on an MCP
+// server built with github.com/modelcontextprotocol/go-sdk, served over
+// Streamable HTTP with mutual TLS.
+//
+// A Guard has two halves that work together:
+//
+//   - Guard.Handler wraps the SDK's StreamableHTTPHandler. It requires a
+//     verified client certificate (401 or 403 with a JSON body otherwise),
+//     derives the caller's Identity once per connection (wire
+//     Guard.ConnContext into http.Server.ConnContext), binds every MCP
+//     session (Mcp-Session-Id) to the identity that created it, and marks
+//     responses private to caches.
+//   - Guard.Middleware is a receiving middleware for mcp.Server. It decides
+//     every request with the policy: tools/call by tool name (and, with
+//     WithToolArguments, its arguments), resources/read, resources/subscribe
+//     and resources/unsubscribe by URI, prompts/get by name,
+//     completion/complete by the prompt or resource it completes, and every
+//     other method by its name. initialize, server/discover, ping and
+//     notifications are always allowed. Lists (tools/list, resources/list,
+//     resources/templates/list, prompts/list) return only what the caller may
+//     use. Every decision is written to the audit log.
+//
+// A denial is a JSON-RPC error with code CodeDenied and the message
+// "permission denied", the same whether or not the tool, resource or prompt
+// exists, so a caller cannot probe for names it may not use.
+//
+// Handlers reach the caller's identity with FromContext.
+//
+// Because the policy is consulted on every request, reloading it
+// (policy.Authorizer.Reload or Watch) changes decisions for live sessions
+// at once, and because the peer certificate is re-verified on every request
+// (a cache hit in the Verifier), a certificate that expires or is revoked
+// (once the CRL source has refreshed) stops working on connections that are
+// already open.
+package mcpauth

@@ -1,0 +1,26 @@
+package mcpauth
+
+import (
+	"fmt"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// CodeDenied is the JSON-RPC error code of a request the policy denied.
+// The MCP specification reserves no code for authorization failures; this
+// one lies in the implementation-defined server error range.
+const CodeDenied = -32003
+
+// DeniedMessage is the message of every denial. It names neither the tool,
+// resource or prompt nor the reason, so that a denial for a name that does
+// not exist cannot be told from a denial for one that does.
+const DeniedMessage = "permission denied"
+
+// errDenied is returned to the client for every denied request.
+func errDenied() error {
+	return &jsonrpc.Error{Code: CodeDenied, Message: DeniedMessage}
+}
+
+func errorf(format string, args ...any) error {
+	return fmt.Errorf("mcpauth: "+format, args...)
+}

@@ -1,0 +1,62 @@
+package mcpauth_test
+
+import (
+	"crypto/tls"
+	"log"
+	"net/http"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/policy"
+)
+
+// Protect a go-sdk MCP server: verify client certificates against the CA's
+// root, decide every request with a Cedar policy that reloads on change,
+// audit every decision, and serve Streamable HTTP over mTLS.
+func Example() {
+	bundle, err := identity.NewFileBundleSource("root_ca.crt")
+	if err != nil {
+		log.Fatal(err)
+	}
+	crl, err := identity.NewCRLFetcher("https://ca.example:9443/crl", identity.WithHTTPClient(identity.CAHTTPClient(bundle)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := identity.NewVerifier(bundle, identity.WithTrustDomains("example.org"), identity.WithCRL(crl))
+	if err != nil {
+		log.Fatal(err)
+	}
+	authz, err := policy.New([]string{"policy.cedar"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	audit, err := identity.OpenAuditLog("audit.log")
+	if err != nil {
+		log.Fatal(err)
+	}
+	guard, err := mcpauth.New(v, authz, mcpauth.WithAuditLog(audit))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1.0.0"}, nil)
+	// ... server.AddTool, AddResource, AddPrompt ...
+	guard.Install(server) // authorize every request, filter lists
+
+	cert, err := tls.LoadX509KeyPair("server.crt", "server.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", guard.Handler(mcp.NewStreamableHTTPHandler(
+		func(*http.Request) *mcp.Server { return server }, nil)))
+	hs := &http.Server{
+		Addr:        ":8443",
+		Handler:     mux,
+		TLSConfig:   identity.ServerTLSConfig(identity.StaticCertificate{Cert: &cert}, v),
+		ConnContext: guard.ConnContext, // one identity per connection
+	}
+	log.Fatal(hs.ListenAndServeTLS("", ""))
+}

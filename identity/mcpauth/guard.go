@@ -1,0 +1,282 @@
+package mcpauth
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// Authorizer decides MCP requests. *policy.Authorizer (reloadable) and
+// *policy.Set (fixed) implement it.
+type Authorizer interface {
+	Authorize(p *policy.Principal, r policy.Request) policy.Decision
+	Filter(p *policy.Principal, base policy.Request, targets []string) []string
+}
+
+// Guard authenticates and authorizes the callers of one MCP server.
+// Build one with New and use both Handler and Middleware. It is safe for
+// concurrent use.
+type Guard struct {
+	v     *identity.Verifier
+	authz Authorizer
+	cfg   config
+
+	// reqs maps the value of refHeader, set by Handler on each HTTP
+	// request, to the caller of that request, for Middleware to find.
+	reqs   sync.Map // string -> *caller
+	nextID atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[string]*binding
+	swept    time.Time
+}
+
+// caller is the authenticated peer of one HTTP request.
+type caller struct {
+	principal *policy.Principal
+	source    netip.Addr
+}
+
+// binding ties an MCP session to the SPIFFE ID that created it.
+type binding struct {
+	id       string
+	lastSeen time.Time
+}
+
+// connState is the per-connection cache that ConnContext installs.
+type connState struct {
+	mu        sync.Mutex
+	ident     *identity.Identity
+	principal *policy.Principal
+}
+
+type connKey struct{}
+
+// refHeader carries, from Handler to Middleware, the key under which the
+// request's caller is registered. Handler always overwrites what the client
+// sent, so a client cannot choose it.
+const refHeader = "Mcpca-Caller-Ref"
+
+const sessionHeader = "Mcp-Session-Id"
+
+const maxSessions = 100000
+
+// New returns a Guard that verifies client certificates with v and decides
+// requests with authz.
+func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error) {
+	if v == nil {
+		return nil, errorf("a verifier is required")
+	}
+	if authz == nil {
+		return nil, errorf("an authorizer is required")
+	}
+	cfg := config{sessionTTL: DefaultSessionTTL, maxSess: maxSessions}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	cfg.clock = clock.Or(cfg.clock)
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	if cfg.sessionTTL <= 0 {
+		return nil, errorf("session TTL must be positive, got %v", cfg.sessionTTL)
+	}
+	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*binding)}, nil
+}
+
+// ConnContext gives each connection a cache for the identity of its peer,
+// so the Cedar principal is built once per connection rather than once per
+// request. Set it as http.Server.ConnContext (or call it from yours).
+// Without it Handler still works, building the principal per request.
+func (g *Guard) ConnContext(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, &connState{})
+}
+
+// errorBody is the JSON body of a refused HTTP request.
+type errorBody struct {
+	Error  string `json:"error"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, msg, detail string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: msg, Detail: detail})
+}
+
+// Handler wraps next, normally an *mcp.StreamableHTTPHandler, so that
+// every request must come from a verified client:
+//
+//   - 401 {"error":"client certificate required"} without TLS or without a
+//     client certificate;
+//   - 403 {"error":"client certificate rejected","detail":...} when the
+//     certificate does not verify (now: it may have expired or been revoked
+//     since the handshake);
+//   - 403 {"error":"session belongs to another identity"} when the request
+//     names an Mcp-Session-Id that another identity created.
+//
+// Responses carry Cache-Control: private, no-store, since what they hold
+// depends on who asked.
+func (g *Guard) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(refHeader)
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeError(w, http.StatusUnauthorized, "client certificate required",
+				"connect over TLS with a certificate issued by this server's CA")
+			return
+		}
+		c, err := g.caller(r)
+		if err != nil {
+			writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
+			return
+		}
+		id := c.principal.Identity().ID.String()
+		sid := r.Header.Get(sessionHeader)
+		if sid != "" && !g.checkSession(sid, id) {
+			writeError(w, http.StatusForbidden, "session belongs to another identity",
+				"start a new session: an MCP session can only be used by the identity that created it")
+			return
+		}
+		ref := strconv.FormatUint(g.nextID.Add(1), 36)
+		g.reqs.Store(ref, c)
+		defer g.reqs.Delete(ref)
+		r.Header.Set(refHeader, ref)
+		bw := &bindingWriter{ResponseWriter: w, g: g, id: id, sid: sid}
+		next.ServeHTTP(bw, r)
+		if sid != "" && r.Method == http.MethodDelete && bw.status/100 == 2 {
+			g.dropSession(sid)
+		}
+	})
+}
+
+// caller verifies the peer of r and returns its principal, from the
+// connection's cache when the verified identity has not changed.
+func (g *Guard) caller(r *http.Request) (*caller, error) {
+	ident, err := g.v.Verify(r.TLS.PeerCertificates, identity.KindClient)
+	if err != nil {
+		return nil, err
+	}
+	c := &caller{source: remoteAddr(r.RemoteAddr)}
+	cs, _ := r.Context().Value(connKey{}).(*connState)
+	if cs == nil {
+		c.principal = policy.NewPrincipal(ident)
+		return c, nil
+	}
+	cs.mu.Lock()
+	if cs.ident != ident {
+		cs.ident, cs.principal = ident, policy.NewPrincipal(ident)
+	}
+	c.principal = cs.principal
+	cs.mu.Unlock()
+	return c, nil
+}
+
+func remoteAddr(s string) netip.Addr {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// checkSession reports whether id may use session sid. A session this
+// Guard has not seen bound is left to the SDK, which answers 404 for
+// unknown sessions.
+func (g *Guard) checkSession(sid, id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.sessions[sid]
+	if b == nil {
+		return true
+	}
+	if b.id != id {
+		return false
+	}
+	b.lastSeen = g.cfg.clock.Now()
+	return true
+}
+
+// bindSession records that id created session sid, unless it is bound.
+func (g *Guard) bindSession(sid, id string) {
+	now := g.cfg.clock.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.sessions[sid]; ok {
+		return
+	}
+	if len(g.sessions) >= g.cfg.maxSess || now.Sub(g.swept) > g.cfg.sessionTTL {
+		for k, b := range g.sessions {
+			if now.Sub(b.lastSeen) > g.cfg.sessionTTL {
+				delete(g.sessions, k)
+			}
+		}
+		g.swept = now
+	}
+	g.sessions[sid] = &binding{id: id, lastSeen: now}
+}
+
+func (g *Guard) dropSession(sid string) {
+	g.mu.Lock()
+	delete(g.sessions, sid)
+	g.mu.Unlock()
+}
+
+// bindingWriter binds the session the SDK announces in its response
+// headers to the identity of the request that created it.
+type bindingWriter struct {
+	http.ResponseWriter
+	g       *Guard
+	id, sid string
+	status  int
+}
+
+func (w *bindingWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		// The SDK sets its own Cache-Control (no-cache, no-transform for
+		// event streams); what is answered depends on who asked, so no
+		// shared cache may keep it.
+		cc := "private, no-store"
+		if strings.Contains(w.Header().Get("Cache-Control"), "no-transform") {
+			cc += ", no-transform"
+		}
+		w.Header().Set("Cache-Control", cc)
+		if s := w.Header().Get(sessionHeader); s != "" && s != w.sid {
+			w.g.bindSession(s, w.id)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *bindingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush lets server-sent events through.
+func (w *bindingWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *bindingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,124 @@
+package mcpauth_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+// offline is a Guard over an in-memory test CA, for tests without network.
+func offline(t *testing.T) (*mcpauth.Guard, *testca.CA) {
+	t.Helper()
+	tca := testca.NewCA(t, "acme.test")
+	b, err := identity.NewBundle([]*x509.Certificate{tca.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.Load([]string{starterPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mcpauth.New(v, set, mcpauth.WithLogger(slogDiscard()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, tca
+}
+
+func TestHandlerRefusals(t *testing.T) {
+	g, tca := offline(t)
+	reached := false
+	h := g.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+	other := testca.NewCA(t, "acme.test").CreateSVID("spiffe://acme.test/client/mallory")
+	expired := tca.CreateSVID("spiffe://acme.test/client/old", testca.WithValidity(time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)))
+	for _, tc := range []struct {
+		name   string
+		tls    *tls.ConnectionState
+		status int
+		body   string
+	}{
+		{"plain HTTP", nil, 401, `{"error":"client certificate required","detail":"connect over TLS with a certificate issued by this server's CA"}`},
+		{"no client certificate", &tls.ConnectionState{}, 401, `{"error":"client certificate required"`},
+		{"another CA", &tls.ConnectionState{PeerCertificates: other.Chain}, 403, `{"error":"client certificate rejected","detail":"identity: spiffe://acme.test/client/mallory: chain does not verify: x509: certificate signed by unknown authority`},
+		{"expired", &tls.ConnectionState{PeerCertificates: expired.Chain}, 403, `"detail":"identity: spiffe://acme.test/client/old: certificate expired`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(listTools))
+			req.TLS = tc.tls
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.body) {
+				t.Fatalf("got %d %s, want %d with %s", rec.Code, rec.Body.String(), tc.status, tc.body)
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if reached {
+				t.Fatal("the wrapped handler was reached")
+			}
+		})
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	set, err := policy.Load([]string{starterPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := identity.NewBundle([]*x509.Certificate{testca.NewCA(t, "acme.test").Root()})
+	v, _ := identity.NewVerifier(identity.NewBundleStore(b), identity.AnyTrustDomain())
+	for _, tc := range []struct {
+		name string
+		err  func() error
+		want string
+	}{
+		{"no verifier", func() error { _, err := mcpauth.New(nil, set); return err }, "mcpauth: a verifier is required"},
+		{"no authorizer", func() error { _, err := mcpauth.New(v, nil); return err }, "mcpauth: an authorizer is required"},
+		{"bad TTL", func() error { _, err := mcpauth.New(v, set, mcpauth.WithSessionTTL(-time.Second)); return err }, "mcpauth: session TTL must be positive, got -1s"},
+	} {
+		if err := tc.err(); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A server whose HTTP handler was not wrapped fails closed.
+func TestMiddlewareWithoutHandler(t *testing.T) {
+	g, _ := offline(t)
+	srv := mcpexample.NewServer()
+	g.Install(srv)
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := srv.Connect(ctxT(t), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctxT(t), ct, nil)
+	if err != nil {
+		t.Fatalf("initialize must stay allowed: %v", err)
+	}
+	defer cs.Close()
+	_, err = call(t, cs, mcpexample.ToolSearchDocs, map[string]any{"query": "x"})
+	if err == nil || !strings.Contains(err.Error(), mcpauth.DeniedMessage) {
+		t.Fatalf("got %v, want %q", err, mcpauth.DeniedMessage)
+	}
+	if _, err := cs.ListTools(ctxT(t), nil); err == nil || !strings.Contains(err.Error(), mcpauth.DeniedMessage) {
+		t.Fatalf("tools/list: got %v", err)
+	}
+}

@@ -1,0 +1,141 @@
+package mcpauth
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/policy"
+)
+
+type identityKey struct{}
+
+// FromContext returns the verified identity of the caller of the MCP request
+// whose handler received ctx. It is set by Guard.Middleware.
+func FromContext(ctx context.Context) (*identity.Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(*identity.Identity)
+	return id, ok
+}
+
+// Install adds g's middleware to s. Call it before serving.
+func (g *Guard) Install(s *mcp.Server) { s.AddReceivingMiddleware(g.Middleware()) }
+
+// alwaysAllowed are the methods every verified caller may use: the
+// handshake (initialize, and server/discover in protocol 2026-07-28),
+// ping and notifications.
+func alwaysAllowed(method string) bool {
+	return method == "server/discover" || policy.AlwaysAllowed(method) || strings.HasPrefix(method, "notifications/")
+}
+
+// listAction maps a list method to the action its items are filtered by.
+var listAction = map[string]string{
+	"tools/list":               "tools/call",
+	"resources/list":           "resources/read",
+	"resources/templates/list": "resources/read",
+	"prompts/list":             "prompts/get",
+}
+
+// Middleware returns the receiving middleware that authorizes every request
+// and filters lists. Requests that did not pass Guard.Handler are denied.
+func (g *Guard) Middleware() mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			c := g.lookup(req)
+			if c == nil {
+				if alwaysAllowed(method) {
+					return next(ctx, method, req)
+				}
+				g.cfg.logger.Error("mcpauth: request without a verified caller: is the MCP handler wrapped with Guard.Handler?", "method", method)
+				return nil, errDenied()
+			}
+			ctx = context.WithValue(ctx, identityKey{}, c.principal.Identity())
+			if alwaysAllowed(method) {
+				return next(ctx, method, req)
+			}
+			r := g.request(method, req, c)
+			start := g.cfg.clock.Now()
+			d := g.authz.Authorize(c.principal, r)
+			g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
+			if !d.Allow {
+				return nil, errDenied()
+			}
+			res, err := next(ctx, method, req)
+			if err != nil || res == nil {
+				return res, err
+			}
+			if action, ok := listAction[method]; ok {
+				g.filter(c, action, res)
+			}
+			return res, nil
+		}
+	}
+}
+
+// lookup finds the caller Handler registered for req.
+func (g *Guard) lookup(req mcp.Request) *caller {
+	extra := req.GetExtra()
+	if extra == nil || extra.Header == nil {
+		return nil
+	}
+	ref := extra.Header.Get(refHeader)
+	if ref == "" {
+		return nil
+	}
+	v, ok := g.reqs.Load(ref)
+	if !ok {
+		return nil
+	}
+	return v.(*caller)
+}
+
+// request builds the policy request for method.
+func (g *Guard) request(method string, req mcp.Request, c *caller) policy.Request {
+	r := policy.Request{Method: method, Source: c.source, Time: g.cfg.clock.Now()}
+	switch p := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		r.Target = p.Name
+		if g.cfg.toolArgs && len(p.Arguments) > 0 {
+			var args map[string]any
+			if json.Unmarshal(p.Arguments, &args) == nil {
+				r.Args = args
+			}
+			if r.Args == nil {
+				// Arguments that are not a JSON object: decide as if
+				// none were given but never as if they were trusted.
+				r.Args = map[string]any{}
+			}
+		}
+	case *mcp.ReadResourceParams:
+		r.Target = p.URI
+	case *mcp.SubscribeParams:
+		r.Target = p.URI
+	case *mcp.UnsubscribeParams:
+		r.Target = p.URI
+	case *mcp.GetPromptParams:
+		r.Target = p.Name
+	case *mcp.CompleteParams:
+		if p.Ref != nil {
+			switch p.Ref.Type {
+			case "ref/prompt":
+				r.Target, r.TargetType = p.Ref.Name, policy.TypePrompt
+			case "ref/resource":
+				r.Target, r.TargetType = p.Ref.URI, policy.TypeResource
+			}
+		}
+	}
+	return r
+}
+
+func (g *Guard) audit(p *policy.Principal, r policy.Request, d policy.Decision, latency time.Duration) {
+	if g.cfg.audit == nil {
+		return
+	}
+	rec := policy.AuditRecord(p, r, d, latency)
+	if err := g.cfg.audit.Write(rec); err != nil {
+		g.cfg.logger.Error("mcpauth: writing the audit log", "error", err)
+	}
+}

@@ -1,0 +1,61 @@
+package mcpauth
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// Option configures New.
+type Option interface{ apply(*config) }
+
+type config struct {
+	audit      *identity.AuditLog
+	clock      clock.Clock
+	logger     *slog.Logger
+	toolArgs   bool
+	sessionTTL time.Duration
+	maxSess    int
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// DefaultSessionTTL is how long a session binding is kept after its last
+// request when WithSessionTTL does not say otherwise.
+const DefaultSessionTTL = 24 * time.Hour
+
+// WithAuditLog writes every decision to l.
+func WithAuditLog(l *identity.AuditLog) Option {
+	return optionFunc(func(c *config) { c.audit = l })
+}
+
+// WithClock sets the clock that stamps requests (the policy's context.now
+// and the audit records) and ages session bindings. Default clock.Real.
+func WithClock(clk clock.Clock) Option {
+	return optionFunc(func(c *config) { c.clock = clk })
+}
+
+// WithLogger sets where problems (audit write failures, requests that
+// reach the middleware without passing Guard.Handler) are logged.
+// Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) { c.logger = l })
+}
+
+// WithToolArguments passes the arguments of tools/call to the policy as
+// policy.Request.Args (the policy must be loaded with
+// policy.WithToolArguments to read them as context.args).
+func WithToolArguments() Option {
+	return optionFunc(func(c *config) { c.toolArgs = true })
+}
+
+// WithSessionTTL sets how long a session binding outlives the last request
+// of its session (default DefaultSessionTTL). Use at least the SDK's
+// StreamableHTTPOptions.SessionTimeout.
+func WithSessionTTL(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.sessionTTL = d })
+}
