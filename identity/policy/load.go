@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	cedar "github.com/cedar-policy/cedar-go"
@@ -353,6 +354,14 @@ func (v *validator) scopeEntity(what string, uid types.EntityUID, allowed []type
 	}
 	if !slices.Contains(allowed, uid.Type) {
 		v.errorAt(string(uid.Type), "%s %s never matches: expected an entity of type %s", what, uidString(uid), typeList(allowed))
+		return
+	}
+	self := uid.Type == TypeServer && uid.ID == SelfID
+	switch {
+	case strings.HasPrefix(what, "principal") && self:
+		v.errorAt(strconv.Quote(SelfID), "%s %s never matches: Mcp::Server::\"self\" is the resource of methods without a target, never a principal", what, uidString(uid))
+	case strings.HasPrefix(what, "resource") && uid.Type == TypeServer && !self:
+		v.errorAt(strconv.Quote(string(uid.ID)), "%s %s never matches: the only Mcp::Server resource is Mcp::Server::\"self\"", what, uidString(uid))
 	}
 }
 

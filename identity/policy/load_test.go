@@ -64,6 +64,10 @@ func TestCompileErrors(t *testing.T) {
 			"identity: bad.cedar:1:316: nesting deeper than 256 levels"},
 		{"too big", "permit(principal, action, resource);" + strings.Repeat(" ", MaxSourceBytes), nil,
 			"identity: bad.cedar:1:1: policy file is 4194340 bytes, the limit is 4194304"},
+		{"self as principal", "permit(principal == Mcp::Server::\"self\", action, resource);", nil,
+			`identity: bad.cedar:1:34: principal == Mcp::Server::"self" never matches: Mcp::Server::"self" is the resource of methods without a target, never a principal`},
+		{"server resource not self", "permit(principal, action, resource == Mcp::Server::\"spiffe://td/server/x\");", nil,
+			`identity: bad.cedar:1:52: resource == Mcp::Server::"spiffe://td/server/x" never matches: the only Mcp::Server resource is Mcp::Server::"self"`},
 		{"duplicate id", "@id(\"a\")\npermit(principal, action, resource);\n@id(\"a\")\nforbid(principal, action, resource);", nil,
 			`identity: bad.cedar:3:1: duplicate policy id "a"`},
 	}
