@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -77,4 +78,25 @@ func ExampleCompile_error() {
 		`permit(principal, action == Mcp::Action::"tools/cal", resource);`)}})
 	fmt.Println(err)
 	// Output: identity: mcp.cedar:1:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"
+}
+
+func ExampleAuditRecord() {
+	set, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
+	if err != nil {
+		panic(err)
+	}
+	var buf bytes.Buffer
+	log := identity.NewAuditLog(&buf)
+	alice := policy.NewPrincipal(exampleIdentity([]string{"reader"}, nil))
+	r := policy.Request{Method: "tools/call", Target: "search", Time: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)}
+	start := time.Now()
+	d := set.Authorize(alice, r)
+	rec := policy.AuditRecord(alice, r, d, time.Since(start))
+	rec.LatencyUS = 1.5 // for a stable example output
+	if err := log.Write(rec); err != nil {
+		panic(err)
+	}
+	fmt.Print(buf.String())
+	// Output:
+	// {"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-03-04T10:00:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["readers-search"],"latency_us":1.5}
 }
