@@ -22,6 +22,7 @@ import (
 	"github.com/smallstep/certificates/db"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -60,6 +61,8 @@ type serverState struct {
 type serverConfig struct {
 	logger       *slog.Logger
 	maxBodyBytes int64
+	stepDB       bool
+	storeOpts    []store.Option
 }
 
 // Option configures Open.
@@ -73,14 +76,28 @@ func (f optionFunc) apply(c *serverConfig) { f(c) }
 // The default writes JSON lines to stderr.
 func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *serverConfig) { c.logger = l }) }
 
+// WithStepCADatabase makes the CA use step-ca's own bbolt driver on
+// Layout.DB (db/ca.db) instead of mcpca's store on Layout.Store
+// (db/mcpca.db): one fsync per write and used tokens kept forever. It is
+// there for comparison; the two files are separate and neither is migrated
+// into the other.
+func WithStepCADatabase() Option { return optionFunc(func(c *serverConfig) { c.stepDB = true }) }
+
+// WithStoreOptions passes options to mcpca's store (ignored with
+// WithStepCADatabase).
+func WithStoreOptions(opts ...store.Option) Option {
+	return optionFunc(func(c *serverConfig) { c.storeOpts = append(c.storeOpts, opts...) })
+}
+
 // WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *serverConfig) { c.maxBodyBytes = n })
 }
 
 // Open loads the CA in dir: it takes the directory lock (failing at once if
-// another process serves it), checks the password, opens the bbolt database
-// and builds step-ca's authority.
+// another process serves it), checks the password, opens the database
+// (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
+// step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes}
 	for _, o := range opts {
@@ -107,9 +124,14 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		lock.unlock()
 		return nil, err
 	}
-	if s.db, err = db.New(stepCfg.DB); err != nil {
+	if cfg.stepDB {
+		if s.db, err = db.New(stepCfg.DB); err != nil {
+			lock.unlock()
+			return nil, errorf("opening database %s: %w", l.DB(), err)
+		}
+	} else if s.db, err = store.Open(l.Store(), cfg.storeOpts...); err != nil {
 		lock.unlock()
-		return nil, errorf("opening database %s: %w", l.DB(), err)
+		return nil, errorf("%w", err)
 	}
 	st, err := s.newState(stepCfg)
 	if err != nil {

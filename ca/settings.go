@@ -40,8 +40,13 @@ func (l Layout) StepConfig() string { return l.p("config", "ca.json") }
 // the issuance limits of each provisioner.
 func (l Layout) SettingsFile() string { return l.p("config", "mcpca.json") }
 
-// DB is the bbolt database file.
+// DB is step-ca's bbolt database file, used only with WithStepCADatabase
+// (and by upstream step-ca reading config/ca.json).
 func (l Layout) DB() string { return l.p("db", "ca.db") }
+
+// Store is mcpca's store file (package ca/store), the default database.
+// Records in a step-ca DB file are not migrated into it.
+func (l Layout) Store() string { return l.p("db", "mcpca.db") }
 
 // LockFile is held (flock) by the one running `mcpca serve`.
 func (l Layout) LockFile() string { return l.p("ca.lock") }

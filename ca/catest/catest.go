@@ -1,4 +1,4 @@
-// Package catest starts a real mcpca CA (embedded step-ca, bbolt file in a
+// Package catest starts a real mcpca CA (embedded step-ca, its store in a
 // temporary directory, TLS on a loopback port) inside a test, and mints
 // tokens and certificates from it. Tests of other packages (agent, the MCP
 // adapter, the CLI) use it to work against the real thing.
@@ -43,6 +43,7 @@ type Options struct {
 	TrustDomain string        // default "acme.test"
 	MaxTTL      time.Duration // default 24h
 	Logger      *slog.Logger  // default discards
+	CAOptions   []ca.Option   // passed to ca.Open after the logger
 }
 
 // Start creates and serves a CA for the duration of the test.
@@ -68,7 +69,7 @@ func Start(tb testing.TB, o Options) *CA {
 		ln.Close()
 		tb.Fatal(err)
 	}
-	srv, err := ca.Open(dir, pw, ca.WithLogger(o.Logger))
+	srv, err := ca.Open(dir, pw, append([]ca.Option{ca.WithLogger(o.Logger)}, o.CAOptions...)...)
 	if err != nil {
 		ln.Close()
 		tb.Fatal(err)

@@ -97,7 +97,7 @@ func parseDur(flag, s string) (time.Duration, error) {
 }
 
 func newServeCmd() *cobra.Command {
-	var dir, pwFile, addr string
+	var dir, pwFile, addr, database string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA in the foreground (SIGHUP reloads, SIGTERM stops)",
@@ -112,7 +112,15 @@ SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.loc
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			srv, err := ca.Open(dir, pw, ca.WithLogger(logger))
+			opts := []ca.Option{ca.WithLogger(logger)}
+			switch database {
+			case "store":
+			case "step-ca":
+				opts = append(opts, ca.WithStepCADatabase())
+			default:
+				return fmt.Errorf("--database %q: want store (db/mcpca.db) or step-ca (db/ca.db)", database)
+			}
+			srv, err := ca.Open(dir, pw, opts...)
 			if err != nil {
 				return err
 			}
@@ -159,6 +167,7 @@ SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.loc
 	f.StringVar(&dir, "dir", "", "CA directory made by `mcpca init` (required)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
 	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
+	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; records are not migrated between them")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }

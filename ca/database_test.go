@@ -1,0 +1,92 @@
+package ca_test
+
+import (
+	"context"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/ca/store"
+	"github.com/mcpca/mcpca/identity"
+)
+
+// The CA behaves the same on mcpca's store (the default, db/mcpca.db) and on
+// step-ca's bbolt driver (db/ca.db): one-time tokens, revocation by serial
+// through the CRL, renewal refused after revocation.
+func TestDatabaseChoice(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opts       []ca.Option
+		file, none string
+	}{
+		{"store", nil, "mcpca.db", "ca.db"},
+		{"step-ca", []ca.Option{ca.WithStepCADatabase()}, "ca.db", "mcpca.db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := catest.Start(t, catest.Options{CAOptions: tc.opts})
+			tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "dora"})
+			cert, err := c.EnrollToken(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.EnrollToken(tok)
+			wantAPIError(t, err, 401, "token already used")
+			serial := cert.Leaf.SerialNumber.String()
+			rt, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Client.Revoke(context.Background(), serial, rt, "test"); err != nil {
+				t.Fatal(err)
+			}
+			der, err := c.Client.CRL(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, err := x509.ParseRevocationList(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, e := range crl.RevokedCertificateEntries {
+				found = found || e.SerialNumber.String() == serial
+			}
+			if !found {
+				t.Fatalf("serial %s not in the CRL after revocation", serial)
+			}
+			_, err = c.Client.Renew(context.Background(), cert)
+			wantAPIError(t, err, 401, "revoked")
+			if _, err := os.Stat(filepath.Join(c.Dir, "db", tc.file)); err != nil {
+				t.Fatalf("database file: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(c.Dir, "db", tc.none)); err == nil {
+				t.Fatalf("db/%s exists, but this CA uses db/%s", tc.none, tc.file)
+			}
+		})
+	}
+}
+
+// A store file another process holds makes Open fail fast, naming the file.
+func TestStoreLockedByAnotherProcess(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Server.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the store file open the way a second process would.
+	held, err := store.Open(filepath.Join(c.Dir, "db", "mcpca.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Shutdown()
+	_, err = ca.Open(c.Dir, c.Password, ca.WithStoreOptions(store.WithOpenTimeout(10*time.Millisecond)))
+	want := "ca: store: opening " + filepath.Join(c.Dir, "db", "mcpca.db") + ": the file is locked by another process (waited 10ms)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
