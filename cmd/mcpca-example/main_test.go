@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/identity"
+)
+
+// logLines collects the server's log and lets a test wait for a line.
+type logLines struct {
+	mu    sync.Mutex
+	all   bytes.Buffer
+	lines chan string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all.Write(p)
+	for _, s := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		select {
+		case l.lines <- s:
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// waitFor returns the first line from now on that contains every one of subs.
+func (l *logLines) waitFor(t *testing.T, subs ...string) string {
+	t.Helper()
+	deadline := time.NewTimer(2 * time.Minute)
+	defer deadline.Stop()
+	for {
+		select {
+		case s := <-l.lines:
+			ok := true
+			for _, sub := range subs {
+				ok = ok && strings.Contains(s, sub)
+			}
+			if ok {
+				return s
+			}
+		case <-deadline.C:
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			t.Fatalf("no log line with %q; log:\n%s", subs, l.all.String())
+		}
+	}
+}
+
+func writePair(t *testing.T, cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Key first, then the certificate, as mcpca agent does.
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--cert is required (see --help)"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r"}, "--policy is required (see --help)"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
+		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "reading the certificate: open /nonexistent/c: no such file or directory"},
+	} {
+		err := run(context.Background(), tc.args, io.Discard, nil)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestServe(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	rootFile, auditFile := filepath.Join(dir, "root_ca.crt"), filepath.Join(dir, "audit.log")
+	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	writePair(t, server, certFile, keyFile)
+	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reader := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}})
+
+	logs := &logLines{lines: make(chan string, 1000)}
+	reload := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--cert", certFile, "--key", keyFile, "--root", rootFile,
+			"--policy", "../../scripts/policies/mcp-example.cedar", "--audit", auditFile, "--crl", c.URL + "/crl"}, logs, reload)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	line := logs.waitFor(t, `"msg":"serving"`)
+	addr := regexp.MustCompile(`"addr":"([^"]+)"`).FindStringSubmatch(line)[1]
+
+	b, _ := identity.NewBundle([]*x509.Certificate{c.Root})
+	sv, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serverSerial string
+	client := func(cert tls.Certificate) *http.Client {
+		cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cert}, sv)
+		verify := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			serverSerial = cs.PeerCertificates[0].SerialNumber.String()
+			return verify(cs)
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+
+	// Readiness.
+	resp, err := client(reader).Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var health map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if health["status"] != "ok" || health["server"] != "spiffe://acme.test/server/files" {
+		t.Fatalf("healthz: %v", health)
+	}
+
+	connect := func(cert tls.Certificate) (*mcp.ClientSession, error) {
+		return mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+			&mcp.StreamableClientTransport{Endpoint: "https://" + addr + "/mcp", HTTPClient: client(cert), MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	}
+	cs, err := connect(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_docs", Arguments: map[string]any{"query": "roles"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_record", Arguments: map[string]any{"id": "1"}}); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("delete_record as reader: %v", err)
+	}
+	audit, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := identity.VerifyLog(bytes.NewReader(audit)); err != nil || n != 2 {
+		t.Fatalf("audit log: %d records, %v\n%s", n, err, audit)
+	}
+
+	// The server's certificate is renewed on disk and reloaded, no restart.
+	first := serverSerial
+	renewed := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	writePair(t, renewed, certFile, keyFile)
+	reload <- struct{}{}
+	logs.waitFor(t, `"msg":"reloaded"`)
+	cs2, err := connect(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs2.Close()
+	if serverSerial != renewed.Leaf.SerialNumber.String() || serverSerial == first {
+		t.Fatalf("server still presents serial %s after the reload (first %s, renewed %s)", serverSerial, first, renewed.Leaf.SerialNumber)
+	}
+
+	// Revoke the reader; after the reload (CRL refresh) it is refused.
+	if err := c.Client.RevokeSelf(ctx, reader, "test"); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	logs.waitFor(t, `"msg":"reloaded"`, `"crl_revoked":1`)
+	if _, err := connect(reader); err == nil {
+		t.Fatal("a revoked certificate connected")
+	}
+	logs.waitFor(t, "TLS handshake error", "spiffe://acme.test/client/alice", "revoked")
+}
