@@ -92,5 +92,10 @@ func WithLogger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.l
 // withRand replaces the jitter source (tests).
 func withRand(f func() float64) Option { return optionFunc(func(c *config) { c.rand = f }) }
 
-// withArmed reports every arming of the renewal timer (tests).
-func withArmed(f func(time.Time)) Option { return optionFunc(func(c *config) { c.armed = f }) }
+// WithOnSchedule calls f every time the source has armed its next renewal
+// attempt, with the time of that attempt: at start and after every attempt.
+// It is for logs, metrics and tests that move a fake clock; f runs on the
+// renewal goroutine and must not block.
+func WithOnSchedule(f func(next time.Time)) Option {
+	return optionFunc(func(c *config) { c.armed = f })
+}

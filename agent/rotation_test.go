@@ -20,15 +20,15 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 	ca := newTestCA(t)
 	start := time.Now().Truncate(time.Second)
 	fk := clock.NewFake(start)
-	renew := ca.renewer(fk.Now, time.Hour)
+	renew := renewerOf(ca, fk.Now, time.Hour)
 	serverArmed, clientArmed := newArmed(), newArmed()
-	server, err := NewSource(ca.cert("server", start, start.Add(time.Hour)), renew, WithClock(fk),
+	server, err := NewSource(ca.Cert("server", start, start.Add(time.Hour)), renew, WithClock(fk),
 		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), serverArmed.option())
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := NewSource(ca.cert("client", start, start.Add(time.Hour)), renew, WithClock(fk),
-		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), clientArmed.option(), WithRoots(ca.roots()))
+	client, err := NewSource(ca.Cert("client", start, start.Add(time.Hour)), renew, WithClock(fk),
+		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), clientArmed.option(), WithRoots(ca.Roots()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		GetCertificate: server.GetCertificate,
 		ClientAuth:     tls.RequireAndVerifyClientCert,
-		ClientCAs:      ca.pool(),
+		ClientCAs:      ca.Pool(),
 		Time:           fk.Now,
 		MinVersion:     tls.VersionTLS13,
 	})

@@ -29,7 +29,7 @@ func TestFileSinkWritesChainKeyBundleAndCombined(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	sink := sinkIn(dir)
-	snap := newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), ca.roots())
+	snap := newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), ca.Roots())
 	if err := sink.Store(context.Background(), snap); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFileSinkWritesChainKeyBundleAndCombined(t *testing.T) {
 		t.Fatalf("combined file: %v", err)
 	}
 	roots, err := LoadCertificates(sink.BundleFile)
-	if err != nil || len(roots) != 1 || !roots[0].Equal(ca.roots()[0]) {
+	if err != nil || len(roots) != 1 || !roots[0].Equal(ca.Roots()[0]) {
 		t.Fatalf("bundle: %v", err)
 	}
 	if left := tempFiles(t, dir); len(left) != 0 {
@@ -66,12 +66,12 @@ func TestFileSinkDoesNotRewriteAnUnchangedKey(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	sink := &FileSink{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
-	first := ca.cert("web", t0, t0.Add(time.Hour))
+	first := ca.Cert("web", t0, t0.Add(time.Hour))
 	if err := sink.Store(context.Background(), newSnapshot(first, nil)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.Stat(sink.KeyFile)
-	renewed, _ := ca.renewer(func() time.Time { return t0 }, time.Hour).Renew(context.Background(), first)
+	renewed, _ := renewerOf(ca, func() time.Time { return t0 }, time.Hour).Renew(context.Background(), first)
 	if err := sink.Store(context.Background(), newSnapshot(renewed, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestFileSinkFailedWriteLeavesPreviousFilesIntact(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	sink := sinkIn(dir)
-	first := newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), ca.roots())
+	first := newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), ca.Roots())
 	if err := sink.Store(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,8 @@ func TestFileSinkFailedWriteLeavesPreviousFilesIntact(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "b"), []byte("not a directory"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ca.rotate()
-	second := newSnapshot(ca.cert("web", t0, t0.Add(2*time.Hour)), ca.roots()) // a new key too
+	ca.Rotate()
+	second := newSnapshot(ca.Cert("web", t0, t0.Add(2*time.Hour)), ca.Roots()) // a new key too
 	err := sink.Store(context.Background(), second)
 	want := "agent: writing " + sink.BundleFile + ": not a directory"
 	if err == nil || err.Error() != want {
@@ -128,13 +128,13 @@ func TestFileSinkReadOnlyDirectory(t *testing.T) {
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	sink := &FileSink{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
-	if err := sink.Store(context.Background(), newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), nil)); err != nil {
+	if err := sink.Store(context.Background(), newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), nil)); err != nil {
 		t.Fatal(err)
 	}
 	before := readAll(t, sink.CertFile, sink.KeyFile)
 	os.Chmod(dir, 0o500)
 	t.Cleanup(func() { os.Chmod(dir, 0o700) })
-	err := sink.Store(context.Background(), newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), nil))
+	err := sink.Store(context.Background(), newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), nil))
 	if err == nil || err.Error() != "agent: writing "+sink.KeyFile+": permission denied" {
 		t.Fatalf("err = %v", err)
 	}
@@ -155,7 +155,7 @@ func TestFileSinkReadersNeverPairNewCertificateWithOldKey(t *testing.T) {
 	snaps := make([]*Snapshot, rotations)
 	index := map[string]int{} // leaf serial or public key DER -> rotation
 	for i := range snaps {
-		snaps[i] = newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), nil)
+		snaps[i] = newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), nil)
 		index[snaps[i].Leaf().SerialNumber.String()] = i
 		pub, _ := x509.MarshalPKIXPublicKey(snaps[i].Key().Public())
 		index[string(pub)] = i
@@ -239,7 +239,7 @@ func parseChainPEM(b []byte) ([]*x509.Certificate, error) {
 func TestFileSinkAndLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t)
-	snap := newSnapshot(ca.cert("web", t0, t0.Add(time.Hour)), nil)
+	snap := newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), nil)
 	if err := (&FileSink{CertFile: "x"}).Store(context.Background(), snap); err == nil || err.Error() != "agent: file sink needs both a certificate and a key file" {
 		t.Fatalf("err = %v", err)
 	}

@@ -23,6 +23,16 @@ type Snapshot struct {
 	pool *x509.CertPool
 }
 
+// NewSnapshot checks that cert's chain and key match and returns a snapshot
+// of them with the trust bundle roots.
+func NewSnapshot(cert tls.Certificate, roots []*x509.Certificate) (*Snapshot, error) {
+	cert, err := prepareCertificate(cert)
+	if err != nil {
+		return nil, err
+	}
+	return newSnapshot(cert, roots), nil
+}
+
 func newSnapshot(cert tls.Certificate, roots []*x509.Certificate) *Snapshot {
 	pool := x509.NewCertPool()
 	for _, r := range roots {

@@ -50,9 +50,9 @@ func (c *countingRenewer) Renew(ctx context.Context, cur tls.Certificate) (tls.C
 func TestSourceRenewsAtConfiguredPointAndNeverLoops(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: ca.renewer(fk.Now, time.Hour)}
+	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
 	armed := newArmed()
-	s, err := NewSource(ca.cert("web", t0, t0.Add(time.Hour)), r,
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r,
 		WithClock(fk), WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +97,11 @@ func TestSourceRenewsAtConfiguredPointAndNeverLoops(t *testing.T) {
 func TestSourceRenewalThatDoesNotMoveForwardBacksOff(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	initial := ca.cert("web", t0, t0.Add(time.Hour))
+	initial := ca.Cert("web", t0, t0.Add(time.Hour))
 	// A CA that caps the lifetime (say, at an expiring intermediate)
 	// returns certificates ending when the current one ends.
 	r := &countingRenewer{next: RenewerFunc(func(_ context.Context, cur tls.Certificate) (tls.Certificate, error) {
-		return tlsCert(ca.issue("web", cur.Leaf.PublicKey, fk.Now(), t0.Add(time.Hour)), cur.PrivateKey.(crypto.Signer)), nil
+		return tlsCert(ca.Issue("web", cur.Leaf.PublicKey, fk.Now(), t0.Add(time.Hour)), cur.PrivateKey.(crypto.Signer)), nil
 	})}
 	armed := newArmed()
 	s, err := NewSource(initial, r, WithClock(fk), WithRenewAt(0.5), WithJitter(0),
@@ -133,8 +133,8 @@ func TestSourceRenewalThatDoesNotMoveForwardBacksOff(t *testing.T) {
 func TestSourceRestartDoesNotRenewEarly(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0.Add(10 * time.Minute))
-	r := &countingRenewer{next: ca.renewer(fk.Now, time.Hour)}
-	cert := ca.cert("web", t0, t0.Add(time.Hour))
+	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
+	cert := ca.Cert("web", t0, t0.Add(time.Hour))
 	for run := 0; run < 3; run++ {
 		armed := newArmed()
 		s, err := NewSource(cert, r, WithClock(fk), WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), armed.option())
@@ -160,10 +160,10 @@ func TestSourceRestartDoesNotRenewEarly(t *testing.T) {
 func TestSourceCADownBacksOffStillServingThenRecovers(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: ca.renewer(fk.Now, time.Hour)}
+	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
 	r.down.Store(true)
 	armed := newArmed()
-	initial := ca.cert("web", t0, t0.Add(time.Hour))
+	initial := ca.Cert("web", t0, t0.Add(time.Hour))
 	s, err := NewSource(initial, r, WithClock(fk), WithRenewAt(0.5), WithJitter(0),
 		WithBackoff(time.Second, 10*time.Minute), WithLogger(quiet), armed.option())
 	if err != nil {
@@ -211,10 +211,10 @@ func TestSourceCADownBacksOffStillServingThenRecovers(t *testing.T) {
 func TestSourceCANeverReturnsCertificateExpires(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: ca.renewer(fk.Now, time.Hour)}
+	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
 	r.down.Store(true)
 	armed := newArmed()
-	s, err := NewSource(ca.cert("web", t0, t0.Add(time.Hour)), r, WithClock(fk), WithRenewAt(0.5),
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, WithClock(fk), WithRenewAt(0.5),
 		WithJitter(0), WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
@@ -248,8 +248,8 @@ func TestSourceStoreFailureKeepsServingTheOld(t *testing.T) {
 		return nil
 	})
 	armed := newArmed()
-	initial := ca.cert("web", t0, t0.Add(time.Hour))
-	s, err := NewSource(initial, ca.renewer(fk.Now, time.Hour), WithClock(fk), WithRenewAt(0.5),
+	initial := ca.Cert("web", t0, t0.Add(time.Hour))
+	s, err := NewSource(initial, renewerOf(ca, fk.Now, time.Hour), WithClock(fk), WithRenewAt(0.5),
 		WithJitter(0), WithStore(store), WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
@@ -285,16 +285,16 @@ func TestSourceRootRotationReachesBundle(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
 	var mu sync.Mutex
-	served := ca.roots()
+	served := ca.Roots()
 	fetch := fetcherFunc(func(context.Context) ([]*x509.Certificate, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return served, nil
 	})
-	oldRoot := ca.roots()[0]
+	oldRoot := ca.Roots()[0]
 	updates := make(chan *Snapshot, 10)
-	s, err := NewSource(ca.cert("web", t0, t0.Add(24*time.Hour)), ca.renewer(fk.Now, time.Hour),
-		WithClock(fk), WithRoots(ca.roots()), WithBundle(fetch, 10*time.Minute), WithLogger(quiet))
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(24*time.Hour)), renewerOf(ca, fk.Now, time.Hour),
+		WithClock(fk), WithRoots(ca.Roots()), WithBundle(fetch, 10*time.Minute), WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,29 +303,29 @@ func TestSourceRootRotationReachesBundle(t *testing.T) {
 	runSource(t, s)
 	<-changed // bundle timer armed
 	// The CA rotates: it serves old and new roots during the overlap.
-	ca.rotate()
+	ca.Rotate()
 	mu.Lock()
-	served = []*x509.Certificate{oldRoot, ca.roots()[0]}
+	served = []*x509.Certificate{oldRoot, ca.Roots()[0]}
 	mu.Unlock()
 	fk.Advance(10 * time.Minute)
 	sn := <-updates
-	if len(sn.Roots) != 2 || len(s.Roots()) != 2 || !s.Roots()[1].Equal(ca.roots()[0]) {
+	if len(sn.Roots) != 2 || len(s.Roots()) != 2 || !s.Roots()[1].Equal(ca.Roots()[0]) {
 		t.Fatalf("bundle after rotation has %d roots", len(s.Roots()))
 	}
-	leaf := ca.cert("new", t0, t0.Add(time.Hour)).Leaf
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.RootPool(), Intermediates: poolOf([]*x509.Certificate{ca.inter}), CurrentTime: t0}); err != nil {
+	leaf := ca.Cert("new", t0, t0.Add(time.Hour)).Leaf
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.RootPool(), Intermediates: poolOf([]*x509.Certificate{ca.Intermediate()}), CurrentTime: t0}); err != nil {
 		t.Fatalf("a leaf of the new root does not verify against the bundle: %v", err)
 	}
 }
 
 func TestNewSourceErrors(t *testing.T) {
 	ca := newTestCA(t)
-	good := ca.cert("web", t0, t0.Add(time.Hour))
-	other := ca.cert("other", t0, t0.Add(time.Hour))
+	good := ca.Cert("web", t0, t0.Add(time.Hour))
+	other := ca.Cert("other", t0, t0.Add(time.Hour))
 	mismatched := good
 	mismatched.PrivateKey = other.PrivateKey
 	noLeaf := tls.Certificate{Certificate: [][]byte{[]byte("junk")}, PrivateKey: good.PrivateKey}
-	r := ca.renewer(time.Now, time.Hour)
+	r := renewerOf(ca, time.Now, time.Hour)
 	tests := []struct {
 		name string
 		cert tls.Certificate
@@ -360,7 +360,7 @@ func TestNewSourceErrors(t *testing.T) {
 func TestSourceRunTwice(t *testing.T) {
 	ca := newTestCA(t)
 	armed := newArmed()
-	s, err := NewSource(ca.cert("web", time.Now().Add(-time.Minute), time.Now().Add(time.Hour)), ca.renewer(time.Now, time.Hour),
+	s, err := NewSource(ca.Cert("web", time.Now().Add(-time.Minute), time.Now().Add(time.Hour)), renewerOf(ca, time.Now, time.Hour),
 		WithName("web"), WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
@@ -370,4 +370,12 @@ func TestSourceRunTwice(t *testing.T) {
 	if err := s.Run(context.Background()); err == nil || err.Error() != `agent: source "web" is already running` {
 		t.Fatalf("second Run: %v", err)
 	}
+}
+
+func poolOf(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/agent/daemon"
 )
 
 func init() { commands = append(commands, newAgentCmd) }
@@ -92,7 +93,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 					}
 				}
 			}()
-			d := agent.NewDaemon(agent.WithDaemonLogger(logger))
+			d := daemon.NewDaemon(daemon.WithDaemonLogger(logger))
 			return d.Run(ctx, load, reload)
 		},
 	}
@@ -118,7 +119,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 }
 
 // loader returns the function the daemon calls at start and on SIGHUP.
-func (f *agentFlags) loader(cmd *cobra.Command) (func() (*agent.Config, error), error) {
+func (f *agentFlags) loader(cmd *cobra.Command) (func() (*daemon.Config, error), error) {
 	single := []string{"cert", "key", "ca-url", "root", "bundle", "combined", "token-file", "renew-at", "rekey",
 		"exec", "signal-pid", "pid-file", "signal", "name"}
 	if f.config != "" {
@@ -130,7 +131,7 @@ func (f *agentFlags) loader(cmd *cobra.Command) (func() (*agent.Config, error), 
 		if cmd.Flags().Changed("health-addr") {
 			return nil, errors.New("--health-addr cannot be combined with --config: set health_addr in the configuration file")
 		}
-		return func() (*agent.Config, error) { return agent.LoadConfig(f.config) }, nil
+		return func() (*daemon.Config, error) { return daemon.LoadConfig(f.config) }, nil
 	}
 	var missing []string
 	for _, p := range []struct{ name, v string }{{"--cert", f.cert}, {"--key", f.key}, {"--ca-url", f.caURL}, {"--root", f.root}} {
@@ -141,23 +142,23 @@ func (f *agentFlags) loader(cmd *cobra.Command) (func() (*agent.Config, error), 
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing %s: give --config FILE, or --cert, --key, --ca-url and --root", strings.Join(missing, ", "))
 	}
-	id := agent.IdentityConfig{
+	id := daemon.IdentityConfig{
 		Name: f.name, CAURL: f.caURL, Root: f.root, Cert: f.cert, Key: f.key, Bundle: f.bundle,
 		Combined: f.combined, TokenFile: f.tokenFile, RenewAt: f.renewAt, Rekey: f.rekey,
 	}
 	if f.exec != "" {
-		id.Hooks = append(id.Hooks, agent.HookConfig{Exec: strings.Fields(f.exec)})
+		id.Hooks = append(id.Hooks, daemon.HookConfig{Exec: strings.Fields(f.exec)})
 	}
 	if f.signalPID != 0 || f.pidFile != "" {
-		id.Hooks = append(id.Hooks, agent.HookConfig{SignalPID: f.signalPID, PIDFile: f.pidFile, Signal: f.signal})
+		id.Hooks = append(id.Hooks, daemon.HookConfig{SignalPID: f.signalPID, PIDFile: f.pidFile, Signal: f.signal})
 	}
-	cfg := &agent.Config{HealthAddr: f.healthAddr, Identities: []agent.IdentityConfig{id}}
+	cfg := &daemon.Config{HealthAddr: f.healthAddr, Identities: []daemon.IdentityConfig{id}}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return func() (*agent.Config, error) {
+	return func() (*daemon.Config, error) {
 		c := *cfg
-		c.Identities = []agent.IdentityConfig{id}
+		c.Identities = []daemon.IdentityConfig{id}
 		return &c, c.Validate()
 	}, nil
 }

@@ -1,4 +1,4 @@
-package agent
+package daemon
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpca/mcpca/agent"
 )
 
 const goodConfig = `
@@ -44,14 +46,14 @@ func TestParseConfig(t *testing.T) {
 	if web.RenewAt != 0.75 || !web.Rekey || len(web.Hooks) != 2 || time.Duration(web.Hooks[0].Timeout) != 10*time.Second {
 		t.Fatalf("web %+v", web)
 	}
-	if api.RenewAt != DefaultRenewAt {
+	if api.RenewAt != agent.DefaultRenewAt {
 		t.Fatalf("api renew_at %v", api.RenewAt)
 	}
 	hooks := web.hooks()
-	if cmd, ok := hooks[0].(*Command); !ok || strings.Join(cmd.Argv, " ") != "systemctl reload nginx" || cmd.Env[0] != "MCPCA_IDENTITY=web" {
+	if cmd, ok := hooks[0].(*agent.Command); !ok || strings.Join(cmd.Argv, " ") != "systemctl reload nginx" || cmd.Env[0] != "MCPCA_IDENTITY=web" {
 		t.Fatalf("hook 1 %#v", hooks[0])
 	}
-	if sig, ok := hooks[1].(*Signal); !ok || sig.PIDFile != "/run/app.pid" || sig.Signal.String() != "user defined signal 1" {
+	if sig, ok := hooks[1].(*agent.Signal); !ok || sig.PIDFile != "/run/app.pid" || sig.Signal.String() != "user defined signal 1" {
 		t.Fatalf("hook 2 %#v", hooks[1])
 	}
 }
@@ -63,7 +65,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}{
 		{"empty", "", "agent: no identities"},
 		{"no identities", "health_addr: 127.0.0.1:1\n", "agent: no identities"},
-		{"unknown key", "identities:\n" + id + "    renew_after: 0.5\n", "agent: line 7: field renew_after not found in type agent.IdentityConfig"},
+		{"unknown key", "identities:\n" + id + "    renew_after: 0.5\n", "agent: line 7: field renew_after not found in type daemon.IdentityConfig"},
 		{"not yaml", "identities: [", "agent: line 1: did not find expected node content"},
 		{"no name", "identities:\n  - ca_url: https://x\n", "agent: identity 1: name is required"},
 		{"twice", "identities:\n" + id + id, `agent: identity "web" appears twice`},

@@ -1,10 +1,9 @@
-package agent
+package daemon
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,32 +11,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/agent/internal/agenttest"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+var t0 = agenttest.T0
 
 func TestHealthSaysSoWhenTheCANeverReturnsAndTheCertificateExpires(t *testing.T) {
-	ca := newTestCA(t)
+	ca := agenttest.NewCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: ca.renewer(fk.Now, time.Hour)}
+	r := &countingRenewer{next: agent.RenewerFunc(ca.Renewer(fk.Now, time.Hour))}
 	r.down.Store(true)
 	armed := newArmed()
-	s, err := NewSource(ca.cert("web", t0, t0.Add(time.Hour)), r, WithName("web"), WithClock(fk),
-		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), armed.option())
+	s, err := agent.NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, agent.WithName("web"), agent.WithClock(fk),
+		agent.WithRenewAt(0.5), agent.WithJitter(0), agent.WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(HealthHandler(func() []Status { return []Status{s.Status()} }, fk, 1000))
+	srv := httptest.NewServer(HealthHandler(func() []agent.Status { return []agent.Status{s.Status()} }, fk, 1000))
 	defer srv.Close()
 	runSource(t, s)
 	armed.next(t)
@@ -82,11 +74,11 @@ func TestHealthSaysSoWhenTheCANeverReturnsAndTheCertificateExpires(t *testing.T)
 
 func TestHealthFailureThresholdAndMetrics(t *testing.T) {
 	fk := clock.NewFake(t0)
-	statuses := []Status{
+	statuses := []agent.Status{
 		{Name: "api", NotAfter: t0.Add(time.Hour), Renewals: 7, Failures: 2, ConsecutiveFailures: 2, HookFailures: 1, LastError: errors.New("agent: renew: boom")},
 		{Name: "db", NotAfter: t0.Add(2 * time.Hour), Renewals: 3},
 	}
-	srv := httptest.NewServer(HealthHandler(func() []Status { return statuses }, fk, 3))
+	srv := httptest.NewServer(HealthHandler(func() []agent.Status { return statuses }, fk, 3))
 	defer srv.Close()
 	if code, body := get(t, srv.URL+"/healthz"); code != 200 {
 		t.Fatalf("%d %s", code, body)
@@ -110,7 +102,7 @@ func TestHealthFailureThresholdAndMetrics(t *testing.T) {
 	if code != 503 || !strings.Contains(body, `"reason":"renewal failed 3 times in a row"`) {
 		t.Fatalf("%d %s", code, body)
 	}
-	statuses = append(statuses, Status{Name: "new", LastError: errors.New("agent: enrol: no token")})
+	statuses = append(statuses, agent.Status{Name: "new", LastError: errors.New("agent: enrol: no token")})
 	if _, body := get(t, srv.URL+"/healthz"); !strings.Contains(body, `{"name":"new","healthy":false,"reason":"no certificate yet","seconds_to_expiry":0,"renewals":0,"failures":0,"consecutive_failures":0,"last_error":"agent: enrol: no token"}`) {
 		t.Fatalf("%s", body)
 	}
@@ -140,7 +132,7 @@ func TestServeHealthStopsWithContext(t *testing.T) {
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- ServeHealth(ctx, "127.0.0.1:0", HealthHandler(func() []Status { return nil }, nil, 0), func(a net.Addr) { ready <- a })
+		done <- ServeHealth(ctx, "127.0.0.1:0", HealthHandler(func() []agent.Status { return nil }, nil, 0), func(a net.Addr) { ready <- a })
 	}()
 	addr := <-ready
 	if code, body := get(t, "http://"+addr.String()+"/healthz"); code != 200 || strings.TrimSpace(body) != `{"status":"ok","identities":[]}` {
@@ -153,14 +145,4 @@ func TestServeHealthStopsWithContext(t *testing.T) {
 	if err := ServeHealth(context.Background(), "0.0.0.0:0", nil, nil); err == nil || !strings.Contains(err.Error(), "is not a loopback address") {
 		t.Fatal(err)
 	}
-}
-
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -1,4 +1,4 @@
-package agent
+package daemon
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mcpca/mcpca/agent"
 )
 
 // Config is the configuration of the agent daemon (agent.yaml). See
@@ -161,7 +163,7 @@ func (id *IdentityConfig) validate() error {
 		return errors.New("cert and key must be different files (use combined for a single file)")
 	}
 	if id.RenewAt == 0 {
-		id.RenewAt = DefaultRenewAt
+		id.RenewAt = agent.DefaultRenewAt
 	}
 	if !(id.RenewAt > 0 && id.RenewAt < 1) {
 		return fmt.Errorf("renew_at %v is not between 0 and 1", id.RenewAt)
@@ -178,7 +180,7 @@ func (id *IdentityConfig) validate() error {
 			return fmt.Errorf("hook %d: set exactly one of exec, signal_pid or pid_file", i+1)
 		}
 		if h.Signal != "" {
-			if _, err := ParseSignal(h.Signal); err != nil {
+			if _, err := agent.ParseSignal(h.Signal); err != nil {
 				return fmt.Errorf("hook %d: %v", i+1, strings.TrimPrefix(err.Error(), "agent: "))
 			}
 		}
@@ -190,7 +192,7 @@ func (id *IdentityConfig) validate() error {
 }
 
 // hooks builds the configured hooks; env describes the identity to commands.
-func (id *IdentityConfig) hooks() []Hook {
+func (id *IdentityConfig) hooks() []agent.Hook {
 	env := []string{
 		"MCPCA_IDENTITY=" + id.Name,
 		"MCPCA_CERT_FILE=" + id.Cert,
@@ -198,21 +200,21 @@ func (id *IdentityConfig) hooks() []Hook {
 		"MCPCA_BUNDLE_FILE=" + id.Bundle,
 		"MCPCA_COMBINED_FILE=" + id.Combined,
 	}
-	var out []Hook
+	var out []agent.Hook
 	for _, h := range id.Hooks {
 		if len(h.Exec) > 0 {
-			out = append(out, &Command{Argv: h.Exec, Timeout: time.Duration(h.Timeout), Env: env})
+			out = append(out, &agent.Command{Argv: h.Exec, Timeout: time.Duration(h.Timeout), Env: env})
 			continue
 		}
 		sig := syscall.Signal(1) // SIGHUP
 		if h.Signal != "" {
-			sig, _ = ParseSignal(h.Signal)
+			sig, _ = agent.ParseSignal(h.Signal)
 		}
-		out = append(out, &Signal{PID: h.SignalPID, PIDFile: h.PIDFile, Signal: sig})
+		out = append(out, &agent.Signal{PID: h.SignalPID, PIDFile: h.PIDFile, Signal: sig})
 	}
 	return out
 }
 
-func (id *IdentityConfig) sink() *FileSink {
-	return &FileSink{CertFile: id.Cert, KeyFile: id.Key, BundleFile: id.Bundle, CombinedFile: id.Combined}
+func (id *IdentityConfig) sink() *agent.FileSink {
+	return &agent.FileSink{CertFile: id.Cert, KeyFile: id.Key, BundleFile: id.Bundle, CombinedFile: id.Combined}
 }

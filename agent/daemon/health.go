@@ -1,4 +1,4 @@
-package agent
+package daemon
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/internal/clock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,7 +33,7 @@ const DefaultFailureThreshold = 5
 // mcpca_agent_renewals_total, mcpca_agent_renewal_failures_total,
 // mcpca_agent_hook_failures_total and mcpca_agent_healthy (1 or 0), plus the
 // Go runtime and process collectors.
-func HealthHandler(statuses func() []Status, clk clock.Clock, threshold int) http.Handler {
+func HealthHandler(statuses func() []agent.Status, clk clock.Clock, threshold int) http.Handler {
 	clk = clock.Or(clk)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{statuses: statuses, clock: clk, threshold: threshold},
@@ -98,7 +99,7 @@ var (
 // collector reads the statuses at scrape time, so idle agents do no metric
 // work at all.
 type collector struct {
-	statuses  func() []Status
+	statuses  func() []agent.Status
 	clock     clock.Clock
 	threshold int
 }

@@ -1,4 +1,4 @@
-package agent
+package daemon
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/internal/caclient"
 	"github.com/mcpca/mcpca/internal/clock"
 )
@@ -31,7 +32,7 @@ func (f daemonOptionFunc) applyDaemon(c *daemonConfig) { f(c) }
 type daemonConfig struct {
 	clock      clock.Clock
 	logger     *slog.Logger
-	sourceOpts []Option
+	sourceOpts []agent.Option
 	onObtain   func(name string, err error)
 	onApplied  func()
 	onHealth   func(net.Addr)
@@ -49,7 +50,7 @@ func WithDaemonLogger(l *slog.Logger) DaemonOption {
 
 // WithSourceOptions adds options to every Source the daemon runs (jitter,
 // backoff).
-func WithSourceOptions(opts ...Option) DaemonOption {
+func WithSourceOptions(opts ...agent.Option) DaemonOption {
 	return daemonOptionFunc(func(d *daemonConfig) { d.sourceOpts = append(d.sourceOpts, opts...) })
 }
 
@@ -193,7 +194,7 @@ func (d *Daemon) stopAll() {
 }
 
 // Statuses returns the status of every identity, sorted by name.
-func (d *Daemon) Statuses() []Status {
+func (d *Daemon) Statuses() []agent.Status {
 	d.mu.Lock()
 	ms := make([]*managed, 0, len(d.ids))
 	for _, m := range d.ids {
@@ -201,7 +202,7 @@ func (d *Daemon) Statuses() []Status {
 	}
 	d.mu.Unlock()
 	sort.Slice(ms, func(i, j int) bool { return ms[i].cfg.Name < ms[j].cfg.Name })
-	out := make([]Status, 0, len(ms))
+	out := make([]agent.Status, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, m.status())
 	}
@@ -224,21 +225,21 @@ type managed struct {
 	d      *Daemon
 	cfg    IdentityConfig
 	log    *slog.Logger
-	hooks  *Hooks
-	client *CAClient
+	hooks  *agent.Hooks
+	client *agent.CAClient
 	cancel context.CancelFunc
 	done   chan struct{}
 	poke   chan struct{}
 
 	mu        sync.Mutex
-	src       *Source
+	src       *agent.Source
 	lastErr   error
 	usedToken [sha256.Size]byte
 }
 
 func (d *Daemon) newManaged(id IdentityConfig) *managed {
 	log := d.cfg.logger.With("identity", id.Name)
-	m := &managed{d: d, cfg: id, log: log, hooks: NewHooks(log, id.hooks()...),
+	m := &managed{d: d, cfg: id, log: log, hooks: agent.NewHooks(log, id.hooks()...),
 		done: make(chan struct{}), poke: make(chan struct{}, 1)}
 	return m
 }
@@ -264,15 +265,15 @@ func (m *managed) nudge() {
 	}
 }
 
-func (m *managed) status() Status {
+func (m *managed) status() agent.Status {
 	m.mu.Lock()
 	src, lastErr := m.src, m.lastErr
 	m.mu.Unlock()
-	var st Status
+	var st agent.Status
 	if src != nil {
 		st = src.Status()
 	} else {
-		st = Status{Name: m.cfg.Name, LastError: lastErr}
+		st = agent.Status{Name: m.cfg.Name, LastError: lastErr}
 	}
 	st.HookFailures = m.hooks.Failures()
 	return st
@@ -300,7 +301,7 @@ func (m *managed) run(ctx context.Context) {
 		m.mu.Lock()
 		m.lastErr = err
 		m.mu.Unlock()
-		wait := backoff(streak, 5*time.Second, 5*time.Minute)
+		wait := retryWait(streak)
 		m.log.Error("agent: no usable certificate; will try again", "error", err.Error(), "retry_in", wait.String())
 		t := clk.NewTimer(wait)
 		select {
@@ -312,8 +313,8 @@ func (m *managed) run(ctx context.Context) {
 			t.Stop()
 		}
 	}
-	var src *Source
-	m.client = &CAClient{CAURL: m.cfg.CAURL, Rekey: m.cfg.Rekey, TrustRoots: func() *x509.CertPool {
+	var src *agent.Source
+	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, Rekey: m.cfg.Rekey, TrustRoots: func() *x509.CertPool {
 		pool := x509.NewCertPool()
 		for _, r := range roots {
 			pool.AddCert(r)
@@ -323,10 +324,10 @@ func (m *managed) run(ctx context.Context) {
 		}
 		return pool
 	}}
-	opts := []Option{WithName(m.cfg.Name), WithClock(clk), WithRenewAt(m.cfg.RenewAt), WithRoots(roots),
-		WithBundle(m.client, 0), WithStore(m.cfg.sink()), WithLogger(m.d.cfg.logger)}
+	opts := []agent.Option{agent.WithName(m.cfg.Name), agent.WithClock(clk), agent.WithRenewAt(m.cfg.RenewAt), agent.WithRoots(roots),
+		agent.WithBundle(m.client, 0), agent.WithStore(m.cfg.sink()), agent.WithLogger(m.d.cfg.logger)}
 	opts = append(opts, m.d.cfg.sourceOpts...)
-	src, err := NewSource(cert, RenewerFunc(m.renew), opts...)
+	src, err := agent.NewSource(cert, agent.RenewerFunc(m.renew), opts...)
 	if err != nil {
 		m.mu.Lock()
 		m.lastErr = err
@@ -360,12 +361,12 @@ func (m *managed) expired(leaf *x509.Certificate) string {
 // new one from the token file when there is none or it has expired. A new
 // certificate is written and the hooks run.
 func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certificate, error) {
-	roots, err := LoadCertificates(m.cfg.Root)
+	roots, err := agent.LoadCertificates(m.cfg.Root)
 	if err != nil {
 		return nil, tls.Certificate{}, errorf("identity %q: the CA root: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
 	}
-	m.client = &CAClient{CAURL: m.cfg.CAURL, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
-	cert, err := LoadKeyPair(m.cfg.Cert, m.cfg.Key)
+	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
+	cert, err := agent.LoadKeyPair(m.cfg.Cert, m.cfg.Key)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		cert, err = m.enrol(ctx, "there is no certificate yet")
@@ -379,7 +380,10 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
-	snap := newSnapshot(cert, roots)
+	snap, err := agent.NewSnapshot(cert, roots)
+	if err != nil {
+		return nil, tls.Certificate{}, errorf("identity %q: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+	}
 	if err := m.cfg.sink().Store(ctx, snap); err != nil {
 		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
 	}
@@ -427,4 +431,14 @@ func poolOf(certs []*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// retryWait is the wait before the next try to get a first certificate:
+// 5s doubling to at most 5m.
+func retryWait(streak int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < streak && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
 }

@@ -1,7 +1,8 @@
-package agent
+package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/agent/internal/agenttest"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -16,8 +19,8 @@ import (
 type daemonEnv struct {
 	t        *testing.T
 	fk       *clock.Fake
-	ca       *testCA
-	srv      *testCAServer
+	ca       *agenttest.CA
+	srv      *agenttest.CAServer
 	dir      string
 	armed    armedRecorder
 	obtained chan error
@@ -33,10 +36,10 @@ type daemonEnv struct {
 
 func newDaemonEnv(t *testing.T) *daemonEnv {
 	fk := clock.NewFake(time.Now().Truncate(time.Second))
-	ca := newTestCA(t)
+	ca := agenttest.NewCA(t)
 	e := &daemonEnv{t: t, fk: fk, ca: ca, dir: t.TempDir()}
-	e.srv = newTestCAServer(t, ca, fk.Now, time.Hour)
-	if err := os.WriteFile(filepath.Join(e.dir, "root.pem"), e.srv.rootPEM(), 0o644); err != nil {
+	e.srv = agenttest.NewCAServer(t, ca, fk.Now, time.Hour)
+	if err := os.WriteFile(filepath.Join(e.dir, "root.pem"), e.srv.RootPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -44,7 +47,7 @@ func newDaemonEnv(t *testing.T) *daemonEnv {
 
 func (e *daemonEnv) identity(name string) IdentityConfig {
 	return IdentityConfig{
-		Name: name, CAURL: e.srv.url, Root: filepath.Join(e.dir, "root.pem"),
+		Name: name, CAURL: e.srv.URL, Root: filepath.Join(e.dir, "root.pem"),
 		Cert: filepath.Join(e.dir, name, "cert.pem"), Key: filepath.Join(e.dir, name, "key.pem"),
 		Bundle: filepath.Join(e.dir, name, "bundle.pem"), TokenFile: filepath.Join(e.dir, name, "token"),
 		RenewAt: 0.5,
@@ -54,7 +57,7 @@ func (e *daemonEnv) identity(name string) IdentityConfig {
 
 func (e *daemonEnv) writeToken(name string) {
 	e.t.Helper()
-	tok := e.srv.mint(name, "spiffe://example.test/server/"+name, "127.0.0.1", "localhost")
+	tok := e.srv.Mint(name, "spiffe://example.test/server/"+name, "127.0.0.1", "localhost")
 	os.MkdirAll(filepath.Join(e.dir, name), 0o755)
 	if err := os.WriteFile(filepath.Join(e.dir, name, "token"), []byte(tok+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -74,7 +77,7 @@ func (e *daemonEnv) start() {
 	e.applied = make(chan struct{}, 100)
 	e.reload = make(chan struct{})
 	e.d = NewDaemon(WithDaemonClock(e.fk), WithDaemonLogger(quiet),
-		WithSourceOptions(WithJitter(0), e.armed.option()),
+		WithSourceOptions(agent.WithJitter(0), e.armed.option()),
 		withObtained(func(_ string, err error) { e.obtained <- err }),
 		withApplied(func() { e.applied <- struct{}{} }))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -130,7 +133,7 @@ func TestDaemonEnrolsFromTokenRenewsAndRunsHooksOnce(t *testing.T) {
 	if at := e.armed.next(t); !at.Equal(e.fk.Now().Add(30 * time.Minute)) {
 		t.Fatalf("first renewal at %v", at)
 	}
-	first, err := LoadKeyPair(web.Cert, web.Key)
+	first, err := agent.LoadKeyPair(web.Cert, web.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestDaemonEnrolsFromTokenRenewsAndRunsHooksOnce(t *testing.T) {
 	if fi, _ := os.Stat(web.Key); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key mode %v", fi.Mode().Perm())
 	}
-	if roots, err := LoadCertificates(web.Bundle); err != nil || !roots[0].Equal(e.ca.roots()[0]) {
+	if roots, err := agent.LoadCertificates(web.Bundle); err != nil || !roots[0].Equal(e.ca.Roots()[0]) {
 		t.Fatalf("bundle: %v", err)
 	}
 	if got := e.hookRuns(); got != "web\n" {
@@ -149,13 +152,13 @@ func TestDaemonEnrolsFromTokenRenewsAndRunsHooksOnce(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		e.fk.Advance(30 * time.Minute)
 		e.armed.next(t)
-		if got := e.srv.renewals.Load(); got != int64(i) {
+		if got := e.srv.Renewals.Load(); got != int64(i) {
 			t.Fatalf("renewal %d: the CA saw %d", i, got)
 		}
 		if got := e.hookRuns(); got != strings.Repeat("web\n", i+1) {
 			t.Fatalf("renewal %d: hook runs %q", i, got)
 		}
-		onDisk, err := LoadKeyPair(web.Cert, web.Key)
+		onDisk, err := agent.LoadKeyPair(web.Cert, web.Key)
 		if err != nil || !onDisk.Leaf.NotAfter.Equal(e.fk.Now().Add(time.Hour)) {
 			t.Fatalf("renewal %d: certificate on disk %v, %v", i, onDisk.Leaf.NotAfter, err)
 		}
@@ -176,8 +179,8 @@ func TestDaemonEnrolsFromTokenRenewsAndRunsHooksOnce(t *testing.T) {
 	if at := e.armed.next(t); !at.Equal(e.fk.Now().Add(20 * time.Minute)) {
 		t.Fatalf("after restart, next renewal at %v", at)
 	}
-	if e.srv.renewals.Load() != 3 || e.srv.signs.Load() != 1 {
-		t.Fatalf("restart renewed or enrolled: %d renewals, %d signs", e.srv.renewals.Load(), e.srv.signs.Load())
+	if e.srv.Renewals.Load() != 3 || e.srv.Signs.Load() != 1 {
+		t.Fatalf("restart renewed or enrolled: %d renewals, %d signs", e.srv.Renewals.Load(), e.srv.Signs.Load())
 	}
 }
 
@@ -197,13 +200,13 @@ func TestDaemonRekeysWhenConfigured(t *testing.T) {
 	e.fk.Advance(30 * time.Minute)
 	e.armed.next(t)
 	after, _ := os.ReadFile(web.Key)
-	if e.srv.rekeys.Load() != 1 || string(before) == string(after) {
-		t.Fatalf("rekeys %d; key changed: %v", e.srv.rekeys.Load(), string(before) != string(after))
+	if e.srv.Rekeys.Load() != 1 || string(before) == string(after) {
+		t.Fatalf("rekeys %d; key changed: %v", e.srv.Rekeys.Load(), string(before) != string(after))
 	}
-	if _, err := LoadKeyPair(web.Cert, web.Key); err != nil {
+	if _, err := agent.LoadKeyPair(web.Cert, web.Key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadKeyPair(web.Combined, web.Combined); err != nil {
+	if _, err := agent.LoadKeyPair(web.Combined, web.Combined); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -211,8 +214,8 @@ func TestDaemonRekeysWhenConfigured(t *testing.T) {
 func TestDaemonExpiredCertificateNamesTheWayBackAndRecoversWithANewToken(t *testing.T) {
 	e := newDaemonEnv(t)
 	web := e.identity("web")
-	expired := e.ca.cert("web", e.fk.Now().Add(-2*time.Hour), e.fk.Now().Add(-time.Hour))
-	if err := web.sink().Store(context.Background(), newSnapshot(expired, nil)); err != nil {
+	expired := e.ca.Cert("web", e.fk.Now().Add(-2*time.Hour), e.fk.Now().Add(-time.Hour))
+	if err := web.sink().Store(context.Background(), mustSnapshot(t, expired)); err != nil {
 		t.Fatal(err)
 	}
 	e.setConfig(web)
@@ -255,8 +258,8 @@ func TestDaemonExpiredCertificateNamesTheWayBackAndRecoversWithANewToken(t *test
 	if err == nil || !strings.Contains(err.Error(), "and the token in "+web.TokenFile+" is empty or already used: issue a new token") {
 		t.Fatalf("refused token sent again: %v", err)
 	}
-	if e.srv.signs.Load() != 1 {
-		t.Fatalf("%d signs", e.srv.signs.Load())
+	if e.srv.Signs.Load() != 1 {
+		t.Fatalf("%d signs", e.srv.Signs.Load())
 	}
 }
 
@@ -278,7 +281,7 @@ func TestDaemonCADownAtEnrolmentRetriesWithTheSameToken(t *testing.T) {
 	web := e.identity("web")
 	e.writeToken("web")
 	e.setConfig(web)
-	e.srv.down.Store(true)
+	e.srv.Down.Store(true)
 	e.start()
 	err := e.nextObtained()
 	want := `agent: identity "web": there is no certificate yet and enrolling with the token in ` + web.TokenFile +
@@ -286,7 +289,7 @@ func TestDaemonCADownAtEnrolmentRetriesWithTheSameToken(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant  %s", err, want)
 	}
-	e.srv.down.Store(false)
+	e.srv.Down.Store(false)
 	e.fk.Advance(5 * time.Second)
 	if err := e.nextObtained(); err != nil {
 		t.Fatal(err)
@@ -303,7 +306,7 @@ func TestDaemonRenewsThroughACAOutageAndEnrolsAfterExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.armed.next(t)
-	e.srv.down.Store(true)
+	e.srv.Down.Store(true)
 	e.fk.Advance(30 * time.Minute)
 	e.armed.next(t)
 	st := e.d.Statuses()[0]
@@ -321,14 +324,14 @@ func TestDaemonRenewsThroughACAOutageAndEnrolsAfterExpiry(t *testing.T) {
 		t.Fatalf("after expiry: %v", st.LastError)
 	}
 	// A new token while the CA is back: the next attempt enrols.
-	e.srv.down.Store(false)
+	e.srv.Down.Store(false)
 	e.writeToken("web")
 	e.reload <- struct{}{}
 	<-e.applied
 	e.armed.next(t)
 	st = e.d.Statuses()[0]
-	if st.LastError != nil || !st.NotAfter.After(e.fk.Now()) || e.srv.signs.Load() != 2 {
-		t.Fatalf("after the new token: %+v, %d signs", st, e.srv.signs.Load())
+	if st.LastError != nil || !st.NotAfter.After(e.fk.Now()) || e.srv.Signs.Load() != 2 {
+		t.Fatalf("after the new token: %+v, %d signs", st, e.srv.Signs.Load())
 	}
 }
 
@@ -365,4 +368,13 @@ func TestDaemonReloadAddsAndRemovesIdentities(t *testing.T) {
 	if st := e.d.Statuses(); len(st) != 1 || st[0].Name != "api" {
 		t.Fatalf("statuses %+v", st)
 	}
+}
+
+func mustSnapshot(t *testing.T, cert tls.Certificate) *agent.Snapshot {
+	t.Helper()
+	s, err := agent.NewSnapshot(cert, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
