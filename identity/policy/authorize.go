@@ -37,7 +37,7 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 		sc.cand.ids = sc.ids
 		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, s.now(&r))))
 		sc.env = requestEnv{}
-		sc.cand = candidates{}
+		sc.cand.s, sc.cand.ids = nil, nil
 	}
 	scratchPool.Put(sc)
 	return d
@@ -119,14 +119,14 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 			haveCtx = true
 		}
 		sc.env = requestEnv{p: p, resUID: res, res: entity}
-		sc.cand = candidates{s: s, ids: sc.ids}
+		sc.cand.s, sc.cand.ids = s, sc.ids
 		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
 		if dec, _ := cedar.Authorize(&sc.cand, &sc.env, req); dec == cedar.Allow {
 			out = append(out, t)
 		}
 	}
 	sc.env = requestEnv{}
-	sc.cand = candidates{}
+	sc.cand.s, sc.cand.ids = nil, nil
 	scratchPool.Put(sc)
 	return out
 }

@@ -321,20 +321,26 @@ func (bs *buckets) collect(dst []int32, p *Principal, target string) []int32 {
 	return dst
 }
 
-// candidates is a cedar.PolicyIterator over a subset of a Set.
+// candidates is a cedar.PolicyIterator over a subset of a Set. It builds its
+// iterator function once and reuses it, so a pooled candidates allocates
+// nothing per request.
 type candidates struct {
-	s   *Set
-	ids []int32
+	s    *Set
+	ids  []int32
+	iter iter.Seq2[cedar.PolicyID, *cedar.Policy]
 }
 
 // All implements cedar.PolicyIterator.
 func (c *candidates) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
-	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, i := range c.ids {
-			e := &c.s.policies[i]
-			if !yield(e.id, e.policy) {
-				return
+	if c.iter == nil {
+		c.iter = func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+			for _, i := range c.ids {
+				e := &c.s.policies[i]
+				if !yield(e.id, e.policy) {
+					return
+				}
 			}
 		}
 	}
+	return c.iter
 }
