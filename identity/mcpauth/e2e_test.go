@@ -2,6 +2,7 @@ package mcpauth_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/identity"
@@ -334,5 +336,24 @@ func TestForeignCA(t *testing.T) {
 	if log := e.tlsLog.String(); !strings.Contains(log, "TLS handshake error") ||
 		!strings.Contains(log, "identity: spiffe://acme.test/client/mallory: chain does not verify: x509: certificate signed by unknown authority") {
 		t.Fatalf("server TLS log: %s", log)
+	}
+}
+
+// The denial carries CodeDenied, which the go-sdk client does not mistake
+// for a closed connection: the session stays usable.
+func TestDeniedCode(t *testing.T) {
+	p := newPKI(t)
+	e := startServer(t, p, envOptions{})
+	cs, _ := e.mustConnect(t, p.reader, "")
+	_, err := call(t, cs, mcpexample.ToolDeleteRecord, nil)
+	var jerr *jsonrpc.Error
+	if !errors.As(err, &jerr) || jerr.Code != mcpauth.CodeDenied || jerr.Message != mcpauth.DeniedMessage {
+		t.Fatalf("got %#v", err)
+	}
+	if errors.Is(err, mcp.ErrConnectionClosed) {
+		t.Fatalf("the denial reads as a closed connection: %v", err)
+	}
+	if _, err := call(t, cs, mcpexample.ToolSearchDocs, map[string]any{"query": "x"}); err != nil {
+		t.Fatal(err)
 	}
 }

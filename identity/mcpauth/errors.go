@@ -8,8 +8,10 @@ import (
 
 // CodeDenied is the JSON-RPC error code of a request the policy denied.
 // The MCP specification reserves no code for authorization failures; this
-// one lies in the implementation-defined server error range.
-const CodeDenied = -32003
+// one lies in the implementation-defined server error range, clear of the
+// codes the go-sdk gives meaning to (-32001 to -32005 are its transport's
+// "closing" and "rejected" errors, which clients treat as a dead connection).
+const CodeDenied = -32010
 
 // DeniedMessage is the message of every denial. It names neither the tool,
 // resource or prompt nor the reason, so that a denial for a name that does

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+)
+
+func init() { commands = append(commands, newMcpCmd) }
+
+// mcpFlags are the connection flags of every `mcpca mcp` command.
+type mcpFlags struct {
+	url, cert, key, root, td string
+	timeout                  time.Duration
+}
+
+func (f *mcpFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", "", "the MCP endpoint, e.g. https://127.0.0.1:8443/mcp (required)")
+	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required)")
+	fl.StringVar(&f.key, "key", "", "client private key, PEM (required)")
+	fl.StringVar(&f.root, "root", "", "CA root the server's certificate must chain to, PEM (required)")
+	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: any)")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
+}
+
+func newMcpCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mcp",
+		Short: "Talk to an mTLS-protected MCP server as the holder of a certificate",
+		Long: `The mcp commands are an MCP client (the official Go SDK over Streamable HTTP)
+that presents an mcpca certificate and checks the server's certificate against
+the CA's root, so a person can see from the shell what an identity may do:
+
+  mcpca mcp tools --url https://127.0.0.1:8443/mcp --cert reader.crt --key reader.key --root root_ca.crt
+  mcpca mcp call search_docs --arg query=roles --url ... --cert ... --key ... --root ...`,
+	}
+	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd())
+	return cmd
+}
+
+func newMcpToolsCmd() *cobra.Command {
+	var f mcpFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "tools --url URL --cert F --key F --root F",
+		Short: "List the tools the server lets this identity use",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withSession(cmd, &f, func(ctx context.Context, cs *mcp.ClientSession) error {
+				res, err := cs.ListTools(ctx, nil)
+				if err != nil {
+					return fmt.Errorf("listing tools: %w", err)
+				}
+				out := cmd.OutOrStdout()
+				if asJSON {
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					return enc.Encode(res.Tools)
+				}
+				if len(res.Tools) == 0 {
+					fmt.Fprintln(out, "(no tools: the policy grants this identity none)")
+				}
+				for _, t := range res.Tools {
+					fmt.Fprintf(out, "%-16s %s\n", t.Name, t.Description)
+				}
+				return nil
+			})
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the tools as JSON, with their input schemas")
+	return cmd
+}
+
+func newMcpCallCmd() *cobra.Command {
+	var f mcpFlags
+	var args []string
+	cmd := &cobra.Command{
+		Use:   "call TOOL [--arg key=value ...] --url URL --cert F --key F --root F",
+		Short: "Call a tool and print what it returns",
+		Long: `Call calls TOOL with the --arg pairs as arguments and prints the text it
+returns. A value is passed as a string when the tool's input schema says
+so; otherwise a value that parses as JSON (42, true, {"a":1}) is passed as
+such, anything else as a string. It exits 1 when the server refuses the call
+("permission denied") or the tool reports an error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			if _, err := parseToolArgs(args, nil); err != nil {
+				return err
+			}
+			return withSession(cmd, &f, func(ctx context.Context, cs *mcp.ClientSession) error {
+				targs, err := parseToolArgs(args, stringParams(ctx, cs, pos[0]))
+				if err != nil {
+					return err
+				}
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: pos[0], Arguments: targs})
+				if err != nil {
+					var jerr *jsonrpc.Error
+					if errors.As(err, &jerr) && jerr.Code == mcpauth.CodeDenied {
+						return &exitError{code: 1, err: fmt.Errorf("calling %s: %s (the server's policy does not let this identity call it, or there is no such tool: a denial does not say which)", pos[0], jerr.Message)}
+					}
+					return &exitError{code: 1, err: fmt.Errorf("calling %s: %w", pos[0], err)}
+				}
+				text := toolText(res)
+				if res.IsError {
+					return &exitError{code: 1, err: fmt.Errorf("%s failed: %s", pos[0], text)}
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), text)
+				return nil
+			})
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringArrayVar(&args, "arg", nil, "a tool argument key=value (repeatable)")
+	return cmd
+}
+
+// stringParams returns the parameters of tool that its input schema
+// declares as strings, so that --arg id=42 stays "42". It returns nil when
+// the tool is not listed to this identity.
+func stringParams(ctx context.Context, cs *mcp.ClientSession, tool string) map[string]bool {
+	res, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		return nil
+	}
+	for _, t := range res.Tools {
+		if t.Name != tool {
+			continue
+		}
+		schema, _ := t.InputSchema.(map[string]any)
+		props, _ := schema["properties"].(map[string]any)
+		out := map[string]bool{}
+		for k, p := range props {
+			if pm, ok := p.(map[string]any); ok && pm["type"] == "string" {
+				out[k] = true
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// parseToolArgs turns key=value pairs into tool arguments. The values of
+// the keys in str are strings; others are JSON when they parse as JSON.
+func parseToolArgs(pairs []string, str map[string]bool) (map[string]any, error) {
+	out := make(map[string]any, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--arg %q: want key=value", p)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("--arg %q: %s given twice", p, k)
+		}
+		var j any
+		if str[k] {
+			out[k] = v
+		} else if err := json.Unmarshal([]byte(v), &j); err == nil {
+			out[k] = j
+		} else {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func toolText(res *mcp.CallToolResult) string {
+	var parts []string
+	for _, c := range res.Content {
+		switch c := c.(type) {
+		case *mcp.TextContent:
+			parts = append(parts, c.Text)
+		default:
+			b, _ := json.Marshal(c)
+			parts = append(parts, string(b))
+		}
+	}
+	if len(parts) == 0 && res.StructuredContent != nil {
+		b, _ := json.Marshal(res.StructuredContent)
+		parts = append(parts, string(b))
+	}
+	return strings.Join(parts, "\n")
+}
+
+// withSession connects to the server over mTLS, runs fn and closes.
+func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.ClientSession) error) error {
+	if f.url == "" {
+		return errors.New("missing --url (the MCP endpoint, e.g. https://127.0.0.1:8443/mcp)")
+	}
+	if !strings.HasPrefix(f.url, "https://") {
+		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate)", f.url)
+	}
+	pair, err := loadPair(f.cert, f.key)
+	if err != nil {
+		return err
+	}
+	_, roots, err := loadRoots(f.root)
+	if err != nil {
+		return err
+	}
+	b, err := identity.NewBundle(roots)
+	if err != nil {
+		return fmt.Errorf("%s: %w", f.root, err)
+	}
+	vopt := identity.AnyTrustDomain()
+	if f.td != "" {
+		vopt = identity.WithTrustDomains(f.td)
+	}
+	v, err := identity.NewVerifier(identity.NewBundleStore(b), vopt)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &pair}, v), ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: &refusalTransport{base: tr}}
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpca", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: f.url, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("connecting to %s: %w%s", f.url, err, hint(err))}
+	}
+	defer cs.Close()
+	return fn(ctx, cs)
+}
+
+// hint explains the usual causes of a refused connection.
+func hint(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "bad certificate"), strings.Contains(s, "certificate required"),
+		strings.Contains(s, "http2: client conn could not be established"), strings.Contains(s, "certificate rejected"):
+		return "\nhint: the server refused this client certificate (revoked, expired, or issued by another CA); the server's log says why"
+	case strings.Contains(s, "unknown authority"), strings.Contains(s, "chain does not verify"):
+		return "\nhint: the server's certificate does not chain to --root"
+	case strings.Contains(s, "connection refused"):
+		return "\nhint: is the server running and listening on that address?"
+	}
+	return ""
+}
+
+// refusalTransport turns the adapter's JSON refusals (401/403) into errors
+// that carry their message, instead of the SDK's bare status line.
+type refusalTransport struct{ base http.RoundTripper }
+
+func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {
+		return resp, err
+	}
+	defer resp.Body.Close()
+	var body struct{ Error, Detail string }
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &body) != nil || body.Error == "" {
+		return nil, fmt.Errorf("server answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	if body.Detail != "" {
+		return nil, fmt.Errorf("server answered %s: %s: %s", resp.Status, body.Error, body.Detail)
+	}
+	return nil, fmt.Errorf("server answered %s: %s", resp.Status, body.Error)
+}
+

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+// writeMCPPair writes a certificate chain and its key as PEM files in dir.
+func writeMCPPair(t *testing.T, dir, name string, cert tls.Certificate) (string, string) {
+	t.Helper()
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if err := os.WriteFile(c, chain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c, k
+}
+
+// startMCPServer serves the example MCP server behind mcpauth with the
+// starter policy and returns its endpoint.
+func startMCPServer(t *testing.T, c *catest.CA) string {
+	t.Helper()
+	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	b, err := identity.NewBundle([]*x509.Certificate{c.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.Load([]string{"../../scripts/policies/mcp-example.cedar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mcpauth.New(v, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mcpexample.NewServer()
+	g.Install(srv)
+	hs := &http.Server{
+		Handler:     g.Handler(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)),
+		TLSConfig:   identity.ServerTLSConfig(identity.StaticCertificate{Cert: &server}, v),
+		ConnContext: g.ConnContext,
+		ErrorLog:    log.New(io.Discard, "", 0),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = hs.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return "https://" + ln.Addr().String() + "/mcp"
+}
+
+func TestMCPCommands(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	url := startMCPServer(t, c)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root_ca.crt")
+	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, rk := writeMCPPair(t, dir, "reader", c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", Roles: []string{"reader"}}))
+	ac, ak := writeMCPPair(t, dir, "admin", c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "ops-admin", Roles: []string{"admin", "reader"}}))
+	other := testca.NewCA(t, "acme.test")
+	mc, mk := writeMCPPair(t, dir, "mallory", other.CreateSVID("spiffe://acme.test/client/mallory").TLS)
+	otherRoot := filepath.Join(dir, "other_root.crt")
+	if err := os.WriteFile(otherRoot, testca.CertsPEM(other.Root()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	as := func(cert, key string, args ...string) []string {
+		return append(args, "--url", url, "--cert", cert, "--key", key, "--root", root)
+	}
+
+	out := ok(t, dir, as(rc, rk, "mcp", "tools")...).stdout
+	if !strings.Contains(out, "search_docs") || strings.Contains(out, "delete_record") {
+		t.Errorf("reader's tools:\n%s", out)
+	}
+	out = ok(t, dir, as(ac, ak, "mcp", "tools")...).stdout
+	if !strings.Contains(out, "delete_record") {
+		t.Errorf("admin's tools:\n%s", out)
+	}
+	out = ok(t, dir, as(ac, ak, "mcp", "tools", "--json")...).stdout
+	if !strings.Contains(out, `"inputSchema"`) {
+		t.Errorf("tools --json:\n%s", out)
+	}
+	out = ok(t, dir, as(rc, rk, "mcp", "call", "search_docs", "--arg", "query=roles")...).stdout
+	if !strings.Contains(out, `document(s) mention "roles"`) {
+		t.Errorf("search_docs:\n%s", out)
+	}
+	out = ok(t, dir, as(rc, rk, "mcp", "call", "whoami")...).stdout
+	if strings.TrimSpace(out) != "spiffe://acme.test/client/reporter roles=reader" {
+		t.Errorf("whoami: %q", out)
+	}
+	out = ok(t, dir, as(ac, ak, "mcp", "call", "delete_record", "--arg", "id=42")...).stdout
+	if strings.TrimSpace(out) != "record 42 deleted" {
+		t.Errorf("delete_record as admin: %q", out)
+	}
+	fails(t, dir, "mcpca: calling delete_record: permission denied", as(rc, rk, "mcp", "call", "delete_record", "--arg", "id=42")...)
+	fails(t, dir, "mcpca: calling no_such_tool: permission denied", as(rc, rk, "mcp", "call", "no_such_tool")...)
+	fails(t, dir, `mcpca: --arg "query": want key=value`, as(rc, rk, "mcp", "call", "search_docs", "--arg", "query")...)
+	fails(t, dir, "missing --url", "mcp", "tools", "--cert", rc, "--key", rk, "--root", root)
+	fails(t, dir, "must be https://", "mcp", "tools", "--url", "http://127.0.0.1:1/mcp", "--cert", rc, "--key", rk, "--root", root)
+	fails(t, dir, "hint: the server refused this client certificate", as(mc, mk, "mcp", "tools")...)
+	fails(t, dir, "hint: the server's certificate does not chain to --root",
+		"mcp", "tools", "--url", url, "--cert", rc, "--key", rk, "--root", otherRoot)
+}
