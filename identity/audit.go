@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -162,16 +163,31 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Policies == nil {
 		r.Policies = []string{}
 	}
+	// Encode outside the lock with placeholder chain fields (seq and prev
+	// come first, with fixed-width values), then fill them in under it.
+	r.Seq, r.Prev = 1, AuditGenesis
+	body, err := json.Marshal(&r)
+	if err != nil {
+		return errorf("encoding audit record: %w", err)
+	}
+	const head = `{"seq":1,"prev":"` + AuditGenesis + `"`
+	if !bytes.HasPrefix(body, []byte(head)) {
+		return errorf("encoding audit record: unexpected encoding")
+	}
+	body = body[len(head):]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
 	}
-	r.Seq, r.Prev = l.seq+1, l.prev
-	line, err := json.Marshal(&r)
-	if err != nil {
-		return errorf("encoding audit record: %w", err)
-	}
+	seq := l.seq + 1
+	line := make([]byte, 0, len(head)+20+len(body)+1)
+	line = append(line, `{"seq":`...)
+	line = strconv.AppendUint(line, seq, 10)
+	line = append(line, `,"prev":"`...)
+	line = append(line, l.prev...)
+	line = append(line, '"')
+	line = append(line, body...)
 	line = append(line, '\n')
 	if _, err := l.w.Write(line); err != nil {
 		l.err = errorf("writing audit log: %w", err)
@@ -182,7 +198,7 @@ func (l *AuditLog) Write(r AuditRecord) error {
 		return l.err
 	}
 	sum := sha256.Sum256(line[:len(line)-1])
-	l.prev, l.seq = hex.EncodeToString(sum[:]), r.Seq
+	l.prev, l.seq = hex.EncodeToString(sum[:]), seq
 	return nil
 }
 
