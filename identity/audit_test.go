@@ -149,8 +149,37 @@ func TestOpenAuditLogRefusesDamage(t *testing.T) {
 	if _, err := OpenAuditLog(junk); err == nil || err.Error() != "identity: audit log "+junk+": its last line is not an audit record; check it with mcpca audit verify" {
 		t.Errorf("junk: %v", err)
 	}
+	long := filepath.Join(dir, "long.log")
+	os.WriteFile(long, append(bytes.Repeat([]byte("x"), maxAuditLine+5), '\n'), 0o600)
+	if _, err := OpenAuditLog(long); err == nil || err.Error() != "identity: audit log "+long+": the last record is too long" {
+		t.Errorf("long: %v", err)
+	}
 	if _, err := OpenAuditLog(filepath.Join(dir, "no", "such", "dir.log")); err == nil || !strings.HasPrefix(err.Error(), "identity: opening audit log: ") {
 		t.Errorf("missing dir: %v", err)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("I/O error") }
+
+func TestVerifyLogReadError(t *testing.T) {
+	if _, err := VerifyLog(errReader{}); err == nil || err.Error() != "identity: reading audit log: I/O error" {
+		t.Errorf("VerifyLog = %v", err)
+	}
+}
+
+func TestAuditCloseError(t *testing.T) {
+	l, err := OpenAuditLog(filepath.Join(t.TempDir(), "a.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.closer.(*os.File).Close() // closed behind the log's back
+	if err := l.Close(); err == nil || !strings.HasPrefix(err.Error(), "identity: closing audit log: ") {
+		t.Errorf("Close = %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
 	}
 }
 

@@ -68,6 +68,8 @@ func TestCompileErrors(t *testing.T) {
 			`identity: bad.cedar:1:34: principal == Mcp::Server::"self" never matches: Mcp::Server::"self" is the resource of methods without a target, never a principal`},
 		{"server resource not self", "permit(principal, action, resource == Mcp::Server::\"spiffe://td/server/x\");", nil,
 			`identity: bad.cedar:1:52: resource == Mcp::Server::"spiffe://td/server/x" never matches: the only Mcp::Server resource is Mcp::Server::"self"`},
+		{"getTag", "permit(principal, action, resource) when { principal.getTag(\"x\") == 1 };", nil,
+			"identity: bad.cedar:1:54: mcpca entities have no tags: read certificate attributes as principal.attrs.<key>"},
 		{"duplicate id", "@id(\"a\")\npermit(principal, action, resource);\n@id(\"a\")\nforbid(principal, action, resource);", nil,
 			`identity: bad.cedar:3:1: duplicate policy id "a"`},
 	}
