@@ -105,34 +105,50 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) {
+// example is a running mcpca-example (run in-process) with its files.
+type example struct {
+	ca                                      *catest.CA
+	dir, certFile, keyFile, rootFile, audit string
+	addr                                    string
+	logs                                    *logLines
+	reload                                  chan struct{}
+	reader                                  tls.Certificate
+}
+
+func startExample(t *testing.T, extra ...string) *example {
+	t.Helper()
 	c := catest.Start(t, catest.Options{})
 	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	rootFile, auditFile := filepath.Join(dir, "root_ca.crt"), filepath.Join(dir, "audit.log")
+	e := &example{ca: c, dir: dir, certFile: filepath.Join(dir, "server.crt"), keyFile: filepath.Join(dir, "server.key"),
+		rootFile: filepath.Join(dir, "root_ca.crt"), audit: filepath.Join(dir, "audit.log"),
+		logs: &logLines{lines: make(chan string, 1000)}, reload: make(chan struct{}, 1)}
 	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	writePair(t, server, certFile, keyFile)
-	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
+	writePair(t, server, e.certFile, e.keyFile)
+	if err := os.WriteFile(e.rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reader := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}})
-
-	logs := &logLines{lines: make(chan string, 1000)}
-	reload := make(chan struct{}, 1)
+	e.reader = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--cert", certFile, "--key", keyFile, "--root", rootFile,
-			"--policy", "../../scripts/policies/mcp-example.cedar", "--audit", auditFile, "--crl", c.URL + "/crl"}, logs, reload)
-	}()
+	args := append([]string{"--listen", "127.0.0.1:0", "--cert", e.certFile, "--key", e.keyFile, "--root", e.rootFile,
+		"--policy", "../../scripts/policies/mcp-example.cedar", "--audit", e.audit, "--crl", c.URL + "/crl"}, extra...)
+	go func() { done <- run(ctx, args, e.logs, e.reload) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
-	line := logs.waitFor(t, `"msg":"serving"`)
-	addr := regexp.MustCompile(`"addr":"([^"]+)"`).FindStringSubmatch(line)[1]
+	line := e.logs.waitFor(t, `"msg":"serving"`)
+	e.addr = regexp.MustCompile(`"addr":"([^"]+)"`).FindStringSubmatch(line)[1]
+	return e
+}
+
+func TestServe(t *testing.T) {
+	e := startExample(t)
+	c, addr, logs, reload, reader := e.ca, e.addr, e.logs, e.reload, e.reader
+	certFile, keyFile, auditFile := e.certFile, e.keyFile, e.audit
+	ctx := context.Background()
 
 	b, _ := identity.NewBundle([]*x509.Certificate{c.Root})
 	sv, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
