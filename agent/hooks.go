@@ -16,8 +16,9 @@ import (
 // DefaultHookTimeout bounds a Command hook that sets no Timeout.
 const DefaultHookTimeout = 30 * time.Second
 
-// Hook is an action run after every renewal, to make a consumer reload its
-// certificate: run a command, signal a process.
+// Hook is an action run after every renewal (and every change of the trust
+// bundle), to make a consumer reload its certificate: run a command, signal
+// a process.
 type Hook interface {
 	Run(ctx context.Context, s *Snapshot) error
 }
@@ -99,7 +100,7 @@ func (s *Signal) Run(context.Context, *Snapshot) error {
 }
 
 // Hooks runs hooks after every renewal. Each hook runs once per new
-// snapshot, in order; a failing hook is logged and counted, and the next
+// snapshot (a renewal, or a new trust bundle from the CA), in order; a failing hook is logged and counted, and the next
 // hooks still run. A failure never triggers a renewal: the hook simply runs
 // again after the next one.
 type Hooks struct {

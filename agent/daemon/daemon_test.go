@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -377,4 +379,45 @@ func mustSnapshot(t *testing.T, cert tls.Certificate) *agent.Snapshot {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// A root rotation on the CA reaches the bundle file at the next bundle
+// refresh, without a renewal, and the hooks run so consumers reload trust.
+func TestDaemonRootRotationReachesTheBundleFile(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.srv = agenttest.NewCAServer(t, e.ca, e.fk.Now, 24*time.Hour)
+	web := e.identity("web")
+	web.CAURL = e.srv.URL
+	hooked := make(chan os.Signal, 10)
+	signal.Notify(hooked, syscall.SIGUSR1)
+	defer signal.Stop(hooked)
+	web.Hooks = []HookConfig{{SignalPID: os.Getpid(), Signal: "USR1"}}
+	e.writeToken("web")
+	e.setConfig(web)
+	e.start()
+	if err := e.nextObtained(); err != nil {
+		t.Fatal(err)
+	}
+	waitHook(t, hooked) // after enrolment
+	e.armed.next(t)
+	next := agenttest.NewCA(t).Roots()[0]
+	e.srv.AddRoots(next)
+	e.fk.Advance(agent.DefaultBundleInterval)
+	waitHook(t, hooked) // after the bundle changed
+	roots, err := agent.LoadCertificates(web.Bundle)
+	if err != nil || len(roots) != 2 || !roots[1].Equal(next) {
+		t.Fatalf("bundle file after rotation: %d roots, %v", len(roots), err)
+	}
+	if st := e.d.Statuses()[0]; st.Renewals != 0 {
+		t.Fatalf("renewed: %+v", st)
+	}
+}
+
+func waitHook(t *testing.T, c <-chan os.Signal) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hook did not run")
+	}
 }
