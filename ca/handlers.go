@@ -98,6 +98,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuseStep(w, r, "issue", http.StatusForbidden, "signing refused", err)
 		return
 	}
+	markDurable(w) // the certificate's commit followed the token's claim
 	s.logCert(r, "issue", "certificate issued", prov, chain[0], st)
 	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
 }
@@ -202,6 +203,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 		s.refuseStep(w, r, event, http.StatusUnauthorized, event+" refused", err)
 		return
 	}
+	markDurable(w) // the renewed certificate's commit was waited for
 	s.logCert(r, event, "certificate renewed", "", chain[0], st)
 	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
 }
@@ -249,6 +251,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 		s.refuseStep(w, r, "revoke", http.StatusBadRequest, "revocation refused", err)
 		return
 	}
+	markDurable(w) // the revocation's commit followed the token's claim
 	s.cfg.logger.Info("certificate revoked", "event", "revoke", "serial", body.Serial, "by", by,
 		"reason", body.Reason, "reason_code", body.ReasonCode, "client", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, &api.RevokeResponse{Status: "ok"})

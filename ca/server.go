@@ -38,6 +38,7 @@ type Server struct {
 	cfg      serverConfig
 	lock     *dirLock
 	db       db.AuthDB
+	store    *store.Store // nil with WithStepCADatabase
 
 	mu    sync.Mutex // serialises Reload and Close
 	state atomic.Pointer[serverState]
@@ -129,9 +130,12 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 			lock.unlock()
 			return nil, errorf("opening database %s: %w", l.DB(), err)
 		}
-	} else if s.db, err = store.Open(l.Store(), cfg.storeOpts...); err != nil {
-		lock.unlock()
-		return nil, errorf("%w", err)
+	} else {
+		if s.store, err = store.Open(l.Store(), cfg.storeOpts...); err != nil {
+			lock.unlock()
+			return nil, errorf("%w", err)
+		}
+		s.db = claimingStore{s.store}
 	}
 	st, err := s.newState(stepCfg)
 	if err != nil {
@@ -286,6 +290,13 @@ func (s *Server) Handler() http.Handler {
 		ctx := authority.NewContext(r.Context(), st.auth)
 		ctx = db.NewContext(ctx, s.db)
 		r = r.WithContext(ctx)
+		if s.store != nil {
+			dw := &durableWriter{ResponseWriter: w, st: s.store, logger: s.cfg.logger}
+			w = dw
+			// A handler that wrote nothing still gets its writes synced
+			// before net/http answers for it.
+			defer dw.ensure()
+		}
 		if r.Method == http.MethodPost {
 			switch r.URL.Path {
 			case "/sign", "/1.0/sign":

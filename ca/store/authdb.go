@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -35,34 +36,89 @@ func notFound(what string) error { return errorf("%s: %w", what, database.ErrNot
 
 // UseToken records the token id as used and reports whether it was new:
 // true the first time, false ever after (until the record is pruned,
-// TokenGrace after the token expires).
+// TokenGrace after the token expires). It returns once the record is
+// durable.
 func (s *Store) UseToken(id, tok string) (bool, error) {
+	fresh, o, err := s.claim(id, tok)
+	if err != nil || o == nil {
+		return fresh, err
+	}
+	<-o.done
+	if o.err != nil {
+		return false, failf(o.err, "storing used token %s", id)
+	}
+	return fresh, nil
+}
+
+// ClaimToken is UseToken without the wait: the token is refused to every
+// later caller at once, and its record is queued for the next commit. The
+// caller must call Sync before it acknowledges anything that depends on the
+// claim; a later write that waits (StoreCertificateChain, Revoke) is durable
+// only after the claims queued before it, so it serves as that Sync. If the
+// record cannot be committed, the store refuses every later write and Sync
+// fails: restart the process.
+func (s *Store) ClaimToken(id, tok string) (bool, error) {
+	fresh, _, err := s.claim(id, tok)
+	return fresh, err
+}
+
+// claim decides whether the token id is fresh (not committed, not claimed
+// and waiting) and, if so, queues its record. o is nil when it is not fresh.
+func (s *Store) claim(id, tok string) (fresh bool, o *op, err error) {
+	if len(id) == 0 || len(id) > bolt.MaxKeySize {
+		return false, nil, errorf("storing used token: the token id has %d bytes (1 to %d)", len(id), bolt.MaxKeySize)
+	}
 	key := []byte(id)
 	var pruneAt [8]byte
-	exp, ok := tokenExpiry(tok)
-	if ok {
+	exp, hasExp := tokenExpiry(tok)
+	if hasExp {
 		binary.BigEndian.PutUint64(pruneAt[:], uint64(max(exp.Add(TokenGrace).Unix(), 0)))
 	}
-	var fresh bool
-	err := s.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b.Get(key) != nil {
-			fresh = false
-			return nil
-		}
-		fresh = true
-		if err := b.Put(key, pruneAt[:]); err != nil {
+	s.tokMu.Lock()
+	if _, ok := s.pending[id]; ok {
+		s.tokMu.Unlock()
+		return false, nil, nil
+	}
+	used, err := s.has(bucketTokens, id)
+	if err != nil || used {
+		s.tokMu.Unlock()
+		return false, nil, err
+	}
+	// Claimed from here on; the lock is not held while queueing, since the
+	// writer takes it to release committed claims.
+	s.pending[id] = struct{}{}
+	s.tokMu.Unlock()
+	o, err = s.enqueue(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketTokens).Put(key, pruneAt[:]); err != nil {
 			return err
 		}
-		if !ok {
+		if !hasExp {
 			return nil
 		}
 		return tx.Bucket(bucketTokenExpiry).Put(expiryKey(exp.Add(TokenGrace), key), nil)
-	})
+	}, s.claimDone(id))
 	if err != nil {
-		return false, failf(err, "storing used token %s", id)
+		s.tokMu.Lock()
+		delete(s.pending, id)
+		s.tokMu.Unlock()
+		return false, nil, failf(err, "storing used token %s", id)
 	}
-	return fresh, nil
+	return true, o, nil
+}
+
+// claimDone releases a committed claim. A claim that failed to commit
+// stays (the token stays refused in this process) and breaks the store.
+func (s *Store) claimDone(id string) func(error) {
+	return func(err error) {
+		if err != nil {
+			var e error = &brokenError{fmt.Sprintf("store: the record of used token %s could not be committed (%v): restart the CA", id, err)}
+			s.broken.CompareAndSwap(nil, &e)
+			return
+		}
+		s.tokMu.Lock()
+		delete(s.pending, id)
+		s.tokMu.Unlock()
+	}
 }
 
 // tokenExpiry reads the "exp" claim of a compact JWS without verifying it

@@ -13,7 +13,8 @@ import (
 // such as "token already used" is recorded by the closure itself. apply may
 // run twice (see commit), so it must assign its outcome, never accumulate.
 type op struct {
-	apply func(tx *bolt.Tx) error
+	apply func(tx *bolt.Tx) error // nil for a Sync barrier
+	after func(err error)         // run by the writer once the op is durable or failed
 	err   error
 	done  chan struct{}
 }
@@ -21,15 +22,61 @@ type op struct {
 // write queues fn for the next commit and waits until it is durable. Its
 // error is bbolt's, unprefixed: callers say what failed.
 func (s *Store) write(fn func(tx *bolt.Tx) error) error {
-	o := &op{apply: fn, done: make(chan struct{})}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return ErrClosed
+	o, err := s.enqueue(fn, nil)
+	if err != nil {
+		return err
 	}
-	s.ops <- o
-	s.mu.RUnlock()
 	<-o.done
+	return o.err
+}
+
+// enqueue queues an op without waiting for it.
+func (s *Store) enqueue(fn func(tx *bolt.Tx) error, after func(error)) (*op, error) {
+	o := &op{apply: fn, after: after, done: make(chan struct{})}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if err := s.broken.Load(); err != nil {
+		return nil, *err
+	}
+	s.inflight.Add(1)
+	s.ops <- o
+	return o, nil
+}
+
+// Err returns the error that broke the store (a claimed token's record
+// that could not be committed), or nil. A write that returned without error
+// is durable together with every claim queued before it when Err is nil.
+func (s *Store) Err() error {
+	if err := s.broken.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Sync returns once every write queued before the call is durable (at once
+// when none is in flight). It fails when a write queued without waiting
+// (ClaimToken) could not be committed.
+func (s *Store) Sync() error {
+	if s.inflight.Load() == 0 {
+		if s.isClosed() {
+			return ErrClosed
+		}
+		if err := s.broken.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}
+	o, err := s.enqueue(nil, nil)
+	if err != nil {
+		return err
+	}
+	<-o.done
+	if err := s.broken.Load(); err != nil {
+		return *err
+	}
 	return o.err
 }
 
@@ -60,25 +107,40 @@ func (s *Store) writer() {
 // commit applies batch in one transaction with one fsync, pruning expired
 // records in the same transaction. If that transaction fails, each write is
 // retried alone, so only the writes that fail by themselves report an error.
+// A batch of Sync barriers only needs the batches before it: no commit.
 func (s *Store) commit(batch []*op) {
-	now := s.cfg.clock.Now()
-	err := s.bolt.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
-			if err := o.apply(tx); err != nil {
-				return err
+	writes := 0
+	for _, o := range batch {
+		if o.apply != nil {
+			writes++
+		}
+	}
+	var err error
+	if writes > 0 {
+		now := s.cfg.clock.Now()
+		err = s.bolt.Update(func(tx *bolt.Tx) error {
+			for _, o := range batch {
+				if o.apply != nil {
+					if err := o.apply(tx); err != nil {
+						return err
+					}
+				}
 			}
-		}
-		return s.prune(tx, now, pruneBatch+2*len(batch))
-	})
-	if err != nil && len(batch) > 1 {
-		for _, o := range batch {
-			o.err = s.bolt.Update(o.apply)
-			close(o.done)
-		}
-		return
+			return s.prune(tx, now, pruneBatch+2*writes)
+		})
 	}
 	for _, o := range batch {
-		o.err = err
+		switch {
+		case err == nil || o.apply == nil:
+		case writes > 1:
+			o.err = s.bolt.Update(o.apply)
+		default:
+			o.err = err
+		}
+		if o.after != nil {
+			o.after(o.err)
+		}
+		s.inflight.Add(-1)
 		close(o.done)
 	}
 }

@@ -2,11 +2,13 @@ package store
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/smallstep/certificates/db"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -87,7 +89,80 @@ func TestUseTokenKeyTooLarge(t *testing.T) {
 	defer s.Shutdown()
 	id := strings.Repeat("k", bolt.MaxKeySize+1)
 	_, err = s.UseToken(id, "")
-	if want := "store: storing used token " + id + ": key too large"; fmt.Sprint(err) != want {
-		t.Fatalf("err = %.100q..., want %.100q...", fmt.Sprint(err), want)
+	if want := "store: storing used token: the token id has 32769 bytes (1 to 32768)"; fmt.Sprint(err) != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	_, err = s.ClaimToken("", "")
+	if want := "store: storing used token: the token id has 0 bytes (1 to 32768)"; fmt.Sprint(err) != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
+
+func TestClaimTokenThenSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := s.ClaimToken("t1", jwt(`{"exp":1800000000}`)); err != nil || !fresh {
+		t.Fatalf("ClaimToken = %v, %v", fresh, err)
+	}
+	if fresh, err := s.ClaimToken("t1", ""); err != nil || fresh {
+		t.Fatalf("second ClaimToken = %v, %v; want refused while its record is queued", fresh, err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync with nothing in flight: %v", err)
+	}
+	if fresh, err := s.UseToken("t1", ""); err != nil || fresh {
+		t.Fatalf("UseToken after Sync = %v, %v", fresh, err)
+	}
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != ErrClosed {
+		t.Fatalf("Sync after Shutdown: %v", err)
+	}
+	if _, err := s.ClaimToken("t2", ""); err != ErrClosed {
+		t.Fatalf("ClaimToken after Shutdown: %v", err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if fresh, err := s.UseToken("t1", ""); err != nil || fresh {
+		t.Fatalf("UseToken after reopen = %v, %v", fresh, err)
+	}
+}
+
+// A claimed token whose record cannot be committed breaks the store: Sync
+// and every later write fail, and the token stays refused.
+func TestFailedClaimBreaksTheStore(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	s.tokMu.Lock()
+	s.pending["lost"] = struct{}{}
+	s.tokMu.Unlock()
+	if _, err := s.enqueue(func(*bolt.Tx) error { return errors.New("disk on fire") }, s.claimDone("lost")); err != nil {
+		t.Fatal(err)
+	}
+	want := "store: the record of used token lost could not be committed (disk on fire): restart the CA"
+	if err := s.Sync(); fmt.Sprint(err) != want {
+		t.Fatalf("Sync: %v, want %s", err, want)
+	}
+	if _, err := s.UseToken("other", ""); fmt.Sprint(err) != want {
+		t.Fatalf("UseToken after the failure: %v", err)
+	}
+	if err := s.StoreCRL(&db.CertificateRevocationListInfo{}); fmt.Sprint(err) != want {
+		t.Fatalf("StoreCRL after the failure: %v", err)
+	}
+	if fresh, err := s.ClaimToken("lost", ""); err != nil || fresh {
+		t.Fatalf("ClaimToken of the lost token = %v, %v; want refused", fresh, err)
 	}
 }

@@ -107,9 +107,16 @@ var ErrClosed = errors.New("store: closed")
 
 func errorf(format string, args ...any) error { return fmt.Errorf("store: "+format, args...) }
 
+// brokenError is the error of every write after a claimed token's record
+// failed to commit.
+type brokenError struct{ msg string }
+
+func (e *brokenError) Error() string { return e.msg }
+
 // failf says what failed, passing ErrClosed through as it is.
 func failf(err error, format string, args ...any) error {
-	if errors.Is(err, ErrClosed) {
+	var be *brokenError
+	if errors.Is(err, ErrClosed) || errors.As(err, &be) {
 		return err
 	}
 	return errorf(format+": %w", append(args, err)...)
@@ -125,6 +132,12 @@ type Store struct {
 	closed bool
 	ops    chan *op
 	done   chan struct{}
+
+	inflight atomic.Int64          // ops queued and not yet done
+	broken   atomic.Pointer[error] // set when a write nobody waited for failed
+
+	tokMu   sync.Mutex
+	pending map[string]struct{} // claimed token ids not yet committed
 
 	crl atomic.Pointer[db.CertificateRevocationListInfo]
 }
@@ -156,7 +169,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		_ = bdb.Close()
 		return nil, errorf("%s: %w", path, err)
 	}
-	s := &Store{path: path, bolt: bdb, cfg: cfg, ops: make(chan *op, maxBatch), done: make(chan struct{})}
+	s := &Store{path: path, bolt: bdb, cfg: cfg, ops: make(chan *op, maxBatch), done: make(chan struct{}), pending: map[string]struct{}{}}
 	go s.writer()
 	return s, nil
 }
