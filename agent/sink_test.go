@@ -292,3 +292,25 @@ func tempFiles(t *testing.T, dir string) []string {
 	})
 	return left
 }
+
+// FuzzParseKey: key files are read from disk; any bytes either give a key or
+// an "agent: " error, never a panic.
+func FuzzParseKey(f *testing.F) {
+	ca := newTestCA(f)
+	k, _ := encodeKey(ca.Cert("web", t0, t0.Add(time.Hour)).PrivateKey)
+	f.Add(k)
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n"))
+	f.Add([]byte("junk"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		key, err := parseKey(b)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "agent: ") {
+				t.Fatalf("error without prefix: %v", err)
+			}
+			return
+		}
+		if key.Public() == nil {
+			t.Fatal("key without public key")
+		}
+	})
+}
