@@ -59,7 +59,7 @@ type pki struct {
 }
 
 // newPKI starts a CA for t and enrols a server and two clients.
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	c := catest.Start(t, catest.Options{})
 	p := &pki{ca: c}
