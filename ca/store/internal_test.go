@@ -156,6 +156,9 @@ func TestFailedClaimBreaksTheStore(t *testing.T) {
 	if err := s.Sync(); fmt.Sprint(err) != want {
 		t.Fatalf("Sync: %v, want %s", err, want)
 	}
+	if err := s.Err(); fmt.Sprint(err) != want {
+		t.Fatalf("Err: %v, want %s", err, want)
+	}
 	if _, err := s.UseToken("other", ""); fmt.Sprint(err) != want {
 		t.Fatalf("UseToken after the failure: %v", err)
 	}

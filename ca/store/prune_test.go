@@ -320,3 +320,35 @@ func TestGrowthIsBounded(t *testing.T) {
 		t.Fatalf("the file grew from %d bytes half-way to %d (live %d) at the end", mid.FileBytes, end.FileBytes, end.LiveBytes)
 	}
 }
+
+func TestCheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	use(t, s, "a", token(time.Now().Add(time.Hour)), true)
+	use(t, s, "b", "opaque", true)
+	if err := s.Check(); err != nil {
+		t.Fatalf("Check of a healthy store: %v", err)
+	}
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte("token_expiry")).Cursor()
+		k, _ := c.First()
+		return tx.Bucket([]byte("token_expiry")).Delete(k)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	s = open(t, path)
+	if err := s.Check(); fmt.Sprint(err) != "store: "+path+": used token a is missing from the expiry index" {
+		t.Fatalf("Check: %v", err)
+	}
+}

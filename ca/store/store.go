@@ -46,6 +46,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -258,6 +259,36 @@ func (s *Store) Stats() (Stats, error) {
 	bs := s.bolt.Stats()
 	st.LiveBytes = st.FileBytes - int64(bs.FreePageN+bs.PendingPageN)*int64(s.bolt.Info().PageSize)
 	return st, nil
+}
+
+// Check verifies the consistency of the file's pages (bbolt's check: every
+// page reachable once, free pages not in use) and of the store's indexes:
+// every used-token record with an expiry has its index entry.
+func (s *Store) Check() error {
+	return s.view(func(tx *bolt.Tx) error {
+		var first error
+		for err := range tx.Check() { // drained: the check reads the tx until it closes the channel
+			if first == nil {
+				first = errorf("%s is inconsistent: %w", s.path, err)
+			}
+		}
+		if first != nil {
+			return first
+		}
+		idx := tx.Bucket(bucketTokenExpiry)
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return errorf("%s: used token %s has a record of %d bytes", s.path, k, len(v))
+			}
+			if binary.BigEndian.Uint64(v) == 0 {
+				return nil
+			}
+			if idx.Get(append(append([]byte(nil), v...), k...)) == nil {
+				return errorf("%s: used token %s is missing from the expiry index", s.path, k)
+			}
+			return nil
+		})
+	})
 }
 
 // Compact copies the live records of the store file src into a new file dst
