@@ -47,7 +47,7 @@ the CA's root, so a person can see from the shell what an identity may do:
   mcpca mcp tools --url https://127.0.0.1:8443/mcp --cert reader.crt --key reader.key --root root_ca.crt
   mcpca mcp call search_docs --arg query=roles --url ... --cert ... --key ... --root ...`,
 	}
-	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd())
+	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd(), newMcpReadCmd())
 	return cmd
 }
 
@@ -125,6 +125,33 @@ such, anything else as a string. It exits 1 when the server refuses the call
 	}
 	f.add(cmd)
 	cmd.Flags().StringArrayVar(&args, "arg", nil, "a tool argument key=value (repeatable)")
+	return cmd
+}
+
+func newMcpReadCmd() *cobra.Command {
+	var f mcpFlags
+	cmd := &cobra.Command{
+		Use:   "read URI --url URL --cert F --key F --root F",
+		Short: "Read a resource and print its text",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return withSession(cmd, &f, func(ctx context.Context, cs *mcp.ClientSession) error {
+				res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: pos[0]})
+				if err != nil {
+					var jerr *jsonrpc.Error
+					if errors.As(err, &jerr) && jerr.Code == mcpauth.CodeDenied {
+						return &exitError{code: 1, err: fmt.Errorf("reading %s: %s (the server's policy does not let this identity read it, or there is no such resource: a denial does not say which)", pos[0], jerr.Message)}
+					}
+					return &exitError{code: 1, err: fmt.Errorf("reading %s: %w", pos[0], err)}
+				}
+				for _, c := range res.Contents {
+					fmt.Fprint(cmd.OutOrStdout(), c.Text)
+				}
+				return nil
+			})
+		},
+	}
+	f.add(cmd)
 	return cmd
 }
 

@@ -128,6 +128,11 @@ func TestMCPCommands(t *testing.T) {
 		t.Errorf("delete_record as admin: %q", out)
 	}
 	fails(t, dir, "mcpca: calling delete_record: permission denied", as(rc, rk, "mcp", "call", "delete_record", "--arg", "id=42")...)
+	out = ok(t, dir, as(rc, rk, "mcp", "read", "docs://handbook")...).stdout
+	if !strings.Contains(out, "# Handbook") {
+		t.Errorf("read handbook: %q", out)
+	}
+	fails(t, dir, "mcpca: reading file:///secrets/keys.txt: permission denied", as(ac, ak, "mcp", "read", "file:///secrets/keys.txt")...)
 	fails(t, dir, "mcpca: calling no_such_tool: permission denied", as(rc, rk, "mcp", "call", "no_such_tool")...)
 	fails(t, dir, `mcpca: --arg "query": want key=value`, as(rc, rk, "mcp", "call", "search_docs", "--arg", "query")...)
 	fails(t, dir, "missing --url", "mcp", "tools", "--cert", rc, "--key", rk, "--root", root)
