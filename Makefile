@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue fuzz vet clean
+.PHONY: all build test demo bench bench-issue soak fuzz vet clean
 
 all: build
 
@@ -26,6 +26,12 @@ bench:
 # Issuance throughput: mcpca versus upstream step-ca v0.30.2, same run.
 bench-issue: build
 	./scripts/bench-issue.sh
+
+# The store's growth test at full length: 100,000 issuances with 5-minute
+# tokens on an injected clock; the live records and the file stay bounded.
+SOAK_ISSUANCES ?= 100000
+soak:
+	MCPCA_STORE_GROWTH=$(SOAK_ISSUANCES) $(GO) test -count=1 -run 'TestGrowthIsBounded' -v ./ca/store/
 
 # A short run of every fuzz target (FUZZTIME=1m make fuzz for longer).
 FUZZTIME ?= 10s
