@@ -102,7 +102,11 @@ such, anything else as a string. It exits 1 when the server refuses the call
 				return err
 			}
 			return withSession(cmd, &f, func(ctx context.Context, cs *mcp.ClientSession) error {
-				targs, err := parseToolArgs(args, stringParams(ctx, cs, pos[0]))
+				var str map[string]bool
+				if len(args) > 0 {
+					str = stringParams(ctx, cs, pos[0])
+				}
+				targs, err := parseToolArgs(args, str)
 				if err != nil {
 					return err
 				}
