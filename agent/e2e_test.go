@@ -49,8 +49,15 @@ func TestEndToEndSourceRekeyAndHandshakeAgainstTheRealCA(t *testing.T) {
 			t.Fatalf("identity after rekey: %+v %v", id, err)
 		}
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: srvSrc.GetCertificate,
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: srvSrc.RootPool(), MinVersion: tls.VersionTLS13})
+	// The identity verifier trusts the sources' live bundles.
+	verifier := func(src *Source) *identity.Verifier {
+		v, err := identity.NewVerifier(identity.RootsSource(src), identity.WithTrustDomains("acme.test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", identity.ServerTLSConfig(srvSrc, verifier(srvSrc)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +82,9 @@ func TestEndToEndSourceRekeyAndHandshakeAgainstTheRealCA(t *testing.T) {
 		}
 		peer <- id.ID.String()
 	}()
-	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{GetClientCertificate: cliSrc.GetClientCertificate,
-		RootCAs: cliSrc.RootPool(), ServerName: "localhost", MinVersion: tls.VersionTLS13})
+	ccfg := identity.ClientTLSConfig(cliSrc, verifier(cliSrc))
+	ccfg.ServerName = "localhost"
+	conn, err := tls.Dial("tcp", ln.Addr().String(), ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// A Source plugs into the identity package: identity.ServerTLSConfig and
+// ClientTLSConfig take it as the certificate source, and
+// identity.RootsSource(src) makes its bundle the verifier's trust bundle.
+var (
+	_ identity.CertificateSource = (*Source)(nil)
+	_ identity.RootsProvider     = (*Source)(nil)
 )
 
 // Renewer obtains a new certificate to replace current. Renewing keeps the
@@ -144,7 +153,9 @@ func (s *Source) Name() string { return s.cfg.name }
 func (s *Source) Current() *Snapshot { return s.cur.Load() }
 
 // GetCertificate serves the current certificate; use it as
-// tls.Config.GetCertificate.
+// tls.Config.GetCertificate. After an expiry it keeps serving the last
+// certificate (peers then refuse it with a clear "expired" error, and
+// Status and the health endpoint say so).
 func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return &s.cur.Load().Certificate, nil
 }
@@ -155,7 +166,8 @@ func (s *Source) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certifi
 	return &s.cur.Load().Certificate, nil
 }
 
-// Roots returns the current trust bundle. The slice must not be modified.
+// Roots returns the current trust bundle. The slice must not be modified;
+// it is the same slice until the bundle changes.
 func (s *Source) Roots() []*x509.Certificate { return s.cur.Load().Roots }
 
 // RootPool returns the current trust bundle as a pool, for
@@ -274,8 +286,8 @@ func (s *Source) attempt(ctx context.Context) {
 	if s.cfg.bundle != nil {
 		if r, err := s.cfg.bundle.Roots(ctx); err != nil {
 			s.cfg.logger.Warn("agent: trust bundle refresh failed; keeping the current one", "error", err.Error())
-		} else if len(r) > 0 {
-			roots = r
+		} else if len(r) > 0 && !sameRoots(r, roots) {
+			roots = r // a new slice only when the bundle changed
 		}
 	}
 	snap := newSnapshot(cert, roots)
