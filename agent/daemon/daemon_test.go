@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -419,5 +420,57 @@ func waitHook(t *testing.T, c <-chan os.Signal) {
 	case <-c:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the hook did not run")
+	}
+}
+
+func TestDaemonRunErrors(t *testing.T) {
+	d := NewDaemon(WithDaemonLogger(quiet))
+	err := d.Run(context.Background(), func() (*Config, error) { return LoadConfig("/nonexistent/agent.yaml") }, nil)
+	if err == nil || err.Error() != "agent: reading config: open /nonexistent/agent.yaml: no such file or directory" {
+		t.Fatalf("err = %v", err)
+	}
+	// A busy health port stops the daemon with the reason.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	e := newDaemonEnv(t)
+	e.writeToken("web")
+	cfg := &Config{HealthAddr: busy.Addr().String(), Identities: []IdentityConfig{e.identity("web")}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background(), func() (*Config, error) { return cfg, nil }, nil)
+	want := "agent: health endpoint: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	if len(d.Statuses()) != 0 {
+		t.Fatal("identities left running")
+	}
+}
+
+func TestDaemonServesHealth(t *testing.T) {
+	e := newDaemonEnv(t)
+	e.writeToken("web")
+	ready := make(chan net.Addr, 1)
+	d := NewDaemon(WithDaemonLogger(quiet), WithDaemonClock(e.fk), WithHealthReady(func(a net.Addr) { ready <- a }))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Run(ctx, func() (*Config, error) {
+			c := &Config{HealthAddr: "127.0.0.1:0", Identities: []IdentityConfig{e.identity("web")}}
+			return c, c.Validate()
+		}, nil)
+	}()
+	addr := <-ready
+	code, body := get(t, "http://"+addr.String()+"/healthz")
+	if code != 200 && code != 503 || !strings.Contains(body, `"name":"web"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
