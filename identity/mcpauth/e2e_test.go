@@ -357,3 +357,30 @@ func TestDeniedCode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With WithToolArguments the policy sees the call's arguments.
+func TestToolArguments(t *testing.T) {
+	p := newPKI(t)
+	src, err := os.ReadFile(starterPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := string(src) + `
+@id("never-delete-root")
+forbid (principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"delete_record")
+when { context has args && context.args has id && context.args.id == "root" };
+`
+	e := startServer(t, p, envOptions{toolArgs: true, policy: pol})
+	admin, _ := e.mustConnect(t, p.admin, "")
+	if out, err := call(t, admin, mcpexample.ToolDeleteRecord, map[string]any{"id": "42"}); err != nil || out != "record 42 deleted" {
+		t.Fatalf("delete 42: %q, %v", out, err)
+	}
+	if _, err := call(t, admin, mcpexample.ToolDeleteRecord, map[string]any{"id": "root"}); err == nil || !strings.Contains(err.Error(), mcpauth.DeniedMessage) {
+		t.Fatalf("delete root: %v", err)
+	}
+	recs := auditLines(t, e)
+	last := recs[len(recs)-1]
+	if last.Decision != "deny" || !slices.Equal(last.Policies, []string{"never-delete-root"}) || last.Args["id"] != "root" {
+		t.Fatalf("last audit record: %+v", last)
+	}
+}

@@ -91,7 +91,9 @@ type env struct {
 
 type envOptions struct {
 	stateless bool
-	noGuard   bool // TLS but no adapter (benchmark baseline)
+	noGuard   bool   // TLS but no adapter (benchmark baseline)
+	toolArgs  bool   // pass tool arguments to the policy
+	policy    string // policy text instead of the starter policy
 }
 
 // startServer serves the example server over mTLS on a loopback port.
@@ -105,11 +107,21 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.policy != "" {
+		src = []byte(o.policy)
+	}
+	popts := []policy.Option{policy.WithClock(e.clk), policy.WithLogger(slogDiscard())}
+	gopts := []mcpauth.Option{mcpauth.WithClock(e.clk), mcpauth.WithLogger(slogDiscard())}
+	aopts := []identity.AuditOption{}
+	if o.toolArgs {
+		popts = append(popts, policy.WithToolArguments())
+		gopts = append(gopts, mcpauth.WithToolArguments())
+		aopts = append(aopts, identity.WithAuditArguments())
+	}
 	if err := os.WriteFile(e.policyFile, src, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slogDiscard()
-	e.authz, err = policy.New([]string{e.policyFile}, policy.WithClock(e.clk), policy.WithLogger(quiet))
+	e.authz, err = policy.New([]string{e.policyFile}, popts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +149,7 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 		ErrorLog:  log.New(e.tlsLog, "", 0),
 	}
 	if !o.noGuard {
-		g, err := mcpauth.New(v, e.authz, mcpauth.WithAuditLog(identity.NewAuditLog(e.audit)), mcpauth.WithClock(e.clk), mcpauth.WithLogger(quiet))
+		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(identity.NewAuditLog(e.audit, aopts...)))...)
 		if err != nil {
 			t.Fatal(err)
 		}
