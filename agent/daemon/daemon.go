@@ -22,12 +22,12 @@ import (
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
-// DaemonOption configures NewDaemon.
-type DaemonOption interface{ applyDaemon(*daemonConfig) }
+// Option configures New.
+type Option interface{ applyDaemon(*daemonConfig) }
 
-type daemonOptionFunc func(*daemonConfig)
+type optionFunc func(*daemonConfig)
 
-func (f daemonOptionFunc) applyDaemon(c *daemonConfig) { f(c) }
+func (f optionFunc) applyDaemon(c *daemonConfig) { f(c) }
 
 type daemonConfig struct {
 	clock      clock.Clock
@@ -38,37 +38,37 @@ type daemonConfig struct {
 	onHealth   func(net.Addr)
 }
 
-// WithDaemonClock sets the daemon's clock (default clock.Real).
-func WithDaemonClock(c clock.Clock) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.clock = c })
+// WithClock sets the daemon's clock (default clock.Real).
+func WithClock(c clock.Clock) Option {
+	return optionFunc(func(d *daemonConfig) { d.clock = c })
 }
 
-// WithDaemonLogger sets the daemon's logger (default slog.Default()).
-func WithDaemonLogger(l *slog.Logger) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.logger = l })
+// WithLogger sets the daemon's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(d *daemonConfig) { d.logger = l })
 }
 
 // WithSourceOptions adds options to every Source the daemon runs (jitter,
 // backoff).
-func WithSourceOptions(opts ...agent.Option) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.sourceOpts = append(d.sourceOpts, opts...) })
+func WithSourceOptions(opts ...agent.Option) Option {
+	return optionFunc(func(d *daemonConfig) { d.sourceOpts = append(d.sourceOpts, opts...) })
 }
 
 // WithHealthReady is called with the address of the health endpoint once it
 // listens.
-func WithHealthReady(f func(net.Addr)) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.onHealth = f })
+func WithHealthReady(f func(net.Addr)) Option {
+	return optionFunc(func(d *daemonConfig) { d.onHealth = f })
 }
 
 // withObtained reports every attempt to get an identity's first certificate
 // (tests).
-func withObtained(f func(name string, err error)) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.onObtain = f })
+func withObtained(f func(name string, err error)) Option {
+	return optionFunc(func(d *daemonConfig) { d.onObtain = f })
 }
 
 // withApplied reports every applied reload (tests).
-func withApplied(f func()) DaemonOption {
-	return daemonOptionFunc(func(d *daemonConfig) { d.onApplied = f })
+func withApplied(f func()) Option {
+	return optionFunc(func(d *daemonConfig) { d.onApplied = f })
 }
 
 // Daemon keeps the certificates of several identities fresh on disk: for each
@@ -85,8 +85,8 @@ type Daemon struct {
 	threshold int
 }
 
-// NewDaemon returns a daemon with no identities; Run or Apply gives it some.
-func NewDaemon(opts ...DaemonOption) *Daemon {
+// New returns a daemon with no identities; Run or Apply gives it some.
+func New(opts ...Option) *Daemon {
 	var cfg daemonConfig
 	for _, o := range opts {
 		o.applyDaemon(&cfg)

@@ -79,7 +79,7 @@ func (e *daemonEnv) start() {
 	e.obtained = make(chan error, 100)
 	e.applied = make(chan struct{}, 100)
 	e.reload = make(chan struct{})
-	e.d = NewDaemon(WithDaemonClock(e.fk), WithDaemonLogger(quiet),
+	e.d = New(WithClock(e.fk), WithLogger(quiet),
 		WithSourceOptions(agent.WithJitter(0), e.armed.option()),
 		withObtained(func(_ string, err error) { e.obtained <- err }),
 		withApplied(func() { e.applied <- struct{}{} }))
@@ -424,7 +424,7 @@ func waitHook(t *testing.T, c <-chan os.Signal) {
 }
 
 func TestDaemonRunErrors(t *testing.T) {
-	d := NewDaemon(WithDaemonLogger(quiet))
+	d := New(WithLogger(quiet))
 	err := d.Run(context.Background(), func() (*Config, error) { return LoadConfig("/nonexistent/agent.yaml") }, nil)
 	if err == nil || err.Error() != "agent: reading config: open /nonexistent/agent.yaml: no such file or directory" {
 		t.Fatalf("err = %v", err)
@@ -455,7 +455,7 @@ func TestDaemonServesHealth(t *testing.T) {
 	e := newDaemonEnv(t)
 	e.writeToken("web")
 	ready := make(chan net.Addr, 1)
-	d := NewDaemon(WithDaemonLogger(quiet), WithDaemonClock(e.fk), WithHealthReady(func(a net.Addr) { ready <- a }))
+	d := New(WithLogger(quiet), WithClock(e.fk), WithHealthReady(func(a net.Addr) { ready <- a }))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -41,7 +41,7 @@ func TestEndToEndDaemonAgainstTheRealCA(t *testing.T) {
 	fk := clock.NewFake(time.Now())
 	armed := newArmed()
 	obtained := make(chan error, 10)
-	d := NewDaemon(WithDaemonClock(fk), WithDaemonLogger(quiet), WithSourceOptions(agent.WithJitter(0), armed.option()),
+	d := New(WithClock(fk), WithLogger(quiet), WithSourceOptions(agent.WithJitter(0), armed.option()),
 		withObtained(func(_ string, err error) { obtained <- err }))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -93,7 +93,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 					}
 				}
 			}()
-			d := daemon.NewDaemon(daemon.WithDaemonLogger(logger))
+			d := daemon.New(daemon.WithLogger(logger))
 			return d.Run(ctx, load, reload)
 		},
 	}
