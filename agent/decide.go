@@ -71,11 +71,14 @@ func backoffCap(lifetime, min, max time.Duration) time.Duration {
 // in a loop).
 //
 // Before due nothing happens. Once due, the first attempt is immediate; after
-// streak unproductive attempts the next one waits at least backoff(streak).
-func nextAttempt(due, now time.Time, streak int, min, max time.Duration) time.Time {
+// streak unproductive attempts the next one waits backoff(streak), shortened
+// by spread (a fraction in [0, 1), sampled per attempt) so that many hosts
+// retrying after one CA outage do not retry in step.
+func nextAttempt(due, now time.Time, streak int, min, max time.Duration, spread float64) time.Time {
 	at := now
 	if streak > 0 {
-		at = now.Add(backoff(streak, min, max))
+		b := backoff(streak, min, max)
+		at = now.Add(b - time.Duration(float64(b)*spread))
 	}
 	if due.After(at) {
 		return due

@@ -76,19 +76,22 @@ func TestNextAttempt(t *testing.T) {
 		name   string
 		now    time.Time
 		streak int
+		spread float64
 		want   time.Time
 	}{
-		{"before due waits for due", t0, 0, due},
-		{"before due even after failures", t0, 3, due},
-		{"due now: immediately", due, 0, due},
-		{"overdue: immediately", due.Add(time.Minute), 0, due.Add(time.Minute)},
-		{"first retry", due, 1, due.Add(time.Second)},
-		{"third retry", due, 3, due.Add(4 * time.Second)},
-		{"capped", due, 50, due.Add(time.Minute)},
+		{"spread shortens a retry", due, 3, 0.25, due.Add(3 * time.Second)},
+		{"spread never brings a retry before due", due.Add(-time.Second), 1, 0.5, due},
+		{"before due waits for due", t0, 0, 0, due},
+		{"before due even after failures", t0, 3, 0, due},
+		{"due now: immediately", due, 0, 0, due},
+		{"overdue: immediately", due.Add(time.Minute), 0, 0.5, due.Add(time.Minute)},
+		{"first retry", due, 1, 0, due.Add(time.Second)},
+		{"third retry", due, 3, 0, due.Add(4 * time.Second)},
+		{"capped", due, 50, 0, due.Add(time.Minute)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nextAttempt(due, tt.now, tt.streak, time.Second, time.Minute); !got.Equal(tt.want) {
+			if got := nextAttempt(due, tt.now, tt.streak, time.Second, time.Minute, tt.spread); !got.Equal(tt.want) {
 				t.Fatalf("nextAttempt = %v, want %v", got, tt.want)
 			}
 		})

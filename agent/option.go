@@ -56,7 +56,9 @@ func WithRenewAt(fraction float64) Option {
 
 // WithJitter sets how much earlier than the renew point a renewal may happen,
 // as a fraction of the lifetime, drawn at random once per certificate so that
-// many hosts do not renew at once. 0 disables it; the default is 0.05.
+// many hosts do not renew at once; retries after failures are shortened at
+// random by up to four times as much (at most half), so hosts do not retry
+// in step after a CA outage. 0 disables both; the default is 0.05.
 func WithJitter(fraction float64) Option {
 	return optionFunc(func(c *config) { c.jitter = fraction })
 }

@@ -227,6 +227,9 @@ func (s *Source) loop(ctx context.Context, bundleC <-chan time.Time, bt clock.Ti
 	timer := s.cfg.clock.NewTimer(s.delay())
 	defer timer.Stop()
 	s.armed()
+	next := s.Status().NextAttempt
+	s.cfg.logger.Info("agent: next renewal", "at", next, "in", next.Sub(s.cfg.clock.Now()).Round(time.Second).String(),
+		"not_after", s.cur.Load().Certificate.Leaf.NotAfter)
 	for {
 		select {
 		case <-ctx.Done():
@@ -263,7 +266,12 @@ func (s *Source) delay() time.Duration {
 	defer s.mu.Unlock()
 	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.cfg.jitter*s.u)
 	max := backoffCap(leaf.NotAfter.Sub(leaf.NotBefore), s.cfg.minBackoff, s.cfg.maxBackoff)
-	at := nextAttempt(due, now, s.streak, s.cfg.minBackoff, max)
+	// Retries are spread by up to four times the jitter (20% by default).
+	spread := 0.0
+	if s.streak > 0 {
+		spread = min(4*s.cfg.jitter, 0.5) * s.cfg.rand()
+	}
+	at := nextAttempt(due, now, s.streak, s.cfg.minBackoff, max, spread)
 	s.st.NextAttempt = at
 	return at.Sub(now)
 }

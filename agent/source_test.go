@@ -379,3 +379,26 @@ func poolOf(certs []*x509.Certificate) *x509.CertPool {
 	}
 	return p
 }
+
+func TestSourceJitterSpreadsRenewalAndRetries(t *testing.T) {
+	ca := newTestCA(t)
+	fk := clock.NewFake(t0)
+	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
+	r.down.Store(true)
+	armed := newArmed()
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(100*time.Minute)), r, WithClock(fk), WithRenewAt(0.5),
+		WithJitter(0.1), withRand(func() float64 { return 0.5 }), WithLogger(quiet), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	// Renew point 50% of 100m, brought forward by 0.1*0.5 of the lifetime.
+	if at := armed.next(t); !at.Equal(t0.Add(45 * time.Minute)) {
+		t.Fatalf("renewal armed for %v", at.Sub(t0))
+	}
+	fk.Advance(45 * time.Minute)
+	// Retry after 1s, shortened by min(4*0.1, 0.5)*0.5 = 20%.
+	if at := armed.next(t); at.Sub(fk.Now()) != 800*time.Millisecond {
+		t.Fatalf("retry in %v", at.Sub(fk.Now()))
+	}
+}

@@ -48,6 +48,10 @@ func HealthHandler(statuses func() []agent.Status, clk clock.Clock, threshold in
 			ok, reason := st.Healthy(now, threshold)
 			ih := identityHealth{Name: st.Name, Healthy: ok, Reason: reason,
 				Renewals: st.Renewals, Failures: st.Failures, ConsecutiveFailures: st.ConsecutiveFailures}
+			if !st.NextAttempt.IsZero() {
+				next := st.NextAttempt.UTC()
+				ih.NextAttempt = &next
+			}
 			if !st.NotAfter.IsZero() {
 				na := st.NotAfter.UTC()
 				ih.NotAfter = &na
@@ -80,6 +84,7 @@ type identityHealth struct {
 	Healthy             bool       `json:"healthy"`
 	Reason              string     `json:"reason,omitempty"`
 	NotAfter            *time.Time `json:"not_after,omitempty"`
+	NextAttempt         *time.Time `json:"next_renewal,omitempty"`
 	SecondsToExpiry     int64      `json:"seconds_to_expiry"`
 	Renewals            uint64     `json:"renewals"`
 	Failures            uint64     `json:"failures"`
