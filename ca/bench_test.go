@@ -30,7 +30,8 @@ import (
 //
 //	MCPCA_BENCH_CPUPROFILE=cpu.out go test -run '^$' -bench IssueHTTPS/store -benchtime 4000x ./ca/
 //
-// (the profile covers the timed part only, not the minting of tokens).
+// (cpu.out.store: the profile covers the timed part only, not the minting
+// of tokens).
 func BenchmarkIssueHTTPS(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -69,7 +70,7 @@ func BenchmarkIssueHTTPS(b *testing.B) {
 			var failed atomic.Value
 			var wg sync.WaitGroup
 			if p := os.Getenv("MCPCA_BENCH_CPUPROFILE"); p != "" && b.N > 1 {
-				f, err := os.Create(p)
+				f, err := os.Create(p + "." + tc.name)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -2,12 +2,18 @@ package ca
 
 import (
 	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smallstep/certificates/api"
 
 	"github.com/mcpca/mcpca/ca/store"
 )
@@ -62,5 +68,41 @@ func TestDurableWriter(t *testing.T) {
 	}
 	if dw.Unwrap() != rec {
 		t.Fatal("Unwrap")
+	}
+}
+
+// writeSignResponse writes the bytes step-ca's api.SignResponse encodes to.
+func TestSignResponseMatchesStepCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	pw := []byte("test-password")
+	if _, err := Init(InitConfig{Dir: dir, Name: "Resp CA", TrustDomain: "acme.test", Address: "127.0.0.1:9443", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, pw, WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	st := s.state.Load()
+	inter := st.auth.GetIntermediateCertificates()
+	leaf := st.auth.GetRootCertificates()[0] // any certificate will do as the leaf
+	for _, chain := range [][]*x509.Certificate{append([]*x509.Certificate{leaf}, inter...), {leaf}} {
+		pems := make([]api.Certificate, len(chain))
+		for i, c := range chain {
+			pems[i] = api.Certificate{Certificate: c}
+		}
+		want := &api.SignResponse{ServerPEM: pems[0], CertChainPEM: pems, TLSOptions: st.auth.GetTLSOptions()}
+		if len(pems) > 1 {
+			want.CaPEM = pems[1]
+		}
+		var wantBuf bytes.Buffer
+		if err := json.NewEncoder(&wantBuf).Encode(want); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		writeSignResponse(rec, chain, st)
+		if rec.Body.String() != wantBuf.String() || rec.Code != http.StatusCreated || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("chain of %d: got %d %q\nwant %q", len(chain), rec.Code, rec.Body.String(), wantBuf.String())
+		}
 	}
 }

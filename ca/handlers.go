@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"encoding/pem"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -99,8 +100,8 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		return
 	}
 	markDurable(w) // the certificate's commit followed the token's claim
-	s.logCert(r, "issue", "certificate issued", prov, chain[0], st)
-	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
+	s.logCert(r, "issue", "certificate issued", prov, chain[0], st, &identity.Identity{ID: id, Roles: claims.Roles, Attributes: claims.Attributes})
+	writeSignResponse(w, chain, st)
 }
 
 // leafModifier gives the leaf its mcpca shape: key usages by kind, the roles
@@ -204,8 +205,8 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 		return
 	}
 	markDurable(w) // the renewed certificate's commit was waited for
-	s.logCert(r, event, "certificate renewed", "", chain[0], st)
-	writeJSON(w, http.StatusCreated, signResponse(chain, st.auth))
+	s.logCert(r, event, "certificate renewed", "", chain[0], st, nil)
+	writeSignResponse(w, chain, st)
 }
 
 // handleRevoke is POST /revoke: by the holder over mTLS (the request's serial
@@ -257,28 +258,69 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 	writeJSON(w, http.StatusOK, &api.RevokeResponse{Status: "ok"})
 }
 
-func signResponse(chain []*x509.Certificate, auth *authority.Authority) *api.SignResponse {
-	pems := make([]api.Certificate, len(chain))
-	for i, c := range chain {
-		pems[i] = api.Certificate{Certificate: c}
+// writeSignResponse writes step-ca's sign response ({"crt", "ca",
+// "certChain", "tlsOptions"}) with the PEM of the CA certificates and the
+// TLS options encoded once per configuration, not once per request.
+func writeSignResponse(w http.ResponseWriter, chain []*x509.Certificate, st *serverState) {
+	buf := make([]byte, 0, 1024+1100*len(chain))
+	leaf := pemJSON(chain[0])
+	buf = append(buf, `{"crt":`...)
+	buf = append(buf, leaf...)
+	buf = append(buf, `,"ca":`...)
+	if len(chain) > 1 {
+		buf = append(buf, st.certJSON(chain[1])...)
+	} else {
+		buf = append(buf, "null"...)
 	}
-	resp := &api.SignResponse{ServerPEM: pems[0], CertChainPEM: pems, TLSOptions: auth.GetTLSOptions()}
-	if len(pems) > 1 {
-		resp.CaPEM = pems[1]
+	buf = append(buf, `,"certChain":[`...)
+	buf = append(buf, leaf...)
+	for _, c := range chain[1:] {
+		buf = append(buf, ',')
+		buf = append(buf, st.certJSON(c)...)
 	}
-	return resp
+	buf = append(buf, ']')
+	if st.tlsOptionsJSON != nil {
+		buf = append(buf, `,"tlsOptions":`...)
+		buf = append(buf, st.tlsOptionsJSON...)
+	}
+	buf = append(buf, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(buf)
+}
+
+// pemJSON is the JSON string of the certificate's PEM, as api.Certificate
+// marshals it.
+func pemJSON(c *x509.Certificate) []byte {
+	b, _ := json.Marshal(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})))
+	return b
+}
+
+// certJSON returns pemJSON(c), from the configuration's CA certificates
+// when c is one of them.
+func (st *serverState) certJSON(c *x509.Certificate) []byte {
+	for _, k := range st.caJSON {
+		if k.cert == c || bytes.Equal(k.cert.Raw, c.Raw) {
+			return k.json
+		}
+	}
+	return pemJSON(c)
 }
 
 // logCert writes one JSON line for an issued or renewed certificate: never a
 // token, key or password.
-func (s *Server) logCert(r *http.Request, event, msg, prov string, leaf *x509.Certificate, st *serverState) {
+// The identity is read from the certificate unless known (from the token
+// the certificate was just issued for) is given.
+func (s *Server) logCert(r *http.Request, event, msg, prov string, leaf *x509.Certificate, st *serverState, known *identity.Identity) {
 	attrs := []any{"event", event, "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "client", r.RemoteAddr}
 	if prov != "" {
 		attrs = append(attrs, "provisioner", prov)
 	} else if p, err := st.auth.LoadProvisionerByCertificate(leaf); err == nil {
 		attrs = append(attrs, "provisioner", p.GetName())
 	}
-	if id, err := identity.FromCertificate(leaf, identity.WithOIDs(st.oids)); err == nil {
+	if known != nil {
+		attrs = append(attrs, "identity", known.ID.String(), "roles", known.Roles, "attributes", known.Attributes)
+	} else if id, err := identity.FromCertificate(leaf, identity.WithOIDs(st.oids)); err == nil {
 		attrs = append(attrs, "identity", id.ID.String(), "roles", id.Roles, "attributes", id.Attributes)
 	}
 	s.cfg.logger.Info(msg, attrs...)

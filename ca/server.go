@@ -57,6 +57,14 @@ type serverState struct {
 	settings *Settings
 	oids     identity.OIDs
 	roots    *x509.CertPool
+
+	caJSON         []certJSON // the PEM JSON of the intermediates and roots
+	tlsOptionsJSON []byte     // nil when step-ca has none
+}
+
+type certJSON struct {
+	cert *x509.Certificate
+	json []byte
 }
 
 type serverConfig struct {
@@ -207,7 +215,16 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	mux := chi.NewRouter()
 	api.Route(mux)
 	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
-	return &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots}, nil
+	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots}
+	for _, c := range append(auth.GetIntermediateCertificates(), auth.GetRootCertificates()...) {
+		st.caJSON = append(st.caJSON, certJSON{c, pemJSON(c)})
+	}
+	if o := auth.GetTLSOptions(); o != nil {
+		if st.tlsOptionsJSON, err = json.Marshal(o); err != nil {
+			return nil, errorf("encoding the TLS options: %w", err)
+		}
+	}
+	return st, nil
 }
 
 // Reload re-reads ca.json and mcpca.json (new provisioners, changed limits)
