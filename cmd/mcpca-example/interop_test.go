@@ -59,7 +59,8 @@ func TestInteropNode(t *testing.T) {
 	if _, err := os.Stat(done); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error")
+		cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error",
+			"--fetch-retries=1", "--fetch-timeout=30000")
 		cmd.Dir = work
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Skipf("interop-node SKIPPED: npm install failed (offline, or the registry is unreachable): %v\n%s", err, out)

@@ -26,6 +26,16 @@
 //
 // Handlers reach the caller's identity with FromContext.
 //
+// Sessions are bound to the SPIFFE ID, not to one certificate, so a client
+// whose certificate was renewed keeps its session. Stateless servers
+// (StreamableHTTPOptions.Stateless, or protocol 2026-07-28 clients) have no
+// sessions to bind; every request is checked on its own either way.
+//
+// The audit log gets one record per decided request: allowed or denied,
+// with the determining policy IDs. A list request is one record (the
+// decision on the list method itself); the per-item decisions that filter
+// it are not logged one by one.
+//
 // Because the policy is consulted on every request, reloading it
 // (policy.Authorizer.Reload or Watch) changes decisions for live sessions
 // at once, and because the peer certificate is re-verified on every request

@@ -2,8 +2,8 @@ package mcpauth_test
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -257,6 +257,21 @@ func TestSessionHijack(t *testing.T) {
 	resp, body = post(t, bobHTTP, e.url, alice.ID(), listTools)
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `"error":"session belongs to another identity"`) {
 		t.Fatalf("bob on alice's session: %d %s", resp.StatusCode, body)
+	}
+	// Nor can Bob end it.
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodDelete, e.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Mcp-Session-Id", alice.ID())
+	dresp, err := bobHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbody, _ := io.ReadAll(dresp.Body)
+	dresp.Body.Close()
+	if dresp.StatusCode != http.StatusForbidden || !strings.Contains(string(dbody), "session belongs to another identity") {
+		t.Fatalf("bob deleting alice's session: %d %s", dresp.StatusCode, dbody)
 	}
 	// Alice's session still works.
 	if _, err := call(t, alice, mcpexample.ToolSearchDocs, map[string]any{"query": "roles"}); err != nil {
