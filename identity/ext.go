@@ -131,9 +131,6 @@ func DecodeRoles(der []byte) ([]string, error) {
 	// One string holds every element: the roles are substrings of it.
 	st := stringTable{der: der, all: string(der)}
 	var roles []string
-	if n := countElements(seq); n > 0 && n <= MaxRoles {
-		roles = make([]string, 0, n)
-	}
 	for !seq.Empty() {
 		if len(roles) == MaxRoles {
 			return nil, errorf("roles extension holds more than %d roles: %w", MaxRoles, ErrBounds)
@@ -167,7 +164,7 @@ func DecodeAttributes(der []byte) (map[string]string, error) {
 		return nil, errorf("attributes extension: not a DER SEQUENCE OF SEQUENCE: %w", ErrMalformedExtension)
 	}
 	st := stringTable{der: der, all: string(der)}
-	attrs := make(map[string]string, min(countElements(seq), MaxAttributes))
+	attrs := map[string]string{}
 	for n := 1; !seq.Empty(); n++ {
 		if len(attrs) == MaxAttributes {
 			return nil, errorf("attributes extension holds more than %d attributes: %w", MaxAttributes, ErrBounds)
@@ -224,20 +221,6 @@ func (t *stringTable) read(s *cryptobyte.String) (string, bool) {
 		return string(v), true // not a subslice of der; never happens
 	}
 	return t.all[off : off+len(v)], true
-}
-
-// countElements counts the TLVs of seq without consuming it (0 on error).
-func countElements(seq cryptobyte.String) int {
-	n := 0
-	for !seq.Empty() {
-		var tag cbasn1.Tag
-		var v cryptobyte.String
-		if !seq.ReadAnyASN1(&v, &tag) {
-			return n
-		}
-		n++
-	}
-	return n
 }
 
 func isPrintable(c byte) bool {
