@@ -117,7 +117,11 @@ type example struct {
 
 func startExample(t *testing.T, extra ...string) *example {
 	t.Helper()
-	c := catest.Start(t, catest.Options{})
+	return startExampleWith(t, catest.Start(t, catest.Options{}), extra...)
+}
+
+func startExampleWith(t *testing.T, c *catest.CA, extra ...string) *example {
+	t.Helper()
 	dir := t.TempDir()
 	e := &example{ca: c, dir: dir, certFile: filepath.Join(dir, "server.crt"), keyFile: filepath.Join(dir, "server.key"),
 		rootFile: filepath.Join(dir, "root_ca.crt"), audit: filepath.Join(dir, "audit.log"),
@@ -226,4 +230,64 @@ func TestServe(t *testing.T) {
 		t.Fatal("a revoked certificate connected")
 	}
 	logs.waitFor(t, "TLS handshake error", "spiffe://acme.test/client/alice", "revoked")
+}
+
+// With --ca-url the server renews its own certificate in-process (an agent
+// Source) over mTLS to the CA, serves the renewed one at once and writes it
+// back to its files.
+func TestServeRenewsInProcess(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	e := startExampleWith(t, c, "--ca-url", c.URL)
+	sv := serverVerifier(t, c)
+	first := serverSerial(t, e, sv)
+	e.reload <- struct{}{} // SIGHUP: renew now
+	// The CA renews with the same lifetime and one-second resolution, so a
+	// renewal within the second of issuance does not end later; the agent
+	// then keeps the current certificate rather than renewing in a loop.
+	// Either way the renewal went through the CA.
+	var line string
+	for !strings.Contains(line, "agent: certificate renewed") && !strings.Contains(line, "agent: the renewed certificate") {
+		line = e.logs.waitFor(t, `"identity":"mcpca-example"`)
+	}
+	second := serverSerial(t, e, sv)
+	if !strings.Contains(line, "agent: certificate renewed") {
+		if !strings.Contains(line, "does not last longer than the old one") || second != first {
+			t.Fatalf("unexpected renewal outcome: %s (serial %s, then %s)", line, first, second)
+		}
+		return
+	}
+	if second == first {
+		t.Fatalf("server still presents serial %s after the renewal", first)
+	}
+	pair, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if leaf.SerialNumber.String() != second {
+		t.Fatalf("%s holds serial %s, the server presents %s", e.certFile, leaf.SerialNumber, second)
+	}
+}
+
+func serverVerifier(t *testing.T, c *catest.CA) *identity.Verifier {
+	t.Helper()
+	b, _ := identity.NewBundle([]*x509.Certificate{c.Root})
+	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// serverSerial connects as the reader and returns the serial of the
+// certificate the server presented.
+func serverSerial(t *testing.T, e *example, v *identity.Verifier) string {
+	t.Helper()
+	cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, v)
+	conn, err := tls.Dial("tcp", e.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 }
