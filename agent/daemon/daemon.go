@@ -156,21 +156,30 @@ func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <
 // Apply makes the running identities match cfg: it stops the identities that
 // are gone or changed, starts the new and changed ones, and nudges the
 // unchanged ones that are waiting for a token to look again. The identities
-// run until ctx is done.
+// run until ctx is done. Run calls it; do not call it concurrently.
 func (d *Daemon) Apply(ctx context.Context, cfg *Config) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.threshold = cfg.FailureThreshold
 	want := map[string]IdentityConfig{}
 	for _, id := range cfg.Identities {
 		want[id.Name] = id
 	}
+	// Stop the old first (outside the lock, so health keeps answering
+	// while a hook finishes), and only then start their replacements, so
+	// two runners never write the same files.
+	d.mu.Lock()
+	d.threshold = cfg.FailureThreshold
+	var gone []*managed
 	for name, m := range d.ids {
 		if c, ok := want[name]; !ok || !reflect.DeepEqual(c, m.cfg) {
-			m.stop()
+			gone = append(gone, m)
 			delete(d.ids, name)
 		}
 	}
+	d.mu.Unlock()
+	for _, m := range gone {
+		m.stop()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, id := range cfg.Identities {
 		if m, ok := d.ids[id.Name]; ok {
 			m.nudge()
@@ -186,10 +195,14 @@ func (d *Daemon) Apply(ctx context.Context, cfg *Config) {
 
 func (d *Daemon) stopAll() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for name, m := range d.ids {
-		m.stop()
-		delete(d.ids, name)
+	ms := d.ids
+	d.ids = map[string]*managed{}
+	d.mu.Unlock()
+	for _, m := range ms {
+		m.cancel()
+	}
+	for _, m := range ms {
+		<-m.done
 	}
 }
 
@@ -209,9 +222,10 @@ func (d *Daemon) Statuses() []agent.Status {
 	return out
 }
 
-// Handler serves /healthz and /metrics for the daemon's identities.
+// Handler serves /healthz and /metrics for the daemon's identities, with the
+// failure threshold of the configuration in force.
 func (d *Daemon) Handler() http.Handler {
-	return HealthHandler(d.Statuses, d.cfg.clock, d.failureThreshold())
+	return healthHandler(d.Statuses, d.cfg.clock, d.failureThreshold)
 }
 
 func (d *Daemon) failureThreshold() int {
@@ -292,18 +306,21 @@ func (m *managed) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if m.d.cfg.onObtain != nil {
-			m.d.cfg.onObtain(m.cfg.Name, err)
-		}
-		if err == nil {
-			break
-		}
 		m.mu.Lock()
 		m.lastErr = err
 		m.mu.Unlock()
+		if err == nil {
+			if m.d.cfg.onObtain != nil {
+				m.d.cfg.onObtain(m.cfg.Name, nil)
+			}
+			break
+		}
 		wait := retryWait(streak)
 		m.log.Error("agent: no usable certificate; will try again", "error", err.Error(), "retry_in", wait.String())
 		t := clk.NewTimer(wait)
+		if m.d.cfg.onObtain != nil {
+			m.d.cfg.onObtain(m.cfg.Name, err) // after arming, so tests can move the clock
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -34,14 +34,19 @@ const DefaultFailureThreshold = 5
 // mcpca_agent_hook_failures_total and mcpca_agent_healthy (1 or 0), plus the
 // Go runtime and process collectors.
 func HealthHandler(statuses func() []agent.Status, clk clock.Clock, threshold int) http.Handler {
+	return healthHandler(statuses, clk, func() int { return threshold })
+}
+
+func healthHandler(statuses func() []agent.Status, clk clock.Clock, thresholdOf func() int) http.Handler {
 	clk = clock.Or(clk)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{statuses: statuses, clock: clk, threshold: threshold},
+	reg.MustRegister(&collector{statuses: statuses, clock: clk, threshold: thresholdOf},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		now := clk.Now()
+		threshold := thresholdOf()
 		body := healthBody{Status: "ok", Identities: []identityHealth{}}
 		code := http.StatusOK
 		for _, st := range statuses() {
@@ -106,7 +111,7 @@ var (
 type collector struct {
 	statuses  func() []agent.Status
 	clock     clock.Clock
-	threshold int
+	threshold func() int
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -117,6 +122,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	now := c.clock.Now()
+	threshold := c.threshold()
 	for _, st := range c.statuses() {
 		if !st.NotAfter.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descExpiry, prometheus.GaugeValue, st.NotAfter.Sub(now).Seconds(), st.Name)
@@ -126,7 +132,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(st.Failures), st.Name)
 		ch <- prometheus.MustNewConstMetric(descHooks, prometheus.CounterValue, float64(st.HookFailures), st.Name)
 		v := 0.0
-		if ok, _ := st.Healthy(now, c.threshold); ok {
+		if ok, _ := st.Healthy(now, threshold); ok {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, v, st.Name)
