@@ -109,6 +109,11 @@ func BenchmarkIssueHTTPS(b *testing.B) {
 				b.Fatal(f)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
+			if st := c.Server.Store(); st != nil {
+				if s, err := st.Stats(); err == nil && s.Commits > 0 {
+					b.ReportMetric(float64(s.Writes)/float64(s.Commits), "writes/commit")
+				}
+			}
 		})
 	}
 }

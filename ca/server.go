@@ -250,6 +250,9 @@ func (s *Server) Reload() error {
 // Settings returns the settings in force.
 func (s *Server) Settings() *Settings { return s.state.Load().settings }
 
+// Store returns mcpca's store, or nil with WithStepCADatabase.
+func (s *Server) Store() *store.Store { return s.store }
+
 // Authority returns step-ca's authority in force (for tests and tools).
 func (s *Server) Authority() *authority.Authority { return s.state.Load().auth }
 

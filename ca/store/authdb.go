@@ -39,7 +39,7 @@ func notFound(what string) error { return errorf("%s: %w", what, database.ErrNot
 // TokenGrace after the token expires). It returns once the record is
 // durable.
 func (s *Store) UseToken(id, tok string) (bool, error) {
-	fresh, o, err := s.claim(id, tok)
+	fresh, o, err := s.claim(id, tok, true)
 	if err != nil || o == nil {
 		return fresh, err
 	}
@@ -58,13 +58,13 @@ func (s *Store) UseToken(id, tok string) (bool, error) {
 // record cannot be committed, the store refuses every later write and Sync
 // fails: restart the process.
 func (s *Store) ClaimToken(id, tok string) (bool, error) {
-	fresh, _, err := s.claim(id, tok)
+	fresh, _, err := s.claim(id, tok, false)
 	return fresh, err
 }
 
 // claim decides whether the token id is fresh (not committed, not claimed
 // and waiting) and, if so, queues its record. o is nil when it is not fresh.
-func (s *Store) claim(id, tok string) (fresh bool, o *op, err error) {
+func (s *Store) claim(id, tok string, waited bool) (fresh bool, o *op, err error) {
 	if len(id) == 0 || len(id) > bolt.MaxKeySize {
 		return false, nil, errorf("storing used token: the token id has %d bytes (1 to %d)", len(id), bolt.MaxKeySize)
 	}
@@ -96,7 +96,7 @@ func (s *Store) claim(id, tok string) (fresh bool, o *op, err error) {
 			return nil
 		}
 		return tx.Bucket(bucketTokenExpiry).Put(expiryKey(exp.Add(TokenGrace), key), nil)
-	}, s.claimDone(id))
+	}, s.claimDone(id), waited)
 	if err != nil {
 		s.tokMu.Lock()
 		delete(s.pending, id)

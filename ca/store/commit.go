@@ -6,23 +6,30 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mcpca/mcpca/internal/clock"
 )
+
+// claimHold bounds how long a token claim waits for a write to share its
+// commit with.
+const claimHold = 2 * time.Millisecond
 
 // op is one write: apply runs inside the shared transaction and returns an
 // error only when the transaction cannot go on (a refused Put); an outcome
 // such as "token already used" is recorded by the closure itself. apply may
 // run twice (see commit), so it must assign its outcome, never accumulate.
 type op struct {
-	apply func(tx *bolt.Tx) error // nil for a Sync barrier
-	after func(err error)         // run by the writer once the op is durable or failed
-	err   error
-	done  chan struct{}
+	waited bool                    // somebody blocks on done: commit without holding back
+	apply  func(tx *bolt.Tx) error // nil for a Sync barrier
+	after  func(err error)         // run by the writer once the op is durable or failed
+	err    error
+	done   chan struct{}
 }
 
 // write queues fn for the next commit and waits until it is durable. Its
 // error is bbolt's, unprefixed: callers say what failed.
 func (s *Store) write(fn func(tx *bolt.Tx) error) error {
-	o, err := s.enqueue(fn, nil)
+	o, err := s.enqueue(fn, nil, true)
 	if err != nil {
 		return err
 	}
@@ -31,8 +38,8 @@ func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 }
 
 // enqueue queues an op without waiting for it.
-func (s *Store) enqueue(fn func(tx *bolt.Tx) error, after func(error)) (*op, error) {
-	o := &op{apply: fn, after: after, done: make(chan struct{})}
+func (s *Store) enqueue(fn func(tx *bolt.Tx) error, after func(error), waited bool) (*op, error) {
+	o := &op{apply: fn, after: after, waited: waited, done: make(chan struct{})}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -69,7 +76,7 @@ func (s *Store) Sync() error {
 		}
 		return nil
 	}
-	o, err := s.enqueue(nil, nil)
+	o, err := s.enqueue(nil, nil, true)
 	if err != nil {
 		return err
 	}
@@ -81,26 +88,62 @@ func (s *Store) Sync() error {
 }
 
 // writer commits every waiting write in one transaction, until Shutdown
-// closes ops.
+// closes ops. Token claims nobody waits for are held back until a write
+// somebody waits for arrives (the request's certificate, a Sync before a
+// refusal), up to claimHold: the claim then shares that write's commit
+// instead of costing a commit of its own, and no answer waits longer.
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*op, 0, maxBatch)
-	for o := range s.ops {
-		batch = append(batch[:0], o)
+	var hold clock.Timer
+	var holdC <-chan time.Time
+	for {
+		waited := false
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				if len(batch) > 0 {
+					s.commit(batch)
+				}
+				return
+			}
+			batch = append(batch, o)
+			waited = o.waited
+		case <-holdC:
+			waited = true
+		}
+		closed := false
 	fill:
 		for len(batch) < maxBatch {
 			select {
 			case o, ok := <-s.ops:
 				if !ok {
+					closed = true
 					break fill
 				}
 				batch = append(batch, o)
+				waited = waited || o.waited
 			default:
 				break fill
 			}
 		}
+		if !waited && !closed && len(batch) < maxBatch {
+			if holdC == nil {
+				hold = s.cfg.clock.NewTimer(claimHold)
+				holdC = hold.C()
+			}
+			continue
+		}
+		if hold != nil {
+			hold.Stop()
+			hold, holdC = nil, nil
+		}
 		s.commit(batch)
 		clear(batch)
+		batch = batch[:0]
+		if closed {
+			return
+		}
 	}
 }
 
@@ -128,6 +171,10 @@ func (s *Store) commit(batch []*op) {
 			}
 			return s.prune(tx, now, pruneBatch+2*writes)
 		})
+		if err == nil {
+			s.commits.Add(1)
+			s.writes.Add(int64(writes))
+		}
 	}
 	for _, o := range batch {
 		switch {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smallstep/certificates/db"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mcpca/mcpca/internal/clock"
 )
 
 func jwt(payload string) string {
@@ -149,7 +153,7 @@ func TestFailedClaimBreaksTheStore(t *testing.T) {
 	s.tokMu.Lock()
 	s.pending["lost"] = struct{}{}
 	s.tokMu.Unlock()
-	if _, err := s.enqueue(func(*bolt.Tx) error { return errors.New("disk on fire") }, s.claimDone("lost")); err != nil {
+	if _, err := s.enqueue(func(*bolt.Tx) error { return errors.New("disk on fire") }, s.claimDone("lost"), true); err != nil {
 		t.Fatal(err)
 	}
 	want := "store: the record of used token lost could not be committed (disk on fire): restart the CA"
@@ -167,5 +171,52 @@ func TestFailedClaimBreaksTheStore(t *testing.T) {
 	}
 	if fresh, err := s.ClaimToken("lost", ""); err != nil || fresh {
 		t.Fatalf("ClaimToken of the lost token = %v, %v; want refused", fresh, err)
+	}
+}
+
+// A claim nobody waits for is held back until a write somebody waits for
+// shares its commit, or until claimHold passes.
+func TestClaimsShareTheNextCommit(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	s, err := Open(filepath.Join(t.TempDir(), "s.db"), WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	stats := func() Stats {
+		st, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if fresh, err := s.ClaimToken("a", ""); err != nil || !fresh {
+		t.Fatalf("ClaimToken = %v, %v", fresh, err)
+	}
+	for {
+		changed := clk.Changed()
+		if clk.Pending() > 0 {
+			break
+		}
+		<-changed
+	}
+	if st := stats(); st.Commits != 0 {
+		t.Fatalf("the claim was committed alone at once: %+v", st)
+	}
+	clk.Advance(claimHold)
+	for stats().Commits == 0 {
+		runtime.Gosched()
+	}
+	if st := stats(); st.Commits != 1 || st.Writes != 1 {
+		t.Fatalf("after claimHold: %+v, want the claim committed", st)
+	}
+	if _, err := s.ClaimToken("b", ""); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, err := s.UseToken("c", ""); err != nil || !fresh {
+		t.Fatalf("UseToken = %v, %v", fresh, err)
+	}
+	if st := stats(); st.Commits != 2 || st.Writes != 3 {
+		t.Fatalf("claim then a waited write: %+v, want one more commit with both", st)
 	}
 }
