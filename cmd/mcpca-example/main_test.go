@@ -242,22 +242,15 @@ func TestServeRenewsInProcess(t *testing.T) {
 	first := serverSerial(t, e, sv)
 	e.reload <- struct{}{} // SIGHUP: renew now
 	// The CA renews with the same lifetime and one-second resolution, so a
-	// renewal within the second of issuance does not end later; the agent
-	// then keeps the current certificate rather than renewing in a loop.
-	// Either way the renewal went through the CA.
+	// renewal within the second of issuance does not end later: the agent
+	// serves it but warns and backs off rather than renewing in a loop.
 	var line string
 	for !strings.Contains(line, "agent: certificate renewed") && !strings.Contains(line, "agent: the renewed certificate") {
 		line = e.logs.waitFor(t, `"identity":"mcpca-example"`)
 	}
 	second := serverSerial(t, e, sv)
-	if !strings.Contains(line, "agent: certificate renewed") {
-		if !strings.Contains(line, "does not last longer than the old one") || second != first {
-			t.Fatalf("unexpected renewal outcome: %s (serial %s, then %s)", line, first, second)
-		}
-		return
-	}
 	if second == first {
-		t.Fatalf("server still presents serial %s after the renewal", first)
+		t.Fatalf("server still presents serial %s after the renewal: %s", first, line)
 	}
 	pair, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)
 	if err != nil {
