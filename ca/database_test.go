@@ -1,7 +1,11 @@
 package ca_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -89,4 +93,29 @@ func TestStoreLockedByAnotherProcess(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
+}
+
+// A CSR whose signature does not verify is refused by step-ca's signing,
+// after the token is consumed, as upstream step-ca does.
+func TestCSRWithBadSignatureConsumesTheToken(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "eve"})
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := catest.CSRForToken(tok, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := bytes.Clone(good.Raw)
+	raw[len(raw)-1] ^= 0x01 // the last byte of the signature
+	bad, err := x509.ParseCertificateRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Client.Sign(context.Background(), bad, tok)
+	wantAPIError(t, err, 400, "ca: signing refused: invalid certificate request: x509: ECDSA verification failure")
+	_, err = c.Client.Sign(context.Background(), good, tok)
+	wantAPIError(t, err, 401, "token already used")
 }
