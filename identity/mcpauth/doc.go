@@ -16,7 +16,8 @@
 //     and resources/unsubscribe by URI, prompts/get by name,
 //     completion/complete by the prompt or resource it completes, and every
 //     other method by its name. initialize, server/discover, ping and
-//     notifications are always allowed. Lists (tools/list, resources/list,
+//     notifications are always allowed; subscriptions/listen (protocol
+//     2026-07-28) too, keeping only the resources the caller may subscribe to. Lists (tools/list, resources/list,
 //     resources/templates/list, prompts/list) return only what the caller may
 //     use. Every decision is written to the audit log.
 //

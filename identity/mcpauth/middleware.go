@@ -56,6 +56,10 @@ func (g *Guard) Middleware() mcp.Middleware {
 			if alwaysAllowed(method) {
 				return next(ctx, method, req)
 			}
+			if method == methodListen {
+				g.filterListen(req, c)
+				return next(ctx, method, req)
+			}
 			r := g.request(method, req, c)
 			start := g.cfg.clock.Now()
 			d := g.authz.Authorize(c.principal, r)
@@ -73,6 +77,31 @@ func (g *Guard) Middleware() mcp.Middleware {
 			return res, nil
 		}
 	}
+}
+
+// methodListen opens the notification stream of protocol 2026-07-28.
+const methodListen = "subscriptions/listen"
+
+// filterListen lets every caller listen for list changes (they say only
+// that a list changed; the lists themselves are filtered), and keeps of the
+// resources it asks to be told about only those the policy lets it
+// subscribe to (resources/subscribe), each decision audited. The server then
+// acknowledges that subset, as the protocol provides.
+func (g *Guard) filterListen(req mcp.Request, c *caller) {
+	p, ok := req.GetParams().(*mcp.SubscriptionsListenParams)
+	if !ok || p == nil || p.Notifications == nil || len(p.Notifications.ResourceSubscriptions) == 0 {
+		return
+	}
+	var kept []string
+	for _, uri := range p.Notifications.ResourceSubscriptions {
+		r := policy.Request{Method: "resources/subscribe", Target: uri, Source: c.source, Time: g.cfg.clock.Now()}
+		d := g.authz.Authorize(c.principal, r)
+		g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(r.Time))
+		if d.Allow {
+			kept = append(kept, uri)
+		}
+	}
+	p.Notifications.ResourceSubscriptions = kept
 }
 
 // lookup finds the caller Handler registered for req.

@@ -1,14 +1,21 @@
 package mcpauth
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"math/big"
+	"net/http"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -37,5 +44,41 @@ func TestRequestTargets(t *testing.T) {
 		if r.Method != tc.method || r.Target != tc.target || r.TargetType != tc.typ || !reflect.DeepEqual(r.Args, tc.args) || r.Source != c.source || r.Time.IsZero() {
 			t.Errorf("%s %T: got %+v", tc.method, tc.req.GetParams(), r)
 		}
+	}
+}
+
+// subscriptions/listen is open to every caller, but only for the resources
+// the policy lets it subscribe to.
+func TestListenFiltersResources(t *testing.T) {
+	set, err := policy.Load([]string{"../../scripts/policies/mcp-example.cedar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit bytes.Buffer
+	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(&audit)}}
+	id, err := identity.ParseID("spiffe://acme.test/client/alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+	params := &mcp.SubscriptionsListenParams{Notifications: &mcp.NotificationSubscriptions{
+		ToolsListChanged:      true,
+		ResourceSubscriptions: []string{"docs://handbook", "file:///secrets/keys.txt", "file:///docs/a.md"},
+	}}
+	req := &mcp.ServerRequest[*mcp.SubscriptionsListenParams]{Params: params, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
+	var seen *mcp.SubscriptionsListenParams
+	h := g.Middleware()(func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		seen = req.GetParams().(*mcp.SubscriptionsListenParams)
+		return nil, nil
+	})
+	if _, err := h(context.Background(), methodListen, req); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"docs://handbook", "file:///docs/a.md"}; seen == nil || !reflect.DeepEqual(seen.Notifications.ResourceSubscriptions, want) || !seen.Notifications.ToolsListChanged {
+		t.Fatalf("listen params: %+v, want resources %v", seen.Notifications, want)
+	}
+	log := audit.String()
+	if n, err := identity.VerifyLog(strings.NewReader(log)); err != nil || n != 3 || !strings.Contains(log, `"target":"file:///secrets/keys.txt","decision":"deny","policies":["no-secrets"]`) {
+		t.Fatalf("audit (%d, %v):\n%s", n, err, log)
 	}
 }
