@@ -1,7 +1,10 @@
 package mcpauth_test
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log"
 	"net/http"
 
@@ -59,4 +62,20 @@ func Example() {
 		ConnContext: guard.ConnContext, // one identity per connection
 	}
 	log.Fatal(hs.ListenAndServeTLS("", ""))
+}
+
+// A tool handler reads the identity of its caller, which Guard.Middleware
+// put in its context.
+func ExampleFromContext() {
+	whoami := func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		id, ok := mcpauth.FromContext(ctx)
+		if !ok {
+			return nil, nil, errors.New("no verified caller: is the server behind a Guard?")
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: id.ID.String()}}}, nil, nil
+	}
+	// Outside a Guard there is no identity.
+	_, _, err := whoami(context.Background(), nil, struct{}{})
+	fmt.Println(err)
+	// Output: no verified caller: is the server behind a Guard?
 }
