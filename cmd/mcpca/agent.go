@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/agent/daemon"
 )
 
@@ -107,7 +106,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 	fl.StringVar(&f.bundle, "bundle", "", "also write the CA's trust bundle to this file")
 	fl.StringVar(&f.combined, "combined", "", "also write key and chain together to this file (0600)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "enrolment token to use when there is no valid certificate")
-	fl.Float64Var(&f.renewAt, "renew-at", agent.DefaultRenewAt, "renew once this fraction of the lifetime has passed")
+	fl.Float64Var(&f.renewAt, "renew-at", 0, "renew once this fraction of the lifetime has passed (default 2/3)")
 	fl.BoolVar(&f.rekey, "rekey", false, "use a new key at every renewal")
 	fl.StringVar(&f.healthAddr, "health-addr", "", "serve /healthz and /metrics on this loopback address (127.0.0.1:PORT)")
 	fl.StringVar(&f.exec, "exec", "", `command to run after each renewal, words separated by spaces, no shell (e.g. "systemctl reload nginx")`)
