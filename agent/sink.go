@@ -42,7 +42,8 @@ type FileSink struct {
 	CertFile string
 	// KeyFile receives the private key, PKCS#8 PEM (mode 0600).
 	KeyFile string
-	// BundleFile, if set, receives the trust bundle, PEM (mode 0644).
+	// BundleFile, if set, receives the trust bundle, PEM (mode 0644). An
+	// empty bundle is never written over it.
 	BundleFile string
 	// CombinedFile, if set, receives the key followed by the chain in one
 	// file (mode 0600), for readers that want the pair in one read.
@@ -60,7 +61,7 @@ func (f *FileSink) Store(_ context.Context, s *Snapshot) error {
 		return err
 	}
 	var files []pending
-	if f.BundleFile != "" {
+	if f.BundleFile != "" && len(s.Roots) > 0 {
 		files = append(files, pending{path: f.BundleFile, data: pemCertificates(s.Roots), mode: 0o644})
 	}
 	if !sameKeyOnDisk(f.KeyFile, s.Key()) {

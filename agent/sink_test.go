@@ -314,3 +314,17 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+func TestFileSinkKeepsTheBundleWhenTheSnapshotHasNone(t *testing.T) {
+	ca := newTestCA(t)
+	sink := sinkIn(t.TempDir())
+	if err := sink.Store(context.Background(), newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), ca.Roots())); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Store(context.Background(), newSnapshot(ca.Cert("web", t0, t0.Add(time.Hour)), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if roots, err := LoadCertificates(sink.BundleFile); err != nil || len(roots) != 1 {
+		t.Fatalf("bundle: %v", err)
+	}
+}
