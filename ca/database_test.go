@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -118,4 +119,33 @@ func TestCSRWithBadSignatureConsumesTheToken(t *testing.T) {
 	wantAPIError(t, err, 400, "ca: signing refused: invalid certificate request: x509: ECDSA verification failure")
 	_, err = c.Client.Sign(context.Background(), good, tok)
 	wantAPIError(t, err, 401, "token already used")
+}
+
+func TestEnableAdminNeedsStepCADatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	pw := []byte("pw")
+	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	file := ca.Layout{Dir: dir}.StepConfig()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["authority"].(map[string]any)["enableAdmin"] = true
+	if b, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ca.Open(dir, pw)
+	want := "ca: " + file + " enables step-ca's admin API (enableAdmin), which needs step-ca's database: serve with --database step-ca, or remove enableAdmin"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
 }

@@ -192,6 +192,10 @@ func loadStepConfig(l Layout) (*config.Config, error) {
 }
 
 func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
+	if stepCfg.AuthorityConfig.EnableAdmin && s.store != nil {
+		// step-ca's admin database runs on its own nosql driver only.
+		return nil, errorf("%s enables step-ca's admin API (enableAdmin), which needs step-ca's database: serve with --database step-ca, or remove enableAdmin", s.layout.StepConfig())
+	}
 	settings, err := LoadSettings(s.dir)
 	if err != nil {
 		return nil, err
