@@ -220,6 +220,23 @@ func TestServe(t *testing.T) {
 		t.Fatalf("server still presents serial %s after the reload (first %s, renewed %s)", serverSerial, first, renewed.Leaf.SerialNumber)
 	}
 
+	// A broken certificate file is refused; the server keeps serving the
+	// last good one.
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	logs.waitFor(t, `"msg":"reloaded with errors (the previous state stays where a reload failed)"`, "failed to find any PEM data in certificate input")
+	cs3, err := connect(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs3.Close()
+	if serverSerial != renewed.Leaf.SerialNumber.String() {
+		t.Fatalf("server presents serial %s after a broken reload, want %s", serverSerial, renewed.Leaf.SerialNumber)
+	}
+	writePair(t, renewed, certFile, keyFile)
+
 	// Revoke the reader; after the reload (CRL refresh) it is refused.
 	if err := c.Client.RevokeSelf(ctx, reader, "test"); err != nil {
 		t.Fatal(err)

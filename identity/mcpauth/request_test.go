@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/netip"
@@ -80,5 +82,31 @@ func TestListenFiltersResources(t *testing.T) {
 	log := audit.String()
 	if n, err := identity.VerifyLog(strings.NewReader(log)); err != nil || n != 3 || !strings.Contains(log, `"target":"file:///secrets/keys.txt","decision":"deny","policies":["no-secrets"]`) {
 		t.Fatalf("audit (%d, %v):\n%s", n, err, log)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// A decision that cannot be audited is still made, and the failure logged.
+func TestAuditFailureLogged(t *testing.T) {
+	set, err := policy.Load([]string{"../../scripts/policies/mcp-example.cedar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}),
+		logger: slog.New(slog.NewTextHandler(&logs, nil))}}
+	id, _ := identity.ParseID("spiffe://acme.test/client/alice")
+	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+	req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "search_docs"}, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
+	called := false
+	h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { called = true; return nil, nil })
+	if _, err := h(context.Background(), "tools/call", req); err != nil || !called {
+		t.Fatalf("allowed call: %v, reached %v", err, called)
+	}
+	if !strings.Contains(logs.String(), `msg="mcpauth: writing the audit log" error="identity: writing audit log: disk full"`) {
+		t.Fatalf("log: %s", logs.String())
 	}
 }
