@@ -33,14 +33,44 @@ var starterPolicy = filepath.Join("..", "..", "scripts", "policies", "mcp-exampl
 
 // syncBuf is a goroutine-safe buffer for logs.
 type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	changed chan struct{} // closed and replaced at every write
 }
 
 func (s *syncBuf) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
+}
+
+// waitFor waits until the buffer holds sub: the server may log a refused
+// handshake after the client has seen it fail.
+func (s *syncBuf) waitFor(t testing.TB, sub string) {
+	t.Helper()
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if strings.Contains(s.b.String(), sub) {
+			s.mu.Unlock()
+			return
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("log lacks %q:\n%s", sub, s.String())
+		}
+	}
 }
 
 func (s *syncBuf) String() string {
