@@ -55,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"RenewedCertificateKeepsProvisioner", testRenewed},
 		{"MissingCertificateIsNotFound", testMissing},
 		{"RevokeOnce", testRevokeOnce},
+		{"RevokeConcurrently", testRevokeConcurrent},
 		{"RevocationSurvivesReopen", testRevokeReopen},
 		{"CRL", testCRL},
 		{"ConcurrentIssuance", testConcurrentIssuance},
@@ -295,6 +296,33 @@ func testRevokeOnce(t *testing.T, h *harness) {
 	}
 	if len(*list) != 1 || fmt.Sprint((*list)[0]) != fmt.Sprint(*rci(serial, 1)) {
 		t.Fatalf("GetRevokedCertificates = %+v, want the first revocation only", *list)
+	}
+}
+
+func testRevokeConcurrent(t *testing.T, h *harness) {
+	const n = 16
+	serial := Cert(t).SerialNumber.String()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = h.s.Revoke(rci(serial, i%10))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, db.ErrAlreadyExists):
+			t.Fatalf("concurrent Revoke: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d concurrent revocations of one serial succeeded, want exactly 1", won, n)
 	}
 }
 
