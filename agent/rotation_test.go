@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"crypto"
 	"crypto/tls"
 	"io"
 	"sync"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/agent/internal/agenttest"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -20,15 +23,29 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 	ca := newTestCA(t)
 	start := time.Now().Truncate(time.Second)
 	fk := clock.NewFake(start)
-	renew := renewerOf(ca, fk.Now, time.Hour)
+	// Every certificate is valid from 100h before its issue to 200h after,
+	// and due for renewal 30m after its issue. The fake clock jumps 30m per
+	// rotation, 50h in all, so a handshake that a busy machine stalls
+	// across several rotations still sees valid certificates: what is
+	// tested is the swap, not the validity window.
+	const before, after = 100 * time.Hour, 200 * time.Hour
+	renewAt := float64(before+30*time.Minute) / float64(before+after)
+	issue := func(name string, pub crypto.PublicKey, key crypto.Signer) tls.Certificate {
+		n := fk.Now()
+		return tlsCert(ca.Issue(name, pub, n.Add(-before), n.Add(after)), key)
+	}
+	renew := RenewerFunc(func(_ context.Context, cur tls.Certificate) (tls.Certificate, error) {
+		return issue(cur.Leaf.Subject.CommonName, cur.Leaf.PublicKey, cur.PrivateKey.(crypto.Signer)), nil
+	})
+	sk, ck := agenttest.NewKey(t), agenttest.NewKey(t)
 	serverArmed, clientArmed := newArmed(), newArmed()
-	server, err := NewSource(ca.Cert("server", start, start.Add(time.Hour)), renew, WithClock(fk),
-		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), serverArmed.option())
+	server, err := NewSource(issue("server", sk.Public(), sk), renew, WithClock(fk),
+		WithRenewAt(renewAt), WithJitter(0), WithLogger(quiet), serverArmed.option())
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := NewSource(ca.Cert("client", start, start.Add(time.Hour)), renew, WithClock(fk),
-		WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), clientArmed.option(), WithRoots(ca.Roots()))
+	client, err := NewSource(issue("client", ck.Public(), ck), renew, WithClock(fk),
+		WithRenewAt(renewAt), WithJitter(0), WithLogger(quiet), clientArmed.option(), WithRoots(ca.Roots()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +86,7 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 
 	runSource(t, server)
 	runSource(t, client)
-	serverArmed.next(t)
-	clientArmed.next(t)
+	due := later(serverArmed.next(t), clientArmed.next(t))
 
 	var handshakes, failures atomic.Int64
 	var latest atomic.Pointer[string]
@@ -119,9 +135,8 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 	distinct := map[string]bool{}
 	for i := 0; i < rotations; i++ {
 		h0 := handshakes.Load()
-		fk.Advance(30 * time.Minute)
-		serverArmed.next(t)
-		clientArmed.next(t)
+		fk.Set(due)
+		due = later(serverArmed.next(t), clientArmed.next(t))
 		// Wait until clients have handshaken with the new certificate,
 		// and a few more times, while the next rotation comes.
 		want := server.Current().Leaf().SerialNumber.Text(16)
@@ -155,4 +170,11 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 		t.Fatalf("clients saw %d server certificates", len(distinct))
 	}
 	t.Logf("%d handshakes across %d rotations, none failed", handshakes.Load(), rotations)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
