@@ -41,6 +41,13 @@ type Guard struct {
 	mu       sync.Mutex
 	sessions map[string]*binding
 	swept    time.Time
+
+	// principals remembers the Cedar principal of each identity the
+	// Verifier returned (it returns the same *Identity for a certificate
+	// until its cache is reset), so that a client opening many connections
+	// with one certificate has its principal built once.
+	pmu        sync.Mutex
+	principals map[*identity.Identity]*policy.Principal
 }
 
 // caller is the authenticated peer of one HTTP request.
@@ -73,6 +80,9 @@ const sessionHeader = "Mcp-Session-Id"
 
 const maxSessions = 100000
 
+// maxPrincipals bounds the principal cache; it is emptied when full.
+const maxPrincipals = 4096
+
 // New returns a Guard that verifies client certificates with v and decides
 // requests with authz.
 func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error) {
@@ -93,7 +103,8 @@ func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error)
 	if cfg.sessionTTL <= 0 {
 		return nil, errorf("session TTL must be positive, got %v", cfg.sessionTTL)
 	}
-	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*binding)}, nil
+	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*binding),
+		principals: make(map[*identity.Identity]*policy.Principal)}, nil
 }
 
 // ConnContext gives each connection a cache for the identity of its peer,
@@ -172,16 +183,31 @@ func (g *Guard) caller(r *http.Request) (*caller, error) {
 	c := &caller{source: remoteAddr(r.RemoteAddr)}
 	cs, _ := r.Context().Value(connKey{}).(*connState)
 	if cs == nil {
-		c.principal = policy.NewPrincipal(ident)
+		c.principal = g.principal(ident)
 		return c, nil
 	}
 	cs.mu.Lock()
 	if cs.ident != ident {
-		cs.ident, cs.principal = ident, policy.NewPrincipal(ident)
+		cs.ident, cs.principal = ident, g.principal(ident)
 	}
 	c.principal = cs.principal
 	cs.mu.Unlock()
 	return c, nil
+}
+
+// principal returns the Cedar principal of ident, built once.
+func (g *Guard) principal(ident *identity.Identity) *policy.Principal {
+	g.pmu.Lock()
+	defer g.pmu.Unlock()
+	if p := g.principals[ident]; p != nil {
+		return p
+	}
+	if g.principals == nil || len(g.principals) >= maxPrincipals {
+		g.principals = make(map[*identity.Identity]*policy.Principal)
+	}
+	p := policy.NewPrincipal(ident)
+	g.principals[ident] = p
+	return p
 }
 
 func remoteAddr(s string) netip.Addr {
