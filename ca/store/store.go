@@ -8,12 +8,23 @@
 // Every write (a used token, an issued certificate, a revocation, a CRL) goes
 // to one writer goroutine. The writer takes every write that is waiting,
 // applies them in arrival order in one bbolt transaction and commits it with
-// one fsync; each caller returns only after that commit, so nothing is
-// acknowledged before it is on disk. When writes arrive one at a time, each
-// commits alone at once: batching never adds a delay, it only shares the
-// fsync that concurrent writers would otherwise queue for. If a batch fails
-// to commit, its writes are retried one transaction each, so one bad write
-// cannot fail the others.
+// one fsync (bbolt's commit: data pages, then the meta page, each synced);
+// each caller returns only after that commit, so nothing is acknowledged
+// before it is on disk. When writes arrive one at a time, each commits alone
+// at once: batching never delays a caller, it only shares the fsync that
+// concurrent writers would otherwise queue for. If a batch fails to commit,
+// its writes are retried one transaction each, so one bad write cannot fail
+// the others.
+//
+// ClaimToken is the one write that returns before its commit: the token is
+// refused to every later caller at once (an in-memory claim, then the file),
+// and its record rides with the next write somebody waits for (the
+// certificate issued for it, or a Sync), held back at most 2ms. The CA uses
+// it so that a token's fsync overlaps the signing, and holds every HTTP
+// answer until the writes queued before it are durable (ca's durableWriter).
+// Writes commit in queue order, so a waited write that succeeded is durable
+// together with every claim queued before it; if a claim ever fails to
+// commit, the store refuses every later write (Err) and must be reopened.
 //
 // # Semantics
 //
@@ -36,13 +47,26 @@
 // # Size of the file
 //
 // bbolt never shrinks its file: pages freed by pruning go to a free list and
-// are reused by later writes, so under constant issuance the file reaches
-// the size of the live records plus the working set and stays there. Stats
-// reports both sizes. To give the space back to the file system, stop the
+// are reused by later writes. Used tokens therefore take a bounded share of
+// the file under constant issuance (issuance rate times token lifetime plus
+// TokenGrace); certificates, kept forever by default as step-ca keeps them,
+// add about 1 KiB each, and with WithCertificateRetention the whole file
+// reaches a steady size and stays there. Stats reports the file's size and
+// its live part. To give the space back to the file system, stop the
 // CA and run Compact, which copies the live records into a new file.
 //
-// The file is separate from step-ca's (db/mcpca.db beside step-ca's
-// db/ca.db); nothing is migrated from a step-ca bbolt file.
+// The CA keeps the file at db/mcpca.db beside step-ca's db/ca.db (used only
+// with ca.WithStepCADatabase); nothing is migrated from a step-ca bbolt
+// file, so switching a CA with history from one to the other loses its used
+// tokens and certificates. bbolt maps 256 MiB of address space at open and
+// grows the file (sparse) in 16 MiB steps.
+//
+// # Other backends
+//
+// storetest.Run is the conformance suite of the interfaces step-ca's
+// authority uses; a backend for several CA replicas (PostgreSQL: a used
+// token is an INSERT that conflicts, a certificate an INSERT, group commit
+// is the database's) passes it before the CA uses it.
 package store
 
 import (
