@@ -277,7 +277,11 @@ func hint(err error) string {
 	s := err.Error()
 	switch {
 	case strings.Contains(s, "bad certificate"), strings.Contains(s, "certificate required"),
-		strings.Contains(s, "http2: client conn could not be established"), strings.Contains(s, "certificate rejected"):
+		strings.Contains(s, "http2: client conn could not be established"), strings.Contains(s, "certificate rejected"),
+		// In TLS 1.3 the server checks the client certificate after the
+		// client has finished its handshake: a refusal can reach the client
+		// as a reset or broken pipe on its first write instead of an alert.
+		strings.Contains(s, "broken pipe"), strings.Contains(s, "connection reset by peer"):
 		return "\nhint: the server refused this client certificate (revoked, expired, or issued by another CA); the server's log says why"
 	case strings.Contains(s, "unknown authority"), strings.Contains(s, "chain does not verify"):
 		return "\nhint: the server's certificate does not chain to --root"
