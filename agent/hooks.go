@@ -55,6 +55,8 @@ func (c *Command) Run(ctx context.Context, _ *Snapshot) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(ctx.Err(), context.Canceled):
+		return errorf("hook %q: stopped: the agent is shutting down", strings.Join(c.Argv, " "))
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return errorf("hook %q: timed out after %v and was killed", strings.Join(c.Argv, " "), timeout)
 	case out.String() != "":
@@ -120,13 +122,19 @@ func NewHooks(logger *slog.Logger, hooks ...Hook) *Hooks {
 }
 
 // Notify runs the hooks for s; pass it to Source.Subscribe.
-func (h *Hooks) Notify(s *Snapshot) {
+func (h *Hooks) Notify(s *Snapshot) { h.Run(context.Background(), s) }
+
+// Run runs the hooks for s; cancelling ctx (at shutdown) kills a running
+// command instead of waiting for its timeout.
+func (h *Hooks) Run(ctx context.Context, s *Snapshot) {
 	for _, hook := range h.hooks {
+		if ctx.Err() != nil {
+			return
+		}
 		h.runs.Add(1)
-		if err := hook.Run(context.Background(), s); err != nil {
+		if err := hook.Run(ctx, s); err != nil {
 			h.failures.Add(1)
 			h.logger.Error("agent: reload hook failed; it will run again after the next renewal", "error", err.Error())
-			continue
 		}
 	}
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package agent
 
 import (
@@ -137,6 +139,33 @@ func TestParseSignal(t *testing.T) {
 		}
 	}
 	if _, err := ParseSignal("RELOAD"); err == nil || err.Error() != `agent: unknown signal "RELOAD"` {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHooksStopWithTheContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	started := filepath.Join(t.TempDir(), "started")
+	if err := syscall.Mkfifo(started, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hook := &Command{Argv: []string{"sh", "-c", "echo > " + started + "; exec sleep 1000"}, Timeout: time.Hour}
+	second := &Command{Argv: []string{"true"}}
+	h := NewHooks(quiet, hook, second)
+	done := make(chan struct{})
+	go func() { h.Run(ctx, nil); close(done) }()
+	// Cancel once the command runs: reading the fifo waits for its write.
+	if _, err := os.ReadFile(started); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if h.Runs() != 1 || h.Failures() != 1 {
+		t.Fatalf("runs %d failures %d: the second hook ran after shutdown", h.Runs(), h.Failures())
+	}
+	err := hook.Run(ctx, nil)
+	want := `agent: hook "sh -c echo > ` + started + `; exec sleep 1000": stopped: the agent is shutting down`
+	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v", err)
 	}
 }

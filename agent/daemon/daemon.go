@@ -352,7 +352,7 @@ func (m *managed) run(ctx context.Context) {
 		m.log.Error("agent: cannot start renewing", "error", err.Error())
 		return
 	}
-	src.Subscribe(m.hooks.Notify)
+	src.Subscribe(func(sn *agent.Snapshot) { m.hooks.Run(ctx, sn) })
 	m.mu.Lock()
 	m.src = src
 	m.lastErr = nil
@@ -404,7 +404,7 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	if err := m.cfg.sink().Store(ctx, snap); err != nil {
 		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
 	}
-	m.hooks.Notify(snap)
+	m.hooks.Run(ctx, snap)
 	return roots, cert, nil
 }
 
