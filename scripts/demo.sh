@@ -3,6 +3,7 @@
 # clients, inspection, renewal and revocation, told step by step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 BIN=${BIN:-bin}
 M="$PWD/$BIN/mcpca"
 DEMO=${DEMO_DIR:-$PWD/demo}
@@ -71,14 +72,15 @@ say "7. Renew over mTLS: same identity, roles and attributes, new serial"
 run "$M" renew --cert reader.crt --key reader.key --ca-url "$URL" --root root_ca.crt
 run "$M" inspect reader.crt --json | grep -E '"(spiffe_id|serial|roles)"|"reader"'
 
-say "8. Revoke the reader (the CA regenerates its CRL); its renewal is now refused"
-SERIAL=$("$M" inspect reader.crt --json | sed -n 's/.*"serial": "\([0-9]*\)".*/\1/p')
-run "$M" revoke --serial "$SERIAL" --dir pki --ca-url "$URL" --reason "demo"
+say "8. An MCP server enforces a policy on every request of these identities"
+BIN="$BIN" "$ROOT/scripts/demo-mcp.sh" "$DEMO" "$URL"
+
+say "9. The revoked reader can no longer renew either"
 if "$M" renew --cert reader.crt --key reader.key --ca-url "$URL" --root root_ca.crt; then
   echo "unexpected: a revoked certificate renewed" >&2; exit 1
 fi
 
-say "9. The CA's log: one JSON line per issuance, renewal and revocation"
+say "10. The CA's log: one JSON line per issuance, renewal and revocation"
 grep -E '"event":"(issue|renew|revoke)"' ca.log | cut -c1-220
 
 say "Done. Everything is in $DEMO; the CA is being stopped."
