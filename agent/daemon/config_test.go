@@ -106,3 +106,14 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The example configuration shipped in scripts/ stays valid.
+func TestExampleConfigParses(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("..", "..", "scripts", "agent.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Identities) != 2 || c.Identities[0].Name != "web" || c.Identities[0].RenewAt != 0.66 || c.HealthAddr != "127.0.0.1:9465" {
+		t.Fatalf("%+v", c)
+	}
+}
