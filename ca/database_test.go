@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +148,55 @@ func TestEnableAdminNeedsStepCADatabase(t *testing.T) {
 	want := "ca: " + file + " enables step-ca's admin API (enableAdmin), which needs step-ca's database: serve with --database step-ca, or remove enableAdmin"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
+	}
+}
+
+func TestCheckAndCompactStore(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	used := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "a"})
+	if _, err := c.EnrollToken(used); err != nil {
+		t.Fatal(err)
+	}
+	c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "b"})
+	_, err := ca.CheckStore(c.Dir)
+	if err == nil || !strings.Contains(err.Error(), "is locked by another mcpca serve") {
+		t.Fatalf("CheckStore of a served CA: %v", err)
+	}
+	if _, _, err := ca.CompactStore(c.Dir); err == nil || !strings.Contains(err.Error(), "is locked by another mcpca serve") {
+		t.Fatalf("CompactStore of a served CA: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Server.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ca.CheckStore(c.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Certificates != 2 || rep.Tokens != 2 || rep.Path != filepath.Join(c.Dir, "db", "mcpca.db") || rep.DiskBytes < rep.FileBytes {
+		t.Fatalf("report: %+v", rep)
+	}
+	before, after, err := ca.CompactStore(c.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after > before {
+		t.Fatalf("compacted from %d to %d bytes", before, after)
+	}
+	c2 := restart(t, c)
+	_, err = c2.EnrollToken(used)
+	wantAPIError(t, err, 401, "token already used")
+
+	fresh := filepath.Join(t.TempDir(), "pki")
+	if _, err := ca.Init(ca.InitConfig{Dir: fresh, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("pw")}); err != nil {
+		t.Fatal(err)
+	}
+	want := "ca: no store at " + filepath.Join(fresh, "db", "mcpca.db") + ": the CA has not been served yet, or serves with --database step-ca"
+	if _, err := ca.CheckStore(fresh); err == nil || err.Error() != want {
+		t.Fatalf("CheckStore without a store: %v", err)
+	}
+	if _, _, err := ca.CompactStore(fresh); err == nil || err.Error() != want {
+		t.Fatalf("CompactStore without a store: %v", err)
 	}
 }
