@@ -474,3 +474,31 @@ func TestDaemonServesHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDaemonReportsBrokenFiles(t *testing.T) {
+	e := newDaemonEnv(t)
+	web := e.identity("web")
+	web.Root = filepath.Join(e.dir, "missing-root.pem")
+	api := e.identity("api")
+	os.MkdirAll(filepath.Join(e.dir, "api"), 0o755)
+	os.WriteFile(api.Cert, []byte("not a certificate"), 0o644)
+	os.WriteFile(api.Key, []byte("not a key"), 0o600)
+	e.setConfig(web, api)
+	e.start()
+	got := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		got[e.nextObtained().Error()] = true
+	}
+	for _, want := range []string{
+		`agent: identity "web": the CA root: reading certificates: open ` + web.Root + `: no such file or directory`,
+		`agent: identity "api": loading ` + api.Cert + ` and ` + api.Key + `: tls: failed to find any PEM data in certificate input`,
+	} {
+		if !got[want] {
+			t.Errorf("missing error %q in %v", want, got)
+		}
+	}
+	// Neither stops the daemon nor the other identity.
+	if st := e.d.Statuses(); len(st) != 2 {
+		t.Fatalf("%+v", st)
+	}
+}
