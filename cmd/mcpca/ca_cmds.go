@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -104,7 +105,10 @@ func newServeCmd() *cobra.Command {
 		Long: `Run the CA in the foreground: step-ca's HTTP API over TLS 1.3 with mcpca's
 enrolment rules. Logs are JSON lines on stderr: one per issuance, renewal and
 revocation. SIGHUP reloads the configuration (new provisioners); SIGTERM or
-SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.lock).`,
+SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.lock).
+The store is db/mcpca.db (--database step-ca: step-ca's db/ca.db, for
+comparison). MCPCA_CPUPROFILE=FILE writes a CPU profile of the run, for
+benchmarks (go tool pprof bin/mcpca FILE).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw, err := readPassword(pwFile, dir)
@@ -112,6 +116,19 @@ SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.loc
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			if p := os.Getenv("MCPCA_CPUPROFILE"); p != "" {
+				// A CPU profile of the whole run, written when serve stops.
+				f, err := os.Create(p)
+				if err != nil {
+					return fmt.Errorf("MCPCA_CPUPROFILE: %w", err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+					return fmt.Errorf("MCPCA_CPUPROFILE: %w", err)
+				}
+				defer f.Close()
+				defer pprof.StopCPUProfile()
+			}
 			opts := []ca.Option{ca.WithLogger(logger)}
 			switch database {
 			case "store":
