@@ -140,6 +140,35 @@ identities:
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("agent exit: %v", err)
 	}
+
+	// A restart finds the certificate on disk: no renewal, no enrolment,
+	// the same renewal time.
+	before, _ := os.ReadFile(filepath.Join(w, "web", "cert.pem"))
+	p = startAgent(t, w, "--config", "agent.yaml")
+	p.waitFor(t, "agent: renewing", "web")
+	next := p.waitFor(t, "agent: next renewal", "web")
+	// A one-hour certificate renews after 2/3 of its life, less up to 5%
+	// of jitter: not before 36 minutes from its issue.
+	in, _ := next["in"].(string)
+	if d, err := time.ParseDuration(in); err != nil || d < 30*time.Minute {
+		t.Fatalf("after a restart the next renewal is in %q", in)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitFor(t, "agent: stopped", "")
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(w, "web", "cert.pem"))
+	if string(before) != string(after) {
+		t.Fatal("the restart replaced the certificate")
+	}
+	logs := ca.stderr.String()
+	if n := strings.Count(logs, `"event":"issue"`); n != 1 {
+		t.Fatalf("the CA issued %d certificates", n)
+	}
+	if strings.Contains(logs, `"event":"renew"`) {
+		t.Fatal("the CA saw a renewal")
+	}
 }
 
 // Without a certificate or a token the agent says how to get one and waits,
