@@ -9,8 +9,13 @@ cd "$(dirname "$0")/.."
 N=${1:-10}
 IDLE=${2:-30}
 mkdir -p bin
-go build -o bin/ ./cmd/mcpca
+go build -o bin/ ./cmd/mcpca ./cmd/mcpca-agent
 MCPCA=$PWD/bin/mcpca
+# The anchor: smallstep's CLI, built once into bin/step (set STEP= to skip).
+if [ -z "${STEP+x}" ] && [ ! -x bin/step ]; then
+  echo "building smallstep/cli v0.28.7 into bin/step for the side-by-side run..." >&2
+  GOBIN=$PWD/bin CGO_ENABLED=0 go install github.com/smallstep/cli/cmd/step@v0.28.7 >&2 || echo "(could not build bin/step)" >&2
+fi
 W=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }

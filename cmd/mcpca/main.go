@@ -10,12 +10,14 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/internal/agentcmd"
 )
 
 // commands holds the constructors of the top-level subcommands. Each file of
 // this package registers its own in an init function, so files do not touch
 // one another.
-var commands []func() *cobra.Command
+var commands = []func() *cobra.Command{agentcmd.New}
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

@@ -1,4 +1,7 @@
-package main
+// Package agentcmd is the `agent` command line, shared by `mcpca agent` and
+// the small standalone `mcpca-agent` binary (which links no CA code and so
+// idles in about half the memory).
+package agentcmd
 
 import (
 	"errors"
@@ -13,8 +16,6 @@ import (
 
 	"github.com/mcpca/mcpca/agent/daemon"
 )
-
-func init() { commands = append(commands, newAgentCmd) }
 
 // agentFlags are the single-identity form of `mcpca agent`.
 type agentFlags struct {
@@ -36,7 +37,8 @@ type agentFlags struct {
 	logLevel   string
 }
 
-func newAgentCmd() *cobra.Command {
+// New returns the agent command.
+func New() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
