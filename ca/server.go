@@ -314,7 +314,10 @@ func (s *Server) Handler() http.Handler {
 		ctx := authority.NewContext(r.Context(), st.auth)
 		ctx = db.NewContext(ctx, s.db)
 		r = r.WithContext(ctx)
-		if s.store != nil {
+		if s.store != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// Only requests that may write (step-ca's API writes on POST
+			// only) wait for the store: a GET of the roots or the CRL never
+			// waits for other requests' commits.
 			dw := &durableWriter{ResponseWriter: w, st: s.store, logger: s.cfg.logger}
 			w = dw
 			// A handler that wrote nothing still gets its writes synced
