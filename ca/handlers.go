@@ -2,11 +2,11 @@ package ca
 
 import (
 	"bytes"
-	"encoding/pem"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"regexp"

@@ -311,4 +311,3 @@ func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	return nil, fmt.Errorf("server answered %s: %s", resp.Status, body.Error)
 }
-
