@@ -10,7 +10,7 @@ import (
 // MintRawTokenForTest signs a token with the given provisioner and claims,
 // skipping the client-side checks of MintToken, so tests can show that the CA
 // itself enforces them.
-func MintRawTokenForTest(t testing.TB, dir string, password []byte, prov string, c *Claims) string {
+func MintRawTokenForTest(t testing.TB, dir string, password []byte, prov string, c *Claims, extraSANs ...string) string {
 	t.Helper()
 	s, err := LoadSettings(dir)
 	if err != nil {
@@ -28,7 +28,7 @@ func MintRawTokenForTest(t testing.TB, dir string, password []byte, prov string,
 			sub = "spiffe://" + s.TrustDomain + "/client/x"
 		}
 	}
-	p := &tokenPayload{Subject: sub, Audience: []string{s.CAURL() + "/1.0/sign"}, SANs: []string{sub}, Mcpca: c}
+	p := &tokenPayload{Subject: sub, Audience: []string{s.CAURL() + "/1.0/sign"}, SANs: append([]string{sub}, extraSANs...), Mcpca: c}
 	tok, err := signToken(key, prov, p, time.Now(), time.Minute)
 	if err != nil {
 		t.Fatal(err)

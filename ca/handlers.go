@@ -44,6 +44,10 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("missing ott (the one-time token)"))
 		return
 	}
+	if err := checkCompactJWS(body.OTT); err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, err)
+		return
+	}
 	// The CSR's signature is checked by step-ca's signing (twice), after the
 	// token is consumed, as upstream step-ca does: a third check here would
 	// cost one more ECDSA verification on every issuance.
@@ -72,7 +76,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		return
 	}
 	claims := payload.Mcpca
-	if err := policy.Check(prov, claims); err != nil {
+	if err := policy.Check(prov, claims, payload.SANs); err != nil {
 		s.refuse(w, r, "issue", http.StatusForbidden, err)
 		return
 	}
@@ -152,11 +156,15 @@ func leafModifier(oids identity.OIDs, id identity.ID, c *Claims) (provisioner.Ce
 }
 
 // readTokenPayload reads the payload of a token step-ca has already verified.
+//
+// Only the compact form is accepted (checkCompactJWS): step-ca's JOSE parser
+// also takes the JSON form, whose unsigned header could carry a second,
+// dot-separated payload that a naive reader would take for the signed one.
 func readTokenPayload(token string) (*tokenPayload, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errorf("token is not a compact JWS")
+	if err := checkCompactJWS(token); err != nil {
+		return nil, err
 	}
+	parts := strings.Split(token, ".")
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
 		return nil, errorf("token payload: %v", err)
@@ -169,6 +177,26 @@ func readTokenPayload(token string) (*tokenPayload, error) {
 	return &p, nil
 }
 
+// checkCompactJWS accepts only the JWS compact serialisation: three
+// base64url segments separated by two dots.
+func checkCompactJWS(token string) error {
+	dots := 0
+	for i := 0; i < len(token); i++ {
+		c := token[i]
+		switch {
+		case c == '.':
+			dots++
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return errorf("the token is not a compact JWS (three base64url parts separated by dots)")
+		}
+	}
+	if dots != 2 {
+		return errorf("the token is not a compact JWS (three base64url parts separated by dots)")
+	}
+	return nil
+}
+
 // handleRenew is POST /renew (and /rekey with a new key): the client presents
 // its current certificate over mTLS and gets a new one with the same identity,
 // roles and attributes. Revoked or expired certificates cannot renew.
@@ -177,13 +205,12 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 	if rekey {
 		event = "rekey"
 	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.VerifiedChains) == 0 {
-		s.refuse(w, r, event, http.StatusUnauthorized, errorf("%s needs the current certificate as the TLS client certificate", event))
+	peer, err := s.verifyPeer(r, st)
+	if err != nil {
+		s.refuse(w, r, event, http.StatusUnauthorized, errorf("%s needs the current certificate as the TLS client certificate: %w", event, err))
 		return
 	}
-	peer := r.TLS.PeerCertificates[0]
 	var chain []*x509.Certificate
-	var err error
 	if rekey {
 		var body api.RekeyRequest
 		if code, err := readJSON(r, &body); err != nil {
@@ -230,20 +257,32 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 	ctx := provisioner.NewContextWithMethod(r.Context(), provisioner.RevokeMethod)
 	by := ""
 	if body.OTT != "" {
+		if err := checkCompactJWS(body.OTT); err != nil {
+			s.refuse(w, r, "revoke", http.StatusBadRequest, err)
+			return
+		}
 		if _, err := st.auth.Authorize(ctx, body.OTT); err != nil {
 			s.refuseStep(w, r, "revoke", http.StatusUnauthorized, "token rejected", err)
 			return
 		}
 		opts.OTT = body.OTT
-		if p, err := readTokenPayload(body.OTT); err == nil {
-			by = "provisioner:" + p.Issuer
-		}
-	} else {
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.VerifiedChains) == 0 {
-			s.refuse(w, r, "revoke", http.StatusUnauthorized, errorf("revocation needs an operator token or the certificate itself as the TLS client certificate"))
+		p, err := readTokenPayload(body.OTT)
+		if err != nil {
+			s.refuse(w, r, "revoke", http.StatusBadRequest, err)
 			return
 		}
-		opts.Crt = r.TLS.PeerCertificates[0]
+		if err := s.mayRevoke(st, p.Issuer, body.Serial); err != nil {
+			s.refuse(w, r, "revoke", http.StatusForbidden, err)
+			return
+		}
+		by = "provisioner:" + p.Issuer
+	} else {
+		peer, err := s.verifyPeer(r, st)
+		if err != nil {
+			s.refuse(w, r, "revoke", http.StatusUnauthorized, errorf("revocation needs an operator token or the certificate itself as the TLS client certificate: %w", err))
+			return
+		}
+		opts.Crt = peer
 		if got := opts.Crt.SerialNumber.String(); got != body.Serial {
 			s.refuse(w, r, "revoke", http.StatusForbidden, errorf("request serial %s is not the client certificate's serial %s", body.Serial, got))
 			return
@@ -357,4 +396,29 @@ var stepPrefix = regexp.MustCompile(`^(?:[A-Za-z0-9]+\.[A-Za-z0-9]+(?:; |: |;|:)
 func stepError(what string, err error) error {
 	msg := stepPrefix.ReplaceAllString(err.Error(), "")
 	return errorf("%s: %s", what, msg)
+}
+
+// mayRevoke applies the provisioner's limits to revocation: the admin
+// provisioner revokes any serial, another only certificates whose identity
+// matches its name patterns.
+func (s *Server) mayRevoke(st *serverState, prov, serial string) error {
+	policy := st.settings.Provisioners[prov]
+	if policy == nil {
+		return errorf("provisioner %q has no mcpca policy in %s: it may not revoke", prov, s.layout.SettingsFile())
+	}
+	if policy.Admin {
+		return nil
+	}
+	cert, err := st.auth.GetDatabase().GetCertificate(serial)
+	if err != nil || cert == nil {
+		return errorf("provisioner %q may revoke only certificates of its names, and serial %s is not in the CA's store", prov, serial)
+	}
+	id, err := identity.FromCertificate(cert, identity.WithOIDs(st.oids))
+	if err != nil {
+		return errorf("provisioner %q may not revoke serial %s: %v", prov, serial, err)
+	}
+	if !policy.allowsName(id.ID.Path()) {
+		return errorf("provisioner %q may not revoke %s (allowed names: %s)", prov, id.ID, listOrNone(policy.AllowNames))
+	}
+	return nil
 }

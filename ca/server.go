@@ -57,6 +57,7 @@ type serverState struct {
 	settings *Settings
 	oids     identity.OIDs
 	roots    *x509.CertPool
+	inters   *x509.CertPool // the CA's own intermediates, for verifying peers
 
 	caJSON         []certJSON // the PEM JSON of the intermediates and roots
 	tlsOptionsJSON []byte     // nil when step-ca has none
@@ -219,7 +220,11 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	mux := chi.NewRouter()
 	api.Route(mux)
 	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
-	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots}
+	inters := x509.NewCertPool()
+	for _, c := range auth.GetIntermediateCertificates() {
+		inters.AddCert(c)
+	}
+	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots, inters: inters}
 	for _, c := range append(auth.GetIntermediateCertificates(), auth.GetRootCertificates()...) {
 		st.caJSON = append(st.caJSON, certJSON{c, pemJSON(c)})
 	}
@@ -262,22 +267,16 @@ func (s *Server) Authority() *authority.Authority { return s.state.Load().auth }
 
 // TLSConfig is the CA's server TLS configuration: TLS 1.3, a server
 // certificate for the CA's DNS names issued by its own intermediate and
-// refreshed before it expires, and optional client certificates (verified
-// against the root) for renewal and revocation over mTLS.
+// refreshed before it expires, and optional client certificates for renewal
+// and revocation over mTLS. The TLS layer only requests the client
+// certificate; the handlers that act on it verify it (verifyPeer) on every
+// request, so a refusal is an HTTP answer that names the problem (expired,
+// another CA) rather than a bare TLS alert.
 func (s *Server) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: s.getCertificate,
-		ClientAuth:     tls.VerifyClientCertIfGiven,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			// The roots may change on reload: build the pool per handshake.
-			return &tls.Config{
-				MinVersion:     tls.VersionTLS13,
-				GetCertificate: s.getCertificate,
-				ClientAuth:     tls.VerifyClientCertIfGiven,
-				ClientCAs:      s.state.Load().roots,
-			}, nil
-		},
+		ClientAuth:     tls.RequestClientCert,
 	}
 }
 

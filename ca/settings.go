@@ -2,6 +2,7 @@ package ca
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -99,6 +100,11 @@ type ProvisionerPolicy struct {
 	AllowRoles    []string `json:"allowRoles,omitempty"`
 	AllowAttrKeys []string `json:"allowAttrKeys,omitempty"`
 	AllowNames    []string `json:"allowNames,omitempty"`
+	// AllowDNS are the DNS names a server identity of this provisioner may
+	// carry (path.Match patterns, e.g. "*.team-a.acme.test"); AllowIPs the
+	// networks (CIDR) its IP addresses must fall in. Empty allows none.
+	AllowDNS []string `json:"allowDNS,omitempty"`
+	AllowIPs []string `json:"allowIPs,omitempty"`
 }
 
 // CAURL is the https URL clients use to reach the CA.
@@ -177,6 +183,16 @@ func (p *ProvisionerPolicy) validate() error {
 			return errorf("invalid name pattern %q: want <client|server>/<name-pattern>, e.g. client/team-a-*", pat)
 		}
 	}
+	for _, pat := range p.AllowDNS {
+		if _, err := path.Match(pat, "x"); err != nil {
+			return errorf("invalid DNS pattern %q: %v", pat, err)
+		}
+	}
+	for _, cidr := range p.AllowIPs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			return errorf("invalid network %q: want CIDR, e.g. 10.1.0.0/16", cidr)
+		}
+	}
 	return nil
 }
 
@@ -189,21 +205,15 @@ func (s *Settings) save(dir string) error {
 	return atomicfile.WriteFile(Layout{dir}.SettingsFile(), append(b, '\n'), 0o600)
 }
 
-// Check reports whether a provisioner may grant the identity described by c.
-// The error names the first offending value.
-func (p *ProvisionerPolicy) Check(provisioner string, c *Claims) error {
+// Check reports whether a provisioner may grant the identity described by c
+// with the given SANs (the SPIFFE ID, and DNS names and IP addresses for a
+// server). The error names the first offending value.
+func (p *ProvisionerPolicy) Check(provisioner string, c *Claims, sans []string) error {
 	if p.Admin {
 		return nil
 	}
 	target := string(c.Kind) + "/" + c.Name
-	matched := false
-	for _, pat := range p.AllowNames {
-		if ok, _ := path.Match(pat, target); ok {
-			matched = true
-			break
-		}
-	}
-	if !matched {
+	if !p.allowsName(target) {
 		return errorf("provisioner %q may not issue for name %q (allowed: %s)", provisioner, target, listOrNone(p.AllowNames))
 	}
 	for _, r := range c.Roles {
@@ -216,7 +226,42 @@ func (p *ProvisionerPolicy) Check(provisioner string, c *Claims) error {
 			return errorf("provisioner %q may not set attribute %q (allowed: %s)", provisioner, k, listOrNone(p.AllowAttrKeys))
 		}
 	}
+	for _, san := range sans {
+		if strings.HasPrefix(san, "spiffe://") {
+			continue // the SPIFFE ID, checked through the name above
+		}
+		if ip, err := netip.ParseAddr(san); err == nil {
+			if !p.allowsIP(ip) {
+				return errorf("provisioner %q may not issue for IP address %s (allowed: %s)", provisioner, san, listOrNone(p.AllowIPs))
+			}
+			continue
+		}
+		if !matchAny(p.AllowDNS, strings.ToLower(san)) {
+			return errorf("provisioner %q may not issue for DNS name %q (allowed: %s)", provisioner, san, listOrNone(p.AllowDNS))
+		}
+	}
 	return nil
+}
+
+// allowsName reports whether "<kind>/<name>" matches one of AllowNames.
+func (p *ProvisionerPolicy) allowsName(target string) bool { return matchAny(p.AllowNames, target) }
+
+func (p *ProvisionerPolicy) allowsIP(ip netip.Addr) bool {
+	for _, cidr := range p.AllowIPs {
+		if pre, err := netip.ParsePrefix(cidr); err == nil && pre.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchAny(patterns []string, s string) bool {
+	for _, pat := range patterns {
+		if ok, _ := path.Match(pat, s); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func listOrNone(l []string) string {

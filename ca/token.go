@@ -104,7 +104,7 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 	if _, _, err := validateClaims(m.settings, id.String(), sans, claims); err != nil {
 		return "", err
 	}
-	if err := m.policy.Check(m.provisioner, claims); err != nil {
+	if err := m.policy.Check(m.provisioner, claims, sans); err != nil {
 		return "", err
 	}
 	p := &tokenPayload{

@@ -270,13 +270,16 @@ func newProvisionerCmd() *cobra.Command {
 	var (
 		dir, pwFile               string
 		roles, attrKeys, patterns []string
+		dnsPats, ipNets           []string
 	)
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a provisioner limited to some roles, attribute keys and names",
 		Long: `Add a JWK provisioner whose tokens can grant only the listed roles and
 attribute keys, for names matching one of the patterns (path.Match syntax
-against "<kind>/<name>", e.g. client/team-a-*). The CA enforces the limits.
+against "<kind>/<name>", e.g. client/team-a-*), with DNS names and IP
+addresses only from --allow-dns and --allow-ip. Its revocation tokens can
+revoke only certificates whose names match. The CA enforces the limits.
 A running CA (mcpca serve on the same directory) reloads at once.`,
 		Example: `  mcpca provisioner add team-a --dir ./pki --allow-role reader --allow-name 'client/team-a-*'`,
 		Args:    cobra.ExactArgs(1),
@@ -285,7 +288,7 @@ A running CA (mcpca serve on the same directory) reloads at once.`,
 			if err != nil {
 				return err
 			}
-			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns}); err != nil {
+			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns, AllowDNS: dnsPats, AllowIPs: ipNets}); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -312,6 +315,8 @@ A running CA (mcpca serve on the same directory) reloads at once.`,
 	f.StringArrayVar(&roles, "allow-role", nil, "role its tokens may grant (repeatable)")
 	f.StringArrayVar(&attrKeys, "allow-attr", nil, "attribute key its tokens may set (repeatable)")
 	f.StringArrayVar(&patterns, "allow-name", nil, "name pattern its tokens may use, e.g. 'client/team-a-*' (repeatable, at least one)")
+	f.StringArrayVar(&dnsPats, "allow-dns", nil, "DNS name pattern its server identities may carry, e.g. '*.team-a.acme.test' (repeatable; default none)")
+	f.StringArrayVar(&ipNets, "allow-ip", nil, "network (CIDR) its server identities' IP addresses must be in, e.g. 10.1.0.0/16 (repeatable; default none)")
 	_ = add.MarkFlagRequired("dir")
 
 	list := &cobra.Command{
