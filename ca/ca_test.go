@@ -247,6 +247,8 @@ func TestBadTokens(t *testing.T) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		csr := mustCSR(t, key, "spiffe://acme.test/client/x")
 		_, err := c.Client.Sign(context.Background(), csr, "not-a-token")
+		wantAPIError(t, err, 400, "the token is not a compact JWS")
+		_, err = c.Client.Sign(context.Background(), csr, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln")
 		wantAPIError(t, err, 401, "token rejected")
 	})
 }
