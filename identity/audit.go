@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mcpca/mcpca/internal/clock"
 )
@@ -147,6 +148,22 @@ func lastLine(f *os.File) ([]byte, error) {
 	return buf[i+1:], nil
 }
 
+// maxAuditTarget bounds the target of one record; a longer one is cut and
+// followed by the SHA-256 of the whole, so records stay comparable.
+const maxAuditTarget = 1024
+
+func boundTarget(t string) string {
+	if len(t) <= maxAuditTarget {
+		return t
+	}
+	sum := sha256.Sum256([]byte(t))
+	cut := maxAuditTarget
+	for cut > 0 && !utf8.RuneStart(t[cut]) {
+		cut--
+	}
+	return t[:cut] + "...(" + strconv.Itoa(len(t)) + " bytes, sha256:" + hex.EncodeToString(sum[:]) + ")"
+}
+
 // Write appends r, setting its Seq and Prev (and its Time, if zero), and
 // flushes it. After a write error every later Write fails with that error.
 func (l *AuditLog) Write(r AuditRecord) error {
@@ -163,6 +180,9 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Policies == nil {
 		r.Policies = []string{}
 	}
+	// A client chooses the target (a tool name, a URI): bound it, so one
+	// request can never write a record too long to resume or verify.
+	r.Target = boundTarget(r.Target)
 	// Encode outside the lock with placeholder chain fields (seq and prev
 	// come first, with fixed-width values), then fill them in under it.
 	r.Seq, r.Prev = 1, AuditGenesis
@@ -175,6 +195,15 @@ func (l *AuditLog) Write(r AuditRecord) error {
 		return errorf("encoding audit record: unexpected encoding")
 	}
 	body = body[len(head):]
+	if len(body)+len(head)+32 > maxAuditLine && r.Args != nil {
+		// Oversized arguments are the only other unbounded part.
+		r.Args = map[string]any{"_truncated": fmt.Sprintf("arguments of %d bytes omitted", len(body))}
+		r.Seq, r.Prev = 1, AuditGenesis
+		if body, err = json.Marshal(&r); err != nil {
+			return errorf("encoding audit record: %w", err)
+		}
+		body = body[len(head):]
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {

@@ -57,7 +57,7 @@ func New(caURL string, roots *x509.CertPool) (*Client, error) {
 func (c *Client) URL() string { return c.url }
 
 func (c *Client) httpClient(cert *tls.Certificate) *http.Client {
-	cfg := &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS13}
 	if cert != nil {
 		cc := *cert
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cc, nil }
@@ -270,7 +270,7 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 	}
 	var serverChain []*x509.Certificate
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion: tls.VersionTLS13,
 		// The root is not known yet: the chain is checked against the
 		// fingerprinted root below, before anything is trusted.
 		InsecureSkipVerify: true,
