@@ -149,13 +149,23 @@ func (t *fakeTimer) Stop() bool {
 	defer t.f.mu.Unlock()
 	was := t.active
 	t.active = false
+	t.drain()
 	return was
+}
+
+// drain discards a tick not yet received, as real timers do since Go 1.23.
+func (t *fakeTimer) drain() {
+	select {
+	case <-t.c:
+	default:
+	}
 }
 
 func (t *fakeTimer) Reset(d time.Duration) bool {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
 	was := t.active
+	t.drain()
 	t.when = t.f.now.Add(d)
 	if !t.active {
 		t.active = true

@@ -35,3 +35,22 @@ func TestFakeTimersFireInOrderOnAdvance(t *testing.T) {
 		t.Fatal("reset timer did not fire")
 	}
 }
+
+func TestFakeStopAndResetDiscardStaleTicks(t *testing.T) {
+	f := NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	tm := f.NewTimer(time.Second)
+	f.Advance(time.Second) // fired, tick buffered, not received
+	tm.Reset(time.Minute)
+	select {
+	case <-tm.C():
+		t.Fatal("a stale tick survived Reset")
+	default:
+	}
+	f.Advance(time.Minute)
+	tm.Stop()
+	select {
+	case <-tm.C():
+		t.Fatal("a stale tick survived Stop")
+	default:
+	}
+}
