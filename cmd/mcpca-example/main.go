@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.audit, "audit", "", "append one hash-chained JSON line per decision to this file")
 	fs.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
 	fs.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the server certificate's)")
-	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by `mcpca agent` or `mcpca renew`")
+	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by mcpca agent or mcpca renew")
 	fs.BoolVar(&o.stateless, "stateless", false, "serve MCP without sessions (no Mcp-Session-Id)")
 	fs.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
 	if err := fs.Parse(args); err != nil {

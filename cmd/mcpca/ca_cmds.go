@@ -181,7 +181,7 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", "", "CA directory made by `mcpca init` (required)")
+	f.StringVar(&dir, "dir", "", "CA directory made by mcpca init (required)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
 	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
 	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; records are not migrated between them")

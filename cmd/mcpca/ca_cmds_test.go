@@ -16,6 +16,9 @@ func TestCLIEnrolRenewRevokeEndToEnd(t *testing.T) {
 	if strings.Count(tok, ".") != 2 || strings.Contains(tok, "\n") {
 		t.Fatalf("token stdout is not just the token: %q", tok)
 	}
+	// An unwritable destination is found before the token is spent.
+	fails(t, w, "cannot write nodir/reporter.key: ", "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "reporter.crt", "--key", "nodir/reporter.key")
+	fails(t, w, "(the token was not used)", "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "pki", "--key", "reporter.key")
 	r := ok(t, w, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "reporter.crt", "--key", "reporter.key")
 	if !strings.Contains(r.stderr, "Enrolled spiffe://acme.test/client/reporter") {
 		t.Fatalf("enroll said: %s", r.stderr)

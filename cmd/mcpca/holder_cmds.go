@@ -28,8 +28,8 @@ func init() {
 type caFlags struct{ url, root string }
 
 func (c *caFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&c.url, "ca-url", "", "URL of the CA, e.g. https://127.0.0.1:9443 (required)")
-	cmd.Flags().StringVar(&c.root, "root", "", "root certificate of the CA (PEM) (required)")
+	cmd.Flags().StringVar(&c.url, "ca-url", "", "URL of the CA, e.g. https://127.0.0.1:9443 (required; revoke --serial: default from --dir)")
+	cmd.Flags().StringVar(&c.root, "root", "", "root certificate of the CA (PEM) (required; revoke --serial: default from --dir)")
 }
 
 func newEnrollCmd() *cobra.Command {
@@ -59,6 +59,11 @@ the key is written 0600. Both are written atomically.`,
 			}
 			if certFile == "" || keyFile == "" {
 				return errors.New("missing --cert or --key (where to write the certificate and the key)")
+			}
+			for _, p := range []string{certFile, keyFile} {
+				if err := checkWritable(p); err != nil {
+					return err
+				}
 			}
 			cl, err := newClient(cf.url, cf.root)
 			if err != nil {
@@ -91,7 +96,7 @@ the key is written 0600. Both are written atomically.`,
 	}
 	cf.add(cmd)
 	f := cmd.Flags()
-	f.StringVar(&token, "token", "", "one-time token from `mcpca token`")
+	f.StringVar(&token, "token", "", "one-time token from mcpca token")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the token (instead of --token)")
 	f.StringVar(&certFile, "cert", "", "where to write the certificate chain (PEM)")
 	f.StringVar(&keyFile, "key", "", "where to write the private key (PEM, 0600)")
@@ -124,7 +129,7 @@ func newBootstrapCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&caURL, "ca-url", "", "URL of the CA (required)")
-	f.StringVar(&fp, "fingerprint", "", "SHA-256 fingerprint of the root, as printed by `mcpca init` (required)")
+	f.StringVar(&fp, "fingerprint", "", "SHA-256 fingerprint of the root, as printed by mcpca init (required)")
 	f.StringVar(&out, "out", "root_ca.crt", "where to write the root certificate")
 	return cmd
 }

@@ -126,6 +126,22 @@ func (b *syncBuf) String() string {
 // until the CA answers. The process is stopped (SIGTERM) when the test ends.
 func startServedCA(t *testing.T) *servedCA {
 	t.Helper()
+	// freeAddr's port can be taken by another process before serve binds
+	// it: then start over on another port (a few times at most).
+	for attempt := 1; ; attempt++ {
+		s, err := tryServedCA(t)
+		if err == nil {
+			return s
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("retrying on another port: %v", err)
+	}
+}
+
+func tryServedCA(t *testing.T) (*servedCA, error) {
+	t.Helper()
 	work := t.TempDir()
 	addr := freeAddr(t)
 	out := ok(t, work, "init", "--dir", "pki", "--name", "Test CA", "--trust-domain", "acme.test", "--address", addr, "--dns", "localhost").stdout
@@ -158,19 +174,18 @@ func startServedCA(t *testing.T) *servedCA {
 		if strings.Contains(s.stderr.String(), `"event":"start"`) {
 			if c, err := net.Dial("tcp", addr); err == nil {
 				c.Close()
-				break
+				return s, nil
 			}
 		}
 		select {
 		case <-exited:
-			t.Fatalf("mcpca serve exited: %s", s.stderr.String())
+			return nil, fmt.Errorf("mcpca serve exited: %s", s.stderr.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("mcpca serve not ready: %s", s.stderr.String())
 		}
 	}
-	return s
 }
 
 // waitFor polls cond (a cheap in-memory check) until it holds, failing after a

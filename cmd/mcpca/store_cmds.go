@@ -49,7 +49,7 @@ directory's lock, so they fail at once while the CA is served.`,
 		},
 	}
 	for _, c := range []*cobra.Command{check, compact} {
-		c.Flags().StringVar(&dir, "dir", "", "CA directory made by `mcpca init` (required)")
+		c.Flags().StringVar(&dir, "dir", "", "CA directory made by mcpca init (required)")
 		_ = c.MarkFlagRequired("dir")
 	}
 	cmd.AddCommand(check, compact)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mcpca/mcpca/ca"
@@ -114,4 +115,19 @@ func writeKey(path string, key crypto.PrivateKey) error {
 // writeChain writes leaf + intermediates as PEM, atomically.
 func writeChain(path string, chain []*x509.Certificate) error {
 	return atomicfile.WriteFile(path, caclient.EncodeCertificates(chain), 0o644)
+}
+
+// checkWritable fails early, before a one-time token is spent, when path
+// cannot be written: its directory is missing or read-only, or it is a
+// directory.
+func checkWritable(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("cannot write %s: it is a directory (the token was not used)", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %v (the token was not used)", path, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
