@@ -138,10 +138,12 @@ func TestEnrollIssuesSVIDWithRolesAndAttributes(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatal(err)
 		}
-		if rec["identity"] == "spiffe://acme.test/client/reporter" && rec["provisioner"] == "admin" && rec["serial"] == leaf.SerialNumber.String() && rec["client"] != nil {
+		roles, _ := rec["roles"].([]any)
+		if rec["identity"] == "spiffe://acme.test/client/reporter" && rec["provisioner"] == "admin" && rec["serial"] == leaf.SerialNumber.String() &&
+			rec["client"] != nil && len(roles) == 2 && roles[0] == "reader" {
 			found = true
 		}
-		if strings.Contains(line, "eyJ") || strings.Contains(line, "ott") {
+		if strings.Contains(line, "eyJ") || strings.Contains(line, "ott") || strings.Contains(line, "PRIVATE") || strings.Contains(line, "test-password") {
 			t.Fatalf("log line carries a token: %s", line)
 		}
 	}
@@ -230,7 +232,11 @@ func TestBadTokens(t *testing.T) {
 		// Same provisioner name, key of another CA: unknown key here.
 		tok := other.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "x"})
 		_, err := c.EnrollToken(tok)
-		wantAPIError(t, err, 401, "token rejected")
+		wantAPIError(t, err, 401, "ca: token rejected: provisioner not found or invalid audience ("+other.URL+"/1.0/sign)")
+	})
+	t.Run("unknown key, right audience", func(t *testing.T) {
+		_, err := c.EnrollToken(ca.TokenWithUnknownKeyForTest(t, c.Dir))
+		wantAPIError(t, err, 401, "ca: token rejected: provisioner not found or invalid audience")
 	})
 	t.Run("wrong audience same key", func(t *testing.T) {
 		// A token for this CA's revoke endpoint is not a sign token.
@@ -274,7 +280,7 @@ func TestCSRMustMatchToken(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := mustCSR(t, key, "spiffe://acme.test/client/mallory")
 	_, err := c.Client.Sign(context.Background(), csr, tok)
-	wantAPIError(t, err, 403, "signing refused")
+	wantAPIError(t, err, 403, "ca: signing refused: certificate request does not contain the valid URIs - got [spiffe://acme.test/client/mallory], want [spiffe://acme.test/client/alice]")
 }
 
 func TestCSRCarryingRolesExtensionIsRefused(t *testing.T) {
@@ -477,6 +483,10 @@ func TestWrongPasswordAndCorruptConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `the password does not decrypt the key of provisioner "admin": wrong password?`) {
 		t.Fatalf("token with wrong password: %v", err)
 	}
+	orig, _ := os.ReadFile(filepath.Join(dir, "config", "mcpca.json"))
+	if err := os.WriteFile(filepath.Join(dir, "config", "mcpca.json.good"), orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "config", "mcpca.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -487,6 +497,32 @@ func TestWrongPasswordAndCorruptConfig(t *testing.T) {
 	_, err = ca.Open(filepath.Join(t.TempDir(), "nothing"), []byte("right"))
 	if err == nil || !strings.Contains(err.Error(), "is it a CA directory made by `mcpca init`?") && !strings.Contains(err.Error(), "a CA directory made by `mcpca init`") {
 		t.Fatalf("missing: %v", err)
+	}
+	// A CA directory that lost its configuration.
+	good, _ := os.ReadFile(filepath.Join(dir, "config", "mcpca.json.good"))
+	if err := os.Remove(filepath.Join(dir, "config", "mcpca.json")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ca.Open(dir, []byte("right"))
+	if err == nil || !strings.Contains(err.Error(), "mcpca.json does not exist: is "+dir+" a CA directory made by `mcpca init`?") {
+		t.Fatalf("missing settings: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config", "mcpca.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ca.Open(dir, []byte("right"))
+	if err == nil || !strings.Contains(err.Error(), `invalid trustDomain ""`) {
+		t.Fatalf("empty settings: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config", "mcpca.json"), good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "config", "ca.json")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ca.MintToken(dir, []byte("right"), ca.TokenRequest{Kind: identity.KindClient, Name: "a"})
+	if err == nil || !strings.Contains(err.Error(), "ca: reading step-ca configuration: open "+filepath.Join(dir, "config", "ca.json")+": no such file or directory") {
+		t.Fatalf("missing ca.json: %v", err)
 	}
 	// Init refuses to overwrite.
 	_, err = ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("right")})

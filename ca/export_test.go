@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"go.step.sm/crypto/jose"
+
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -30,6 +32,31 @@ func MintRawTokenForTest(t testing.TB, dir string, password []byte, prov string,
 	}
 	p := &tokenPayload{Subject: sub, Audience: []string{s.CAURL() + "/1.0/sign"}, SANs: append([]string{sub}, extraSANs...), Mcpca: c}
 	tok, err := signToken(key, prov, p, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TokenWithUnknownKeyForTest is a well-formed enrolment token for this CA's
+// audience signed by a key the CA has never seen, claiming to come from the
+// admin provisioner.
+func TokenWithUnknownKeyForTest(t testing.TB, dir string) string {
+	t.Helper()
+	s, err := LoadSettings(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := jose.GenerateJWK("EC", "P-256", "ES256", "sig", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.KeyID, err = jose.Thumbprint(key); err != nil {
+		t.Fatal(err)
+	}
+	sub := "spiffe://" + s.TrustDomain + "/client/x"
+	p := &tokenPayload{Subject: sub, Audience: []string{s.CAURL() + "/1.0/sign"}, SANs: []string{sub}, Mcpca: &Claims{Kind: "client", Name: "x"}}
+	tok, err := signToken(key, AdminProvisioner, p, time.Now(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
