@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -99,6 +100,7 @@ func parseDur(flag, s string) (time.Duration, error) {
 
 func newServeCmd() *cobra.Command {
 	var dir, pwFile, addr, database string
+	var retention time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA in the foreground (SIGHUP reloads, SIGTERM stops)",
@@ -132,6 +134,12 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 			opts := []ca.Option{ca.WithLogger(logger)}
 			switch database {
 			case "store":
+				if retention < 0 {
+					return fmt.Errorf("--certificate-retention %s: must not be negative", retention)
+				}
+				if retention > 0 {
+					opts = append(opts, ca.WithStoreOptions(store.WithCertificateRetention(retention)))
+				}
 			case "step-ca":
 				opts = append(opts, ca.WithStepCADatabase())
 			default:
@@ -184,6 +192,7 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 	f.StringVar(&dir, "dir", "", "CA directory made by mcpca init (required)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
 	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
+	f.DurationVar(&retention, "certificate-retention", 0, "prune a certificate's records this long after it expires, so the store stays bounded (0: keep every certificate, as step-ca does)")
 	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; records are not migrated between them")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
