@@ -109,6 +109,7 @@ func TestCLIBadInput(t *testing.T) {
 	ca := startServedCA(t)
 	w := ca.dir
 	fails(t, w, "pki/ca.lock is locked by another mcpca serve (pid ", "serve", "--dir", "pki")
+	fails(t, w, "--certificate-retention -1h0m0s: must not be negative", "serve", "--dir", "pki", "--certificate-retention", "-1h")
 	if err := os.WriteFile(filepath.Join(w, "wrong.txt"), []byte("nope\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
