@@ -272,21 +272,13 @@ func newInspectCmd() *cobra.Command {
 		Short: "Show the identity a certificate carries: SPIFFE ID, roles, attributes, validity",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			certs, err := readCertificates(args[0])
 			if err != nil {
 				return err
 			}
-			certs, err := caclient.ParseCertificates(b)
+			opts, err := oidOptions(arc)
 			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			var opts []identity.ParseOption
-			if arc != "" {
-				a, err := identity.ParseOIDArc(arc)
-				if err != nil {
-					return err
-				}
-				opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
+				return err
 			}
 			id, err := identity.FromCertificate(certs[0], opts...)
 			if err != nil {

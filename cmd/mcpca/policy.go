@@ -1,13 +1,10 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -178,32 +175,15 @@ time and source address that conditions such as business hours see.`,
 
 // readIdentity parses the identity in the first certificate of a PEM file.
 func readIdentity(file, arc string) (*identity.Identity, error) {
-	data, err := os.ReadFile(file)
+	certs, err := readCertificates(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading certificate: %w", err)
+		return nil, err
 	}
-	var cert *x509.Certificate
-	for cert == nil {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return nil, fmt.Errorf("%s: no PEM certificate found", file)
-		}
-		if block.Type == "CERTIFICATE" {
-			if cert, err = x509.ParseCertificate(block.Bytes); err != nil {
-				return nil, fmt.Errorf("%s: %w", file, err)
-			}
-		}
+	opts, err := oidOptions(arc)
+	if err != nil {
+		return nil, err
 	}
-	var opts []identity.ParseOption
-	if arc != "" {
-		a, err := identity.ParseOIDArc(arc)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
-	}
-	ident, err := identity.FromCertificate(cert, opts...)
+	ident, err := identity.FromCertificate(certs[0], opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
@@ -130,4 +131,32 @@ func checkWritable(path string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// readCertificates reads every PEM certificate of file, leaf first.
+func readCertificates(file string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading certificate: %w", err)
+	}
+	certs, err := caclient.ParseCertificates(data)
+	switch {
+	case errors.Is(err, caclient.ErrNoCertificate):
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return certs, nil
+}
+
+// oidOptions turns an --oid-arc flag into parse options.
+func oidOptions(arc string) ([]identity.ParseOption, error) {
+	if arc == "" {
+		return nil, nil
+	}
+	a, err := identity.ParseOIDArc(arc)
+	if err != nil {
+		return nil, err
+	}
+	return []identity.ParseOption{identity.WithOIDs(identity.OIDsFromArc(a))}, nil
 }

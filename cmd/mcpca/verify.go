@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -59,7 +56,7 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	if rootFile == "" {
 		return errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
 	}
-	chain, err := readChain(certFile)
+	chain, err := readCertificates(certFile)
 	if err != nil {
 		return err
 	}
@@ -141,32 +138,4 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	}
 	fmt.Fprintf(out, "Status:      OK\n")
 	return nil
-}
-
-// readChain reads the PEM certificates of file, leaf first.
-func readChain(file string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	var chain []*x509.Certificate
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", file, n, err)
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate found", file)
-	}
-	return chain, nil
 }

@@ -342,10 +342,14 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("caclient: no PEM certificate found")
+		return nil, ErrNoCertificate
 	}
 	return out, nil
 }
+
+// ErrNoCertificate is returned by ParseCertificates for data without a
+// CERTIFICATE block.
+var ErrNoCertificate = errors.New("caclient: no PEM certificate found")
 
 // EncodeCertificates returns the PEM encoding of certs.
 func EncodeCertificates(certs []*x509.Certificate) []byte {
