@@ -35,7 +35,7 @@ func (c *CAClient) client() (*caclient.Client, error) {
 	}
 	cl, err := caclient.New(c.CAURL, pool)
 	if err != nil {
-		return nil, errorf("%v", err)
+		return nil, errorf("%w", err)
 	}
 	return cl, nil
 }
@@ -50,13 +50,13 @@ func (c *CAClient) Renew(ctx context.Context, current tls.Certificate) (tls.Cert
 	if !c.Rekey {
 		chain, err := cl.Renew(ctx, current)
 		if err != nil {
-			return tls.Certificate{}, errorf("renewing: %v", err)
+			return tls.Certificate{}, errorf("renewing: %w", err)
 		}
 		return pairChain(chain, current.PrivateKey)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, errorf("generating a key: %v", err)
+		return tls.Certificate{}, errorf("generating a key: %w", err)
 	}
 	tmpl := &x509.CertificateRequest{}
 	if leaf := current.Leaf; leaf != nil {
@@ -65,15 +65,15 @@ func (c *CAClient) Renew(ctx context.Context, current tls.Certificate) (tls.Cert
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
-		return tls.Certificate{}, errorf("creating a CSR: %v", err)
+		return tls.Certificate{}, errorf("creating a CSR: %w", err)
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return tls.Certificate{}, errorf("creating a CSR: %v", err)
+		return tls.Certificate{}, errorf("creating a CSR: %w", err)
 	}
 	chain, err := cl.Rekey(ctx, current, csr)
 	if err != nil {
-		return tls.Certificate{}, errorf("re-keying: %v", err)
+		return tls.Certificate{}, errorf("re-keying: %w", err)
 	}
 	return pairChain(chain, key)
 }
@@ -86,7 +86,7 @@ func (c *CAClient) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	}
 	roots, err := cl.Roots(ctx)
 	if err != nil {
-		return nil, errorf("fetching the trust bundle: %v", err)
+		return nil, errorf("fetching the trust bundle: %w", err)
 	}
 	return roots, nil
 }
@@ -102,11 +102,11 @@ func (c *CAClient) Enroll(ctx context.Context, token string) (tls.Certificate, e
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, errorf("generating a key: %v", err)
+		return tls.Certificate{}, errorf("generating a key: %w", err)
 	}
 	csr, err := caclient.CSRForToken(token, key)
 	if err != nil {
-		return tls.Certificate{}, errorf("enrolling: %v", err)
+		return tls.Certificate{}, errorf("enrolling: %w", err)
 	}
 	chain, err := cl.Sign(ctx, csr, token)
 	if err != nil {

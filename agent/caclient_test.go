@@ -5,10 +5,12 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/caclient"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -85,6 +87,11 @@ func TestCAClientErrors(t *testing.T) {
 	check("down rekey", err, "agent: re-keying: caclient: the CA answered 503: the CA is down")
 	_, err = good.Roots(ctx)
 	check("down roots", err, "agent: fetching the trust bundle: caclient: the CA answered 503: the CA is down")
+	// The CA's answer stays reachable for callers that branch on it.
+	var apiErr *caclient.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 503 || apiErr.Message != "the CA is down" {
+		t.Errorf("errors.As(*caclient.APIError) on %v: %+v", err, apiErr)
+	}
 	_, err = pairChain(nil, cert.PrivateKey)
 	check("empty answer", err, "agent: the CA returned no certificate")
 }

@@ -1,8 +1,9 @@
 package agent
 
-import "fmt"
+import "github.com/mcpca/mcpca/agent/internal/agenterr"
 
-// errorf returns an error whose message starts with the package prefix.
+// errorf returns an error whose message starts with the package prefix
+// once: an error of this package passed as an argument loses its own.
 func errorf(format string, args ...any) error {
-	return fmt.Errorf("agent: "+format, args...)
+	return agenterr.Errorf(format, args...)
 }

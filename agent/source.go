@@ -301,7 +301,7 @@ func (s *Source) attempt(ctx context.Context) {
 	snap := newSnapshot(cert, roots)
 	if s.cfg.store != nil {
 		if err := s.cfg.store.Store(ctx, snap); err != nil {
-			s.fail(errorf("storing the renewed certificate: %v", err))
+			s.fail(errorf("storing the renewed certificate: %w", err))
 			return
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/agent/internal/agenterr"
 )
 
 // Config is the configuration of the agent daemon (agent.yaml). See
@@ -87,11 +88,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, errorf("reading config: %v", err)
+		return nil, errorf("reading config: %w", err)
 	}
 	c, err := ParseConfig(b)
 	if err != nil {
-		return nil, errorf("config %s: %v", path, strings.TrimPrefix(err.Error(), "agent: "))
+		return nil, errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
@@ -145,7 +146,7 @@ func (c *Config) Validate() error {
 		}
 		seen[id.Name] = true
 		if err := id.validate(); err != nil {
-			return errorf("identity %q: %v", id.Name, err)
+			return errorf("identity %q: %w", id.Name, err)
 		}
 	}
 	return nil
@@ -181,7 +182,7 @@ func (id *IdentityConfig) validate() error {
 		}
 		if h.Signal != "" {
 			if _, err := agent.ParseSignal(h.Signal); err != nil {
-				return fmt.Errorf("hook %d: %v", i+1, strings.TrimPrefix(err.Error(), "agent: "))
+				return fmt.Errorf("hook %d: %w", i+1, agenterr.Inner(err))
 			}
 		}
 		if h.Timeout < 0 {

@@ -36,6 +36,7 @@ type daemonConfig struct {
 	onObtain   func(name string, err error)
 	onApplied  func()
 	onHealth   func(net.Addr)
+	listen     func(addr string) (net.Listener, error)
 }
 
 // WithClock sets the daemon's clock (default clock.Real).
@@ -58,6 +59,11 @@ func WithSourceOptions(opts ...agent.Option) Option {
 // listens.
 func WithHealthReady(f func(net.Addr)) Option {
 	return optionFunc(func(d *daemonConfig) { d.onHealth = f })
+}
+
+// withListen replaces net.Listen for the health endpoint (tests).
+func withListen(f func(addr string) (net.Listener, error)) Option {
+	return optionFunc(func(d *daemonConfig) { d.listen = f })
 }
 
 // withObtained reports every attempt to get an identity's first certificate
@@ -103,7 +109,9 @@ func New(opts ...Option) *Daemon {
 // (SIGHUP), and stops every identity cleanly when ctx is done (SIGTERM),
 // returning nil. A configuration that fails to load at start is an error; on
 // reload it is logged and the running configuration is kept. The health
-// address is read at start only.
+// address is read at start only; it is bound before any identity starts (so
+// an address in use fails before a token is spent), and if the endpoint
+// fails later the daemon stops every identity and returns its error.
 func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <-chan struct{}) error {
 	cfg, err := load()
 	if err != nil {
@@ -113,10 +121,18 @@ func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <
 	defer cancel(nil)
 	var healthDone chan struct{}
 	if cfg.HealthAddr != "" {
+		ln, err := listenHealth(cfg.HealthAddr, d.cfg.listen)
+		if err != nil {
+			return err
+		}
+		if d.cfg.onHealth != nil {
+			d.cfg.onHealth(ln.Addr())
+		}
 		healthDone = make(chan struct{})
 		go func() {
 			defer close(healthDone)
-			if err := ServeHealth(ctx, cfg.HealthAddr, d.Handler(), d.cfg.onHealth); err != nil {
+			if err := serveHealth(ctx, ln, d.Handler()); err != nil {
+				d.cfg.logger.Error("agent: the health endpoint failed; stopping", "error", err.Error())
 				cancel(err)
 			}
 		}()
@@ -380,7 +396,7 @@ func (m *managed) expired(leaf *x509.Certificate) string {
 func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certificate, error) {
 	roots, err := agent.LoadCertificates(m.cfg.Root)
 	if err != nil {
-		return nil, tls.Certificate{}, errorf("identity %q: the CA root: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+		return nil, tls.Certificate{}, errorf("identity %q: the CA root: %w", m.cfg.Name, err)
 	}
 	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
 	cert, err := agent.LoadKeyPair(m.cfg.Cert, m.cfg.Key)
@@ -388,7 +404,7 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	case errors.Is(err, fs.ErrNotExist):
 		cert, err = m.enrol(ctx, "there is no certificate yet")
 	case err != nil:
-		return nil, tls.Certificate{}, errorf("identity %q: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+		return nil, tls.Certificate{}, errorf("identity %q: %w", m.cfg.Name, err)
 	case !m.d.cfg.clock.Now().Before(cert.Leaf.NotAfter):
 		cert, err = m.enrol(ctx, m.expired(cert.Leaf))
 	default:
@@ -399,10 +415,10 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	}
 	snap, err := agent.NewSnapshot(cert, roots)
 	if err != nil {
-		return nil, tls.Certificate{}, errorf("identity %q: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+		return nil, tls.Certificate{}, errorf("identity %q: %w", m.cfg.Name, err)
 	}
 	if err := m.cfg.sink().Store(ctx, snap); err != nil {
-		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %v", m.cfg.Name, strings.TrimPrefix(err.Error(), "agent: "))
+		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %w", m.cfg.Name, err)
 	}
 	m.hooks.Run(ctx, snap)
 	return roots, cert, nil
@@ -436,7 +452,7 @@ func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error
 		m.mu.Unlock()
 	}
 	if err != nil {
-		return tls.Certificate{}, errorf("identity %q: %s and enrolling with the token in %s failed: %v", m.cfg.Name, why, m.cfg.TokenFile, strings.TrimPrefix(err.Error(), "agent: "))
+		return tls.Certificate{}, errorf("identity %q: %s and enrolling with the token in %s failed: %w", m.cfg.Name, why, m.cfg.TokenFile, err)
 	}
 	m.log.Info("agent: enrolled with the token file", "token_file", m.cfg.TokenFile, "not_after", cert.Leaf.NotAfter)
 	return cert, nil

@@ -16,9 +16,11 @@
 // initialisation (`step ca renew --daemon` with one identity: about 37 MB).
 package daemon
 
-import "fmt"
+import "github.com/mcpca/mcpca/agent/internal/agenterr"
 
-// errorf returns an error whose message starts with the agent's prefix.
+// errorf returns an error whose message starts with the agent's prefix once:
+// an error of package agent or of this package passed as an argument loses
+// its own.
 func errorf(format string, args ...any) error {
-	return fmt.Errorf("agent: "+format, args...)
+	return agenterr.Errorf(format, args...)
 }

@@ -156,31 +156,53 @@ func CheckLoopback(addr string) error {
 }
 
 // ServeHealth serves h on addr, which must be a loopback address, until ctx
-// is done. ready, if not nil, receives the bound address once listening.
+// is done, then returns nil. ready, if not nil, receives the bound address
+// once listening. It returns at once, with an error naming the address, when
+// it cannot listen (the address is in use) or serving fails.
 func ServeHealth(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
-	if err := CheckLoopback(addr); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenHealth(addr, nil)
 	if err != nil {
-		return errorf("health endpoint: %v", err)
+		return err
 	}
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	return serveHealth(ctx, ln, h)
+}
+
+// listenHealth checks that addr is a loopback address and listens on it
+// (through listen, when not nil: tests).
+func listenHealth(addr string, listen func(addr string) (net.Listener, error)) (net.Listener, error) {
+	if err := CheckLoopback(addr); err != nil {
+		return nil, err
+	}
+	if listen == nil {
+		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, errorf("health endpoint: %w", err)
+	}
+	return ln, nil
+}
+
+// serveHealth serves h on ln until ctx is done (then nil) or serving fails
+// (then the error, at once: it does not wait for ctx).
+func serveHealth(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		<-ctx.Done()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	var err error
+	select {
+	case err = <-served: // Serve returns on its own only when it fails
+	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
-	}()
-	err = srv.Serve(ln)
-	<-done
+		err = <-served
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
-	return errorf("health endpoint: %v", err)
+	return errorf("health endpoint on %s failed: %w", ln.Addr(), err)
 }

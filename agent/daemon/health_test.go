@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,5 +146,90 @@ func TestServeHealthStopsWithContext(t *testing.T) {
 	}
 	if err := ServeHealth(context.Background(), "0.0.0.0:0", nil, nil); err == nil || !strings.Contains(err.Error(), "is not a loopback address") {
 		t.Fatal(err)
+	}
+}
+
+// A health address already in use is an error naming it, returned at once.
+func TestServeHealthAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	err = ServeHealth(context.Background(), addr, HealthHandler(func() []agent.Status { return nil }, nil, 0), nil)
+	if want := "agent: health endpoint: listen tcp " + addr + ": bind: address already in use"; err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant  %s", err, want)
+	}
+}
+
+// failingListener is a listener whose Accept fails for good, as a closed or
+// broken socket does.
+type failingListener struct{ closed chan struct{} }
+
+func (l failingListener) Accept() (net.Conn, error) { return nil, errors.New("accept: socket broken") }
+func (l failingListener) Close() error {
+	select {
+	case <-l.closed:
+	default:
+		close(l.closed)
+	}
+	return nil
+}
+func (l failingListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9465} }
+
+// healthTestConfig is one identity with nothing to renew yet (no certificate,
+// no token): it waits, so only the health endpoint can end Run.
+func healthTestConfig(t *testing.T, healthAddr string) func() (*Config, error) {
+	dir := t.TempDir()
+	return func() (*Config, error) {
+		cfg := &Config{HealthAddr: healthAddr, Identities: []IdentityConfig{{Name: "web", CAURL: "https://127.0.0.1:1",
+			Root: filepath.Join(dir, "root.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}}}
+		return cfg, cfg.Validate()
+	}
+}
+
+// When the health endpoint stops serving on its own, Run stops the identities
+// and returns the error at once, without waiting for its context.
+func TestRunReturnsWhenTheHealthEndpointFails(t *testing.T) {
+	l := failingListener{closed: make(chan struct{})}
+	d := New(WithLogger(quiet), withListen(func(string) (net.Listener, error) { return l, nil }))
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background(), healthTestConfig(t, "127.0.0.1:9465"), nil) }()
+	select {
+	case err := <-done:
+		if want := "agent: health endpoint on 127.0.0.1:9465 failed: accept: socket broken"; err == nil || err.Error() != want {
+			t.Fatalf("err = %v\nwant  %s", err, want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run kept going without its health endpoint")
+	}
+	if len(d.Statuses()) != 0 {
+		t.Fatalf("identities still running: %+v", d.Statuses())
+	}
+	select {
+	case <-l.closed:
+	default:
+		t.Fatal("the listener was not closed")
+	}
+}
+
+// A health address in use stops Run before any identity starts, so no token
+// is spent by a daemon that then exits.
+func TestRunRefusesAHealthAddressInUseBeforeStarting(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	var obtained atomic.Int64
+	d := New(WithLogger(quiet), withObtained(func(string, error) { obtained.Add(1) }))
+	err = d.Run(context.Background(), healthTestConfig(t, addr), nil)
+	if want := "agent: health endpoint: listen tcp " + addr + ": bind: address already in use"; err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant  %s", err, want)
+	}
+	if n := obtained.Load(); n != 0 || len(d.Statuses()) != 0 {
+		t.Fatalf("an identity started: %d attempts, %+v", n, d.Statuses())
 	}
 }
