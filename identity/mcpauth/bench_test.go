@@ -18,7 +18,8 @@ var callBody = fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","param
 
 // BenchmarkToolCall measures one tools/call round trip over mTLS against
 // the example server (stateless Streamable HTTP), with the adapter
-// (certificate check, Cedar decision, audit line) and without it (the same
+// (certificate check, Cedar decision, audit line appended to a file, as
+// cmd/mcpca-example does) and without it (the same
 // server and TLS, no adapter), on one warm connection and on a new
 // connection per call (full TLS 1.3 mTLS handshake). It reports the median
 // as p50-us; compare the adapter and baseline lines of one run:
@@ -28,7 +29,7 @@ var callBody = fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","param
 func BenchmarkToolCall(b *testing.B) {
 	p := newPKI(b)
 	servers := map[string]*env{
-		"adapter":  startServer(b, p, envOptions{stateless: true}),
+		"adapter":  startServer(b, p, envOptions{stateless: true, auditFile: true}),
 		"baseline": startServer(b, p, envOptions{stateless: true, noGuard: true}),
 	}
 	for _, conn := range []string{"warm", "new-conn"} {

@@ -28,7 +28,11 @@
 // Handlers reach the caller's identity with FromContext.
 //
 // Sessions are bound to the SPIFFE ID, not to one certificate, so a client
-// whose certificate was renewed keeps its session. Stateless servers
+// whose certificate was renewed keeps its session. The binding is kept twice:
+// in the Guard's table, bounded (WithMaxSessions) and aged (WithSessionTTL),
+// and by the SDK itself for the life of the session (the Guard gives it the
+// SPIFFE ID as auth.TokenInfo.UserID), so a binding that left the table never
+// lets another identity in. Stateless servers
 // (StreamableHTTPOptions.Stateless, or protocol 2026-07-28 clients) have no
 // sessions to bind; every request is checked on its own either way.
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/internal/clock"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
 )
@@ -74,6 +76,7 @@ func TestMCP(t *testing.T) {
 			e := startServer(t, p, envOptions{stateless: mode.stateless})
 			reader, _ := e.mustConnect(t, p.reader, mode.version)
 			admin, _ := e.mustConnect(t, p.admin, mode.version)
+			guest, _ := e.mustConnect(t, p.guest, mode.version)
 
 			t.Run("allowed", func(t *testing.T) {
 				out, err := call(t, reader, mcpexample.ToolSearchDocs, map[string]any{"query": "certificates"})
@@ -124,10 +127,16 @@ func TestMCP(t *testing.T) {
 				if errForbidden == nil || errUnknown == nil || errForbidden.Error() != errUnknown.Error() {
 					t.Fatalf("forbidden and unknown resources answer differently:\n%v\n%v", errForbidden, errUnknown)
 				}
-				_, errForbidden = reader.GetPrompt(ctxT(t), &mcp.GetPromptParams{Name: "nope"})
-				if errForbidden == nil || !strings.Contains(errForbidden.Error(), mcpauth.DeniedMessage) {
-					t.Fatalf("unknown prompt: %v", errForbidden)
-				}
+				// Carol (no role) may not use summarize, which exists.
+				_, errForbidden = guest.GetPrompt(ctxT(t), &mcp.GetPromptParams{Name: mcpexample.PromptSummarize, Arguments: map[string]string{"uri": "docs://handbook"}})
+				_, errUnknown = guest.GetPrompt(ctxT(t), &mcp.GetPromptParams{Name: "nope"})
+				sameDenial(t, "prompts/get summarize (forbidden) and nope (unknown)", errForbidden, errUnknown)
+				_, errForbidden = guest.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: mcpexample.ResourceHandbook})
+				_, errUnknown = guest.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: "docs://nope"})
+				sameDenial(t, "resources/read handbook (forbidden) and docs://nope (unknown)", errForbidden, errUnknown)
+				_, errForbidden = reader.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: mcpexample.ResourceSecrets})
+				_, errUnknown = reader.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: "file:///secrets/nope.txt"})
+				sameDenial(t, "resources/read secrets (forbidden) and file:///secrets/nope.txt (unknown)", errForbidden, errUnknown)
 			})
 
 			t.Run("list filtering", func(t *testing.T) {
@@ -149,16 +158,26 @@ func TestMCP(t *testing.T) {
 				if want := []string{mcpexample.ResourceHandbook, mcpexample.ResourceDocA}; !slices.Equal(uris, want) {
 					t.Errorf("reader resources = %v, want %v", uris, want)
 				}
-				if rl.CacheScope != "private" {
-					t.Errorf("resources/list cacheScope = %q, want private", rl.CacheScope)
-				}
 				tl, err := reader.ListResourceTemplates(ctxT(t), nil)
 				if err != nil || len(tl.ResourceTemplates) != 1 || tl.ResourceTemplates[0].URITemplate != mcpexample.TemplateDocs {
-					t.Errorf("reader templates = %v, %v", tl, err)
+					t.Fatalf("reader templates = %v, %v", tl, err)
 				}
 				pl, err := reader.ListPrompts(ctxT(t), nil)
 				if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != mcpexample.PromptSummarize {
-					t.Errorf("reader prompts = %v, %v", pl, err)
+					t.Fatalf("reader prompts = %v, %v", pl, err)
+				}
+				tools, err := reader.ListTools(ctxT(t), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Every filtered list is marked private to the caller.
+				for name, c := range map[string]mcp.Cacheable{
+					"tools/list": tools.Cacheable, "resources/list": rl.Cacheable,
+					"resources/templates/list": tl.Cacheable, "prompts/list": pl.Cacheable,
+				} {
+					if c.CacheScope != "private" || c.TTLMs != 0 {
+						t.Errorf("%s: cacheScope %q, ttlMs %d; want private, 0", name, c.CacheScope, c.TTLMs)
+					}
 				}
 			})
 
@@ -210,6 +229,28 @@ func TestMCP(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// sameDenial fails unless both errors are the adapter's denial, identical
+// in code, message and data.
+func sameDenial(t testing.TB, what string, a, b error) {
+	t.Helper()
+	var ja, jb *jsonrpc.Error
+	if !errors.As(a, &ja) || !errors.As(b, &jb) {
+		t.Fatalf("%s: not JSON-RPC errors: %v / %v", what, a, b)
+	}
+	if ja.Code != mcpauth.CodeDenied || ja.Message != mcpauth.DeniedMessage || ja.Code != jb.Code || ja.Message != jb.Message || string(ja.Data) != string(jb.Data) || a.Error() != b.Error() {
+		t.Fatalf("%s answer differently or not as denials:\n%#v\n%#v", what, ja, jb)
+	}
+}
+
+// denied fails unless err is the adapter's denial.
+func denied(t testing.TB, what string, err error) {
+	t.Helper()
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcpauth.CodeDenied || je.Message != mcpauth.DeniedMessage || len(je.Data) != 0 {
+		t.Fatalf("%s: got %v, want the denial %d %q", what, err, mcpauth.CodeDenied, mcpauth.DeniedMessage)
 	}
 }
 
@@ -391,5 +432,285 @@ when { context has args && context.args has id && context.args.id == "root" };
 	last := recs[len(recs)-1]
 	if last.Decision != "deny" || !slices.Equal(last.Policies, []string{"never-delete-root"}) || last.Args["id"] != "root" {
 		t.Fatalf("last audit record: %+v", last)
+	}
+}
+
+// completionPolicy adds to the starter policy completion of the summarize
+// prompt and of the docs template for readers.
+const completionPolicy = `
+@id("readers-complete-summarize")
+permit (principal in Mcp::Role::"reader", action == Mcp::Action::"completion/complete", resource == Mcp::Prompt::"summarize");
+
+@id("readers-complete-docs")
+permit (principal in Mcp::Role::"reader", action == Mcp::Action::"completion/complete", resource is Mcp::Resource)
+when { resource.uri like "file:///docs/*" };
+`
+
+// completion/complete is decided by the prompt or resource it completes,
+// and resources/subscribe by the URI, through the go-sdk client.
+func TestCompletionAndSubscribe(t *testing.T) {
+	p := newPKI(t)
+	src, err := os.ReadFile(starterPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startServer(t, p, envOptions{policy: string(src) + completionPolicy})
+	reader, _ := e.mustConnect(t, p.reader, stateful)
+	admin, _ := e.mustConnect(t, p.admin, stateful)
+	complete := func(cs *mcp.ClientSession, ref *mcp.CompleteReference, arg, value string) ([]string, error) {
+		res, err := cs.Complete(ctxT(t), &mcp.CompleteParams{Ref: ref, Argument: mcp.CompleteParamsArgument{Name: arg, Value: value}})
+		if err != nil {
+			return nil, err
+		}
+		return res.Completion.Values, nil
+	}
+	summarize := &mcp.CompleteReference{Type: "ref/prompt", Name: mcpexample.PromptSummarize}
+	docsTemplate := &mcp.CompleteReference{Type: "ref/resource", URI: mcpexample.TemplateDocs}
+	secretsTemplate := &mcp.CompleteReference{Type: "ref/resource", URI: "file:///secrets/{name}"}
+
+	t.Run("completion allowed", func(t *testing.T) {
+		if got, err := complete(reader, summarize, "uri", "docs"); err != nil || !slices.Equal(got, []string{mcpexample.ResourceHandbook}) {
+			t.Fatalf("reader completes summarize: %v, %v", got, err)
+		}
+		if got, err := complete(reader, docsTemplate, "name", ""); err != nil || !slices.Equal(got, []string{"a.md"}) {
+			t.Fatalf("reader completes the docs template: %v, %v", got, err)
+		}
+	})
+	t.Run("completion denied", func(t *testing.T) {
+		_, err := complete(reader, secretsTemplate, "name", "")
+		denied(t, "reader completes the secrets template", err)
+		_, errUnknown := complete(reader, &mcp.CompleteReference{Type: "ref/prompt", Name: "exfiltrate"}, "uri", "")
+		denied(t, "reader completes an unknown prompt", errUnknown)
+		sameDenial(t, "completion of the secrets template and of an unknown prompt", err, errUnknown)
+		// Carol has no role: the prompt she may not use is not completed.
+		guest, _ := e.mustConnect(t, p.guest, stateful)
+		_, err = complete(guest, summarize, "uri", "")
+		denied(t, "guest completes summarize", err)
+	})
+	t.Run("subscribe allowed", func(t *testing.T) {
+		if err := reader.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: mcpexample.ResourceHandbook}); err != nil {
+			t.Fatalf("reader subscribes to the handbook: %v", err)
+		}
+		if err := reader.Unsubscribe(ctxT(t), &mcp.UnsubscribeParams{URI: mcpexample.ResourceHandbook}); err != nil {
+			t.Fatalf("reader unsubscribes from the handbook: %v", err)
+		}
+	})
+	t.Run("subscribe denied", func(t *testing.T) {
+		err := reader.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: mcpexample.ResourceSecrets})
+		denied(t, "reader subscribes to the secrets", err)
+		// The forbid beats the admin's permit-everything.
+		denied(t, "admin subscribes to the secrets", admin.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: mcpexample.ResourceSecrets}))
+		errUnknown := reader.Subscribe(ctxT(t), &mcp.SubscribeParams{URI: "file:///secrets/nope.txt"})
+		sameDenial(t, "subscribing to the secrets and to an unknown secret", err, errUnknown)
+	})
+	t.Run("audit", func(t *testing.T) {
+		type key struct{ id, method, target, decision, policy string }
+		seen := map[key]bool{}
+		for _, r := range auditLines(t, e) {
+			seen[key{r.SPIFFEID, r.Method, r.Target, r.Decision, strings.Join(r.Policies, ",")}] = true
+		}
+		const alice, bob = "spiffe://acme.test/client/alice", "spiffe://acme.test/client/bob"
+		for _, k := range []key{
+			{alice, "completion/complete", mcpexample.PromptSummarize, "allow", "readers-complete-summarize"},
+			{alice, "completion/complete", mcpexample.TemplateDocs, "allow", "readers-complete-docs"},
+			{alice, "completion/complete", "file:///secrets/{name}", "deny", ""},
+			{alice, "resources/subscribe", mcpexample.ResourceHandbook, "allow", "readers-read-docs"},
+			{alice, "resources/unsubscribe", mcpexample.ResourceHandbook, "allow", "readers-read-docs"},
+			{alice, "resources/subscribe", mcpexample.ResourceSecrets, "deny", "no-secrets"},
+			{bob, "resources/subscribe", mcpexample.ResourceSecrets, "deny", "no-secrets"},
+		} {
+			if !seen[k] {
+				t.Errorf("no audit record %+v in:\n%s", k, e.audit.String())
+			}
+		}
+	})
+}
+
+// rpcResult decodes the result of a JSON-RPC response sent as JSON or as
+// one server-sent event.
+func rpcResult(t testing.TB, body string) map[string]any {
+	t.Helper()
+	data := body
+	for _, l := range strings.Split(body, "\n") {
+		if d, ok := strings.CutPrefix(l, "data: "); ok {
+			data = d
+		}
+	}
+	var msg struct {
+		Result map[string]any `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(data), &msg); err != nil || msg.Result == nil {
+		t.Fatalf("not a JSON-RPC result: %v\n%s", err, body)
+	}
+	return msg.Result
+}
+
+// Every list is marked private twice: cacheScope in the result, and
+// Cache-Control on the HTTP response.
+func TestListsPrivate(t *testing.T) {
+	p := newPKI(t)
+	e := startServer(t, p, envOptions{})
+	alice, hc := e.mustConnect(t, p.reader, stateful)
+	for i, method := range []string{"tools/list", "prompts/list", "resources/list", "resources/templates/list"} {
+		t.Run(method, func(t *testing.T) {
+			resp, body := post(t, hc, e.url, alice.ID(), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":%q}`, 100+i, method))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			want := "private, no-store"
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				want += ", no-transform"
+			}
+			if cc := resp.Header.Get("Cache-Control"); cc != want {
+				t.Errorf("Cache-Control = %q, want %q", cc, want)
+			}
+			res := rpcResult(t, body)
+			if res["cacheScope"] != "private" || res["ttlMs"] != 0.0 {
+				t.Errorf("cacheScope %v, ttlMs %v; want private, 0:\n%s", res["cacheScope"], res["ttlMs"], body)
+			}
+		})
+	}
+}
+
+// step advances the fake clock by d once the policy watch has armed its
+// timer, and waits until the watch has polled and armed the next one.
+func step(t testing.TB, fc *clock.Fake, d time.Duration) {
+	t.Helper()
+	for {
+		ch := fc.Changed()
+		if fc.Pending() > 0 {
+			break
+		}
+		<-ch
+	}
+	changed := fc.Changed()
+	fc.Advance(d)
+	<-changed
+}
+
+// Editing the policy file changes a live session's decisions through
+// Authorizer.Watch, the mechanism cmd/mcpca-example runs; a broken edit
+// keeps the last good policy.
+func TestPolicyFileWatch(t *testing.T) {
+	p := newPKI(t)
+	e := startServer(t, p, envOptions{})
+	reader, _ := e.mustConnect(t, p.reader, stateful)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.authz.Watch(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch returned %v", err)
+		}
+	})
+	const poll = 2 * time.Second // policy.WithPollInterval's default
+	src, err := os.ReadFile(e.policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = call(t, reader, mcpexample.ToolDeleteRecord, map[string]any{"id": "7"})
+	denied(t, "delete_record before the edit", err)
+
+	grant := string(src) + "\n@id(\"readers-delete\")\npermit (principal in Mcp::Role::\"reader\", action == Mcp::Action::\"tools/call\", resource == Mcp::Tool::\"delete_record\");\n"
+	if err := os.WriteFile(e.policyFile, []byte(grant), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step(t, e.clk, poll)
+	if g := e.authz.Generation(); g != 2 {
+		t.Fatalf("generation after the edit = %d, want 2\n%s", g, e.policyLog.String())
+	}
+	if out, err := call(t, reader, mcpexample.ToolDeleteRecord, map[string]any{"id": "7"}); err != nil || out != "record 7 deleted" {
+		t.Fatalf("delete_record after the edit: %q, %v", out, err)
+	}
+
+	broken := grant + "\npermit (principal, action == Mcp::Action::\"tools/call\", resource"
+	if err := os.WriteFile(e.policyFile, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step(t, e.clk, poll)
+	e.policyLog.waitFor(t, `level=ERROR msg="policy reload failed, keeping the last good policy set"`)
+	if g := e.authz.Generation(); g != 2 {
+		t.Fatalf("generation after the broken edit = %d, want 2", g)
+	}
+	if out, err := call(t, reader, mcpexample.ToolDeleteRecord, map[string]any{"id": "8"}); err != nil || out != "record 8 deleted" {
+		t.Fatalf("delete_record after the broken edit (last good policy): %q, %v", out, err)
+	}
+
+	if err := os.WriteFile(e.policyFile, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step(t, e.clk, poll)
+	if g := e.authz.Generation(); g != 3 {
+		t.Fatalf("generation after the revert = %d, want 3", g)
+	}
+	_, err = call(t, reader, mcpexample.ToolDeleteRecord, map[string]any{"id": "9"})
+	denied(t, "delete_record after the revert", err)
+}
+
+// foreignBody is Handler's refusal of a session another identity created.
+const foreignBody = `{"error":"session belongs to another identity","detail":"start a new session: an MCP session can only be used by the identity that created it"}` + "\n"
+
+// deleteSession ends session sid over hc.
+func deleteSession(t testing.TB, hc *http.Client, url, sid string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodDelete, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Mcp-Session-Id", sid)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// A session whose binding left the Guard's table, by expiry or eviction,
+// stays refused to every other identity and usable by its creator.
+func TestSessionBindingGone(t *testing.T) {
+	p := newPKI(t)
+	for _, tc := range []struct {
+		name string
+		opts []mcpauth.Option
+		drop func(e *env) // makes the Guard drop alice's binding
+	}{
+		{"expired", []mcpauth.Option{mcpauth.WithSessionTTL(time.Minute)}, func(e *env) {
+			e.clk.Advance(2 * time.Minute)
+			e.mustConnect(t, p.guest, stateful) // a new binding sweeps the expired ones
+		}},
+		{"evicted", []mcpauth.Option{mcpauth.WithMaxSessions(1)}, func(e *env) {
+			e.mustConnect(t, p.guest, stateful) // the table holds one binding
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startServer(t, p, envOptions{guardOpts: tc.opts})
+			alice, aliceHTTP := e.mustConnect(t, p.reader, stateful)
+			tc.drop(e)
+			bobHTTP := e.httpClient(p.admin)
+			resp, body := post(t, bobHTTP, e.url, alice.ID(), listTools)
+			if resp.StatusCode != http.StatusForbidden || body != foreignBody || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("bob on alice's session: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+			resp, body = deleteSession(t, bobHTTP, e.url, alice.ID())
+			if resp.StatusCode != http.StatusForbidden || body != foreignBody {
+				t.Fatalf("bob deleting alice's session: %d %q", resp.StatusCode, body)
+			}
+			// Alice's session still works, for Alice.
+			if out, err := call(t, alice, mcpexample.ToolWhoAmI, nil); err != nil || out != "spiffe://acme.test/client/alice roles=reader" {
+				t.Fatalf("alice on her session: %q, %v", out, err)
+			}
+			resp, body = post(t, aliceHTTP, e.url, alice.ID(), listTools)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, "search_docs") {
+				t.Fatalf("alice on her session over HTTP: %d %s", resp.StatusCode, body)
+			}
+			// An unknown session is still the SDK's 404.
+			resp, body = post(t, bobHTTP, e.url, "no-such-session", listTools)
+			if resp.StatusCode != http.StatusNotFound || body != "session not found\n" {
+				t.Fatalf("unknown session: %d %q", resp.StatusCode, body)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
@@ -38,9 +41,15 @@ type Guard struct {
 	reqs   sync.Map // string -> *caller
 	nextID atomic.Uint64
 
+	// sessions holds the session bindings, at most cfg.maxSess; lru orders
+	// them by last use, most recent first, so that expired bindings are
+	// dropped from its back and, when the table is full, the least recently
+	// used one is evicted. An evicted or expired binding costs no safety:
+	// the SDK keeps the creator's SPIFFE ID with each session for its whole
+	// life (see userWriter) and refuses any other identity.
 	mu       sync.Mutex
-	sessions map[string]*binding
-	swept    time.Time
+	sessions map[string]*list.Element // of *binding
+	lru      list.List
 
 	// principals remembers the Cedar principal of each identity the
 	// Verifier returned (it returns the same *Identity for a certificate
@@ -54,13 +63,24 @@ type Guard struct {
 type caller struct {
 	principal *policy.Principal
 	source    netip.Addr
+	authz     []string // the client's Authorization header, if any
 }
 
 // binding ties an MCP session to the SPIFFE ID that created it.
 type binding struct {
-	id       string
+	sid, id  string
 	lastSeen time.Time
 }
+
+// sessionState is what the binding table says of a request's session.
+type sessionState int
+
+const (
+	sessionNone    sessionState = iota // no Mcp-Session-Id
+	sessionOwned                       // bound to the caller
+	sessionForeign                     // bound to another identity
+	sessionUnbound                     // not in the table: never bound, ended, expired or evicted
+)
 
 // connState is the per-connection cache that ConnContext installs.
 type connState struct {
@@ -78,7 +98,13 @@ const refHeader = "Mcpca-Caller-Ref"
 
 const sessionHeader = "Mcp-Session-Id"
 
-const maxSessions = 100000
+// DefaultMaxSessions bounds the session binding table when WithMaxSessions
+// does not say otherwise.
+const DefaultMaxSessions = 100000
+
+// sdkUserMismatch is the body of the go-sdk's refusal of a session created
+// by another user (StreamableHTTPHandler, stateful mode).
+const sdkUserMismatch = "session user mismatch\n"
 
 // maxPrincipals bounds the principal cache; it is emptied when full.
 const maxPrincipals = 4096
@@ -92,7 +118,7 @@ func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error)
 	if authz == nil {
 		return nil, errorf("an authorizer is required")
 	}
-	cfg := config{sessionTTL: DefaultSessionTTL, maxSess: maxSessions}
+	cfg := config{sessionTTL: DefaultSessionTTL, maxSess: DefaultMaxSessions}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -103,7 +129,10 @@ func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error)
 	if cfg.sessionTTL <= 0 {
 		return nil, errorf("session TTL must be positive, got %v", cfg.sessionTTL)
 	}
-	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*binding),
+	if cfg.maxSess <= 0 {
+		return nil, errorf("the session limit must be positive, got %d", cfg.maxSess)
+	}
+	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*list.Element),
 		principals: make(map[*identity.Identity]*policy.Principal)}, nil
 }
 
@@ -139,9 +168,27 @@ func writeError(w http.ResponseWriter, status int, msg, detail string) {
 //   - 403 {"error":"session belongs to another identity"} when the request
 //     names an Mcp-Session-Id that another identity created.
 //
+// Sessions are bound twice. The Guard keeps a bounded table of bindings
+// (see WithSessionTTL and WithMaxSessions) and refuses a foreign identity
+// itself. It also hands the SDK the caller's SPIFFE ID as the user of the
+// request (auth.TokenInfo.UserID, through auth.RequireBearerToken with a
+// bearer token of its own: a client's Authorization header is put back
+// before next sees the request), and the SDK keeps the creator's ID with
+// each session for as long as the session lives. So a session whose binding
+// expired or was evicted from the table is still refused to any other
+// identity, with the same 403, and still works for its creator.
+//
 // Responses carry Cache-Control: private, no-store, since what they hold
 // depends on who asked.
 func (g *Guard) Handler(next http.Handler) http.Handler {
+	inner := auth.RequireBearerToken(g.tokenInfo, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Authorization")
+			if c := g.lookupRef(r.Header.Get(refHeader)); c != nil && c.authz != nil {
+				r.Header["Authorization"] = c.authz
+			}
+			next.ServeHTTP(w, r)
+		}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(refHeader)
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -156,21 +203,54 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		}
 		id := c.principal.Identity().ID.String()
 		sid := r.Header.Get(sessionHeader)
-		if sid != "" && !g.checkSession(sid, id) {
-			writeError(w, http.StatusForbidden, "session belongs to another identity",
-				"start a new session: an MCP session can only be used by the identity that created it")
+		st := sessionNone
+		if sid != "" {
+			st = g.checkSession(sid, id)
+		}
+		if st == sessionForeign {
+			writeForeign(w)
 			return
 		}
 		ref := strconv.FormatUint(g.nextID.Add(1), 36)
+		c.authz = r.Header.Values("Authorization")
 		g.reqs.Store(ref, c)
 		defer g.reqs.Delete(ref)
 		r.Header.Set(refHeader, ref)
-		bw := &bindingWriter{ResponseWriter: w, g: g, id: id, sid: sid}
-		next.ServeHTTP(bw, r)
+		r.Header.Set("Authorization", "Bearer "+ref)
+		bw := &bindingWriter{ResponseWriter: w, g: g, id: id, sid: sid, unbound: st == sessionUnbound}
+		inner.ServeHTTP(bw, r)
+		bw.release()
 		if sid != "" && r.Method == http.MethodDelete && bw.status/100 == 2 {
 			g.dropSession(sid)
 		}
 	})
+}
+
+func writeForeign(w http.ResponseWriter) {
+	writeError(w, http.StatusForbidden, "session belongs to another identity",
+		"start a new session: an MCP session can only be used by the identity that created it")
+}
+
+// tokenInfo gives the SDK the caller's SPIFFE ID as its user; token is the
+// reference Handler registered the caller under.
+func (g *Guard) tokenInfo(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+	c := g.lookupRef(token)
+	if c == nil {
+		return nil, auth.ErrInvalidToken
+	}
+	return &auth.TokenInfo{UserID: c.principal.Identity().ID.String()}, nil
+}
+
+// lookupRef returns the caller Handler registered under ref.
+func (g *Guard) lookupRef(ref string) *caller {
+	if ref == "" {
+		return nil
+	}
+	v, ok := g.reqs.Load(ref)
+	if !ok {
+		return nil
+	}
+	return v.(*caller)
 }
 
 // caller verifies the peer of r and returns its principal, from the
@@ -218,24 +298,27 @@ func remoteAddr(s string) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// checkSession reports whether id may use session sid. A session this
-// Guard has not seen bound is left to the SDK, which answers 404 for
-// unknown sessions.
-func (g *Guard) checkSession(sid, id string) bool {
+// checkSession tells whether session sid is bound to id, to another
+// identity, or not bound at all, and marks an owned binding as just used.
+func (g *Guard) checkSession(sid, id string) sessionState {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	b := g.sessions[sid]
-	if b == nil {
-		return true
+	e := g.sessions[sid]
+	if e == nil {
+		return sessionUnbound
 	}
+	b := e.Value.(*binding)
 	if b.id != id {
-		return false
+		return sessionForeign
 	}
 	b.lastSeen = g.cfg.clock.Now()
-	return true
+	g.lru.MoveToFront(e)
+	return sessionOwned
 }
 
-// bindSession records that id created session sid, unless it is bound.
+// bindSession records that id created session sid, unless it is bound. It
+// first drops the bindings unused for longer than the session TTL and, if
+// the table is still full, evicts the least recently used ones.
 func (g *Guard) bindSession(sid, id string) {
 	now := g.cfg.clock.Now()
 	g.mu.Lock()
@@ -243,53 +326,98 @@ func (g *Guard) bindSession(sid, id string) {
 	if _, ok := g.sessions[sid]; ok {
 		return
 	}
-	if len(g.sessions) >= g.cfg.maxSess || now.Sub(g.swept) > g.cfg.sessionTTL {
-		for k, b := range g.sessions {
-			if now.Sub(b.lastSeen) > g.cfg.sessionTTL {
-				delete(g.sessions, k)
-			}
+	for e := g.lru.Back(); e != nil; e = g.lru.Back() {
+		if b := e.Value.(*binding); len(g.sessions) < g.cfg.maxSess && now.Sub(b.lastSeen) <= g.cfg.sessionTTL {
+			break
 		}
-		g.swept = now
+		g.removeLocked(e)
 	}
-	g.sessions[sid] = &binding{id: id, lastSeen: now}
+	g.sessions[sid] = g.lru.PushFront(&binding{sid: sid, id: id, lastSeen: now})
+}
+
+func (g *Guard) removeLocked(e *list.Element) {
+	g.lru.Remove(e)
+	delete(g.sessions, e.Value.(*binding).sid)
 }
 
 func (g *Guard) dropSession(sid string) {
 	g.mu.Lock()
-	delete(g.sessions, sid)
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	if e := g.sessions[sid]; e != nil {
+		g.removeLocked(e)
+	}
+}
+
+// sessionCount returns the number of session bindings (for tests).
+func (g *Guard) sessionCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
 }
 
 // bindingWriter binds the session the SDK announces in its response
-// headers to the identity of the request that created it.
+// headers to the identity of the request that created it. For a request on
+// a session the table does not know, it holds back a 403 until it sees the
+// body: the SDK's refusal of another user's session is answered as Handler
+// answers a foreign session.
 type bindingWriter struct {
 	http.ResponseWriter
 	g       *Guard
 	id, sid string
+	unbound bool
 	status  int
+	held    bool // a 403 not yet passed on
+	swallow bool // the SDK's refusal was replaced: drop the rest of it
 }
 
 func (w *bindingWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-		// The SDK sets its own Cache-Control (no-cache, no-transform for
-		// event streams); what is answered depends on who asked, so no
-		// shared cache may keep it.
-		cc := "private, no-store"
-		if strings.Contains(w.Header().Get("Cache-Control"), "no-transform") {
-			cc += ", no-transform"
-		}
-		w.Header().Set("Cache-Control", cc)
-		if s := w.Header().Get(sessionHeader); s != "" && s != w.sid {
-			w.g.bindSession(s, w.id)
-		}
+	if w.status != 0 {
+		w.ResponseWriter.WriteHeader(code) // let net/http report the superfluous call
+		return
+	}
+	w.status = code
+	// The SDK sets its own Cache-Control (no-cache, no-transform for
+	// event streams); what is answered depends on who asked, so no
+	// shared cache may keep it.
+	cc := "private, no-store"
+	if strings.Contains(w.Header().Get("Cache-Control"), "no-transform") {
+		cc += ", no-transform"
+	}
+	w.Header().Set("Cache-Control", cc)
+	if s := w.Header().Get(sessionHeader); s != "" && s != w.sid {
+		w.g.bindSession(s, w.id)
+	}
+	if code == http.StatusForbidden && w.unbound {
+		w.held = true
+		return
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// release passes on a held 403 that no body followed.
+func (w *bindingWriter) release() {
+	if w.held {
+		w.held = false
+		w.ResponseWriter.WriteHeader(w.status)
+	}
 }
 
 func (w *bindingWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.held {
+		w.held = false
+		if string(p) == sdkUserMismatch {
+			w.swallow = true
+			w.Header().Del("X-Content-Type-Options")
+			writeForeign(w.ResponseWriter)
+			return len(p), nil
+		}
+		w.ResponseWriter.WriteHeader(w.status)
+	}
+	if w.swallow {
+		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
 }
@@ -299,6 +427,7 @@ func (w *bindingWriter) Flush() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.release()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

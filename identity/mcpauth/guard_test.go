@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/identity"
@@ -91,6 +92,7 @@ func TestNewErrors(t *testing.T) {
 		{"no verifier", func() error { _, err := mcpauth.New(nil, set); return err }, "mcpauth: a verifier is required"},
 		{"no authorizer", func() error { _, err := mcpauth.New(v, nil); return err }, "mcpauth: an authorizer is required"},
 		{"bad TTL", func() error { _, err := mcpauth.New(v, set, mcpauth.WithSessionTTL(-time.Second)); return err }, "mcpauth: session TTL must be positive, got -1s"},
+		{"bad session limit", func() error { _, err := mcpauth.New(v, set, mcpauth.WithMaxSessions(0)); return err }, "mcpauth: the session limit must be positive, got 0"},
 	} {
 		if err := tc.err(); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
@@ -120,5 +122,31 @@ func TestMiddlewareWithoutHandler(t *testing.T) {
 	}
 	if _, err := cs.ListTools(ctxT(t), nil); err == nil || !strings.Contains(err.Error(), mcpauth.DeniedMessage) {
 		t.Fatalf("tools/list: got %v", err)
+	}
+}
+
+// The wrapped handler sees the caller's SPIFFE ID as the SDK's user
+// (auth.TokenInfo) and the client's own Authorization header, if any.
+func TestHandlerPassesUserAndAuthorization(t *testing.T) {
+	g, tca := offline(t)
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice")
+	for _, sent := range []string{"", "Basic dXNlcjpwYXNz"} {
+		var user, got string
+		h := g.Handler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
+				user = ti.UserID
+			}
+			got = r.Header.Get("Authorization")
+		}))
+		req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(listTools))
+		req.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
+		if sent != "" {
+			req.Header.Set("Authorization", sent)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || user != "spiffe://acme.test/client/alice" || got != sent {
+			t.Errorf("sent Authorization %q: status %d, user %q, Authorization %q", sent, rec.Code, user, got)
+		}
 	}
 }

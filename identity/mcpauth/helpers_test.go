@@ -85,6 +85,7 @@ type pki struct {
 	server      tls.Certificate
 	reader      tls.Certificate // alice, role reader
 	admin       tls.Certificate // bob, roles admin and reader
+	guest       tls.Certificate // carol, no role
 	clientTrust *identity.Verifier
 }
 
@@ -96,6 +97,7 @@ func newPKI(t testing.TB) *pki {
 	p.server = c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	p.reader = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}, TTL: time.Hour})
 	p.admin = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "bob", Roles: []string{"admin", "reader"}, TTL: time.Hour})
+	p.guest = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "carol", TTL: time.Hour})
 	b, err := identity.NewBundle([]*x509.Certificate{c.Root})
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +119,7 @@ type env struct {
 	crl        *identity.CRLFetcher
 	audit      *syncBuf
 	tlsLog     *syncBuf
+	policyLog  *syncBuf // what the Authorizer logs (reloads)
 }
 
 type envOptions struct {
@@ -124,12 +127,14 @@ type envOptions struct {
 	noGuard   bool   // TLS but no adapter (benchmark baseline)
 	toolArgs  bool   // pass tool arguments to the policy
 	policy    string // policy text instead of the starter policy
+	auditFile bool   // write the audit log to a file, as the example server does
+	guardOpts []mcpauth.Option
 }
 
 // startServer serves the example server over mTLS on a loopback port.
 func startServer(t testing.TB, p *pki, o envOptions) *env {
 	t.Helper()
-	e := &env{pki: p, audit: &syncBuf{}, tlsLog: &syncBuf{}}
+	e := &env{pki: p, audit: &syncBuf{}, tlsLog: &syncBuf{}, policyLog: &syncBuf{}}
 	e.clk = clock.NewFake(time.Now())
 	dir := t.TempDir()
 	e.policyFile = filepath.Join(dir, "policy.cedar")
@@ -140,8 +145,8 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 	if o.policy != "" {
 		src = []byte(o.policy)
 	}
-	popts := []policy.Option{policy.WithClock(e.clk), policy.WithLogger(slogDiscard())}
-	gopts := []mcpauth.Option{mcpauth.WithClock(e.clk), mcpauth.WithLogger(slogDiscard())}
+	popts := []policy.Option{policy.WithClock(e.clk), policy.WithLogger(slog.New(slog.NewTextHandler(e.policyLog, nil)))}
+	gopts := append([]mcpauth.Option{mcpauth.WithClock(e.clk), mcpauth.WithLogger(slogDiscard())}, o.guardOpts...)
 	aopts := []identity.AuditOption{}
 	if o.toolArgs {
 		popts = append(popts, policy.WithToolArguments())
@@ -179,7 +184,15 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 		ErrorLog:  log.New(e.tlsLog, "", 0),
 	}
 	if !o.noGuard {
-		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(identity.NewAuditLog(e.audit, aopts...)))...)
+		audit := identity.NewAuditLog(e.audit, aopts...)
+		if o.auditFile {
+			audit, err = identity.OpenAuditLog(filepath.Join(dir, "audit.log"), aopts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = audit.Close() })
+		}
+		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(audit))...)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -110,15 +110,7 @@ func (g *Guard) lookup(req mcp.Request) *caller {
 	if extra == nil || extra.Header == nil {
 		return nil
 	}
-	ref := extra.Header.Get(refHeader)
-	if ref == "" {
-		return nil
-	}
-	v, ok := g.reqs.Load(ref)
-	if !ok {
-		return nil
-	}
-	return v.(*caller)
+	return g.lookupRef(extra.Header.Get(refHeader))
 }
 
 // request builds the policy request for method.

@@ -53,6 +53,15 @@ func WithToolArguments() Option {
 	return optionFunc(func(c *config) { c.toolArgs = true })
 }
 
+// WithMaxSessions bounds the table of session bindings (default
+// DefaultMaxSessions). When it is full, bindings unused for longer than the
+// session TTL are dropped first, then the least recently used. A session
+// whose binding was dropped stays refused to other identities (see
+// Guard.Handler).
+func WithMaxSessions(n int) Option {
+	return optionFunc(func(c *config) { c.maxSess = n })
+}
+
 // WithSessionTTL sets how long a session binding outlives the last request
 // of its session (default DefaultSessionTTL). Use at least the SDK's
 // StreamableHTTPOptions.SessionTimeout.

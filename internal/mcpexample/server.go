@@ -55,9 +55,15 @@ func text(s string) *mcp.CallToolResult {
 }
 
 // NewServer returns the example MCP server, without any access control:
-// install an mcpauth.Guard on it.
+// install an mcpauth.Guard on it. It completes the uri argument of the
+// summarize prompt and the name of the docs template, and accepts resource
+// subscriptions (it never changes a resource, so it never notifies).
 func NewServer() *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "mcpca-example", Version: "1.0.0"}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcpca-example", Version: "1.0.0"}, &mcp.ServerOptions{
+		CompletionHandler:  complete,
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: ToolSearchDocs, Description: "Search the documentation (read-only).",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
 		func(_ context.Context, _ *mcp.CallToolRequest, a SearchArgs) (*mcp.CallToolResult, any, error) {
@@ -112,4 +118,31 @@ func readDoc(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResource
 		return nil, mcp.ResourceNotFoundError(req.Params.URI)
 	}
 	return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/markdown", Text: body}}}, nil
+}
+
+// complete offers the document URIs (for the summarize prompt) or the
+// document names (for the docs template) that start with the typed value.
+// The secrets are never offered.
+func complete(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	var values []string
+	ref := req.Params.Ref
+	for uri := range docs {
+		if ref == nil {
+			break
+		}
+		if uri == ResourceSecrets {
+			continue
+		}
+		switch {
+		case ref.Type == "ref/prompt" && ref.Name == PromptSummarize && req.Params.Argument.Name == "uri":
+			values = append(values, uri)
+		case ref.Type == "ref/resource" && ref.URI == TemplateDocs && req.Params.Argument.Name == "name":
+			if name, ok := strings.CutPrefix(uri, "file:///docs/"); ok {
+				values = append(values, name)
+			}
+		}
+	}
+	values = slices.DeleteFunc(values, func(v string) bool { return !strings.HasPrefix(v, req.Params.Argument.Value) })
+	slices.Sort(values)
+	return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: values, Total: len(values)}}, nil
 }

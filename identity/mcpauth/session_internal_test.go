@@ -1,0 +1,79 @@
+package mcpauth
+
+import (
+	"container/list"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// The binding table never holds more than its limit: expired bindings go
+// first, then the least recently used.
+func TestSessionTableBounded(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	g := &Guard{cfg: config{clock: fc, sessionTTL: time.Minute, maxSess: 3}, sessions: make(map[string]*list.Element)}
+	const alice, bob = "spiffe://acme.test/client/alice", "spiffe://acme.test/client/bob"
+	g.bindSession("s1", alice)
+	g.bindSession("s2", alice)
+	g.bindSession("s3", bob)
+	fc.Advance(time.Second)
+	if st := g.checkSession("s1", alice); st != sessionOwned {
+		t.Fatalf("s1 for alice: %v", st)
+	}
+	g.bindSession("s4", bob) // full, nothing expired: s2, least recently used, goes
+	for sid, want := range map[string]sessionState{"s1": sessionOwned, "s2": sessionUnbound, "s3": sessionForeign, "s4": sessionForeign} {
+		if st := g.checkSession(sid, alice); st != want {
+			t.Errorf("%s for alice: %v, want %v", sid, st, want)
+		}
+	}
+	// A flood of new sessions leaves the table at its limit.
+	for i := range 1000 {
+		g.bindSession(fmt.Sprint("flood", i), bob)
+	}
+	if n := g.sessionCount(); n != 3 {
+		t.Fatalf("after the flood: %d bindings, want 3", n)
+	}
+	// Bindings unused for longer than the TTL are swept at the next bind.
+	fc.Advance(2 * time.Minute)
+	g.bindSession("s5", alice)
+	if n := g.sessionCount(); n != 1 || g.checkSession("s5", alice) != sessionOwned {
+		t.Fatalf("after the TTL: %d bindings, want s5 only", n)
+	}
+	g.dropSession("s5")
+	if n := g.sessionCount(); n != 0 {
+		t.Fatalf("after dropping s5: %d bindings", n)
+	}
+}
+
+// Only the SDK's refusal of another user's session is rewritten; any other
+// 403 on an unbound session passes unchanged.
+func TestHeldForbidden(t *testing.T) {
+	for _, tc := range []struct {
+		name, sdkBody, wantBody, wantType string
+	}{
+		{"user mismatch", "session user mismatch", `{"error":"session belongs to another identity","detail":"start a new session: an MCP session can only be used by the identity that created it"}` + "\n", "application/json"},
+		{"other refusal", `Forbidden: invalid Host header "evil.example"`, `Forbidden: invalid Host header "evil.example"` + "\n", "text/plain; charset=utf-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			w := &bindingWriter{ResponseWriter: rec, g: &Guard{}, id: "spiffe://acme.test/client/bob", sid: "s1", unbound: true}
+			http.Error(w, tc.sdkBody, http.StatusForbidden)
+			w.release()
+			if rec.Code != http.StatusForbidden || rec.Body.String() != tc.wantBody || rec.Header().Get("Content-Type") != tc.wantType {
+				t.Fatalf("got %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+			}
+		})
+	}
+	// A 403 with no body is passed on when the handler returns.
+	rec := httptest.NewRecorder()
+	w := &bindingWriter{ResponseWriter: rec, g: &Guard{}, sid: "s1", unbound: true}
+	w.WriteHeader(http.StatusForbidden)
+	w.release()
+	if rec.Code != http.StatusForbidden || rec.Body.Len() != 0 {
+		t.Fatalf("bodiless 403: %d %q", rec.Code, rec.Body.String())
+	}
+}
