@@ -2,16 +2,24 @@ package main
 
 import (
 	"bufio"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpca/mcpca/agent"
 )
 
 // agentProc is a running `mcpca agent` whose JSON log lines a test reads.
@@ -198,4 +206,168 @@ func TestCLIAgentBadInvocations(t *testing.T) {
 	fails(t, dir, `mcpca: agent: identity "default": renew_at 1.5 is not between 0 and 1`, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "r", "--renew-at", "1.5")
 	fails(t, dir, `mcpca: agent: health address "0.0.0.0:9465" is not a loopback address`, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "r", "--health-addr", "0.0.0.0:9465")
 	fails(t, dir, `mcpca: agent: identity "default": ca_url "http://ca" must start with https://`, "agent", "--cert", "c", "--key", "k", "--ca-url", "http://ca", "--root", "r")
+}
+
+// The single-identity flag form with every option that acts: it enrols from
+// the token file, renews at --renew-at against the real CA (a five-minute
+// certificate renewed a quarter of the way through, within half a minute),
+// runs the --exec command and signals --signal-pid once per new certificate,
+// and serves /healthz and /metrics on --health-addr.
+func TestCLIAgentFlagFormRenewsRunsHooksAndServesHealth(t *testing.T) {
+	ca := startServedCA(t)
+	w := ca.dir
+	tok := strings.TrimSpace(ok(t, w, "token", "web", "--server", "--dns", "localhost", "--dir", "pki", "--ttl", "5m").stdout)
+	tokenFile := filepath.Join(w, "web.token")
+	hookLog := filepath.Join(w, "hook.log")
+	hook := filepath.Join(w, "hook.sh")
+	for name, content := range map[string]string{
+		tokenFile: tok + "\n",
+		hook:      `echo "run $MCPCA_IDENTITY" >> ` + hookLog + "\n",
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The agent signals this test process; stop listening only after the
+	// agent is gone (cleanups run last in, first out), since an unhandled
+	// SIGUSR1 would end the test binary.
+	signals := make(chan os.Signal, 10)
+	signal.Notify(signals, syscall.SIGUSR1)
+	t.Cleanup(func() { signal.Stop(signals) })
+	health := freeAddr(t)
+	certFile := filepath.Join(w, "web", "cert.pem")
+	p := startAgent(t, w, "--cert", certFile, "--key", filepath.Join(w, "web", "key.pem"), "--ca-url", ca.url, "--root", ca.root,
+		"--token-file", tokenFile, "--renew-at", "0.25", "--health-addr", health,
+		"--exec", "sh "+hook, "--signal-pid", strconv.Itoa(os.Getpid()), "--signal", "USR1")
+
+	p.waitFor(t, "agent: enrolled with the token file", "default")
+	p.waitFor(t, "agent: renewing", "default")
+	enrolled := leafOf(t, certFile)
+	next := p.waitFor(t, "agent: next renewal", "default")
+	at, err := time.Parse(time.RFC3339Nano, next["at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRenewAt(t, "first certificate", enrolled, at)
+	// The hooks ran once for the enrolment.
+	waitSignals(t, signals, 1)
+	waitFor(t, func() bool { b, _ := os.ReadFile(hookLog); return string(b) == "run default\n" },
+		func() string { b, _ := os.ReadFile(hookLog); return "hook log " + string(b) })
+
+	code, body := httpGet(t, "http://"+health+"/healthz")
+	if code != 200 || !strings.Contains(body, `"name":"default","healthy":true`) {
+		t.Fatalf("healthz %d %s", code, body)
+	}
+
+	// The renewal, at the point --renew-at set.
+	renewed := p.waitFor(t, "agent: certificate renewed", "default")
+	now := leafOf(t, certFile)
+	if now.SerialNumber.Cmp(enrolled.SerialNumber) == 0 || renewed["serial"] != now.SerialNumber.Text(16) {
+		t.Fatalf("the certificate on disk (serial %s) is not the renewed one (%v)", now.SerialNumber.Text(16), renewed["serial"])
+	}
+	at, err = time.Parse(time.RFC3339Nano, renewed["renew_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRenewAt(t, "renewed certificate", now, at)
+	// The hooks ran exactly once more.
+	waitSignals(t, signals, 1)
+	waitFor(t, func() bool { b, _ := os.ReadFile(hookLog); return string(b) == "run default\nrun default\n" },
+		func() string { b, _ := os.ReadFile(hookLog); return "hook log " + string(b) })
+	code, body = httpGet(t, "http://"+health+"/metrics")
+	if code != 200 || !strings.Contains(body, `mcpca_agent_certificate_expiry_seconds{identity="default"}`) ||
+		!strings.Contains(body, `mcpca_agent_renewals_total{identity="default"} 1`+"\n") ||
+		!strings.Contains(body, `mcpca_agent_renewal_failures_total{identity="default"} 0`+"\n") {
+		t.Fatalf("metrics %d:\n%s", code, body)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitFor(t, "agent: stopped", "")
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v", err)
+	}
+	if b, _ := os.ReadFile(hookLog); string(b) != "run default\nrun default\n" {
+		t.Fatalf("hook log %q", b)
+	}
+	select {
+	case <-signals:
+		t.Fatal("a third signal")
+	default:
+	}
+	logs := ca.stderr.String()
+	if n := strings.Count(logs, `"event":"renew"`); n != 1 {
+		t.Fatalf("the CA renewed %d times", n)
+	}
+}
+
+// A health address in use stops the agent before it enrols: the error names
+// the address and the token stays unspent.
+func TestCLIAgentHealthAddressInUse(t *testing.T) {
+	ca := startServedCA(t)
+	w := ca.dir
+	tok := strings.TrimSpace(ok(t, w, "token", "web", "--server", "--dns", "localhost", "--dir", "pki", "--ttl", "5m").stdout)
+	if err := os.WriteFile(filepath.Join(w, "web.token"), []byte(tok), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	fails(t, w, "mcpca: agent: health endpoint: listen tcp "+addr+": bind: address already in use\n",
+		"agent", "--cert", "web/cert.pem", "--key", "web/key.pem", "--ca-url", ca.url, "--root", ca.root,
+		"--token-file", "web.token", "--health-addr", addr)
+	if _, err := os.Stat(filepath.Join(w, "web", "cert.pem")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a certificate was written: %v", err)
+	}
+	if logs := ca.stderr.String(); strings.Contains(logs, `"event":"issue"`) {
+		t.Fatal("the token was spent")
+	}
+}
+
+// leafOf reads the first certificate of a PEM file.
+func leafOf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	certs, err := agent.LoadCertificates(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs[0]
+}
+
+// checkRenewAt wants at to be the --renew-at 0.25 point of leaf's lifetime,
+// brought forward by at most the default jitter (5% of the lifetime).
+func checkRenewAt(t *testing.T, what string, leaf *x509.Certificate, at time.Time) {
+	t.Helper()
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	latest := leaf.NotBefore.Add(life / 4)
+	earliest := latest.Add(-life / 20)
+	if at.Before(earliest) || at.After(latest) {
+		t.Fatalf("%s (%v to %v): renewal at %v, want between %v and %v", what, leaf.NotBefore, leaf.NotAfter, at, earliest, latest)
+	}
+}
+
+// waitSignals waits for n signals.
+func waitSignals(t *testing.T, c <-chan os.Signal, n int) {
+	t.Helper()
+	timeout := time.After(2 * time.Minute)
+	for i := 0; i < n; i++ {
+		select {
+		case <-c:
+		case <-timeout:
+			t.Fatalf("got %d of %d signals from the agent", i, n)
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
