@@ -103,7 +103,7 @@ func writeAll(files []pending) (err error) {
 	dirs := map[string]bool{}
 	for i := range files {
 		if err := os.Rename(files[i].tmp, files[i].path); err != nil {
-			return errorf("replacing %s: %v", files[i].path, errors.Unwrap(err))
+			return errorf("replacing %s: %w", files[i].path, errors.Unwrap(err))
 		}
 		files[i].tmp = ""
 		dirs[filepath.Dir(files[i].path)] = true
@@ -120,11 +120,11 @@ func writeAll(files []pending) (err error) {
 func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	tmp := f.Name()
 	ok := false
@@ -135,16 +135,16 @@ func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
 		}
 	}()
 	if err := f.Chmod(mode); err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	if _, err := f.Write(data); err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	if err := f.Sync(); err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	if err := f.Close(); err != nil {
-		return "", errorf("writing %s: %v", path, pathErr(err))
+		return "", errorf("writing %s: %w", path, pathErr(err))
 	}
 	ok = true
 	return tmp, nil
@@ -163,11 +163,11 @@ func pathErr(err error) error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return errorf("syncing directory %s: %v", dir, pathErr(err))
+		return errorf("syncing directory %s: %w", dir, pathErr(err))
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return errorf("syncing directory %s: %v", dir, pathErr(err))
+		return errorf("syncing directory %s: %w", dir, pathErr(err))
 	}
 	return nil
 }

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,5 +403,35 @@ func TestSourceJitterSpreadsRenewalAndRetries(t *testing.T) {
 	// Retry after 1s, shortened by min(4*0.1, 0.5)*0.5 = 20%.
 	if at := armed.next(t); at.Sub(fk.Now()) != 800*time.Millisecond {
 		t.Fatalf("retry in %v", at.Sub(fk.Now()))
+	}
+}
+
+// A FileSink that cannot write makes the renewal fail with one "agent: "
+// prefix, however many functions of the package added context, and the
+// error chain still reaches the cause.
+func TestSourceReportsAFailedFileSinkWithOnePrefix(t *testing.T) {
+	ca := newTestCA(t)
+	fk := clock.NewFake(t0)
+	dir := t.TempDir()
+	sink := sinkIn(dir)
+	if err := os.WriteFile(filepath.Join(dir, "b"), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	armed := newArmed()
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), renewerOf(ca, fk.Now, time.Hour), WithClock(fk), WithRenewAt(0.5),
+		WithJitter(0), WithRoots(ca.Roots()), WithStore(sink), WithLogger(quiet), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	armed.next(t)
+	fk.Advance(30 * time.Minute)
+	armed.next(t)
+	err = s.Status().LastError
+	if want := "agent: storing the renewed certificate: writing " + sink.BundleFile + ": not a directory"; err == nil || err.Error() != want {
+		t.Fatalf("LastError = %v\nwant        %s", err, want)
+	}
+	if !errors.Is(err, syscall.ENOTDIR) {
+		t.Fatalf("errors.Is(ENOTDIR) fails on %v", err)
 	}
 }

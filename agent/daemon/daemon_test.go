@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/caclient"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -251,8 +253,14 @@ func TestDaemonExpiredCertificateNamesTheWayBackAndRecoversWithANewToken(t *test
 	e.fk.Advance(2 * time.Hour)
 	e.start()
 	err = e.nextObtained()
-	if err == nil || !strings.HasSuffix(err.Error(), "failed: enrolling: caclient: the CA answered 401: token already used or unknown") {
+	if err == nil || !strings.HasSuffix(err.Error(), "failed: enrolling: caclient: the CA answered 401: token already used or unknown") ||
+		!strings.HasPrefix(err.Error(), `agent: identity "web": the certificate expired at `) || strings.Count(err.Error(), "agent: ") != 1 {
 		t.Fatalf("reused token: %v", err)
+	}
+	// The CA's answer stays reachable through every layer.
+	var apiErr *caclient.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != 401 {
+		t.Fatalf("errors.As(*caclient.APIError) on %v: %+v", err, apiErr)
 	}
 	// Within one run, a refused token is not sent again.
 	e.reload <- struct{}{}
