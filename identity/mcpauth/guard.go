@@ -46,7 +46,7 @@ type Guard struct {
 	// dropped from its back and, when the table is full, the least recently
 	// used one is evicted. An evicted or expired binding costs no safety:
 	// the SDK keeps the creator's SPIFFE ID with each session for its whole
-	// life (see userWriter) and refuses any other identity.
+	// life (see Handler) and refuses any other identity.
 	mu       sync.Mutex
 	sessions map[string]*list.Element // of *binding
 	lru      list.List
