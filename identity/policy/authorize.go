@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -24,6 +25,18 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 	if AlwaysAllowed(r.Method) {
 		return Decision{Allow: true, Reason: "always allowed"}
 	}
+	now := s.now(&r)
+	// A connection tends to repeat the same request within a second: the
+	// last decision of the principal is reused when everything it depends
+	// on is the same (this set, the second, the source, the request).
+	var key decisionKey
+	cacheable := !(s.cfg.toolArgs && r.Args != nil)
+	if cacheable {
+		key = decisionKey{set: s, sec: now.Unix(), src: r.Source, method: r.Method, typ: r.TargetType, target: r.Target}
+		if e := p.last.Load(); e != nil && e.key == key {
+			return e.d
+		}
+	}
 	res := r.resourceUID()
 	bs, entity := s.idx.lookup(r.Method, res)
 	sc := scratchPool.Get().(*scratch)
@@ -35,12 +48,30 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 		sc.env = requestEnv{p: p, resUID: res, res: entity}
 		sc.cand.s = s
 		sc.cand.ids = sc.ids
-		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, s.now(&r))))
+		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, now)))
 		sc.env = requestEnv{}
 		sc.cand.s, sc.cand.ids = nil, nil
 	}
 	scratchPool.Put(sc)
+	if cacheable {
+		p.last.Store(&decisionEntry{key: key, d: d})
+	}
 	return d
+}
+
+// decisionKey is everything a decision depends on besides the principal.
+type decisionKey struct {
+	set    *Set
+	sec    int64
+	src    netip.Addr
+	method string
+	typ    types.EntityType
+	target string
+}
+
+type decisionEntry struct {
+	key decisionKey
+	d   Decision
 }
 
 func (s *Set) now(r *Request) time.Time {

@@ -94,6 +94,8 @@ type Principal struct {
 	// ctx caches the last context built for this principal: a connection
 	// makes its requests from one address, many within one second.
 	ctx atomic.Pointer[contextEntry]
+	// last caches the principal's last decision (see Set.Authorize).
+	last atomic.Pointer[decisionEntry]
 }
 
 type contextEntry struct {
