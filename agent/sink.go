@@ -10,6 +10,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/mcpca/mcpca/internal/caclient"
 )
 
 // FileSink writes a Snapshot to files, for the consumers that read
@@ -215,24 +217,15 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, errorf("reading certificates: %v", err)
 	}
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, errorf("parsing %s: %v", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
+	out, err := caclient.ParseCertificates(b)
+	switch {
+	case errors.Is(err, caclient.ErrNoCertificate):
 		return nil, errorf("%s holds no certificate", path)
+	case err != nil:
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // drop the caclient prefix: this is a local file
+		}
+		return nil, errorf("parsing %s: %v", path, err)
 	}
 	return out, nil
 }
