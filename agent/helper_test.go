@@ -10,9 +10,8 @@ import (
 type testCA = agenttest.CA
 
 var (
-	t0       = agenttest.T0
-	tlsCert  = agenttest.TLSCert
-	pemCerts = agenttest.PEMCerts
+	t0      = agenttest.T0
+	tlsCert = agenttest.TLSCert
 )
 
 func newTestCA(tb testing.TB) *testCA { return agenttest.NewCA(tb) }
@@ -22,30 +21,13 @@ func renewerOf(ca *testCA, now func() time.Time, lifetime time.Duration) Renewer
 	return RenewerFunc(ca.Renewer(now, lifetime))
 }
 
-// armedRecorder collects the times a source arms its renewal timer, so tests
-// wait for the loop instead of sleeping.
-type armedRecorder chan time.Time
+// armedRecorder collects the times a source arms its renewal timer.
+type armedRecorder struct{ agenttest.Armed }
 
-func newArmed() armedRecorder { return make(armedRecorder, 1000) }
+func newArmed() armedRecorder { return armedRecorder{agenttest.NewArmed()} }
 
-func (a armedRecorder) option() Option { return WithOnSchedule(func(at time.Time) { a <- at }) }
+func (a armedRecorder) option() Option { return WithOnSchedule(a.Record) }
 
-func (a armedRecorder) next(tb testing.TB) time.Time {
-	tb.Helper()
-	select {
-	case at := <-a:
-		return at
-	case <-time.After(30 * time.Second):
-		tb.Fatal("the source did not arm its timer")
-		return time.Time{}
-	}
-}
+func (a armedRecorder) next(tb testing.TB) time.Time { tb.Helper(); return a.Next(tb) }
 
-func (a armedRecorder) none(tb testing.TB) {
-	tb.Helper()
-	select {
-	case at := <-a:
-		tb.Fatalf("unexpected attempt, next armed for %v", at)
-	default:
-	}
-}
+func (a armedRecorder) none(tb testing.TB) { tb.Helper(); a.None(tb) }

@@ -25,7 +25,7 @@ func TestHooksRunExactlyOncePerRenewal(t *testing.T) {
 	failing := &Command{Argv: []string{"sh", "-c", "echo failing >> " + log + "; exit 3"}}
 	counting := &Command{Argv: []string{"sh", "-c", "echo ok >> " + log}}
 	hooks := NewHooks(quiet, failing, counting)
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
 	armed := newArmed()
 	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, WithClock(fk), WithRenewAt(0.5),
 		WithJitter(0), WithLogger(quiet), armed.option())
@@ -51,8 +51,8 @@ func TestHooksRunExactlyOncePerRenewal(t *testing.T) {
 	if got, want := string(b), strings.Repeat("failing\nok\n", renewals); got != want {
 		t.Fatalf("hook runs:\n%s\nwant:\n%s", got, want)
 	}
-	if r.calls.Load() != renewals || hooks.Runs() != 2*renewals || hooks.Failures() != renewals {
-		t.Fatalf("calls %d, hook runs %d, failures %d", r.calls.Load(), hooks.Runs(), hooks.Failures())
+	if r.Calls.Load() != renewals || hooks.Runs() != 2*renewals || hooks.Failures() != renewals {
+		t.Fatalf("calls %d, hook runs %d, failures %d", r.Calls.Load(), hooks.Runs(), hooks.Failures())
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/agent/internal/agenttest"
 	"github.com/mcpca/mcpca/internal/clock"
 )
 
@@ -36,24 +37,12 @@ func runSource(t *testing.T, s *Source) {
 }
 
 // countingRenewer counts calls and can be switched down.
-type countingRenewer struct {
-	next  Renewer
-	calls atomic.Int64
-	down  atomic.Bool
-}
-
-func (c *countingRenewer) Renew(ctx context.Context, cur tls.Certificate) (tls.Certificate, error) {
-	c.calls.Add(1)
-	if c.down.Load() {
-		return tls.Certificate{}, errors.New("agent: renew: connection refused")
-	}
-	return c.next.Renew(ctx, cur)
-}
+type countingRenewer = agenttest.CountingRenewer
 
 func TestSourceRenewsAtConfiguredPointAndNeverLoops(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
 	armed := newArmed()
 	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r,
 		WithClock(fk), WithRenewAt(0.5), WithJitter(0), WithLogger(quiet), armed.option())
@@ -69,7 +58,7 @@ func TestSourceRenewsAtConfiguredPointAndNeverLoops(t *testing.T) {
 	}
 	fk.Advance(30*time.Minute - time.Second)
 	armed.none(t)
-	if r.calls.Load() != 0 {
+	if r.Calls.Load() != 0 {
 		t.Fatal("renewed before the renew point")
 	}
 	for i := 1; i <= 5; i++ {
@@ -79,7 +68,7 @@ func TestSourceRenewsAtConfiguredPointAndNeverLoops(t *testing.T) {
 		if want := now.Add(30 * time.Minute); !at.Equal(want) {
 			t.Fatalf("renewal %d: next armed for %v, want %v", i, at, want)
 		}
-		if got := r.calls.Load(); got != int64(i) {
+		if got := r.Calls.Load(); got != int64(i) {
 			t.Fatalf("renewal %d: %d calls to the CA", i, got)
 		}
 		st := s.Status()
@@ -103,7 +92,7 @@ func TestSourceRenewalThatDoesNotMoveForwardBacksOff(t *testing.T) {
 	initial := ca.Cert("web", t0, t0.Add(time.Hour))
 	// A CA that caps the lifetime (say, at an expiring intermediate)
 	// returns certificates ending when the current one ends.
-	r := &countingRenewer{next: RenewerFunc(func(_ context.Context, cur tls.Certificate) (tls.Certificate, error) {
+	r := &countingRenewer{Next: RenewerFunc(func(_ context.Context, cur tls.Certificate) (tls.Certificate, error) {
 		return tlsCert(ca.Issue("web", cur.Leaf.PublicKey, fk.Now(), t0.Add(time.Hour)), cur.PrivateKey.(crypto.Signer)), nil
 	})}
 	armed := newArmed()
@@ -119,7 +108,7 @@ func TestSourceRenewalThatDoesNotMoveForwardBacksOff(t *testing.T) {
 	for fk.Now().Before(t0.Add(time.Hour)) {
 		at := armed.next(t)
 		if !at.After(last) {
-			t.Fatalf("attempt %d armed for %v, not after the previous attempt at %v", r.calls.Load(), at, last)
+			t.Fatalf("attempt %d armed for %v, not after the previous attempt at %v", r.Calls.Load(), at, last)
 		}
 		last = at
 		armed.none(t)
@@ -127,16 +116,16 @@ func TestSourceRenewalThatDoesNotMoveForwardBacksOff(t *testing.T) {
 	}
 	// Without the guard, every renewal would be due at once; with it the
 	// attempts spread out: 15m, 7.5m, 3.75m, ... then an exponential backoff.
-	if n := r.calls.Load(); n > 20 {
+	if n := r.Calls.Load(); n > 20 {
 		t.Fatalf("%d renewals in the last half hour of the certificate", n)
 	}
-	t.Logf("%d renewals", r.calls.Load())
+	t.Logf("%d renewals", r.Calls.Load())
 }
 
 func TestSourceRestartDoesNotRenewEarly(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0.Add(10 * time.Minute))
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
 	cert := ca.Cert("web", t0, t0.Add(time.Hour))
 	for run := 0; run < 3; run++ {
 		armed := newArmed()
@@ -154,7 +143,7 @@ func TestSourceRestartDoesNotRenewEarly(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if r.calls.Load() != 0 {
+		if r.Calls.Load() != 0 {
 			t.Fatalf("run %d: renewed on start", run)
 		}
 	}
@@ -163,8 +152,8 @@ func TestSourceRestartDoesNotRenewEarly(t *testing.T) {
 func TestSourceCADownBacksOffStillServingThenRecovers(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
-	r.down.Store(true)
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
+	r.Down.Store(true)
 	armed := newArmed()
 	initial := ca.Cert("web", t0, t0.Add(time.Hour))
 	s, err := NewSource(initial, r, WithClock(fk), WithRenewAt(0.5), WithJitter(0),
@@ -196,7 +185,7 @@ func TestSourceCADownBacksOffStillServingThenRecovers(t *testing.T) {
 		}
 		fk.Advance(d)
 	}
-	r.down.Store(false)
+	r.Down.Store(false)
 	// The advance above fired the 11th attempt, which succeeded.
 	at := armed.next(t)
 	st := s.Status()
@@ -214,8 +203,8 @@ func TestSourceCADownBacksOffStillServingThenRecovers(t *testing.T) {
 func TestSourceCANeverReturnsCertificateExpires(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
-	r.down.Store(true)
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
+	r.Down.Store(true)
 	armed := newArmed()
 	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, WithClock(fk), WithRenewAt(0.5),
 		WithJitter(0), WithLogger(quiet), armed.option())
@@ -386,8 +375,8 @@ func poolOf(certs []*x509.Certificate) *x509.CertPool {
 func TestSourceJitterSpreadsRenewalAndRetries(t *testing.T) {
 	ca := newTestCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: renewerOf(ca, fk.Now, time.Hour)}
-	r.down.Store(true)
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
+	r.Down.Store(true)
 	armed := newArmed()
 	s, err := NewSource(ca.Cert("web", t0, t0.Add(100*time.Minute)), r, WithClock(fk), WithRenewAt(0.5),
 		WithJitter(0.1), withRand(func() float64 { return 0.5 }), WithLogger(quiet), armed.option())

@@ -143,11 +143,9 @@ type RootsProvider interface {
 func RootsSource(p RootsProvider) Source { return &rootsSource{p: p} }
 
 type rootsSource struct {
-	p  RootsProvider
-	mu sync.Mutex
-	// last is the slice the current bundle was built from.
-	last []*x509.Certificate
-	cur  atomic.Pointer[Bundle]
+	p   RootsProvider
+	mu  sync.Mutex
+	cur atomic.Pointer[Bundle] // built from the roots slice it holds
 }
 
 func (r *rootsSource) Bundle() (*Bundle, error) {

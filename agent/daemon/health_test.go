@@ -23,8 +23,8 @@ var t0 = agenttest.T0
 func TestHealthSaysSoWhenTheCANeverReturnsAndTheCertificateExpires(t *testing.T) {
 	ca := agenttest.NewCA(t)
 	fk := clock.NewFake(t0)
-	r := &countingRenewer{next: agent.RenewerFunc(ca.Renewer(fk.Now, time.Hour))}
-	r.down.Store(true)
+	r := &countingRenewer{Next: agent.RenewerFunc(ca.Renewer(fk.Now, time.Hour))}
+	r.Down.Store(true)
 	armed := newArmed()
 	s, err := agent.NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, agent.WithName("web"), agent.WithClock(fk),
 		agent.WithRenewAt(0.5), agent.WithJitter(0), agent.WithLogger(quiet), armed.option())

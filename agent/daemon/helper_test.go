@@ -2,65 +2,32 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/agent/internal/agenttest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// armedRecorder collects the times sources arm their renewal timers, so
-// tests wait for the loop instead of sleeping.
-type armedRecorder chan time.Time
+// armedRecorder collects the times sources arm their renewal timers.
+type armedRecorder struct{ agenttest.Armed }
 
-func newArmed() armedRecorder { return make(armedRecorder, 1000) }
+func newArmed() armedRecorder { return armedRecorder{agenttest.NewArmed()} }
 
-func (a armedRecorder) option() agent.Option {
-	return agent.WithOnSchedule(func(at time.Time) { a <- at })
-}
+func (a armedRecorder) option() agent.Option { return agent.WithOnSchedule(a.Record) }
 
-func (a armedRecorder) next(tb testing.TB) time.Time {
-	tb.Helper()
-	select {
-	case at := <-a:
-		return at
-	case <-time.After(30 * time.Second):
-		tb.Fatal("the source did not arm its timer")
-		return time.Time{}
-	}
-}
+func (a armedRecorder) next(tb testing.TB) time.Time { tb.Helper(); return a.Next(tb) }
 
-func (a armedRecorder) none(tb testing.TB) {
-	tb.Helper()
-	select {
-	case at := <-a:
-		tb.Fatalf("unexpected attempt, next armed for %v", at)
-	default:
-	}
-}
+func (a armedRecorder) none(tb testing.TB) { tb.Helper(); a.None(tb) }
 
 // countingRenewer counts calls and can be switched down.
-type countingRenewer struct {
-	next  agent.Renewer
-	calls atomic.Int64
-	down  atomic.Bool
-}
-
-func (c *countingRenewer) Renew(ctx context.Context, cur tls.Certificate) (tls.Certificate, error) {
-	c.calls.Add(1)
-	if c.down.Load() {
-		return tls.Certificate{}, errors.New("agent: renew: connection refused")
-	}
-	return c.next.Renew(ctx, cur)
-}
+type countingRenewer = agenttest.CountingRenewer
 
 // runSource starts s.Run and stops it when the test ends.
 func runSource(t *testing.T, s *agent.Source) {
