@@ -72,21 +72,24 @@ func WithAuditClock(c clock.Clock) AuditOption {
 	return auditOptionFunc(func(cfg *auditConfig) { cfg.clock = clock.Or(c) })
 }
 
-// AuditLog writes hash-chained audit records, one JSON line each, flushed
-// per record. It is safe for concurrent use: writes are serialized.
+// AuditLog writes hash-chained audit records, one JSON line each, handed
+// to the underlying writer in one Write call per record (nothing is held
+// back in a buffer). It is safe for concurrent use: writes are serialized.
 type AuditLog struct {
 	cfg    auditConfig
 	mu     sync.Mutex
-	w      *bufio.Writer
+	w      io.Writer
 	closer io.Closer
-	prev   string
+	prev   [64]byte // hex SHA-256 of the last line, or AuditGenesis
 	seq    uint64
-	err    error // sticky write error
+	line   []byte // the line being written, kept for reuse
+	err    error  // sticky write error
 }
 
 // NewAuditLog starts a new chain (from AuditGenesis) on w.
 func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
-	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: bufio.NewWriter(w), prev: AuditGenesis}
+	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: w}
+	copy(l.prev[:], AuditGenesis)
 	for _, o := range opts {
 		o.applyAudit(&l.cfg)
 	}
@@ -116,7 +119,8 @@ func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
 			return nil, errorf("audit log %s: its last line is not an audit record; check it with mcpca audit verify", path)
 		}
 		sum := sha256.Sum256(last)
-		l.prev, l.seq = hex.EncodeToString(sum[:]), r.Seq
+		hex.Encode(l.prev[:], sum[:])
+		l.seq = r.Seq
 	}
 	return l, nil
 }
@@ -165,7 +169,8 @@ func boundTarget(t string) string {
 }
 
 // Write appends r, setting its Seq and Prev (and its Time, if zero), and
-// flushes it. After a write error every later Write fails with that error.
+// hands its line to the writer. After a write error every later Write
+// fails with that error.
 func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Time.IsZero() {
 		r.Time = l.cfg.clock.Now()
@@ -183,52 +188,64 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	// A client chooses the target (a tool name, a URI): bound it, so one
 	// request can never write a record too long to resume or verify.
 	r.Target = boundTarget(r.Target)
-	// Encode outside the lock with placeholder chain fields (seq and prev
-	// come first, with fixed-width values), then fill them in under it.
-	r.Seq, r.Prev = 1, AuditGenesis
-	body, err := json.Marshal(&r)
+	// Encode outside the lock; the chain fields, which come first, are
+	// filled in under it.
+	bp := recordBufs.Get().(*[]byte)
+	defer putRecordBuf(bp)
+	body, err := appendRecordFields((*bp)[:0], &r)
 	if err != nil {
 		return errorf("encoding audit record: %w", err)
 	}
-	const head = `{"seq":1,"prev":"` + AuditGenesis + `"`
-	if !bytes.HasPrefix(body, []byte(head)) {
-		return errorf("encoding audit record: unexpected encoding")
-	}
-	body = body[len(head):]
-	if len(body)+len(head)+32 > maxAuditLine && r.Args != nil {
+	if len(body)+chainLen > maxAuditLine && r.Args != nil {
 		// Oversized arguments are the only other unbounded part.
 		r.Args = map[string]any{"_truncated": fmt.Sprintf("arguments of %d bytes omitted", len(body))}
-		r.Seq, r.Prev = 1, AuditGenesis
-		if body, err = json.Marshal(&r); err != nil {
+		if body, err = appendRecordFields(body[:0], &r); err != nil {
 			return errorf("encoding audit record: %w", err)
 		}
-		body = body[len(head):]
 	}
+	*bp = body
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return l.err
 	}
 	seq := l.seq + 1
-	line := make([]byte, 0, len(head)+20+len(body)+1)
-	line = append(line, `{"seq":`...)
+	line := append(l.line[:0], `{"seq":`...)
 	line = strconv.AppendUint(line, seq, 10)
 	line = append(line, `,"prev":"`...)
-	line = append(line, l.prev...)
+	line = append(line, l.prev[:]...)
 	line = append(line, '"')
 	line = append(line, body...)
 	line = append(line, '\n')
-	if _, err := l.w.Write(line); err != nil {
-		l.err = errorf("writing audit log: %w", err)
-		return l.err
+	if cap(line) <= maxPooledRecord {
+		l.line = line
 	}
-	if err := l.w.Flush(); err != nil {
+	// One write per record: nothing is left in a buffer of ours.
+	if n, err := l.w.Write(line); err != nil || n != len(line) {
+		if err == nil {
+			err = io.ErrShortWrite
+		}
 		l.err = errorf("writing audit log: %w", err)
 		return l.err
 	}
 	sum := sha256.Sum256(line[:len(line)-1])
-	l.prev, l.seq = hex.EncodeToString(sum[:]), seq
+	hex.Encode(l.prev[:], sum[:])
+	l.seq = seq
 	return nil
+}
+
+// chainLen bounds the length of the chain fields that start a line.
+const chainLen = len(`{"seq":18446744073709551615,"prev":"`+AuditGenesis+`"`) + 1
+
+// maxPooledRecord is the largest encoding buffer kept for reuse.
+const maxPooledRecord = 16 << 10
+
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func putRecordBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledRecord {
+		recordBufs.Put(bp)
+	}
 }
 
 // Head returns the sequence number of the last record written and the hex
@@ -237,18 +254,16 @@ func (l *AuditLog) Write(r AuditRecord) error {
 func (l *AuditLog) Head() (seq uint64, hash string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.seq, l.prev
+	return l.seq, string(l.prev[:])
 }
 
-// Close flushes the log and closes the file OpenAuditLog opened.
+// Close closes the file OpenAuditLog opened; later writes fail.
 func (l *AuditLog) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := l.w.Flush()
+	var err error
 	if l.closer != nil {
-		if cerr := l.closer.Close(); err == nil {
-			err = cerr
-		}
+		err = l.closer.Close()
 		l.closer = nil
 	}
 	if err != nil {
