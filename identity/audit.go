@@ -52,6 +52,7 @@ type AuditRecord struct {
 type auditConfig struct {
 	args  bool
 	clock clock.Clock
+	flush time.Duration
 }
 
 // AuditOption configures NewAuditLog and OpenAuditLog.
@@ -72,9 +73,32 @@ func WithAuditClock(c clock.Clock) AuditOption {
 	return auditOptionFunc(func(cfg *auditConfig) { cfg.clock = clock.Or(c) })
 }
 
-// AuditLog writes hash-chained audit records, one JSON line each, handed
-// to the underlying writer in one Write call per record (nothing is held
-// back in a buffer). It is safe for concurrent use: writes are serialized.
+// WithAuditFlushInterval batches records: Write returns once the record is
+// chained and queued, and queued records are written together at most d
+// after the first of them (sooner when 1 MiB is queued, and by Flush and
+// Close). It takes the write system call off the request path; the price
+// is that a process that dies without Close loses up to d of records whose
+// requests were answered. Without it (or with d <= 0), the default, each
+// record is handed to the writer before Write returns.
+//
+// A write error in the background is returned by the next Write, Flush or
+// Close, and every later one.
+func WithAuditFlushInterval(d time.Duration) AuditOption {
+	return auditOptionFunc(func(c *auditConfig) { c.flush = d })
+}
+
+// maxQueued bounds the records queued by WithAuditFlushInterval: the Write
+// that reaches it writes the queue itself.
+const maxQueued = 1 << 20
+
+// errAuditClosed is returned by writes after Close.
+var errAuditClosed = errorf("audit log is closed")
+
+// AuditLog writes hash-chained audit records, one JSON line each. By
+// default each record is handed to the underlying writer in its own Write
+// call before AuditLog.Write returns (nothing is held back in a buffer);
+// WithAuditFlushInterval batches them instead. It is safe for concurrent
+// use: records are chained in the order their writes are serialized.
 type AuditLog struct {
 	cfg    auditConfig
 	mu     sync.Mutex
@@ -83,7 +107,18 @@ type AuditLog struct {
 	prev   [64]byte // hex SHA-256 of the last line, or AuditGenesis
 	seq    uint64
 	line   []byte // the line being written, kept for reuse
-	err    error  // sticky write error
+	err    error  // sticky write error, or errAuditClosed
+	closed bool   // Close has begun
+
+	// With WithAuditFlushInterval: queued holds the lines not yet written,
+	// spare the buffer the last flush wrote (for reuse); kick wakes the
+	// flusher when the queue becomes non-empty, stop ends it, and wmu keeps
+	// flushes (hence batches) in order.
+	queued, spare []byte
+	kick, stop    chan struct{}
+	stopped       chan struct{}
+	wmu           sync.Mutex
+	closeOnce     sync.Once
 }
 
 // NewAuditLog starts a new chain (from AuditGenesis) on w.
@@ -93,7 +128,62 @@ func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
 	for _, o := range opts {
 		o.applyAudit(&l.cfg)
 	}
+	if l.cfg.flush > 0 {
+		l.kick, l.stop, l.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go l.flusher()
+	}
 	return l
+}
+
+// flusher writes the queue l.cfg.flush after it becomes non-empty, until
+// Close.
+func (l *AuditLog) flusher() {
+	defer close(l.stopped)
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.kick:
+		}
+		t := l.cfg.clock.NewTimer(l.cfg.flush)
+		select {
+		case <-l.stop:
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		_ = l.Flush()
+	}
+}
+
+// Flush writes the records queued by WithAuditFlushInterval now. It returns
+// the log's sticky error, if any (also without that option): a failed
+// write, or that the log is closed.
+func (l *AuditLog) Flush() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.mu.Lock()
+	batch := l.queued
+	l.queued, l.spare = l.spare[:0], nil
+	err := l.err
+	l.mu.Unlock()
+	if err == nil && len(batch) > 0 {
+		if n, werr := l.w.Write(batch); werr != nil || n != len(batch) {
+			if werr == nil {
+				werr = io.ErrShortWrite
+			}
+			err = errorf("writing audit log: %w", werr)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cap(batch) <= 2*maxQueued {
+		l.spare = batch[:0]
+	}
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	return l.err
 }
 
 // OpenAuditLog opens (creating with mode 0600) the audit log at path for
@@ -204,10 +294,24 @@ func (l *AuditLog) Write(r AuditRecord) error {
 		}
 	}
 	*bp = body
+	full, err := l.add(body)
+	if full {
+		return l.Flush()
+	}
+	return err
+}
+
+// add chains the record encoded as body (its fields after seq and prev)
+// and writes or queues its line. full reports that the queue reached
+// maxQueued, for the caller to flush it.
+func (l *AuditLog) add(body []byte) (full bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
-		return l.err
+		return false, l.err
+	}
+	if l.closed {
+		return false, errAuditClosed
 	}
 	seq := l.seq + 1
 	line := append(l.line[:0], `{"seq":`...)
@@ -220,18 +324,34 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	if cap(line) <= maxPooledRecord {
 		l.line = line
 	}
+	if l.kick != nil {
+		if len(l.queued) == 0 {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		}
+		l.queued = append(l.queued, line...)
+		l.chain(line, seq)
+		return len(l.queued) >= maxQueued, nil
+	}
 	// One write per record: nothing is left in a buffer of ours.
 	if n, err := l.w.Write(line); err != nil || n != len(line) {
 		if err == nil {
 			err = io.ErrShortWrite
 		}
 		l.err = errorf("writing audit log: %w", err)
-		return l.err
+		return false, l.err
 	}
+	l.chain(line, seq)
+	return false, nil
+}
+
+// chain makes line, record seq, the one the next record follows.
+func (l *AuditLog) chain(line []byte, seq uint64) {
 	sum := sha256.Sum256(line[:len(line)-1])
 	hex.Encode(l.prev[:], sum[:])
 	l.seq = seq
-	return nil
 }
 
 // chainLen bounds the length of the chain fields that start a line.
@@ -257,19 +377,35 @@ func (l *AuditLog) Head() (seq uint64, hash string) {
 	return l.seq, string(l.prev[:])
 }
 
-// Close closes the file OpenAuditLog opened; later writes fail.
+// Close writes the queued records (WithAuditFlushInterval), stops the
+// flusher and closes the file OpenAuditLog opened; later writes fail. It
+// returns the first error of these steps, or the log's earlier write error;
+// calling it again returns nil.
 func (l *AuditLog) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var err error
-	if l.closer != nil {
-		err = l.closer.Close()
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true // no record is accepted from here on
+		l.mu.Unlock()
+		if l.stop != nil {
+			close(l.stop)
+			<-l.stopped
+		}
+		err = l.Flush()
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = errAuditClosed
+		}
+		closer := l.closer
 		l.closer = nil
-	}
-	if err != nil {
-		return errorf("closing audit log: %w", err)
-	}
-	return nil
+		l.mu.Unlock()
+		if closer != nil {
+			if cerr := closer.Close(); cerr != nil && err == nil {
+				err = errorf("closing audit log: %w", cerr)
+			}
+		}
+	})
+	return err
 }
 
 // AuditLogError locates the first problem VerifyLog found.

@@ -61,7 +61,7 @@ func main() {
 type options struct {
 	listen, cert, key, root, policy, audit, crl, trustDomain, caURL string
 	stateless                                                       bool
-	poll                                                            time.Duration
+	poll, auditFlush                                                time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -74,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.root, "root", "", "CA root bundle that client certificates must chain to, PEM (required)")
 	fs.StringVar(&o.policy, "policy", "", "Cedar policy file or directory (required; reloaded when it changes)")
 	fs.StringVar(&o.audit, "audit", "", "append one hash-chained JSON line per decision to this file")
+	fs.DurationVar(&o.auditFlush, "audit-flush", 0, "write audit lines in batches, at most this long after the first of a batch (0: each line before its request is handled; a crash loses up to this much)")
 	fs.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
 	fs.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the server certificate's)")
 	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by mcpca agent or mcpca renew")
@@ -92,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.poll <= 0 {
 		return nil, fmt.Errorf("--poll must be positive, got %v", o.poll)
+	}
+	if o.auditFlush < 0 {
+		return nil, fmt.Errorf("--audit-flush must not be negative, got %v", o.auditFlush)
 	}
 	return o, nil
 }
@@ -144,7 +148,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	gopts := []mcpauth.Option{mcpauth.WithLogger(log)}
 	if o.audit != "" {
-		audit, err := identity.OpenAuditLog(o.audit)
+		audit, err := identity.OpenAuditLog(o.audit, identity.WithAuditFlushInterval(o.auditFlush))
 		if err != nil {
 			return err
 		}

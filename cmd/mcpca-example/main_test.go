@@ -96,6 +96,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r"}, "--policy is required (see --help)"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--audit-flush", "-1s"}, "--audit-flush must not be negative, got -1s"},
 		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "reading the certificate: open /nonexistent/c: no such file or directory"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
@@ -113,6 +114,7 @@ type example struct {
 	logs                                    *logLines
 	reload                                  chan struct{}
 	reader                                  tls.Certificate
+	stop                                    func() error // stops the server and returns what run returned
 }
 
 func startExample(t *testing.T, extra ...string) *example {
@@ -137,9 +139,9 @@ func startExampleWith(t *testing.T, c *catest.CA, extra ...string) *example {
 	args := append([]string{"--listen", "127.0.0.1:0", "--cert", e.certFile, "--key", e.keyFile, "--root", e.rootFile,
 		"--policy", "../../scripts/policies/mcp-example.cedar", "--audit", e.audit, "--crl", c.URL + "/crl"}, extra...)
 	go func() { done <- run(ctx, args, e.logs, e.reload) }()
+	e.stop = sync.OnceValue(func() error { cancel(); return <-done })
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := e.stop(); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
@@ -247,6 +249,44 @@ func TestServe(t *testing.T) {
 		t.Fatal("a revoked certificate connected")
 	}
 	logs.waitFor(t, "TLS handshake error", "spiffe://acme.test/client/alice", "revoked")
+}
+
+// With --audit-flush the decisions reach the audit log in batches, and the
+// last batch is written when the server stops.
+func TestServeAuditFlushWritesOnShutdown(t *testing.T) {
+	e := startExample(t, "--audit-flush", "1h")
+	b, _ := identity.NewBundle([]*x509.Certificate{e.ca.Root})
+	sv, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, sv)}}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: "https://" + e.addr + "/mcp", HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_docs", Arguments: map[string]any{"query": "roles"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_record", Arguments: map[string]any{"id": "1"}}); err == nil {
+		t.Fatal("delete_record allowed to the reader")
+	}
+	cs.Close()
+	if data, err := os.ReadFile(e.audit); err != nil || len(data) != 0 {
+		t.Fatalf("audit log before the interval: %q, %v (want empty: the batch is not due)", data, err)
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := identity.VerifyLog(bytes.NewReader(data)); err != nil || n != 2 {
+		t.Fatalf("audit log after shutdown: %d records, %v\n%s", n, err, data)
+	}
 }
 
 // With --ca-url the server renews its own certificate in-process (an agent

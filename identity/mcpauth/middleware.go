@@ -43,39 +43,57 @@ var listAction = map[string]string{
 // and filters lists. Requests that did not pass Guard.Handler are denied.
 func (g *Guard) Middleware() mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		// This frame stays small: the MCP handler runs on top of it, on a
+		// goroutine the SDK starts per request, and every byte here makes
+		// that goroutine's stack likelier to be grown (copied) again.
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			c := g.lookup(req)
-			if c == nil {
-				if alwaysAllowed(method) {
-					return next(ctx, method, req)
-				}
-				g.cfg.logger.Error("mcpauth: request without a verified caller: is the MCP handler wrapped with Guard.Handler?", "method", method)
-				return nil, errDenied()
-			}
-			ctx = context.WithValue(ctx, identityKey{}, c.principal.Identity())
-			if alwaysAllowed(method) {
-				return next(ctx, method, req)
-			}
-			if method == methodListen {
-				g.filterListen(req, c)
-				return next(ctx, method, req)
-			}
-			r := g.request(method, req, c)
-			start := g.cfg.clock.Now()
-			d := g.authz.Authorize(c.principal, r)
-			g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
-			if !d.Allow {
-				return nil, errDenied()
+			ctx, c, err := g.authorize(ctx, method, req)
+			if err != nil {
+				return nil, err
 			}
 			res, err := next(ctx, method, req)
-			if err != nil || res == nil {
-				return res, err
+			if c != nil && err == nil && res != nil {
+				g.filterResult(c, method, res)
 			}
-			if action, ok := listAction[method]; ok {
-				g.filter(c, action, res)
-			}
-			return res, nil
+			return res, err
 		}
+	}
+}
+
+// authorize decides req and audits the decision. It returns the context
+// for the handler (carrying the caller's identity), the caller when the
+// result may need filtering, and errDenied when req must not be handled.
+func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (context.Context, *caller, error) {
+	c := g.lookup(req)
+	if c == nil {
+		if alwaysAllowed(method) {
+			return ctx, nil, nil
+		}
+		g.cfg.logger.Error("mcpauth: request without a verified caller: is the MCP handler wrapped with Guard.Handler?", "method", method)
+		return ctx, nil, errDenied()
+	}
+	ctx = context.WithValue(ctx, identityKey{}, c.principal.Identity())
+	if alwaysAllowed(method) {
+		return ctx, nil, nil
+	}
+	if method == methodListen {
+		g.filterListen(req, c)
+		return ctx, nil, nil
+	}
+	r := g.request(method, req, c)
+	start := g.cfg.clock.Now()
+	d := g.authz.Authorize(c.principal, r)
+	g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
+	if !d.Allow {
+		return ctx, nil, errDenied()
+	}
+	return ctx, c, nil
+}
+
+// filterResult keeps in a list result only what c may use.
+func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
+	if action, ok := listAction[method]; ok {
+		g.filter(c, action, res)
 	}
 }
 

@@ -1,0 +1,215 @@
+package identity
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpca/mcpca/internal/clock"
+)
+
+// waitTimer waits until the flusher has armed its timer on clk.
+func waitTimer(t *testing.T, clk *clock.Fake) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for clk.Pending() == 0 {
+		select {
+		case <-clk.Changed():
+		case <-deadline:
+			t.Fatal("the flusher never armed its timer")
+		}
+	}
+}
+
+// waitRecords waits until the log at path verifies with n records.
+func waitRecords(t *testing.T, path string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, verr := VerifyLog(bytes.NewReader(data))
+		if got == n && verr == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log has %d records (%v), want %d", got, verr, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func fileRecords(t *testing.T, path string) int {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := VerifyLog(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("log does not verify: %v", err)
+	}
+	return n
+}
+
+func TestAuditFlushIntervalWritesBatchesLater(t *testing.T) {
+	clk := clock.NewFake(auditT0)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := OpenAuditLog(path, WithAuditClock(clk), WithAuditFlushInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := l.Write(auditRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fileRecords(t, path); n != 0 {
+		t.Fatalf("%d records written before the interval passed", n)
+	}
+	if seq, _ := l.Head(); seq != 3 {
+		t.Fatalf("Head seq = %d, want 3 (queued records are chained)", seq)
+	}
+	waitTimer(t, clk)
+	clk.Advance(9 * time.Millisecond)
+	if n := fileRecords(t, path); n != 0 {
+		t.Fatalf("%d records written 9ms into a 10ms interval", n)
+	}
+	clk.Advance(time.Millisecond)
+	waitRecords(t, path, 3)
+
+	// The next batch: the flusher arms a new timer; Close writes it at once.
+	if err := l.Write(auditRecord(3)); err != nil {
+		t.Fatal(err)
+	}
+	waitTimer(t, clk)
+	if err := l.Write(auditRecord(4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fileRecords(t, path); n != 5 {
+		t.Fatalf("after Close the log has %d records, want 5", n)
+	}
+	if err := l.Write(auditRecord(5)); err == nil || !strings.Contains(err.Error(), "audit log is closed") {
+		t.Fatalf("Write after Close = %v, want the log is closed", err)
+	}
+	if err := l.Flush(); err == nil {
+		t.Fatal("Flush after Close succeeded")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	// The chain continues across batches and a reopen.
+	l2, err := OpenAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Write(auditRecord(6)); err != nil {
+		t.Fatal(err)
+	}
+	l2.Close()
+	if n := fileRecords(t, path); n != 6 {
+		t.Fatalf("after a reopen the log has %d records, want 6", n)
+	}
+}
+
+func TestAuditFlushWritesNow(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewAuditLog(&buf, WithAuditFlushInterval(time.Hour))
+	defer l.Close()
+	if err := l.Write(auditRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() != 0 {
+		t.Fatal("record written before Flush")
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := VerifyLog(bytes.NewReader(buf.Bytes())); n != 1 || err != nil {
+		t.Fatalf("after Flush: %d records, %v", n, err)
+	}
+}
+
+func TestAuditQueueBoundWritesWithoutWaiting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := OpenAuditLog(path, WithAuditArguments(), WithAuditClock(clock.NewFake(auditT0)), WithAuditFlushInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r := auditRecord(0)
+	r.Args = map[string]any{"blob": strings.Repeat("x", 100<<10)}
+	n := 0
+	for size := 0; size < maxQueued; size += 100 << 10 {
+		if err := l.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if got := fileRecords(t, path); got != n {
+		t.Fatalf("with %d bytes queued the file has %d records, want all %d", maxQueued, got, n)
+	}
+}
+
+func TestAuditFlushErrorIsSticky(t *testing.T) {
+	l := NewAuditLog(failWriter{}, WithAuditFlushInterval(time.Hour))
+	if err := l.Write(auditRecord(0)); err != nil {
+		t.Fatalf("queued Write = %v", err)
+	}
+	const want = "identity: writing audit log: disk full"
+	if err := l.Flush(); err == nil || err.Error() != want {
+		t.Fatalf("Flush = %v, want %q", err, want)
+	}
+	if err := l.Write(auditRecord(1)); err == nil || err.Error() != want {
+		t.Fatalf("Write after a failed flush = %v, want %q", err, want)
+	}
+	if err := l.Close(); err == nil || err.Error() != want {
+		t.Fatalf("Close = %v, want %q", err, want)
+	}
+}
+
+func TestAuditFlushConcurrentWrites(t *testing.T) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	w := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	})
+	l := NewAuditLog(w, WithAuditFlushInterval(time.Microsecond))
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				if err := l.Write(auditRecord(g*1000 + i)); err != nil {
+					t.Error(err)
+				}
+				if i%50 == 0 {
+					if err := l.Flush(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := VerifyLog(&buf); err != nil || n != 800 {
+		t.Fatalf("VerifyLog = %d, %v", n, err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
