@@ -201,7 +201,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
 			return
 		}
-		id := c.principal.Identity().ID.String()
+		id := string(c.principal.UID().ID)
 		sid := r.Header.Get(sessionHeader)
 		st := sessionNone
 		if sid != "" {
@@ -238,7 +238,7 @@ func (g *Guard) tokenInfo(_ context.Context, token string, _ *http.Request) (*au
 	if c == nil {
 		return nil, auth.ErrInvalidToken
 	}
-	return &auth.TokenInfo{UserID: c.principal.Identity().ID.String()}, nil
+	return &auth.TokenInfo{UserID: string(c.principal.UID().ID)}, nil
 }
 
 // lookupRef returns the caller Handler registered under ref.

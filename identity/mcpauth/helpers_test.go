@@ -128,6 +128,7 @@ type envOptions struct {
 	toolArgs  bool   // pass tool arguments to the policy
 	policy    string // policy text instead of the starter policy
 	auditFile bool   // write the audit log to a file, as the example server does
+	auditOpts []identity.AuditOption
 	guardOpts []mcpauth.Option
 }
 
@@ -147,7 +148,7 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 	}
 	popts := []policy.Option{policy.WithClock(e.clk), policy.WithLogger(slog.New(slog.NewTextHandler(e.policyLog, nil)))}
 	gopts := append([]mcpauth.Option{mcpauth.WithClock(e.clk), mcpauth.WithLogger(slogDiscard())}, o.guardOpts...)
-	aopts := []identity.AuditOption{}
+	aopts := append([]identity.AuditOption{}, o.auditOpts...)
 	if o.toolArgs {
 		popts = append(popts, policy.WithToolArguments())
 		gopts = append(gopts, mcpauth.WithToolArguments())

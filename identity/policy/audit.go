@@ -12,8 +12,8 @@ import (
 func AuditRecord(p *Principal, r Request, d Decision, latency time.Duration) identity.AuditRecord {
 	rec := identity.AuditRecord{
 		Time:      r.Time,
-		SPIFFEID:  p.ident.ID.String(),
-		Serial:    p.ident.SerialHex(),
+		SPIFFEID:  string(p.uid.ID),
+		Serial:    p.serial,
 		Roles:     p.ident.Roles,
 		Method:    r.Method,
 		Target:    r.Target,

@@ -90,6 +90,7 @@ type Principal struct {
 	uid     types.EntityUID
 	parents []types.EntityUID
 	entity  types.Entity
+	serial  string // ident.SerialHex(), for audit records
 
 	// ctx caches the last context built for this principal: a connection
 	// makes its requests from one address, many within one second.
@@ -111,7 +112,7 @@ func NewPrincipal(ident *identity.Identity) *Principal {
 	if ident.ID.Kind == identity.KindServer {
 		typ = TypeServer
 	}
-	p := &Principal{ident: ident, uid: types.NewEntityUID(typ, types.String(ident.ID.String()))}
+	p := &Principal{ident: ident, uid: types.NewEntityUID(typ, types.String(ident.ID.String())), serial: ident.SerialHex()}
 	roles := make([]types.Value, 0, len(ident.Roles))
 	for _, r := range ident.Roles {
 		uid := types.NewEntityUID(TypeRole, types.String(r))
@@ -133,7 +134,7 @@ func NewPrincipal(ident *identity.Identity) *Principal {
 			"trust_domain": types.String(ident.ID.TrustDomain),
 			"kind":         types.String(ident.ID.Kind),
 			"name":         types.String(ident.ID.Name),
-			"serial":       types.String(ident.SerialHex()),
+			"serial":       types.String(p.serial),
 			"fingerprint":  types.String(ident.FingerprintHex()),
 			"roles":        types.NewSet(roles...),
 			"not_before":   types.NewDatetime(ident.NotBefore),
