@@ -73,13 +73,15 @@ func WithAuditClock(c clock.Clock) AuditOption {
 	return auditOptionFunc(func(cfg *auditConfig) { cfg.clock = clock.Or(c) })
 }
 
-// WithAuditFlushInterval batches records: Write returns once the record is
-// chained and queued, and queued records are written together at most d
-// after the first of them (sooner when 1 MiB is queued, and by Flush and
-// Close). It takes the write system call off the request path; the price
-// is that a process that dies without Close loses up to d of records whose
-// requests were answered. Without it (or with d <= 0), the default, each
-// record is handed to the writer before Write returns.
+// WithAuditFlushInterval batches records: Write checks the record and
+// queues it, and the queued records are encoded, chained and written
+// together by a background goroutine at most d after the first of them
+// (by the Write that finds 1 MiB queued, and by Flush, Head and Close). It
+// takes the encoding, the hashing and the write system call off the
+// caller's path; the price is that a process that dies without Close loses
+// up to d of records whose requests were answered. Without it (or with
+// d <= 0), the default, each record is handed to the writer before Write
+// returns.
 //
 // A write error in the background is returned by the next Write, Flush or
 // Close, and every later one.
@@ -87,8 +89,8 @@ func WithAuditFlushInterval(d time.Duration) AuditOption {
 	return auditOptionFunc(func(c *auditConfig) { c.flush = d })
 }
 
-// maxQueued bounds the records queued by WithAuditFlushInterval: the Write
-// that reaches it writes the queue itself.
+// maxQueued bounds (roughly, in encoded bytes) the records queued by
+// WithAuditFlushInterval: the Write that reaches it writes the queue.
 const maxQueued = 1 << 20
 
 // errAuditClosed is returned by writes after Close.
@@ -101,24 +103,37 @@ var errAuditClosed = errorf("audit log is closed")
 // use: records are chained in the order their writes are serialized.
 type AuditLog struct {
 	cfg    auditConfig
-	mu     sync.Mutex
 	w      io.Writer
 	closer io.Closer
-	prev   [64]byte // hex SHA-256 of the last line, or AuditGenesis
-	seq    uint64
-	line   []byte // the line being written, kept for reuse
-	err    error  // sticky write error, or errAuditClosed
-	closed bool   // Close has begun
 
-	// With WithAuditFlushInterval: queued holds the lines not yet written,
-	// spare the buffer the last flush wrote (for reuse); kick wakes the
-	// flusher when the queue becomes non-empty, stop ends it, and wmu keeps
-	// flushes (hence batches) in order.
-	queued, spare []byte
-	kick, stop    chan struct{}
-	stopped       chan struct{}
-	wmu           sync.Mutex
-	closeOnce     sync.Once
+	// The chain: written under mu without WithAuditFlushInterval, under
+	// wmu (by Flush) with it.
+	prev [64]byte // hex SHA-256 of the last line, or AuditGenesis
+	seq  uint64
+	line []byte // the line or batch being written, kept for reuse
+
+	mu     sync.Mutex
+	err    error // sticky write error, or errAuditClosed
+	closed bool  // Close has begun
+
+	// With WithAuditFlushInterval: queue holds the records not yet
+	// written (about queuedBytes when encoded), spare the slice the last
+	// flush emptied; kick wakes the flusher when the queue becomes
+	// non-empty, stop ends it, and wmu serializes flushes, so that batches
+	// are chained and written in order.
+	queue, spare []queuedRecord
+	queuedBytes  int
+	kick, stop   chan struct{}
+	stopped      chan struct{}
+	wmu          sync.Mutex
+	closeOnce    sync.Once
+}
+
+// queuedRecord is a checked record waiting for the flusher, with its
+// arguments already encoded.
+type queuedRecord struct {
+	rec  AuditRecord
+	args []byte
 }
 
 // NewAuditLog starts a new chain (from AuditGenesis) on w.
@@ -156,30 +171,36 @@ func (l *AuditLog) flusher() {
 	}
 }
 
-// Flush writes the records queued by WithAuditFlushInterval now. It returns
-// the log's sticky error, if any (also without that option): a failed
-// write, or that the log is closed.
+// Flush encodes, chains and writes the records queued by
+// WithAuditFlushInterval now. It returns the log's sticky error, if any
+// (also without that option): a failed write, or that the log is closed.
 func (l *AuditLog) Flush() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
-	batch := l.queued
-	l.queued, l.spare = l.spare[:0], nil
+	batch := l.queue
+	l.queue, l.spare, l.queuedBytes = l.spare[:0], nil, 0
 	err := l.err
 	l.mu.Unlock()
 	if err == nil && len(batch) > 0 {
-		if n, werr := l.w.Write(batch); werr != nil || n != len(batch) {
+		buf := l.line[:0]
+		for i := range batch {
+			buf = l.appendLine(buf, &batch[i].rec, batch[i].args)
+		}
+		if n, werr := l.w.Write(buf); werr != nil || n != len(buf) {
 			if werr == nil {
 				werr = io.ErrShortWrite
 			}
 			err = errorf("writing audit log: %w", werr)
 		}
+		if cap(buf) <= 2*maxQueued {
+			l.line = buf
+		}
 	}
+	clear(batch) // let the records' strings and arguments go
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if cap(batch) <= 2*maxQueued {
-		l.spare = batch[:0]
-	}
+	l.spare = batch[:0]
 	if err != nil && l.err == nil {
 		l.err = err
 	}
@@ -259,8 +280,9 @@ func boundTarget(t string) string {
 }
 
 // Write appends r, setting its Seq and Prev (and its Time, if zero), and
-// hands its line to the writer. After a write error every later Write
-// fails with that error.
+// hands its line to the writer (or, with WithAuditFlushInterval, queues
+// it). A record that cannot be encoded is refused with an error and not
+// logged. After a write error every later Write fails with that error.
 func (l *AuditLog) Write(r AuditRecord) error {
 	if r.Time.IsZero() {
 		r.Time = l.cfg.clock.Now()
@@ -278,33 +300,43 @@ func (l *AuditLog) Write(r AuditRecord) error {
 	// A client chooses the target (a tool name, a URI): bound it, so one
 	// request can never write a record too long to resume or verify.
 	r.Target = boundTarget(r.Target)
-	// Encode outside the lock; the chain fields, which come first, are
-	// filled in under it.
-	bp := recordBufs.Get().(*[]byte)
-	defer putRecordBuf(bp)
-	body, err := appendRecordFields((*bp)[:0], &r)
+	args, err := checkRecord(&r)
 	if err != nil {
 		return errorf("encoding audit record: %w", err)
 	}
-	if len(body)+chainLen > maxAuditLine && r.Args != nil {
-		// Oversized arguments are the only other unbounded part.
-		r.Args = map[string]any{"_truncated": fmt.Sprintf("arguments of %d bytes omitted", len(body))}
-		if body, err = appendRecordFields(body[:0], &r); err != nil {
-			return errorf("encoding audit record: %w", err)
+	if l.kick != nil {
+		full, err := l.enqueue(&r, args)
+		if full {
+			return l.Flush()
 		}
+		return err
 	}
-	*bp = body
-	full, err := l.add(body)
-	if full {
-		return l.Flush()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.err
 	}
-	return err
+	if l.closed {
+		return errAuditClosed
+	}
+	line := l.appendLine(l.line[:0], &r, args)
+	if cap(line) <= maxPooledRecord {
+		l.line = line
+	}
+	// One write per record: nothing is left in a buffer of ours.
+	if n, err := l.w.Write(line); err != nil || n != len(line) {
+		if err == nil {
+			err = io.ErrShortWrite
+		}
+		l.err = errorf("writing audit log: %w", err)
+		return l.err
+	}
+	return nil
 }
 
-// add chains the record encoded as body (its fields after seq and prev)
-// and writes or queues its line. full reports that the queue reached
-// maxQueued, for the caller to flush it.
-func (l *AuditLog) add(body []byte) (full bool, err error) {
+// enqueue queues a checked record for the flusher; full reports that the
+// queue reached maxQueued, for the caller to flush it.
+func (l *AuditLog) enqueue(r *AuditRecord, args []byte) (full bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -313,65 +345,44 @@ func (l *AuditLog) add(body []byte) (full bool, err error) {
 	if l.closed {
 		return false, errAuditClosed
 	}
-	seq := l.seq + 1
-	line := append(l.line[:0], `{"seq":`...)
-	line = strconv.AppendUint(line, seq, 10)
-	line = append(line, `,"prev":"`...)
-	line = append(line, l.prev[:]...)
-	line = append(line, '"')
-	line = append(line, body...)
-	line = append(line, '\n')
-	if cap(line) <= maxPooledRecord {
-		l.line = line
-	}
-	if l.kick != nil {
-		if len(l.queued) == 0 {
-			select {
-			case l.kick <- struct{}{}:
-			default:
-			}
+	if len(l.queue) == 0 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
 		}
-		l.queued = append(l.queued, line...)
-		l.chain(line, seq)
-		return len(l.queued) >= maxQueued, nil
 	}
-	// One write per record: nothing is left in a buffer of ours.
-	if n, err := l.w.Write(line); err != nil || n != len(line) {
-		if err == nil {
-			err = io.ErrShortWrite
-		}
-		l.err = errorf("writing audit log: %w", err)
-		return false, l.err
-	}
-	l.chain(line, seq)
-	return false, nil
+	l.queue = append(l.queue, queuedRecord{rec: *r, args: args})
+	l.queuedBytes += 256 + len(r.Target) + len(args) + len(r.SPIFFEID) + len(r.Method)
+	return l.queuedBytes >= maxQueued, nil
 }
 
-// chain makes line, record seq, the one the next record follows.
-func (l *AuditLog) chain(line []byte, seq uint64) {
-	sum := sha256.Sum256(line[:len(line)-1])
+// appendLine appends the line of record r (args: its encoded arguments) as
+// the next one of the chain, and advances the chain to it.
+func (l *AuditLog) appendLine(b []byte, r *AuditRecord, args []byte) []byte {
+	seq := l.seq + 1
+	start := len(b)
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"prev":"`...)
+	b = append(b, l.prev[:]...)
+	b = append(b, '"')
+	b = appendRecordFields(b, r, args)
+	sum := sha256.Sum256(b[start:])
 	hex.Encode(l.prev[:], sum[:])
 	l.seq = seq
+	return append(b, '\n')
 }
 
-// chainLen bounds the length of the chain fields that start a line.
-const chainLen = len(`{"seq":18446744073709551615,"prev":"`+AuditGenesis+`"`) + 1
-
-// maxPooledRecord is the largest encoding buffer kept for reuse.
+// maxPooledRecord is the largest line buffer kept for reuse.
 const maxPooledRecord = 16 << 10
-
-var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func putRecordBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledRecord {
-		recordBufs.Put(bp)
-	}
-}
 
 // Head returns the sequence number of the last record written and the hex
 // SHA-256 of its line. Recording the head elsewhere (a metrics system, a
 // second log) anchors the chain, so that removing its tail is detectable too.
 func (l *AuditLog) Head() (seq uint64, hash string) {
+	_ = l.Flush() // with WithAuditFlushInterval, chain what is queued
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.seq, string(l.prev[:])

@@ -3,24 +3,46 @@ package identity
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
 )
 
-// appendRecordFields appends the fields of r that follow seq and prev, and
-// the closing brace, exactly as encoding/json would encode them (the same
-// order, omitempty rules, HTML-safe string escaping and number format), so
-// that a log reads the same whichever wrote it. It writes the record
-// without reflection: it runs on every authorized request.
-func appendRecordFields(b []byte, r *AuditRecord) ([]byte, error) {
+// maxAuditArgs bounds the encoded arguments of one record; larger ones
+// are replaced by a note of their size.
+const maxAuditArgs = maxAuditLine / 2
+
+// checkRecord reports whether r can be encoded (JSON has no NaN, and a time
+// has four-digit years) and returns its encoded arguments: nil for none, a
+// note of their size when they exceed maxAuditArgs.
+func checkRecord(r *AuditRecord) (args []byte, err error) {
 	if y := r.Time.Year(); y < 0 || y > 9999 {
 		return nil, errors.New("record time year outside of range [0,9999]")
 	}
 	if math.IsInf(r.LatencyUS, 0) || math.IsNaN(r.LatencyUS) {
 		return nil, errors.New("latency is not a finite number")
 	}
+	if len(r.Args) == 0 {
+		return nil, nil
+	}
+	if args, err = json.Marshal(r.Args); err != nil {
+		return nil, err
+	}
+	if len(args) > maxAuditArgs {
+		return json.Marshal(map[string]string{"_truncated": fmt.Sprintf("arguments of %d bytes omitted", len(args))})
+	}
+	return args, nil
+}
+
+// appendRecordFields appends the fields of a record that checkRecord
+// accepted, after seq and prev, and the closing brace, exactly as
+// encoding/json would encode them (the same order, omitempty rules,
+// HTML-safe string escaping and number format), so that a log reads the
+// same whichever wrote it; args are the encoded r.Args from checkRecord. It
+// writes the record without reflection: it runs on every authorized request.
+func appendRecordFields(b []byte, r *AuditRecord, args []byte) []byte {
 	b = append(b, `,"time":"`...)
 	b = r.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","spiffe_id":`...)
@@ -47,15 +69,11 @@ func appendRecordFields(b []byte, r *AuditRecord) ([]byte, error) {
 	}
 	b = append(b, `,"latency_us":`...)
 	b = appendJSONFloat(b, r.LatencyUS)
-	if len(r.Args) > 0 {
-		args, err := json.Marshal(r.Args)
-		if err != nil {
-			return nil, err
-		}
+	if len(args) > 0 {
 		b = append(b, `,"args":`...)
 		b = append(b, args...)
 	}
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // appendJSONStrings appends ss as a JSON array; nil is [] (Write replaces a

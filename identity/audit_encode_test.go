@@ -27,9 +27,18 @@ func marshalTail(t testing.TB, r *AuditRecord) []byte {
 	return b[len(head):]
 }
 
+// encodeFields is what Write encodes of r after seq and prev.
+func encodeFields(r *AuditRecord) ([]byte, error) {
+	args, err := checkRecord(r)
+	if err != nil {
+		return nil, err
+	}
+	return appendRecordFields(nil, r, args), nil
+}
+
 func checkSameEncoding(t testing.TB, r *AuditRecord) {
 	t.Helper()
-	got, err := appendRecordFields(nil, r)
+	got, err := encodeFields(r)
 	if err != nil {
 		t.Fatalf("appendRecordFields(%+v): %v", r, err)
 	}
@@ -78,7 +87,7 @@ func TestAppendRecordFieldsRefusesWhatJSONCannotHold(t *testing.T) {
 		"year -1":          {Time: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 		"unencodable args": {Time: auditT0, Args: map[string]any{"f": math.Inf(-1)}},
 	} {
-		if _, err := appendRecordFields(nil, &r); err == nil {
+		if _, err := encodeFields(&r); err == nil {
 			t.Errorf("%s: encoded without an error", name)
 		}
 		if err := NewAuditLog(&bytes.Buffer{}, WithAuditArguments()).Write(r); err == nil || !strings.Contains(err.Error(), "encoding audit record") {
@@ -98,7 +107,7 @@ func FuzzAppendRecordFields(f *testing.F) {
 		r := AuditRecord{Time: auditT0, SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: target,
 			Decision: "deny", Roles: []string{arg}, Policies: []string{}, LatencyUS: latency, Args: map[string]any{"q": arg}}
 		if math.IsNaN(latency) || math.IsInf(latency, 0) {
-			if _, err := appendRecordFields(nil, &r); err == nil {
+			if _, err := encodeFields(&r); err == nil {
 				t.Fatal("non-finite latency encoded")
 			}
 			return
