@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -110,7 +111,8 @@ type AuditLog struct {
 	// wmu (by Flush) with it.
 	prev [64]byte // hex SHA-256 of the last line, or AuditGenesis
 	seq  uint64
-	line []byte // the line or batch being written, kept for reuse
+	line []byte    // the line or batch being written, kept for reuse
+	hash hash.Hash // SHA-256, reused
 
 	mu     sync.Mutex
 	err    error // sticky write error, or errAuditClosed
@@ -138,7 +140,7 @@ type queuedRecord struct {
 
 // NewAuditLog starts a new chain (from AuditGenesis) on w.
 func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
-	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: w}
+	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: w, hash: sha256.New()}
 	copy(l.prev[:], AuditGenesis)
 	for _, o := range opts {
 		o.applyAudit(&l.cfg)
@@ -367,8 +369,10 @@ func (l *AuditLog) appendLine(b []byte, r *AuditRecord, args []byte) []byte {
 	b = append(b, l.prev[:]...)
 	b = append(b, '"')
 	b = appendRecordFields(b, r, args)
-	sum := sha256.Sum256(b[start:])
-	hex.Encode(l.prev[:], sum[:])
+	l.hash.Reset()
+	l.hash.Write(b[start:])
+	var sum [sha256.Size]byte
+	hex.Encode(l.prev[:], l.hash.Sum(sum[:0]))
 	l.seq = seq
 	return append(b, '\n')
 }

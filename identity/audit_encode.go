@@ -44,7 +44,7 @@ func checkRecord(r *AuditRecord) (args []byte, err error) {
 // writes the record without reflection: it runs on every authorized request.
 func appendRecordFields(b []byte, r *AuditRecord, args []byte) []byte {
 	b = append(b, `,"time":"`...)
-	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = appendUTCTime(b, r.Time)
 	b = append(b, `","spiffe_id":`...)
 	b = appendJSONString(b, r.SPIFFEID)
 	if r.Serial != "" {
@@ -161,4 +161,47 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendUTCTime appends t, a UTC time with a four-digit year, as
+// time.RFC3339Nano formats it (and encoding/json encodes a time.Time):
+// fractional seconds without trailing zeros, none when zero, and "Z". It
+// keeps the stack shallow, unlike the general formatter.
+func appendUTCTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	if ns := t.Nanosecond(); ns != 0 {
+		width := 9
+		for ns%10 == 0 {
+			ns /= 10
+			width--
+		}
+		b = append(b, '.')
+		b = appendDigits(b, ns, width)
+	}
+	return append(b, 'Z')
+}
+
+// appendDigits appends v >= 0 in decimal, zero-padded to width digits.
+func appendDigits(b []byte, v, width int) []byte {
+	var buf [10]byte
+	i := len(buf)
+	for v > 0 || width > 0 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		width--
+	}
+	return append(b, buf[i:]...)
 }

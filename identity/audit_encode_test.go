@@ -58,6 +58,11 @@ func TestAppendRecordFieldsMatchesEncodingJSON(t *testing.T) {
 	latencies := []float64{0, 0.5, 1.25, 12.345678, 1e-7, 3e-9, 1e21, 123456789, -2, math.SmallestNonzeroFloat64, math.MaxFloat64}
 	times := []time.Time{auditT0, auditT0.Add(123456789 * time.Nanosecond), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
 	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 { // random times, with 0 to 9 significant fractional digits
+		ns := rng.IntN(1e9)
+		ns -= ns % []int{1, 10, 1000, 1e6, 1e9}[rng.IntN(5)]
+		times = append(times, time.Date(rng.IntN(10000), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), ns, time.UTC))
+	}
 	pick := func() string { return awkward[rng.IntN(len(awkward))] }
 	for i := range 5000 {
 		r := AuditRecord{
@@ -101,10 +106,10 @@ func TestAppendRecordFieldsRefusesWhatJSONCannotHold(t *testing.T) {
 // them, so every line stays valid JSON that reads back to the same values.
 func FuzzAppendRecordFields(f *testing.F) {
 	for _, s := range awkward {
-		f.Add(s, s, 1.5)
+		f.Add(s, s, 1.5, auditT0.UnixNano())
 	}
-	f.Fuzz(func(t *testing.T, target, arg string, latency float64) {
-		r := AuditRecord{Time: auditT0, SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: target,
+	f.Fuzz(func(t *testing.T, target, arg string, latency float64, unixNano int64) {
+		r := AuditRecord{Time: time.Unix(0, unixNano).UTC(), SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: target,
 			Decision: "deny", Roles: []string{arg}, Policies: []string{}, LatencyUS: latency, Args: map[string]any{"q": arg}}
 		if math.IsNaN(latency) || math.IsInf(latency, 0) {
 			if _, err := encodeFields(&r); err == nil {

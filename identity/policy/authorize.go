@@ -37,25 +37,34 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 			return e.d
 		}
 	}
-	res := r.resourceUID()
-	bs, entity := s.idx.lookup(r.Method, res)
-	sc := scratchPool.Get().(*scratch)
-	sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
-	var d Decision
-	if len(sc.ids) == 0 {
-		d = Decision{Reason: "no policy permits"}
-	} else {
-		sc.env = requestEnv{p: p, resUID: res, res: entity}
-		sc.cand.s = s
-		sc.cand.ids = sc.ids
-		d = decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, &r, now)))
-		sc.env = requestEnv{}
-		sc.cand.s, sc.cand.ids = nil, nil
-	}
-	scratchPool.Put(sc)
+	d := s.evaluate(p, &r, now)
 	if cacheable {
 		p.last.Store(&decisionEntry{key: key, d: d})
 	}
+	return d
+}
+
+// evaluate decides r with Cedar. It is kept out of Authorize so that a
+// decision taken from the cache needs only a small stack frame: callers
+// such as MCP handlers run on fresh goroutines, whose stack a large frame
+// makes the runtime grow (copy) on every request.
+//
+//go:noinline
+func (s *Set) evaluate(p *Principal, r *Request, now time.Time) Decision {
+	res := r.resourceUID()
+	bs, entity := s.idx.lookup(r.Method, res)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
+	if len(sc.ids) == 0 {
+		return Decision{Reason: "no policy permits"}
+	}
+	sc.env = requestEnv{p: p, resUID: res, res: entity}
+	sc.cand.s = s
+	sc.cand.ids = sc.ids
+	d := decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, r, now)))
+	sc.env = requestEnv{}
+	sc.cand.s, sc.cand.ids = nil, nil
 	return d
 }
 
