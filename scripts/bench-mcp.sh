@@ -18,18 +18,22 @@ awk '
   run[conn]++
   for (i = 2; i <= NF; i++) if ($i ~ /-(p50-us|over-%)$/) v[conn, $i, run[conn]] = $(i-1)
 }
-function median(conn, metric,   m, a, i, j, t) {
+function sorted(conn, metric, a,   m, i, j, t) {
   m = run[conn]
   for (i = 1; i <= m; i++) a[i] = v[conn, metric, i]
   for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j] < a[j-1]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-  return a[int((m + 1) / 2)]
+  return m
 }
+function median(conn, metric,   a, m) { m = sorted(conn, metric, a); return a[int((m + 1) / 2)] }
+function range(conn, metric,   a, m) { m = sorted(conn, metric, a); return sprintf("%+.1f..%+.1f%%", a[1], a[m]) }
 END {
-  printf "\nmedian of %d runs\n%-10s %14s %14s %9s %18s %9s\n", run["warm"], "connection", "baseline p50", "adapter p50", "overhead", "adapter-batched", "overhead"
+  printf "\nmedian of %d runs (overhead: median of the per-run overheads, then their range)\n", run["warm"]
+  printf "%-10s %14s %14s %9s %16s %18s %9s %16s\n", "connection", "baseline p50", "adapter p50", "overhead", "range", "adapter-batched", "overhead", "range"
   split("warm new-conn", conns, " ")
   for (c = 1; c <= 2; c++) {
     k = conns[c]
-    printf "%-10s %11.1f us %11.1f us %+8.1f%% %15.1f us %+8.1f%%\n", k, median(k, "baseline-p50-us"),
-      median(k, "adapter-p50-us"), median(k, "adapter-over-%"), median(k, "adapter-batched-p50-us"), median(k, "adapter-batched-over-%")
+    printf "%-10s %11.1f us %11.1f us %+8.1f%% %16s %15.1f us %+8.1f%% %16s\n", k, median(k, "baseline-p50-us"),
+      median(k, "adapter-p50-us"), median(k, "adapter-over-%"), range(k, "adapter-over-%"),
+      median(k, "adapter-batched-p50-us"), median(k, "adapter-batched-over-%"), range(k, "adapter-batched-over-%")
   }
 }'

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -712,5 +713,42 @@ func TestSessionBindingGone(t *testing.T) {
 				t.Fatalf("unknown session: %d %q", resp.StatusCode, body)
 			}
 		})
+	}
+}
+
+// failingWriter fails every write, as a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A request whose decision cannot be audited is refused (nothing happens
+// that the log does not show), unless the Guard is told to fail open.
+func TestAuditFailure(t *testing.T) {
+	p := newPKI(t)
+	for _, failOpen := range []bool{false, true} {
+		logs := &syncBuf{}
+		opts := []mcpauth.Option{mcpauth.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}
+		if failOpen {
+			opts = append(opts, mcpauth.WithAuditFailOpen())
+		}
+		e := startServer(t, p, envOptions{auditLog: identity.NewAuditLog(failingWriter{}), guardOpts: opts})
+		cs, _ := e.mustConnect(t, p.reader, "")
+		_, err := call(t, cs, mcpexample.ToolSearchDocs, map[string]any{"query": "roles"})
+		if failOpen {
+			if err != nil {
+				t.Fatalf("fail open: the allowed call failed: %v", err)
+			}
+			logs.waitFor(t, "serving the request (WithAuditFailOpen)")
+		} else {
+			var je *jsonrpc.Error
+			if !errors.As(err, &je) || je.Code != mcpauth.CodeAuditFailed || je.Message != mcpauth.AuditFailedMessage {
+				t.Fatalf("an allowed call that could not be audited: got %v, want %d %q", err, mcpauth.CodeAuditFailed, mcpauth.AuditFailedMessage)
+			}
+			logs.waitFor(t, "refusing the request")
+			logs.waitFor(t, "no space left on device")
+		}
+		// A denied call stays a denial either way.
+		_, err = call(t, cs, mcpexample.ToolDeleteRecord, map[string]any{"id": "1"})
+		denied(t, "delete_record as reader with a failing audit log", err)
 	}
 }

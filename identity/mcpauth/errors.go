@@ -18,6 +18,19 @@ const CodeDenied = -32010
 // not exist cannot be told from a denial for one that does.
 const DeniedMessage = "permission denied"
 
+// CodeAuditFailed is the JSON-RPC error code (the standard "internal
+// error") of a request refused because its decision could not be written
+// to the audit log (see WithAuditFailOpen).
+const CodeAuditFailed = -32603
+
+// AuditFailedMessage is the message of such a refusal. It is the same for
+// every request, so it reveals nothing about what was asked.
+const AuditFailedMessage = "internal error: the decision could not be audited"
+
+func errAuditFailed() error {
+	return &jsonrpc.Error{Code: CodeAuditFailed, Message: AuditFailedMessage}
+}
+
 // errDenied is returned to the client for every denied request.
 func errDenied() error {
 	return &jsonrpc.Error{Code: CodeDenied, Message: DeniedMessage}

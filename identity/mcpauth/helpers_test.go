@@ -129,6 +129,7 @@ type envOptions struct {
 	policy    string // policy text instead of the starter policy
 	auditFile bool   // write the audit log to a file, as the example server does
 	auditOpts []identity.AuditOption
+	auditLog  *identity.AuditLog // instead of the in-memory or file log
 	guardOpts []mcpauth.Option
 }
 
@@ -192,6 +193,9 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = audit.Close() })
+		}
+		if o.auditLog != nil {
+			audit = o.auditLog
 		}
 		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(audit))...)
 		if err != nil {

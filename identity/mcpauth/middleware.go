@@ -83,14 +83,18 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	r := g.request(method, req, c)
 	start := g.cfg.clock.Now()
 	d := g.authz.Authorize(c.principal, r)
+	audited := true
 	if g.cfg.audit != nil {
 		// Not g.audit: one frame less under the log's encoding and hashing.
 		if err := g.cfg.audit.Write(policy.AuditRecord(c.principal, r, d, g.cfg.clock.Now().Sub(start))); err != nil {
-			g.cfg.logger.Error("mcpauth: writing the audit log", "error", err)
+			audited = g.auditFailed(err)
 		}
 	}
 	if !d.Allow {
 		return ctx, nil, errDenied()
+	}
+	if !audited {
+		return ctx, nil, errAuditFailed()
 	}
 	return ctx, c, nil
 }
@@ -119,8 +123,7 @@ func (g *Guard) filterListen(req mcp.Request, c *caller) {
 	for _, uri := range p.Notifications.ResourceSubscriptions {
 		r := policy.Request{Method: "resources/subscribe", Target: uri, Source: c.source, Time: g.cfg.clock.Now()}
 		d := g.authz.Authorize(c.principal, r)
-		g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(r.Time))
-		if d.Allow {
+		if g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(r.Time)) && d.Allow {
 			kept = append(kept, uri)
 		}
 	}
@@ -174,12 +177,25 @@ func (g *Guard) request(method string, req mcp.Request, c *caller) policy.Reques
 	return r
 }
 
-func (g *Guard) audit(p *policy.Principal, r policy.Request, d policy.Decision, latency time.Duration) {
+// audit writes the record of decision d and reports whether what it
+// allows may go ahead: written, no audit log, or WithAuditFailOpen.
+func (g *Guard) audit(p *policy.Principal, r policy.Request, d policy.Decision, latency time.Duration) bool {
 	if g.cfg.audit == nil {
-		return
+		return true
 	}
-	rec := policy.AuditRecord(p, r, d, latency)
-	if err := g.cfg.audit.Write(rec); err != nil {
-		g.cfg.logger.Error("mcpauth: writing the audit log", "error", err)
+	if err := g.cfg.audit.Write(policy.AuditRecord(p, r, d, latency)); err != nil {
+		return g.auditFailed(err)
 	}
+	return true
+}
+
+// auditFailed logs a failed audit write and reports whether the request
+// may still be served.
+func (g *Guard) auditFailed(err error) bool {
+	if g.cfg.failOpen {
+		g.cfg.logger.Error("mcpauth: writing the audit log; serving the request (WithAuditFailOpen)", "error", err)
+		return true
+	}
+	g.cfg.logger.Error("mcpauth: writing the audit log; refusing the request", "error", err)
+	return false
 }

@@ -13,6 +13,7 @@ type Option interface{ apply(*config) }
 
 type config struct {
 	audit      *identity.AuditLog
+	failOpen   bool
 	clock      clock.Clock
 	logger     *slog.Logger
 	toolArgs   bool
@@ -28,9 +29,18 @@ func (f optionFunc) apply(c *config) { f(c) }
 // request when WithSessionTTL does not say otherwise.
 const DefaultSessionTTL = 24 * time.Hour
 
-// WithAuditLog writes every decision to l.
+// WithAuditLog writes every decision to l. A request whose decision
+// cannot be written is refused (CodeAuditFailed; the failure is logged), so
+// that nothing is done that the log does not show; WithAuditFailOpen
+// serves it instead.
 func WithAuditLog(l *identity.AuditLog) Option {
 	return optionFunc(func(c *config) { c.audit = l })
+}
+
+// WithAuditFailOpen serves allowed requests whose decision could not be
+// written to the audit log, logging each failure, instead of refusing them.
+func WithAuditFailOpen() Option {
+	return optionFunc(func(c *config) { c.failOpen = true })
 }
 
 // WithClock sets the clock that stamps requests (the policy's context.now

@@ -89,24 +89,34 @@ type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
-// A decision that cannot be audited is still made, and the failure logged.
+// A decision that cannot be audited: the handler is not reached (unless
+// failOpen), and the failure is logged.
 func TestAuditFailureLogged(t *testing.T) {
 	set, err := policy.Load([]string{"../../scripts/policies/mcp-example.cedar"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}),
-		logger: slog.New(slog.NewTextHandler(&logs, nil))}}
-	id, _ := identity.ParseID("spiffe://acme.test/client/alice")
-	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
-	req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "search_docs"}, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
-	called := false
-	h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { called = true; return nil, nil })
-	if _, err := h(context.Background(), "tools/call", req); err != nil || !called {
-		t.Fatalf("allowed call: %v, reached %v", err, called)
-	}
-	if !strings.Contains(logs.String(), `msg="mcpauth: writing the audit log" error="identity: writing audit log: disk full"`) {
-		t.Fatalf("log: %s", logs.String())
+	for _, failOpen := range []bool{false, true} {
+		var logs bytes.Buffer
+		g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}), failOpen: failOpen,
+			logger: slog.New(slog.NewTextHandler(&logs, nil))}}
+		id, _ := identity.ParseID("spiffe://acme.test/client/alice")
+		g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+		req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "search_docs"}, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
+		called := false
+		h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { called = true; return nil, nil })
+		_, err := h(context.Background(), "tools/call", req)
+		want := `msg="mcpauth: writing the audit log; refusing the request" error="identity: writing audit log: disk full"`
+		if failOpen {
+			want = `msg="mcpauth: writing the audit log; serving the request (WithAuditFailOpen)" error="identity: writing audit log: disk full"`
+			if err != nil || !called {
+				t.Fatalf("fail open: %v, reached %v", err, called)
+			}
+		} else if err == nil || err.Error() != errAuditFailed().Error() || called {
+			t.Fatalf("allowed call that could not be audited: %v, reached %v", err, called)
+		}
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log: %s", logs.String())
+		}
 	}
 }
