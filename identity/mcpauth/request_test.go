@@ -85,6 +85,27 @@ func TestListenFiltersResources(t *testing.T) {
 	}
 }
 
+// With an audit log that cannot be written, listen keeps no resource
+// subscription (each one's decision would be unrecorded) but still opens.
+func TestListenFailsClosedWithoutAudit(t *testing.T) {
+	set, err := policy.Load([]string{"../../scripts/policies/mcp-example.cedar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}), logger: slog.New(slog.DiscardHandler)}}
+	id, _ := identity.ParseID("spiffe://acme.test/client/alice")
+	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+	params := &mcp.SubscriptionsListenParams{Notifications: &mcp.NotificationSubscriptions{ResourceSubscriptions: []string{"docs://handbook"}}}
+	req := &mcp.ServerRequest[*mcp.SubscriptionsListenParams]{Params: params, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
+	h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { return nil, nil })
+	if _, err := h(context.Background(), methodListen, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := params.Notifications.ResourceSubscriptions; len(got) != 0 {
+		t.Fatalf("kept subscriptions %v whose decisions were not audited", got)
+	}
+}
+
 type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
