@@ -42,6 +42,12 @@ func (l *caLog) renewals() int {
 	return strings.Count(l.buf.String(), `"event":"renew"`)
 }
 
+func (l *caLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func (l *caLog) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
 
 // realCASource enrols a one-hour server certificate at the real CA and
@@ -203,4 +209,64 @@ func intermediatesOf(c tls.Certificate) *x509.CertPool {
 		}
 	}
 	return p
+}
+
+// The CA never comes back: the source keeps trying (never in a loop),
+// keeps serving its certificate until it expires and then says so, in its
+// log and its health, while peers refuse the expired certificate.
+func TestSourceCertificateExpiresWhileTheRealCAIsGone(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	addr := strings.TrimPrefix(c.URL, "https://")
+	fk := clock.NewFake(time.Now())
+	armed := newArmed()
+	var logs caLog
+	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
+	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }}
+	s, err := NewSource(cert, cl, WithClock(fk), WithJitter(0), WithBackoff(time.Second, time.Minute), WithLogger(logs.logger()), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	armed.next(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Server.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expiry := cert.Leaf.NotAfter
+	fk.Set(expiry.Add(time.Second))
+	next := armed.next(t)
+	if !next.After(fk.Now()) {
+		t.Fatalf("next attempt armed for %v, not after now %v: a retry loop", next, fk.Now())
+	}
+	st := s.Status()
+	down := `dial tcp ` + addr + `: connect: connection refused`
+	if st.Renewals != 0 || st.ConsecutiveFailures != 1 || st.LastError == nil || !strings.Contains(st.LastError.Error(), down) {
+		t.Fatalf("status after the failed attempt past expiry: %+v", st)
+	}
+	wantWhy := "certificate expired at " + expiry.UTC().Format(time.RFC3339)
+	if ok, why := st.Healthy(fk.Now(), 5); ok || why != wantWhy {
+		t.Fatalf("Healthy = %v %q, want false %q", ok, why, wantWhy)
+	}
+	if !strings.Contains(logs.String(), `"msg":"agent: renewal failed and the certificate has expired"`) {
+		t.Fatalf("log lacks the expiry:\n%s", logs.String())
+	}
+	if got, _ := s.GetCertificate(nil); got.Leaf.SerialNumber.Cmp(cert.Leaf.SerialNumber) != 0 {
+		t.Fatal("the source replaced its certificate without a renewal")
+	}
+	// A peer checking at the same (fake) time refuses the certificate as
+	// expired.
+	_, err = cert.Leaf.Verify(x509.VerifyOptions{Roots: c.Roots, Intermediates: intermediatesOf(cert), CurrentTime: fk.Now()})
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a peer's check of the expired certificate: %v", err)
+	}
+	// Later attempts keep backing off.
+	fk.Set(next)
+	if again := armed.next(t); !again.After(next) {
+		t.Fatalf("retry armed for %v after %v", again, next)
+	}
+	if st := s.Status(); st.ConsecutiveFailures != 2 {
+		t.Fatalf("second failure not counted: %+v", st)
+	}
 }
