@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,8 +46,17 @@ func TestCLIEnrolRenewRevokeEndToEnd(t *testing.T) {
 	if renewed.Serial == info.Serial || renewed.SPIFFEID != info.SPIFFEID || renewed.Attributes["env"] != "prod" {
 		t.Fatalf("renewed: %+v", renewed)
 	}
-	// Operator revocation by serial, through the running CA.
-	ok(t, w, "revoke", "--serial", renewed.Serial, "--dir", "pki", "--ca-url", ca.url, "--reason", "test")
+	// Operator revocation by serial, through the running CA, with the serial
+	// as audit logs show it (hex, given with 0x); a malformed serial is
+	// refused before anything is sent.
+	fails(t, w, `--serial "12ab" is not a serial number`, "revoke", "--serial", "12ab", "--dir", "pki", "--ca-url", ca.url)
+	if n, ok := new(big.Int).SetString(renewed.SerialHex, 16); !ok || n.String() != renewed.Serial {
+		t.Fatalf("inspect: serial %s, serial_hex %s", renewed.Serial, renewed.SerialHex)
+	}
+	r = ok(t, w, "revoke", "--serial", "0x"+renewed.SerialHex, "--dir", "pki", "--ca-url", ca.url, "--reason", "test")
+	if want := "Revoked serial " + renewed.Serial + " (0x" + renewed.SerialHex + ")"; !strings.Contains(r.stderr, want) {
+		t.Fatalf("revoke said %q, want %q", r.stderr, want)
+	}
 	fails(t, w, "certificate has been revoked", "renew", "--cert", "reporter.crt", "--key", "reporter.key", "--ca-url", ca.url, "--root", ca.root)
 
 	// A server identity; holder revocation.

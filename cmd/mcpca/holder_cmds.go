@@ -90,7 +90,7 @@ the key is written 0600. Both are written atomically.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Enrolled %s (serial %s, valid until %s)\n  certificate: %s\n  key:         %s (0600)\n",
-				subjectOf(chain[0]), chain[0].SerialNumber, chain[0].NotAfter.UTC().Format(time.RFC3339), certFile, keyFile)
+				subjectOf(chain[0]), serialText(chain[0].SerialNumber), chain[0].NotAfter.UTC().Format(time.RFC3339), certFile, keyFile)
 			return nil
 		},
 	}
@@ -159,7 +159,7 @@ func newRenewCmd() *cobra.Command {
 			if err := writeChain(certFile, chain); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Renewed %s: serial %s, valid until %s\n", subjectOf(chain[0]), chain[0].SerialNumber, chain[0].NotAfter.UTC().Format(time.RFC3339))
+			fmt.Fprintf(cmd.ErrOrStderr(), "Renewed %s: serial %s, valid until %s\n", subjectOf(chain[0]), serialText(chain[0].SerialNumber), chain[0].NotAfter.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -180,7 +180,8 @@ func newRevokeCmd() *cobra.Command {
 		Short: "Revoke a certificate: as its holder (--cert/--key) or as the operator (--serial/--dir)",
 		Long: `Revoke a certificate through the running CA, which regenerates its CRL.
 As the holder, present the certificate and its key (--cert, --key).
-As the operator, name the serial (decimal, as printed by enroll and inspect)
+As the operator, name the serial (decimal, as printed by enroll and inspect,
+or hex with 0x, as audit logs and policies show it without the 0x)
 and the CA directory: a one-time revocation token is minted with the
 provisioner's key. A revoked certificate can no longer renew.`,
 		Example: `  mcpca revoke --cert reporter.crt --key reporter.key --ca-url https://127.0.0.1:9443 --root root_ca.crt
@@ -208,6 +209,11 @@ provisioner's key. A revoked certificate can no longer renew.`,
 				if dir == "" {
 					return errors.New("--serial needs --dir (the CA directory, for the provisioner key)")
 				}
+				n, err := parseSerial(serial)
+				if err != nil {
+					return err
+				}
+				serial = n.String() // the CA's API takes decimal
 				pw, err := readPassword(pwFile, dir)
 				if err != nil {
 					return err
@@ -219,7 +225,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 				if err := cl.Revoke(ctx, serial, tok, reason); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked serial %s\n", serial)
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked serial %s\n", serialText(n))
 			default:
 				pair, err := loadPair(certFile, keyFile)
 				if err != nil {
@@ -228,7 +234,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 				if err := cl.RevokeSelf(ctx, pair, reason); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked %s (serial %s)\n", subjectOf(pair.Leaf), pair.Leaf.SerialNumber)
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked %s (serial %s)\n", subjectOf(pair.Leaf), serialText(pair.Leaf.SerialNumber))
 			}
 			return nil
 		},
@@ -237,7 +243,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 	f := cmd.Flags()
 	f.StringVar(&certFile, "cert", "", "certificate to revoke (holder)")
 	f.StringVar(&keyFile, "key", "", "its private key (holder)")
-	f.StringVar(&serial, "serial", "", "serial number to revoke, decimal (operator)")
+	f.StringVar(&serial, "serial", "", "serial number to revoke: decimal, or hex with 0x (operator)")
 	f.StringVar(&dir, "dir", "", "CA directory (operator)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (operator; default <dir>/secrets/password)")
 	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the revocation token (operator)")
@@ -253,7 +259,8 @@ type inspectOutput struct {
 	Name        string            `json:"name"`
 	Roles       []string          `json:"roles"`
 	Attributes  map[string]string `json:"attributes"`
-	Serial      string            `json:"serial"`
+	Serial      string            `json:"serial"`     // decimal
+	SerialHex   string            `json:"serial_hex"` // as audit logs and policies show it
 	NotBefore   time.Time         `json:"not_before"`
 	NotAfter    time.Time         `json:"not_after"`
 	Remaining   string            `json:"remaining"`
@@ -288,7 +295,7 @@ func newInspectCmd() *cobra.Command {
 			sum := sha256.Sum256(certs[0].Raw)
 			o := inspectOutput{
 				SPIFFEID: id.ID.String(), TrustDomain: id.ID.TrustDomain, Kind: string(id.ID.Kind), Name: id.ID.Name,
-				Roles: id.Roles, Attributes: id.Attributes, Serial: id.Serial.String(),
+				Roles: id.Roles, Attributes: id.Attributes, Serial: id.Serial.String(), SerialHex: id.SerialHex(),
 				NotBefore: id.NotBefore.UTC(), NotAfter: id.NotAfter.UTC(),
 				Remaining: id.NotAfter.Sub(now).Truncate(time.Second).String(), Expired: now.After(id.NotAfter),
 				Issuer: certs[0].Issuer.CommonName, DNSNames: id.DNSNames, Fingerprint: hex.EncodeToString(sum[:]),
@@ -321,7 +328,7 @@ func newInspectCmd() *cobra.Command {
 			if len(o.DNSNames) > 0 || len(o.IPAddresses) > 0 {
 				fmt.Fprintf(out, "DNS/IP:      %s\n", strings.Join(append(append([]string{}, o.DNSNames...), o.IPAddresses...), ", "))
 			}
-			fmt.Fprintf(out, "Serial:      %s\n", o.Serial)
+			fmt.Fprintf(out, "Serial:      %s\n", serialText(id.Serial))
 			fmt.Fprintf(out, "Valid:       %s to %s\n", o.NotBefore.Format(time.RFC3339), o.NotAfter.Format(time.RFC3339))
 			if o.Expired {
 				fmt.Fprintf(out, "Remaining:   expired\n")

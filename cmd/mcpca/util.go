@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,3 +161,30 @@ func oidOptions(arc string) ([]identity.ParseOption, error) {
 	}
 	return []identity.ParseOption{identity.WithOIDs(identity.OIDsFromArc(a))}, nil
 }
+
+// parseSerial reads a certificate serial number as an operator may have it:
+// decimal (as enroll, renew and inspect print it), hex with 0x (as inspect
+// prints it in brackets; audit logs and policies show the same digits
+// without the 0x), or colon-separated hex bytes (as openssl prints it).
+func parseSerial(s string) (*big.Int, error) {
+	bad := fmt.Errorf("--serial %q is not a serial number: give it in decimal (as enroll and inspect print it) or in hex with 0x (audit logs print hex without it)", s)
+	t := strings.TrimSpace(s)
+	base := 10
+	switch {
+	case strings.HasPrefix(t, "0x"), strings.HasPrefix(t, "0X"):
+		t, base = t[2:], 16
+	case strings.Contains(t, ":"):
+		t, base = strings.ReplaceAll(t, ":", ""), 16
+	}
+	if t == "" || strings.HasPrefix(t, "-") || strings.HasPrefix(t, "+") {
+		return nil, bad
+	}
+	n, ok := new(big.Int).SetString(t, base)
+	if !ok || n.Sign() <= 0 {
+		return nil, bad
+	}
+	return n, nil
+}
+
+// serialText renders a serial as "decimal (0xhex)".
+func serialText(n *big.Int) string { return n.String() + " (0x" + n.Text(16) + ")" }

@@ -122,7 +122,7 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	if len(id.DNSNames) > 0 {
 		fmt.Fprintf(out, "DNS names:   %s\n", strings.Join(id.DNSNames, ", "))
 	}
-	fmt.Fprintf(out, "Serial:      %s\n", id.Serial)
+	fmt.Fprintf(out, "Serial:      %s\n", serialText(id.Serial))
 	fmt.Fprintf(out, "Not before:  %s\n", id.NotBefore.UTC().Format(time.RFC3339))
 	fmt.Fprintf(out, "Not after:   %s\n", id.NotAfter.UTC().Format(time.RFC3339))
 	if fetcher == nil {

@@ -150,3 +150,20 @@ func TestVerifyCommandFailures(t *testing.T) {
 		})
 	}
 }
+
+func TestParseSerial(t *testing.T) {
+	for in, want := range map[string]string{
+		"1234": "1234", "0x4d2": "1234", "0X4D2": "1234", "04:d2": "1234", " 1234 ": "1234",
+		"0x1f0000000000000000000000000000000001": "2700480863884567646045340884578512526114817",
+	} {
+		n, err := parseSerial(in)
+		if err != nil || n.String() != want {
+			t.Errorf("parseSerial(%q) = %v, %v; want %s", in, n, err, want)
+		}
+	}
+	for _, in := range []string{"", "12ab", "0x", "0xzz", "-5", "+5", "0", "0x0", "1.5", "4d:zz"} {
+		if n, err := parseSerial(in); err == nil || !strings.Contains(err.Error(), "is not a serial number") {
+			t.Errorf("parseSerial(%q) = %v, %v; want an error", in, n, err)
+		}
+	}
+}
