@@ -342,8 +342,9 @@ func TestRenewKeepsIdentityAndRevokedCannotRenew(t *testing.T) {
 	if !listed {
 		t.Fatalf("revoked serial not in the CRL (%d entries)", len(crl.RevokedCertificateEntries))
 	}
-	if !strings.Contains(logs.String(), `"event":"revoke"`) {
-		t.Fatal("no revoke log line")
+	want := `"event":"revoke","serial":"` + chain[0].SerialNumber.String() + `","serial_hex":"` + chain[0].SerialNumber.Text(16) + `"`
+	if !strings.Contains(logs.String(), want) {
+		t.Fatalf("no revoke log line with %s:\n%s", want, logs.String())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"regexp"
 	"strings"
@@ -295,7 +296,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 		return
 	}
 	markDurable(w) // the revocation's commit followed the token's claim
-	s.cfg.logger.Info("certificate revoked", "event", "revoke", "serial", body.Serial, "by", by,
+	s.cfg.logger.Info("certificate revoked", "event", "revoke", "serial", body.Serial, "serial_hex", hexSerial(body.Serial), "by", by,
 		"reason", body.Reason, "reason_code", body.ReasonCode, "client", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, &api.RevokeResponse{Status: "ok"})
 }
@@ -354,7 +355,7 @@ func (st *serverState) certJSON(c *x509.Certificate) []byte {
 // The identity is read from the certificate unless known (from the token
 // the certificate was just issued for) is given.
 func (s *Server) logCert(r *http.Request, event, msg, prov string, leaf *x509.Certificate, st *serverState, known *identity.Identity) {
-	attrs := []any{"event", event, "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "client", r.RemoteAddr}
+	attrs := []any{"event", event, "serial", leaf.SerialNumber.String(), "serial_hex", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "client", r.RemoteAddr}
 	if prov != "" {
 		attrs = append(attrs, "provisioner", prov)
 	} else if p, err := st.auth.LoadProvisionerByCertificate(leaf); err == nil {
@@ -421,4 +422,14 @@ func (s *Server) mayRevoke(st *serverState, prov, serial string) error {
 		return errorf("provisioner %q may not revoke %s (allowed names: %s)", prov, id.ID, listOrNone(policy.AllowNames))
 	}
 	return nil
+}
+
+// hexSerial is the hex form of a decimal serial, as the verifier, audit
+// logs and policies show it ("" when s is not a decimal number).
+func hexSerial(s string) string {
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return ""
+	}
+	return n.Text(16)
 }
