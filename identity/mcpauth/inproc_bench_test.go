@@ -22,16 +22,7 @@ import (
 // the network: the MCP handler of the example server called directly with
 // a recorded response, with and without the Guard around it.
 func BenchmarkHandlerInProcess(b *testing.B) {
-	p := newPKI(b)
-	bundle, _ := identity.NewBundle([]*x509.Certificate{p.ca.Root})
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	authz, err := policy.New([]string{starterPolicy})
-	if err != nil {
-		b.Fatal(err)
-	}
+	v, authz, state := benchDeps(b)
 	mk := func(guarded bool, audit *identity.AuditLog) http.Handler {
 		srv := mcpexample.NewServer()
 		var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true})
@@ -50,15 +41,6 @@ func BenchmarkHandlerInProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer audit.Close()
-	var peer []*x509.Certificate
-	for _, der := range p.reader.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			b.Fatal(err)
-		}
-		peer = append(peer, c)
-	}
-	state := &tls.ConnectionState{PeerCertificates: peer}
 	for _, c := range []struct {
 		name string
 		h    http.Handler
@@ -84,16 +66,7 @@ func BenchmarkHandlerInProcess(b *testing.B) {
 // BenchmarkGuardOnly measures what the adapter itself does per tools/call
 // (Handler and Middleware around trivial handlers, audit to a file).
 func BenchmarkGuardOnly(b *testing.B) {
-	p := newPKI(b)
-	bundle, _ := identity.NewBundle([]*x509.Certificate{p.ca.Root})
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	authz, err := policy.New([]string{starterPolicy})
-	if err != nil {
-		b.Fatal(err)
-	}
+	v, authz, state := benchDeps(b)
 	audit, err := identity.OpenAuditLog(filepath.Join(b.TempDir(), "audit.log"))
 	if err != nil {
 		b.Fatal(err)
@@ -113,12 +86,6 @@ func BenchmarkGuardOnly(b *testing.B) {
 		}
 		w.WriteHeader(200)
 	}))
-	var peer []*x509.Certificate
-	for _, der := range p.reader.Certificate {
-		c, _ := x509.ParseCertificate(der)
-		peer = append(peer, c)
-	}
-	state := &tls.ConnectionState{PeerCertificates: peer}
 	ctx := g.ConnContext(context.Background(), nil)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -131,4 +98,31 @@ func BenchmarkGuardOnly(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+}
+
+// benchDeps starts a CA and returns a verifier trusting it, the starter
+// policy and the TLS state of a connection from the reader.
+func benchDeps(b *testing.B) (*identity.Verifier, *policy.Authorizer, *tls.ConnectionState) {
+	p := newPKI(b)
+	bundle, err := identity.NewBundle([]*x509.Certificate{p.ca.Root})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := identity.NewVerifier(identity.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	authz, err := policy.New([]string{starterPolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peer []*x509.Certificate
+	for _, der := range p.reader.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			b.Fatal(err)
+		}
+		peer = append(peer, c)
+	}
+	return v, authz, &tls.ConnectionState{PeerCertificates: peer}
 }
