@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/caclient"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 func TestCAClient(t *testing.T) {

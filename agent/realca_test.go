@@ -14,8 +14,8 @@ import (
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // These tests run a Source against the real CA (embedded step-ca on

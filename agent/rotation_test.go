@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 // Clients hammer an mTLS server whose certificate comes from a Source while

@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // A Source plugs into the identity package: identity.ServerTLSConfig and

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 // waitTimer waits until the flusher has armed its timer on clk.

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 var auditT0 = time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC)

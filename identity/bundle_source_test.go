@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 

@@ -18,8 +18,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/caclient"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // Option configures New.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/caclient"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // daemonEnv is a daemon under test with its CA, files and event channels.

@@ -13,8 +13,8 @@ import (
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // End to end against the real CA (embedded step-ca on loopback): first

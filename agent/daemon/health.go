@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"

@@ -15,7 +15,7 @@ import (
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/agent/internal/agenttest"
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 var t0 = agenttest.T0

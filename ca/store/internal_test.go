@@ -13,7 +13,7 @@ import (
 	"github.com/smallstep/certificates/db"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 func jwt(payload string) string {

@@ -3,7 +3,7 @@ package store
 import (
 	"time"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 type config struct {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/ca/store/storetest"
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 var start = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)

@@ -83,7 +83,7 @@ import (
 
 	"github.com/smallstep/certificates/db"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 // TokenGrace is how long a used-token record outlives the token's expiry.

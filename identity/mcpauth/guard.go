@@ -16,9 +16,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // Authorizer decides MCP requests. *policy.Authorizer (reloadable) and

@@ -21,10 +21,10 @@ import (
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/internal/clock"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 )
 

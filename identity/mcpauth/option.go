@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // Option configures New.

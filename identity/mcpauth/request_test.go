@@ -16,9 +16,9 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 // Each method is decided on the right target.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/clock"
 )
 
 var t0 = time.Date(2026, 3, 4, 10, 30, 0, 0, time.UTC) // a Wednesday

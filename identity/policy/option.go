@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/clock"
+	"github.com/mcpca/mcpca/clock"
 )
 
 // config holds the options of Compile, Load and New.

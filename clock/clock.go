@@ -1,5 +1,7 @@
 // Package clock is the one time abstraction of mcpca: every package that
-// decides by time takes a Clock, so tests move time instead of waiting for it.
+// decides by time takes a Clock (agent.WithClock, identity.WithClock,
+// policy.WithClock, mcpauth.WithClock, ...), so tests, ours and those of
+// programs that embed mcpca, move time with a Fake instead of waiting for it.
 package clock
 
 import (
