@@ -49,7 +49,7 @@ func TestVerifyCommand(t *testing.T) {
 		"Kind:        client\n",
 		"Roles:       reader, auditor\n",
 		"Attributes:  env=prod, team=payments\n",
-		"Serial:      " + s.Leaf.SerialNumber.String() + "\n",
+		"Serial:      " + s.Leaf.SerialNumber.String() + " (0x" + s.Leaf.SerialNumber.Text(16) + ")\n",
 		"Not after:   " + s.Leaf.NotAfter.UTC().Format(time.RFC3339) + "\n",
 		"Revocation:  not revoked (CRL number 1 from empty.crl, 0 revoked, next update ",
 		"Status:      OK\n",
