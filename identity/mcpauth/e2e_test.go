@@ -1,6 +1,7 @@
 package mcpauth_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -750,5 +753,49 @@ func TestAuditFailure(t *testing.T) {
 		// A denied call stays a denial either way.
 		_, err = call(t, cs, mcpexample.ToolDeleteRecord, map[string]any{"id": "1"})
 		denied(t, "delete_record as reader with a failing audit log", err)
+	}
+}
+
+// With batched audit lines, many clients calling at once: every decision
+// reaches the file, in one intact chain, by the time the log is closed.
+func TestBatchedAuditUnderConcurrentCalls(t *testing.T) {
+	p := newPKI(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	audit, err := identity.OpenAuditLog(path, identity.WithAuditFlushInterval(2*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startServer(t, p, envOptions{auditLog: audit})
+	const clients, calls = 8, 25
+	var wg sync.WaitGroup
+	for i := range clients {
+		cert := p.reader
+		if i%2 == 1 {
+			cert = p.admin
+		}
+		cs, _ := e.mustConnect(t, cert, "")
+		wg.Go(func() {
+			for range calls {
+				if _, err := call(t, cs, mcpexample.ToolSearchDocs, map[string]any{"query": "roles"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := audit.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := identity.VerifyLog(bytes.NewReader(data))
+	if err != nil || n != clients*calls {
+		t.Fatalf("audit log: %d records, %v; want %d in an intact chain", n, err, clients*calls)
+	}
+	if got := strings.Count(string(data), `"spiffe_id":"spiffe://acme.test/client/bob"`); got != clients/2*calls {
+		t.Fatalf("bob's records: %d, want %d", got, clients/2*calls)
 	}
 }
