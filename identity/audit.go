@@ -140,16 +140,27 @@ type queuedRecord struct {
 
 // NewAuditLog starts a new chain (from AuditGenesis) on w.
 func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
+	l := newAuditLog(w, opts)
+	l.start()
+	return l
+}
+
+func newAuditLog(w io.Writer, opts []AuditOption) *AuditLog {
 	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: w, hash: sha256.New()}
 	copy(l.prev[:], AuditGenesis)
 	for _, o := range opts {
 		o.applyAudit(&l.cfg)
 	}
+	return l
+}
+
+// start starts the flusher of WithAuditFlushInterval, once the chain's
+// starting point is set.
+func (l *AuditLog) start() {
 	if l.cfg.flush > 0 {
 		l.kick, l.stop, l.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		go l.flusher()
 	}
-	return l
 }
 
 // flusher writes the queue l.cfg.flush after it becomes non-empty, until
@@ -223,7 +234,7 @@ func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
 		f.Close()
 		return nil, errorf("audit log %s: %w", path, err)
 	}
-	l := NewAuditLog(f, opts...)
+	l := newAuditLog(f, opts)
 	l.closer = f
 	if last != nil {
 		var r AuditRecord
@@ -235,6 +246,7 @@ func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
 		hex.Encode(l.prev[:], sum[:])
 		l.seq = r.Seq
 	}
+	l.start()
 	return l, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -218,3 +219,20 @@ func TestAuditFlushConcurrentWrites(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A log OpenAuditLog refuses leaves no flusher running.
+func TestAuditFlushRefusedOpenStartsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, []byte("not a record\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	for range 20 {
+		if _, err := OpenAuditLog(path, WithAuditFlushInterval(time.Hour)); err == nil || !strings.Contains(err.Error(), "not an audit record") {
+			t.Fatalf("OpenAuditLog = %v", err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after >= before+20 {
+		t.Fatalf("goroutines: %d before, %d after 20 refused opens", before, after)
+	}
+}
