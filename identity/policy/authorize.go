@@ -46,8 +46,8 @@ func (s *Set) Authorize(p *Principal, r Request) Decision {
 
 // evaluate decides r with Cedar. It is kept out of Authorize so that a
 // decision taken from the cache needs only a small stack frame: callers
-// such as MCP handlers run on fresh goroutines, whose stack a large frame
-// makes the runtime grow (copy) on every request.
+// such as MCP handlers run on fresh goroutines with small stacks, which a
+// large frame on the common path makes likelier to be grown (copied).
 //
 //go:noinline
 func (s *Set) evaluate(p *Principal, r *Request, now time.Time) Decision {
