@@ -672,8 +672,9 @@ func deleteSession(t testing.TB, hc *http.Client, url, sid string) (*http.Respon
 	return resp, string(b)
 }
 
-// A session whose binding left the Guard's table, by expiry or eviction,
-// stays refused to every other identity and usable by its creator.
+// A session whose binding left the table (expired, or evicted from a full
+// table) is refused to everyone with the 404 of an unknown session, which
+// tells a client to start a new one; the creator then does.
 func TestSessionBindingGone(t *testing.T) {
 	p := newPKI(t)
 	for _, tc := range []struct {
@@ -694,23 +695,25 @@ func TestSessionBindingGone(t *testing.T) {
 			alice, aliceHTTP := e.mustConnect(t, p.reader, stateful)
 			tc.drop(e)
 			bobHTTP := e.httpClient(p.admin)
-			resp, body := post(t, bobHTTP, e.url, alice.ID(), listTools)
-			if resp.StatusCode != http.StatusForbidden || body != foreignBody || resp.Header.Get("Content-Type") != "application/json" {
-				t.Fatalf("bob on alice's session: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			for who, hc := range map[string]*http.Client{"bob": bobHTTP, "alice": aliceHTTP} {
+				resp, body := post(t, hc, e.url, alice.ID(), listTools)
+				if resp.StatusCode != http.StatusNotFound || body != "session not found\n" {
+					t.Fatalf("%s on alice's unbound session: %d %q", who, resp.StatusCode, body)
+				}
 			}
-			resp, body = deleteSession(t, bobHTTP, e.url, alice.ID())
-			if resp.StatusCode != http.StatusForbidden || body != foreignBody {
-				t.Fatalf("bob deleting alice's session: %d %q", resp.StatusCode, body)
+			resp, body := deleteSession(t, bobHTTP, e.url, alice.ID())
+			if resp.StatusCode != http.StatusNotFound || body != "session not found\n" {
+				t.Fatalf("bob deleting alice's unbound session: %d %q", resp.StatusCode, body)
 			}
-			// Alice's session still works, for Alice.
-			if out, err := call(t, alice, mcpexample.ToolWhoAmI, nil); err != nil || out != "spiffe://acme.test/client/alice roles=reader" {
-				t.Fatalf("alice on her session: %q, %v", out, err)
+			// Alice starts a new session, bound to her; bob cannot use it.
+			alice2, _ := e.mustConnect(t, p.reader, stateful)
+			if out, err := call(t, alice2, mcpexample.ToolWhoAmI, nil); err != nil || out != "spiffe://acme.test/client/alice roles=reader" {
+				t.Fatalf("alice on her new session: %q, %v", out, err)
 			}
-			resp, body = post(t, aliceHTTP, e.url, alice.ID(), listTools)
-			if resp.StatusCode != http.StatusOK || !strings.Contains(body, "search_docs") {
-				t.Fatalf("alice on her session over HTTP: %d %s", resp.StatusCode, body)
+			if resp, body := post(t, bobHTTP, e.url, alice2.ID(), listTools); resp.StatusCode != http.StatusForbidden || body != foreignBody {
+				t.Fatalf("bob on alice's new session: %d %q", resp.StatusCode, body)
 			}
-			// An unknown session is still the SDK's 404.
+			// A session that never existed: the same 404.
 			resp, body = post(t, bobHTTP, e.url, "no-such-session", listTools)
 			if resp.StatusCode != http.StatusNotFound || body != "session not found\n" {
 				t.Fatalf("unknown session: %d %q", resp.StatusCode, body)

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/auth"
-
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
@@ -44,9 +42,8 @@ type Guard struct {
 	// sessions holds the session bindings, at most cfg.maxSess; lru orders
 	// them by last use, most recent first, so that expired bindings are
 	// dropped from its back and, when the table is full, the least recently
-	// used one is evicted. An evicted or expired binding costs no safety:
-	// the SDK keeps the creator's SPIFFE ID with each session for its whole
-	// life (see Handler) and refuses any other identity.
+	// used one is evicted. A session without a binding is refused to
+	// everyone (see Handler).
 	mu       sync.Mutex
 	sessions map[string]*list.Element // of *binding
 	lru      list.List
@@ -63,7 +60,6 @@ type Guard struct {
 type caller struct {
 	principal *policy.Principal
 	source    netip.Addr
-	authz     []string // the client's Authorization header, if any
 }
 
 // binding ties an MCP session to the SPIFFE ID that created it.
@@ -101,10 +97,6 @@ const sessionHeader = "Mcp-Session-Id"
 // DefaultMaxSessions bounds the session binding table when WithMaxSessions
 // does not say otherwise.
 const DefaultMaxSessions = 100000
-
-// sdkUserMismatch is the body of the go-sdk's refusal of a session created
-// by another user (StreamableHTTPHandler, stateful mode).
-const sdkUserMismatch = "session user mismatch\n"
 
 // maxPrincipals bounds the principal cache; it is emptied when full.
 const maxPrincipals = 4096
@@ -166,29 +158,19 @@ func writeError(w http.ResponseWriter, status int, msg, detail string) {
 //     certificate does not verify (now: it may have expired or been revoked
 //     since the handshake);
 //   - 403 {"error":"session belongs to another identity"} when the request
-//     names an Mcp-Session-Id that another identity created.
+//     names an Mcp-Session-Id that another identity created;
+//   - 404 "session not found" (the SDK's answer for a session it does not
+//     know) when it names a session the Guard holds no binding for: one that
+//     never existed, ended, or whose binding expired or was evicted (see
+//     WithSessionTTL and WithMaxSessions). The MCP specification has the
+//     client start a new session then.
 //
-// Sessions are bound twice. The Guard keeps a bounded table of bindings
-// (see WithSessionTTL and WithMaxSessions) and refuses a foreign identity
-// itself. It also hands the SDK the caller's SPIFFE ID as the user of the
-// request (auth.TokenInfo.UserID, through auth.RequireBearerToken with a
-// bearer token of its own: a client's Authorization header is put back
-// before next sees the request), and the SDK keeps the creator's ID with
-// each session for as long as the session lives. So a session whose binding
-// expired or was evicted from the table is still refused to any other
-// identity, with the same 403, and still works for its creator.
-//
-// Responses carry Cache-Control: private, no-store, since what they hold
-// depends on who asked.
+// Handler leaves the request's headers as the client sent them (an
+// application may add its own bearer-token check inside it); the verified
+// caller reaches Middleware and FromContext through a request header of its
+// own that it always overwrites. Responses carry Cache-Control: private,
+// no-store, since what they hold depends on who asked.
 func (g *Guard) Handler(next http.Handler) http.Handler {
-	inner := auth.RequireBearerToken(g.tokenInfo, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(
-		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Header.Del("Authorization")
-			if c := g.lookupRef(r.Header.Get(refHeader)); c != nil && c.authz != nil {
-				r.Header["Authorization"] = c.authz
-			}
-			next.ServeHTTP(w, r)
-		}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(refHeader)
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -203,23 +185,22 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		}
 		id := string(c.principal.UID().ID)
 		sid := r.Header.Get(sessionHeader)
-		st := sessionNone
 		if sid != "" {
-			st = g.checkSession(sid, id)
-		}
-		if st == sessionForeign {
-			writeForeign(w)
-			return
+			switch g.checkSession(sid, id) {
+			case sessionForeign:
+				writeForeign(w)
+				return
+			case sessionUnbound:
+				http.Error(w, "session not found", http.StatusNotFound)
+				return
+			}
 		}
 		ref := strconv.FormatUint(g.nextID.Add(1), 36)
-		c.authz = r.Header.Values("Authorization")
 		g.reqs.Store(ref, c)
 		defer g.reqs.Delete(ref)
 		r.Header.Set(refHeader, ref)
-		r.Header.Set("Authorization", "Bearer "+ref)
-		bw := &bindingWriter{ResponseWriter: w, g: g, id: id, sid: sid, unbound: st == sessionUnbound}
-		inner.ServeHTTP(bw, r)
-		bw.release()
+		bw := &bindingWriter{ResponseWriter: w, g: g, id: id, sid: sid}
+		next.ServeHTTP(bw, r)
 		if sid != "" && r.Method == http.MethodDelete && bw.status/100 == 2 {
 			g.dropSession(sid)
 		}
@@ -229,16 +210,6 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 func writeForeign(w http.ResponseWriter) {
 	writeError(w, http.StatusForbidden, "session belongs to another identity",
 		"start a new session: an MCP session can only be used by the identity that created it")
-}
-
-// tokenInfo gives the SDK the caller's SPIFFE ID as its user; token is the
-// reference Handler registered the caller under.
-func (g *Guard) tokenInfo(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
-	c := g.lookupRef(token)
-	if c == nil {
-		return nil, auth.ErrInvalidToken
-	}
-	return &auth.TokenInfo{UserID: string(c.principal.UID().ID)}, nil
 }
 
 // lookupRef returns the caller Handler registered under ref.
@@ -356,18 +327,13 @@ func (g *Guard) sessionCount() int {
 }
 
 // bindingWriter binds the session the SDK announces in its response
-// headers to the identity of the request that created it. For a request on
-// a session the table does not know, it holds back a 403 until it sees the
-// body: the SDK's refusal of another user's session is answered as Handler
-// answers a foreign session.
+// headers to the identity of the request that created it, and marks every
+// response private.
 type bindingWriter struct {
 	http.ResponseWriter
 	g       *Guard
 	id, sid string
-	unbound bool
 	status  int
-	held    bool // a 403 not yet passed on
-	swallow bool // the SDK's refusal was replaced: drop the rest of it
 }
 
 func (w *bindingWriter) WriteHeader(code int) {
@@ -387,37 +353,12 @@ func (w *bindingWriter) WriteHeader(code int) {
 	if s := w.Header().Get(sessionHeader); s != "" && s != w.sid {
 		w.g.bindSession(s, w.id)
 	}
-	if code == http.StatusForbidden && w.unbound {
-		w.held = true
-		return
-	}
 	w.ResponseWriter.WriteHeader(code)
-}
-
-// release passes on a held 403 that no body followed.
-func (w *bindingWriter) release() {
-	if w.held {
-		w.held = false
-		w.ResponseWriter.WriteHeader(w.status)
-	}
 }
 
 func (w *bindingWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
-	}
-	if w.held {
-		w.held = false
-		if string(p) == sdkUserMismatch {
-			w.swallow = true
-			w.Header().Del("X-Content-Type-Options")
-			writeForeign(w.ResponseWriter)
-			return len(p), nil
-		}
-		w.ResponseWriter.WriteHeader(w.status)
-	}
-	if w.swallow {
-		return len(p), nil
 	}
 	return w.ResponseWriter.Write(p)
 }
@@ -427,7 +368,6 @@ func (w *bindingWriter) Flush() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	w.release()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -1,6 +1,7 @@
 package mcpauth_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
@@ -125,28 +126,40 @@ func TestMiddlewareWithoutHandler(t *testing.T) {
 	}
 }
 
-// The wrapped handler sees the caller's SPIFFE ID as the SDK's user
-// (auth.TokenInfo) and the client's own Authorization header, if any.
-func TestHandlerPassesUserAndAuthorization(t *testing.T) {
+// The wrapped handler sees the client's headers as sent, so an
+// application's own bearer-token check (here the SDK's) can sit inside the
+// Guard; a caller reference forged by the client is replaced.
+func TestHandlerLeavesAuthorizationToTheApplication(t *testing.T) {
 	g, tca := offline(t)
 	alice := tca.CreateSVID("spiffe://acme.test/client/alice")
-	for _, sent := range []string{"", "Basic dXNlcjpwYXNz"} {
-		var user, got string
-		h := g.Handler(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-			if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
-				user = ti.UserID
-			}
-			got = r.Header.Get("Authorization")
+	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+		if token != "app-token" {
+			return nil, auth.ErrInvalidToken
+		}
+		return &auth.TokenInfo{UserID: "app-user", Expiration: time.Now().Add(time.Hour)}, nil
+	}
+	for _, tc := range []struct {
+		sent       string
+		wantStatus int
+	}{{"Bearer app-token", http.StatusOK}, {"Bearer forged", http.StatusUnauthorized}, {"", http.StatusUnauthorized}} {
+		var user, ref string
+		inner := auth.RequireBearerToken(verify, nil)(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			user = auth.TokenInfoFromContext(r.Context()).UserID
+			ref = r.Header.Get("Mcpca-Caller-Ref")
 		}))
 		req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(listTools))
 		req.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
-		if sent != "" {
-			req.Header.Set("Authorization", sent)
+		req.Header.Set("Mcpca-Caller-Ref", "forged-by-the-client")
+		if tc.sent != "" {
+			req.Header.Set("Authorization", tc.sent)
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || user != "spiffe://acme.test/client/alice" || got != sent {
-			t.Errorf("sent Authorization %q: status %d, user %q, Authorization %q", sent, rec.Code, user, got)
+		g.Handler(inner).ServeHTTP(rec, req)
+		if rec.Code != tc.wantStatus {
+			t.Fatalf("Authorization %q: status %d, want %d", tc.sent, rec.Code, tc.wantStatus)
+		}
+		if tc.wantStatus == http.StatusOK && (user != "app-user" || ref == "" || ref == "forged-by-the-client") {
+			t.Fatalf("Authorization %q: user %q, caller ref %q", tc.sent, user, ref)
 		}
 	}
 }
