@@ -107,7 +107,12 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 		crls, crlErrs = append(crls, c), append(crlErrs, err)
 	}
 	leaf := chain[0]
-	fp := sha256.Sum256(leaf.Raw)
+	var fp [sha256.Size]byte
+	if v.cache != nil {
+		fp = v.cache.fingerprint(leaf)
+	} else {
+		fp = sha256.Sum256(leaf.Raw)
+	}
 	key := cacheKey{fp: fp, as: as}
 	if v.cache != nil {
 		if e := v.cache.get(b, crls, key, chain[1:]); e != nil && e.usable(now, &v.cfg) {

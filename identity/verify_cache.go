@@ -17,6 +17,14 @@ type verifyCache struct {
 	crls   []*CRL
 	m      map[cacheKey]*cacheEntry
 	max    int
+
+	// fps remembers the fingerprints of the leaves seen, by pointer: a TLS
+	// connection presents the same *x509.Certificate for every request, so
+	// its leaf is hashed once, not per request. Each entry keeps a parsed
+	// certificate alive, so the memo is small (maxFingerprints) and starts
+	// over when full.
+	fpMu sync.RWMutex
+	fps  map[*x509.Certificate][sha256.Size]byte
 }
 
 type cacheKey struct {
@@ -32,7 +40,29 @@ type cacheEntry struct {
 }
 
 func newVerifyCache(max int) *verifyCache {
-	return &verifyCache{m: make(map[cacheKey]*cacheEntry), max: max}
+	return &verifyCache{m: make(map[cacheKey]*cacheEntry), max: max, fps: make(map[*x509.Certificate][sha256.Size]byte)}
+}
+
+// maxFingerprints bounds verifyCache.fps (a few MB of certificates).
+const maxFingerprints = 1024
+
+// fingerprint returns the SHA-256 of leaf.Raw, from memory when this leaf
+// was seen before.
+func (c *verifyCache) fingerprint(leaf *x509.Certificate) [sha256.Size]byte {
+	c.fpMu.RLock()
+	fp, ok := c.fps[leaf]
+	c.fpMu.RUnlock()
+	if ok {
+		return fp
+	}
+	fp = sha256.Sum256(leaf.Raw)
+	c.fpMu.Lock()
+	if len(c.fps) >= maxFingerprints {
+		clear(c.fps)
+	}
+	c.fps[leaf] = fp
+	c.fpMu.Unlock()
+	return fp
 }
 
 func (c *verifyCache) get(b *Bundle, crls []*CRL, k cacheKey, rest []*x509.Certificate) *cacheEntry {
