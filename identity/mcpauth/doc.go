@@ -17,9 +17,10 @@
 //     completion/complete by the prompt or resource it completes, and every
 //     other method by its name. initialize, server/discover, ping and
 //     notifications are always allowed; subscriptions/listen (protocol
-//     2026-07-28) too, keeping only the resources the caller may subscribe to. Lists (tools/list, resources/list,
-//     resources/templates/list, prompts/list) return only what the caller may
-//     use. Every decision is written to the audit log.
+//     2026-07-28) too, keeping only the resources the caller may subscribe
+//     to. Lists (tools/list, resources/list, resources/templates/list,
+//     prompts/list) return only what the caller may use. Every decision is
+//     written to the audit log.
 //
 // A denial is a JSON-RPC error with code CodeDenied and the message
 // "permission denied", the same whether or not the tool, resource or prompt
@@ -28,13 +29,19 @@
 // Handlers reach the caller's identity with FromContext.
 //
 // Sessions are bound to the SPIFFE ID, not to one certificate, so a client
-// whose certificate was renewed keeps its session. The binding is kept twice:
-// in the Guard's table, bounded (WithMaxSessions) and aged (WithSessionTTL),
-// and by the SDK itself for the life of the session (the Guard gives it the
-// SPIFFE ID as auth.TokenInfo.UserID), so a binding that left the table never
-// lets another identity in. Stateless servers
-// (StreamableHTTPOptions.Stateless, or protocol 2026-07-28 clients) have no
-// sessions to bind; every request is checked on its own either way.
+// whose certificate was renewed keeps its session. The bindings live in the
+// Guard's table, bounded (WithMaxSessions) and aged (WithSessionTTL); a
+// session whose binding left the table is answered 404, like a session that
+// ended, for every identity, and its client starts a new one. Stateless
+// servers (StreamableHTTPOptions.Stateless, or protocol 2026-07-28 clients)
+// have no sessions to bind; every request is checked on its own either way.
+//
+// The Guard does not touch the Authorization header: an application can
+// check its own bearer tokens or API keys inside Handler, on top of mTLS.
+//
+// Every decision is audited before the request is handled; a request whose
+// decision cannot be written is refused with CodeAuditFailed unless
+// WithAuditFailOpen.
 //
 // The audit log gets one record per decided request: allowed or denied,
 // with the determining policy IDs. A list request is one record (the
