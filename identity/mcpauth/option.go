@@ -66,15 +66,16 @@ func WithToolArguments() Option {
 // WithMaxSessions bounds the table of session bindings (default
 // DefaultMaxSessions). When it is full, bindings unused for longer than the
 // session TTL are dropped first, then the least recently used. A session
-// whose binding was dropped stays refused to other identities (see
-// Guard.Handler).
+// whose binding was dropped is answered 404 for everyone, and its client
+// starts a new one (see Guard.Handler).
 func WithMaxSessions(n int) Option {
 	return optionFunc(func(c *config) { c.maxSess = n })
 }
 
 // WithSessionTTL sets how long a session binding outlives the last request
 // of its session (default DefaultSessionTTL). Use at least the SDK's
-// StreamableHTTPOptions.SessionTimeout.
+// StreamableHTTPOptions.SessionTimeout, or idle sessions the SDK still
+// keeps are refused (404) before it ends them.
 func WithSessionTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.sessionTTL = d })
 }
