@@ -84,7 +84,7 @@ func bundleOf(t testing.TB, cas ...*testca.CA) *identity.Bundle {
 // each side saw. The server writes one byte after a successful handshake
 // so that the client observes a rejection of its certificate (in TLS 1.3
 // the client's handshake completes before the server checks it).
-func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (serverErr, clientErr error, cs tls.ConnectionState) {
+func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (cs tls.ConnectionState, serverErr, clientErr error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,7 +124,8 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (serverErr, clien
 	if clientErr != nil {
 		conn.Close() // unblock the server if it waits on us
 	}
-	return <-done, clientErr, cs
+	serverErr = <-done
+	return cs, serverErr, clientErr
 }
 
 // configs returns a server and a client config, each side presenting its
@@ -146,7 +147,7 @@ func TestHandshakeSucceeds(t *testing.T) {
 		got, err = e.v.PeerIdentity(&cs)
 		return err
 	})
-	serr, cerr, cs := handshake(t, sc, cc)
+	cs, serr, cerr := handshake(t, sc, cc)
 	if serr != nil || cerr != nil {
 		t.Fatalf("server: %v, client: %v", serr, cerr)
 	}
@@ -267,7 +268,7 @@ func TestHandshakeFailures(t *testing.T) {
 				srv = tc.srv
 			}
 			sc, cc := e.configs(srv, client)
-			serr, cerr, _ := handshake(t, sc, cc)
+			_, serr, cerr := handshake(t, sc, cc)
 			var got error
 			if tc.client != nil {
 				got = serr
@@ -333,7 +334,7 @@ func TestCRLFailures(t *testing.T) {
 			tc.set()
 			sc, cc := e.configs(e.ca.CreateSVID(server), cli)
 			cc.VerifyConnection = nil // only the server checks here
-			serr, _, _ := handshake(t, sc, cc)
+			_, serr, _ := handshake(t, sc, cc)
 			if serr == nil || serr.Error() != tc.want {
 				t.Fatalf("error\n got: %v\nwant: %s", serr, tc.want)
 			}
@@ -394,7 +395,7 @@ func TestBundleSwap(t *testing.T) {
 		sc, cc := e.configs(srv, cli)
 		// The client trusts everything the server is signed by.
 		cc.VerifyConnection = nil
-		serr, _, _ := handshake(t, sc, cc)
+		_, serr, _ := handshake(t, sc, cc)
 		if want == "" && serr != nil || want != "" && (serr == nil || serr.Error() != want) {
 			t.Fatalf("server error %v, want %q", serr, want)
 		}
@@ -450,14 +451,14 @@ func TestResumedSessionIsChecked(t *testing.T) {
 	sc, cc := e.configs(srv, cli)
 	cc.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	cc.ServerName = "files"
-	if serr, cerr, cs := handshake(t, sc, cc); serr != nil || cerr != nil || cs.DidResume {
+	if cs, serr, cerr := handshake(t, sc, cc); serr != nil || cerr != nil || cs.DidResume {
 		t.Fatalf("first handshake: %v %v resumed=%v", serr, cerr, cs.DidResume)
 	}
-	if serr, cerr, cs := handshake(t, sc, cc); serr != nil || cerr != nil || !cs.DidResume {
+	if cs, serr, cerr := handshake(t, sc, cc); serr != nil || cerr != nil || !cs.DidResume {
 		t.Fatalf("second handshake: %v %v resumed=%v", serr, cerr, cs.DidResume)
 	}
 	e.crl.Set(mustCRL(t, e.ca.CreateCRL(testca.RevokedCerts(cli.Leaf))))
-	serr, _, _ := handshake(t, sc, cc)
+	_, serr, _ := handshake(t, sc, cc)
 	want := fmt.Sprintf("identity: spiffe://example.org/client/alice: certificate (serial %s) is revoked since 2030-06-01T11:59:00Z", cli.Leaf.SerialNumber.Text(16))
 	if serr == nil || serr.Error() != want {
 		t.Fatalf("resumed session with a revoked client: %v", serr)
@@ -471,7 +472,7 @@ func TestAuthorizer(t *testing.T) {
 		identity.WithAuthorizer(identity.AuthorizeID(identity.ID{TrustDomain: td, Kind: identity.KindClient, Name: "bob"})))
 	cli := e.ca.CreateSVID(alice)
 	cc := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cli.TLS}, e.v)
-	serr, _, _ := handshake(t, sc, cc)
+	_, serr, _ := handshake(t, sc, cc)
 	assertErr(t, serr, "identity: spiffe://example.org/client/alice: identity is not authorized for this connection", nil)
 }
 
@@ -600,19 +601,19 @@ func TestTLSVersions(t *testing.T) {
 	srv, cli := e.ca.CreateSVID(server), e.ca.CreateSVID(alice)
 	sc, cc := e.configs(srv, cli)
 	cc.MinVersion, cc.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-	serr, cerr, _ := handshake(t, sc, cc)
+	_, serr, cerr := handshake(t, sc, cc)
 	if serr == nil || cerr == nil || !strings.Contains(serr.Error(), "tls: client offered only unsupported versions") {
 		t.Fatalf("TLS 1.2 client accepted by default: server %v, client %v", serr, cerr)
 	}
 	// Allowed on request, and the peer is still verified.
 	sc = identity.ServerTLSConfig(identity.StaticCertificate{Cert: &srv.TLS}, e.v, identity.WithMinVersion(tls.VersionTLS12))
-	if serr, cerr, cs := handshake(t, sc, cc); serr != nil || cerr != nil || cs.Version != tls.VersionTLS12 {
+	if cs, serr, cerr := handshake(t, sc, cc); serr != nil || cerr != nil || cs.Version != tls.VersionTLS12 {
 		t.Fatalf("TLS 1.2: server %v, client %v, version %x", serr, cerr, cs.Version)
 	}
 	bad := e.ca.CreateSVID(alice, testca.WithExtKeyUsage(x509.ExtKeyUsageServerAuth))
 	_, cc2 := e.configs(srv, bad)
 	cc2.MinVersion, cc2.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
-	serr, _, _ = handshake(t, sc, cc2)
+	_, serr, _ = handshake(t, sc, cc2)
 	assertErr(t, serr, "identity: spiffe://example.org/client/alice: certificate lacks the clientAuth extended key usage", nil)
 }
 
@@ -628,7 +629,7 @@ func TestServerIdentityAsClient(t *testing.T) {
 		got, err = e.v.PeerIdentity(&cs)
 		return err
 	})
-	if serr, cerr, _ := handshake(t, sc, cc); serr != nil || cerr != nil {
+	if _, serr, cerr := handshake(t, sc, cc); serr != nil || cerr != nil {
 		t.Fatalf("server %v, client %v", serr, cerr)
 	}
 	if got == nil || got.ID.Kind != identity.KindServer {
