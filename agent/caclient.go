@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
 
@@ -26,6 +27,10 @@ type CAClient struct {
 	// Rekey makes Renew ask for a certificate for a new P-256 key instead
 	// of the current one.
 	Rekey bool
+	// Clock decides whether the current certificate has expired, in which
+	// case Renew fails at once ("enrol again") without asking the CA. Give
+	// it the Source's clock. Default clock.Real.
+	Clock clock.Clock
 }
 
 func (c *CAClient) client() (*caclient.Client, error) {
@@ -33,7 +38,7 @@ func (c *CAClient) client() (*caclient.Client, error) {
 	if c.TrustRoots != nil {
 		pool = c.TrustRoots()
 	}
-	cl, err := caclient.New(c.CAURL, pool)
+	cl, err := caclient.New(c.CAURL, pool, caclient.WithClock(c.Clock))
 	if err != nil {
 		return nil, errorf("%w", err)
 	}

@@ -270,3 +270,31 @@ func TestSourceCertificateExpiresWhileTheRealCAIsGone(t *testing.T) {
 		t.Fatalf("second failure not counted: %+v", st)
 	}
 }
+
+// CAClient decides expiry on its Clock: a certificate expired by that
+// clock is not presented to the CA (which decides on its own, real clock)
+// and the error says to enrol again.
+func TestCAClientRefusesACertificateExpiredOnItsClock(t *testing.T) {
+	var log caLog
+	c := catest.Start(t, catest.Options{Logger: log.logger()})
+	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
+	fk := clock.NewFake(cert.Leaf.NotAfter.Add(time.Second))
+	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }, Clock: fk}
+	_, err := cl.Renew(context.Background(), cert)
+	want := "the certificate expired at " + cert.Leaf.NotAfter.UTC().Format(time.RFC3339) + " and can no longer renew: enrol again with a new token"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Renew of a certificate expired on the client's clock: %v, want %q", err, want)
+	}
+	if n := log.renewals(); n != 0 {
+		t.Fatalf("the CA renewed %d times", n)
+	}
+	// Before expiry on that clock, the CA renews it.
+	fk = clock.NewFake(cert.Leaf.NotAfter.Add(-time.Minute))
+	cl.Clock = fk
+	if _, err := cl.Renew(context.Background(), cert); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.renewals(); n != 1 {
+		t.Fatalf("the CA renewed %d times, want 1", n)
+	}
+}

@@ -347,7 +347,7 @@ func (m *managed) run(ctx context.Context) {
 		}
 	}
 	var src *agent.Source
-	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, Rekey: m.cfg.Rekey, TrustRoots: func() *x509.CertPool {
+	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, Rekey: m.cfg.Rekey, Clock: m.d.cfg.clock, TrustRoots: func() *x509.CertPool {
 		pool := x509.NewCertPool()
 		for _, r := range roots {
 			pool.AddCert(r)
@@ -398,7 +398,7 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	if err != nil {
 		return nil, tls.Certificate{}, errorf("identity %q: the CA root: %w", m.cfg.Name, err)
 	}
-	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
+	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, Clock: m.d.cfg.clock, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
 	cert, err := agent.LoadKeyPair(m.cfg.Cert, m.cfg.Key)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/mcpca/mcpca/clock"
 	"io"
 	"net/http"
 	"strings"
@@ -39,18 +40,30 @@ type Client struct {
 	url     string
 	roots   *x509.CertPool
 	timeout time.Duration
+	clock   clock.Clock
 }
+
+// Option configures New.
+type Option func(*Client)
+
+// WithClock sets the clock that decides whether a certificate has expired
+// before it is presented to the CA. Default clock.Real.
+func WithClock(c clock.Clock) Option { return func(cl *Client) { cl.clock = clock.Or(c) } }
 
 // New returns a client for the CA at caURL ("https://host:port") whose TLS
 // certificate must chain to roots.
-func New(caURL string, roots *x509.CertPool) (*Client, error) {
+func New(caURL string, roots *x509.CertPool, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(caURL, "https://") {
 		return nil, fmt.Errorf("caclient: CA URL %q must start with https://", caURL)
 	}
 	if roots == nil {
 		return nil, errors.New("caclient: no root certificates to trust the CA with")
 	}
-	return &Client{url: strings.TrimRight(caURL, "/"), roots: roots, timeout: 30 * time.Second}, nil
+	c := &Client{url: strings.TrimRight(caURL, "/"), roots: roots, timeout: 30 * time.Second, clock: clock.Real{}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 // URL returns the CA URL.
@@ -170,7 +183,7 @@ func (c *Client) Sign(ctx context.Context, csr *x509.CertificateRequest, token s
 // Renew presents cert over mTLS and returns its successor: same identity,
 // roles and attributes, same key, a new validity period.
 func (c *Client) Renew(ctx context.Context, cert tls.Certificate) ([]*x509.Certificate, error) {
-	if err := checkUsable(cert); err != nil {
+	if err := c.checkUsable(cert); err != nil {
 		return nil, err
 	}
 	var resp signResponse
@@ -182,7 +195,7 @@ func (c *Client) Renew(ctx context.Context, cert tls.Certificate) ([]*x509.Certi
 
 // Rekey is Renew with a new key: csr carries the new public key.
 func (c *Client) Rekey(ctx context.Context, cert tls.Certificate, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
-	if err := checkUsable(cert); err != nil {
+	if err := c.checkUsable(cert); err != nil {
 		return nil, err
 	}
 	var resp signResponse
@@ -195,7 +208,7 @@ func (c *Client) Rekey(ctx context.Context, cert tls.Certificate, csr *x509.Cert
 
 // checkUsable gives a clear error for a certificate that has expired before
 // sending it to the CA, which would only fail the handshake.
-func checkUsable(cert tls.Certificate) error {
+func (c *Client) checkUsable(cert tls.Certificate) error {
 	leaf := cert.Leaf
 	if leaf == nil && len(cert.Certificate) > 0 {
 		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
@@ -203,7 +216,7 @@ func checkUsable(cert tls.Certificate) error {
 	if leaf == nil {
 		return errors.New("caclient: no certificate to present")
 	}
-	if now := time.Now(); now.After(leaf.NotAfter) {
+	if now := c.clock.Now(); now.After(leaf.NotAfter) {
 		return fmt.Errorf("caclient: the certificate expired at %s and can no longer renew: enrol again with a new token", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
@@ -211,7 +224,7 @@ func checkUsable(cert tls.Certificate) error {
 
 // RevokeSelf revokes cert by presenting it (and its key) over mTLS.
 func (c *Client) RevokeSelf(ctx context.Context, cert tls.Certificate, reason string) error {
-	if err := checkUsable(cert); err != nil {
+	if err := c.checkUsable(cert); err != nil {
 		return err
 	}
 	leaf := cert.Leaf
