@@ -200,12 +200,7 @@ func (l *AuditLog) Flush() error {
 		for i := range batch {
 			buf = l.appendLine(buf, &batch[i].rec, batch[i].args)
 		}
-		if n, werr := l.w.Write(buf); werr != nil || n != len(buf) {
-			if werr == nil {
-				werr = io.ErrShortWrite
-			}
-			err = errorf("writing audit log: %w", werr)
-		}
+		err = writeAll(l.w, buf)
 		if cap(buf) <= 2*maxQueued {
 			l.line = buf
 		}
@@ -338,12 +333,9 @@ func (l *AuditLog) Write(r AuditRecord) error {
 		l.line = line
 	}
 	// One write per record: nothing is left in a buffer of ours.
-	if n, err := l.w.Write(line); err != nil || n != len(line) {
-		if err == nil {
-			err = io.ErrShortWrite
-		}
-		l.err = errorf("writing audit log: %w", err)
-		return l.err
+	if err := writeAll(l.w, line); err != nil {
+		l.err = err
+		return err
 	}
 	return nil
 }
@@ -387,6 +379,18 @@ func (l *AuditLog) appendLine(b []byte, r *AuditRecord, args []byte) []byte {
 	hex.Encode(l.prev[:], l.hash.Sum(sum[:0]))
 	l.seq = seq
 	return append(b, '\n')
+}
+
+// writeAll writes b with one Write call; a short write is an error.
+func writeAll(w io.Writer, b []byte) error {
+	n, err := w.Write(b)
+	if err == nil && n != len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return errorf("writing audit log: %w", err)
+	}
+	return nil
 }
 
 // maxPooledRecord is the largest line buffer kept for reuse.

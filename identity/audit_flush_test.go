@@ -236,3 +236,25 @@ func TestAuditFlushRefusedOpenStartsNothing(t *testing.T) {
 		t.Fatalf("goroutines: %d before, %d after 20 refused opens", before, after)
 	}
 }
+
+// A writer that takes part of a line without an error is a failed write,
+// in both modes, and the log stays failed.
+func TestAuditShortWrite(t *testing.T) {
+	short := writerFunc(func(p []byte) (int, error) { return len(p) / 2, nil })
+	const want = "identity: writing audit log: short write"
+	l := NewAuditLog(short)
+	if err := l.Write(auditRecord(0)); err == nil || err.Error() != want {
+		t.Fatalf("Write = %v, want %q", err, want)
+	}
+	if err := l.Write(auditRecord(1)); err == nil || err.Error() != want {
+		t.Fatalf("second Write = %v, want %q", err, want)
+	}
+	b := NewAuditLog(short, WithAuditFlushInterval(time.Hour))
+	defer b.Close()
+	if err := b.Write(auditRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(); err == nil || err.Error() != want {
+		t.Fatalf("Flush = %v, want %q", err, want)
+	}
+}

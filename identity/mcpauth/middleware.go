@@ -83,13 +83,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	r := g.request(method, req, c)
 	start := g.cfg.clock.Now()
 	d := g.authz.Authorize(c.principal, r)
-	audited := true
-	if g.cfg.audit != nil {
-		// Not g.audit: one frame less under the log's encoding and hashing.
-		if err := g.cfg.audit.Write(policy.AuditRecord(c.principal, r, d, g.cfg.clock.Now().Sub(start))); err != nil {
-			audited = g.auditFailed(err)
-		}
-	}
+	audited := g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
 	if !d.Allow {
 		return ctx, nil, errDenied()
 	}
@@ -183,15 +177,10 @@ func (g *Guard) audit(p *policy.Principal, r policy.Request, d policy.Decision, 
 	if g.cfg.audit == nil {
 		return true
 	}
-	if err := g.cfg.audit.Write(policy.AuditRecord(p, r, d, latency)); err != nil {
-		return g.auditFailed(err)
+	err := g.cfg.audit.Write(policy.AuditRecord(p, r, d, latency))
+	if err == nil {
+		return true
 	}
-	return true
-}
-
-// auditFailed logs a failed audit write and reports whether the request
-// may still be served.
-func (g *Guard) auditFailed(err error) bool {
 	if g.cfg.failOpen {
 		g.cfg.logger.Error("mcpauth: writing the audit log; serving the request (WithAuditFailOpen)", "error", err)
 		return true
