@@ -134,38 +134,11 @@ func Init(c InitConfig) (*InitResult, error) {
 	}
 
 	t0 := now().Add(-time.Minute).Truncate(time.Second)
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, errorf("init: %w", err)
-	}
-	rootTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: c.Name + " Root CA"},
-		NotBefore:             t0,
-		NotAfter:              t0.Add(c.RootTTL),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            1,
-	}
-	root, err := createCert(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	rootKey, root, err := newCACert(c.Name+" Root CA", t0, c.RootTTL, 1, nil, nil)
 	if err != nil {
 		return nil, errorf("init: root certificate: %w", err)
 	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, errorf("init: %w", err)
-	}
-	intTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: c.Name + " Intermediate CA"},
-		NotBefore:             t0,
-		NotAfter:              t0.Add(c.IntermediateTTL),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-	}
-	inter, err := createCert(intTmpl, root, intKey.Public(), rootKey)
+	intKey, inter, err := newCACert(c.Name+" Intermediate CA", t0, c.IntermediateTTL, 0, root, rootKey)
 	if err != nil {
 		return nil, errorf("init: intermediate certificate: %w", err)
 	}
@@ -291,6 +264,31 @@ func relativise(cfg *config.Config) {
 	cfg.IntermediateCert = filepath.Join("certs", "intermediate_ca.crt")
 	cfg.IntermediateKey = filepath.Join("secrets", "intermediate_ca_key")
 	cfg.DB = &db.Config{Type: "bbolt", DataSource: filepath.Join("db", "ca.db")}
+}
+
+// newCACert makes a P-256 key and a CA certificate for it, named cn, valid
+// from t0 for ttl, with the given path length, signed by parent's key (or
+// self-signed when parent is nil).
+func newCACert(cn string, t0 time.Time, ttl time.Duration, pathLen int, parent *x509.Certificate, parentKey crypto.Signer) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             t0,
+		NotAfter:              t0.Add(ttl),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            pathLen,
+		MaxPathLenZero:        pathLen == 0,
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	cert, err := createCert(tmpl, parent, key.Public(), parentKey)
+	return key, cert, err
 }
 
 func createCert(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
