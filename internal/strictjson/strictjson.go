@@ -1,0 +1,239 @@
+// Package strictjson reads signed JSON (a token's payload) so that no two
+// JSON readers can take it to mean different things.
+//
+// encoding/json matches object keys to struct fields case-insensitively
+// (with Unicode simple folding: "ſub" is "sub", the Kelvin sign is "k") and
+// keeps the last of duplicate keys; go-jose, which verifies the signature of
+// the same bytes inside step-ca, matches keys exactly. A payload carrying
+// both "iss" and "ISS" was therefore one token to step-ca and another to
+// mcpca. Unmarshal refuses what could be read two ways:
+//
+//   - two keys of one object that are equal or differ only in case
+//     (anywhere in the document, at any depth);
+//   - a key that differs only in case from a field of the target struct;
+//   - documents nested deeper than MaxDepth, or objects of more than
+//     MaxKeys keys (a token is small; bounds keep the checks linear).
+//
+// What it accepts, encoding/json and a case-sensitive reader decode alike.
+package strictjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds the nesting of arrays and objects.
+const MaxDepth = 32
+
+// MaxKeys bounds the keys of one object.
+const MaxKeys = 256
+
+// Unmarshal decodes data into v (a pointer) after the checks above. Errors
+// name the offending key and start with "strictjson: ".
+func Unmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tree, err := readValue(dec, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf("data after the top-level value")
+	}
+	if err := checkCase(tree, reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return errorf("%v", err)
+	}
+	return nil
+}
+
+func errorf(format string, args ...any) error {
+	return fmt.Errorf("strictjson: "+format, args...)
+}
+
+// object keeps an object's keys in order, for checkCase.
+type object struct {
+	keys []string
+	vals []any
+}
+
+// readValue reads one JSON value, refusing duplicate or case-variant keys.
+func readValue(dec *json.Decoder, depth int) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, syntaxError(err)
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return tok, nil
+	}
+	if depth >= MaxDepth {
+		return nil, errorf("nested deeper than %d levels", MaxDepth)
+	}
+	switch d {
+	case '[':
+		var arr []any
+		for dec.More() {
+			v, err := readValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, syntaxError(err)
+		}
+		return arr, nil
+	case '{':
+		obj := &object{}
+		seen := map[string]string{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, syntaxError(err)
+			}
+			k, ok := kt.(string)
+			if !ok {
+				return nil, errorf("object key is not a string")
+			}
+			if len(obj.keys) == MaxKeys {
+				return nil, errorf("an object has more than %d keys", MaxKeys)
+			}
+			f := fold(k)
+			if prev, dup := seen[f]; dup {
+				if prev == k {
+					return nil, errorf("duplicate key %q", k)
+				}
+				return nil, errorf("keys %q and %q differ only in case", prev, k)
+			}
+			seen[f] = k
+			v, err := readValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			obj.keys = append(obj.keys, k)
+			obj.vals = append(obj.vals, v)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, syntaxError(err)
+		}
+		return obj, nil
+	}
+	return nil, errorf("unexpected %v", d)
+}
+
+func syntaxError(err error) error {
+	if errors.Is(err, io.EOF) {
+		return errorf("unexpected end of JSON input")
+	}
+	return errorf("%v", err)
+}
+
+// fold maps s to a canonical member of its case-folding class: two strings
+// fold alike exactly when strings.EqualFold says they are equal.
+func fold(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		if r == utf8.RuneError {
+			b.WriteRune(r)
+			continue
+		}
+		min := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < min {
+				min = f
+			}
+		}
+		b.WriteRune(min)
+	}
+	return b.String()
+}
+
+// checkCase refuses keys that encoding/json would match to a struct field
+// of t only by folding case.
+func checkCase(v any, t reflect.Type, path string) error {
+	if t == nil {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch val := v.(type) {
+	case *object:
+		switch t.Kind() {
+		case reflect.Struct:
+			fields := jsonFields(t)
+			for i, k := range val.keys {
+				ft, exact := fields[k]
+				if !exact {
+					for name := range fields {
+						if strings.EqualFold(name, k) {
+							return errorf("key %q%s is not %q: keys are case-sensitive", k, at(path), name)
+						}
+					}
+					continue
+				}
+				if err := checkCase(val.vals[i], ft, path+"."+k); err != nil {
+					return err
+				}
+			}
+		case reflect.Map:
+			for i, k := range val.keys {
+				if err := checkCase(val.vals[i], t.Elem(), path+"."+k); err != nil {
+					return err
+				}
+			}
+		}
+	case []any:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, e := range val {
+				if err := checkCase(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func at(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " in " + strings.TrimPrefix(path, ".")
+}
+
+// jsonFields maps the JSON names of t's exported fields (as encoding/json
+// names them) to their types. Embedded structs are not followed: the types
+// read with this package have none.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	m := make(map[string]reflect.Type, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Name
+		if tag, ok := f.Tag.Lookup("json"); ok {
+			n, _, _ := strings.Cut(tag, ",")
+			if n == "-" {
+				continue
+			}
+			if n != "" {
+				name = n
+			}
+		}
+		m[name] = f.Type
+	}
+	return m
+}

@@ -1,0 +1,105 @@
+package strictjson
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	josejson "github.com/go-jose/go-jose/v3/json"
+)
+
+type inner struct {
+	Kind  string            `json:"kind"`
+	Roles []string          `json:"roles,omitempty"`
+	Attrs map[string]string `json:"attrs,omitempty"`
+}
+
+type payload struct {
+	Issuer string   `json:"iss"`
+	Sub    string   `json:"sub"`
+	Exp    int64    `json:"exp"`
+	Aud    []string `json:"aud"`
+	Inner  *inner   `json:"mcpca,omitempty"`
+	Items  []inner  `json:"items,omitempty"`
+}
+
+func TestUnmarshalRefuses(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"iss":"a","iss":"b"}`, `strictjson: duplicate key "iss"`},
+		{`{"iss":"team-a","ISS":"admin"}`, `strictjson: keys "iss" and "ISS" differ only in case`},
+		{`{"ISS":"admin"}`, `strictjson: key "ISS" is not "iss": keys are case-sensitive`},
+		{`{"ſub":"x"}`, `strictjson: key "ſub" is not "sub": keys are case-sensitive`},
+		{`{"sub":"x","ſub":"y"}`, `strictjson: keys "sub" and "ſub" differ only in case`},
+		{`{"EXP":1}`, `strictjson: key "EXP" is not "exp": keys are case-sensitive`},
+		{`{"mcpca":{"kind":"client","Kind":"server"}}`, `strictjson: keys "kind" and "Kind" differ only in case`},
+		{`{"mcpca":{"KIND":"server"}}`, `strictjson: key "KIND" in mcpca is not "kind": keys are case-sensitive`},
+		{`{"items":[{"kind":"a"},{"Roles":["x"]}]}`, `strictjson: key "Roles" in items[1] is not "roles": keys are case-sensitive`},
+		{`{"mcpca":{"attrs":{"k":"a","k":"b"}}}`, `strictjson: duplicate key "k"`},
+		{`{"unknown":{"x":1,"X":2}}`, `strictjson: keys "x" and "X" differ only in case`},
+		{`{"iss":"a"} {}`, `strictjson: data after the top-level value`},
+		{`{"iss":"a"`, `strictjson: unexpected end of JSON input`},
+		{`{"exp":1.5}`, `strictjson: json: cannot unmarshal number 1.5 into Go struct field payload.exp of type int64`},
+		{strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), `strictjson: nested deeper than 32 levels`},
+	} {
+		var p payload
+		err := Unmarshal([]byte(tc.in), &p)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: got %v, want %q", tc.in, err, tc.want)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; i <= MaxKeys; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`"k` + strings.Repeat("x", i) + `":1`)
+	}
+	b.WriteString("}")
+	var m map[string]int
+	if err := Unmarshal([]byte(b.String()), &m); err == nil || err.Error() != "strictjson: an object has more than 256 keys" {
+		t.Errorf("too many keys: %v", err)
+	}
+}
+
+func TestUnmarshalAccepts(t *testing.T) {
+	in := `{"iss":"team-a","sub":"spiffe://td/client/a","exp":1700000000,"aud":["https://ca/1.0/sign"],"jti":"x","JTI2":"unknown keys are kept out",` +
+		`"mcpca":{"kind":"client","roles":["reader"],"attrs":{"team":"a","Team2":"b"}}}`
+	var p payload
+	if err := Unmarshal([]byte(in), &p); err != nil {
+		t.Fatal(err)
+	}
+	var q payload
+	if err := josejson.Unmarshal([]byte(in), &q); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, q) || p.Issuer != "team-a" || p.Inner.Attrs["team"] != "a" {
+		t.Fatalf("strict %+v, go-jose %+v", p, q)
+	}
+}
+
+// FuzzUnmarshal holds Unmarshal to its promise: it never panics, and
+// whatever it accepts, go-jose's case-sensitive reader (the one step-ca
+// verifies tokens with) decodes to the same value.
+func FuzzUnmarshal(f *testing.F) {
+	for _, s := range []string{
+		`{"iss":"a","sub":"b","exp":1,"aud":["x"],"mcpca":{"kind":"client","roles":["r"],"attrs":{"k":"v"}}}`,
+		`{"iss":"a","ISS":"b"}`, `{"ſub":"x"}`, `{"items":[{"kind":"a"}]}`, `{"exp":1e3}`, `[]`, `null`,
+		`{"mcpca":null,"aud":null}`, `{"\u0069ss":"a"}`, `{"iss":"\ud800"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p payload
+		if err := Unmarshal(data, &p); err != nil {
+			return
+		}
+		var q payload
+		if err := josejson.Unmarshal(data, &q); err != nil {
+			t.Fatalf("strict accepted %q, go-jose refused it: %v", data, err)
+		}
+		if !reflect.DeepEqual(p, q) {
+			t.Fatalf("%q: strict %+v, go-jose %+v", data, p, q)
+		}
+	})
+}
