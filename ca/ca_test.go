@@ -232,7 +232,7 @@ func TestBadTokens(t *testing.T) {
 		// Same provisioner name, key of another CA: unknown key here.
 		tok := other.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "x"})
 		_, err := c.EnrollToken(tok)
-		wantAPIError(t, err, 401, "ca: token rejected: provisioner not found or invalid audience ("+other.URL+"/1.0/sign)")
+		wantAPIError(t, err, 401, `ca: token rejected: audience "`+other.URL+`/1.0/sign" is not this CA's `+c.URL+"/1.0/sign")
 	})
 	t.Run("unknown key, right audience", func(t *testing.T) {
 		_, err := c.EnrollToken(ca.TokenWithUnknownKeyForTest(t, c.Dir))
@@ -255,7 +255,7 @@ func TestBadTokens(t *testing.T) {
 		_, err := c.Client.Sign(context.Background(), csr, "not-a-token")
 		wantAPIError(t, err, 400, "the token is not a compact JWS")
 		_, err = c.Client.Sign(context.Background(), csr, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln")
-		wantAPIError(t, err, 401, "token rejected")
+		wantAPIError(t, err, 400, "ca: token has no expiry (exp): mint tokens with `mcpca token`")
 	})
 }
 

@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"encoding/json"
+	"errors"
 	"net"
 	"strings"
 	"time"
@@ -25,17 +27,36 @@ type Claims struct {
 }
 
 // tokenPayload is the JSON payload of an enrolment token: step-ca's JWK token
-// claims plus ours.
+// claims plus ours. It is read only with readToken (strictly, once).
 type tokenPayload struct {
 	Issuer    string   `json:"iss"`
 	Subject   string   `json:"sub"`
-	Audience  []string `json:"aud"`
-	NotBefore int64    `json:"nbf"`
-	IssuedAt  int64    `json:"iat"`
-	Expiry    int64    `json:"exp"`
+	Audience  audience `json:"aud"`
+	NotBefore *int64   `json:"nbf,omitempty"`
+	IssuedAt  *int64   `json:"iat,omitempty"`
+	Expiry    *int64   `json:"exp,omitempty"`
 	ID        string   `json:"jti"`
 	SANs      []string `json:"sans"`
 	Mcpca     *Claims  `json:"mcpca,omitempty"`
+}
+
+// audience is the "aud" claim: a string or an array of strings (RFC 7519),
+// written as an array.
+type audience []string
+
+// UnmarshalJSON reads a string or an array of strings, and nothing else.
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("the aud claim is not a string or an array of strings")
+	}
+	*a = many
+	return nil
 }
 
 // validateClaims checks a token's identity claims against the identity

@@ -62,3 +62,30 @@ func TokenWithUnknownKeyForTest(t testing.TB, dir string) string {
 	}
 	return tok
 }
+
+// SignRawTokenForTest signs payload, byte for byte, with the key of a
+// provisioner: a token whose JSON a test shapes itself (duplicate or
+// case-variant keys, wrong types, missing claims).
+func SignRawTokenForTest(t testing.TB, dir string, password []byte, prov, payload string) string {
+	t.Helper()
+	key, err := provisionerKey(dir, prov, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: key.Key},
+		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", key.KeyID),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := signer.Sign([]byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/api"
@@ -45,8 +43,15 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("missing ott (the one-time token)"))
 		return
 	}
-	if err := checkCompactJWS(body.OTT); err != nil {
-		s.refuse(w, r, "issue", http.StatusBadRequest, err)
+	// The payload is read once, strictly, before the token is spent; mcpca
+	// acts on this reading only, and step-ca verifies the same bytes next.
+	payload, code, err := readToken(st, body.OTT, "sign", time.Now())
+	if err != nil {
+		s.refuse(w, r, "issue", code, err)
+		return
+	}
+	if err := identity.CheckPublicKey(csr.PublicKey); err != nil {
+		s.refuse(w, r, "issue", http.StatusBadRequest, errorf("certificate request: %w", err))
 		return
 	}
 	// The CSR's signature is checked by step-ca's signing (twice), after the
@@ -59,12 +64,8 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		return
 	}
 	// From here on the token's signature, audience, lifetime and one-time
-	// use are verified: its payload can be read.
-	payload, err := readTokenPayload(body.OTT)
-	if err != nil {
-		s.refuse(w, r, "issue", http.StatusBadRequest, err)
-		return
-	}
+	// use are verified by step-ca, which selected the provisioner by this
+	// same "iss" (and the key id): it is the provisioner that signed.
 	prov := payload.Issuer
 	policy := st.settings.Provisioners[prov]
 	if policy == nil {
@@ -156,30 +157,10 @@ func leafModifier(oids identity.OIDs, id identity.ID, c *Claims) (provisioner.Ce
 	}, nil
 }
 
-// readTokenPayload reads the payload of a token step-ca has already verified.
-//
-// Only the compact form is accepted (checkCompactJWS): step-ca's JOSE parser
-// also takes the JSON form, whose unsigned header could carry a second,
-// dot-separated payload that a naive reader would take for the signed one.
-func readTokenPayload(token string) (*tokenPayload, error) {
-	if err := checkCompactJWS(token); err != nil {
-		return nil, err
-	}
-	parts := strings.Split(token, ".")
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, errorf("token payload: %v", err)
-	}
-	var p tokenPayload
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&p); err != nil {
-		return nil, errorf("token payload: %v", err)
-	}
-	return &p, nil
-}
-
 // checkCompactJWS accepts only the JWS compact serialisation: three
-// base64url segments separated by two dots.
+// base64url segments separated by two dots. step-ca's JOSE parser also
+// takes the JSON form, whose unsigned header could carry a second,
+// dot-separated payload that a naive reader would take for the signed one.
 func checkCompactJWS(token string) error {
 	dots := 0
 	for i := 0; i < len(token); i++ {
@@ -254,12 +235,22 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("missing serial"))
 		return
 	}
+	if err := checkSerial(body.Serial); err != nil {
+		s.refuse(w, r, "revoke", http.StatusBadRequest, err)
+		return
+	}
 	opts := &authority.RevokeOptions{Serial: body.Serial, Reason: body.Reason, ReasonCode: body.ReasonCode, PassiveOnly: true}
 	ctx := provisioner.NewContextWithMethod(r.Context(), provisioner.RevokeMethod)
 	by := ""
 	if body.OTT != "" {
-		if err := checkCompactJWS(body.OTT); err != nil {
-			s.refuse(w, r, "revoke", http.StatusBadRequest, err)
+		// Read once, strictly, and checked before the token is spent.
+		p, code, err := readToken(st, body.OTT, "revoke", time.Now())
+		if err != nil {
+			s.refuse(w, r, "revoke", code, err)
+			return
+		}
+		if p.Subject != body.Serial {
+			s.refuse(w, r, "revoke", http.StatusForbidden, errorf("the token's subject %q is not the serial %s being revoked", truncateValue(p.Subject), body.Serial))
 			return
 		}
 		if _, err := st.auth.Authorize(ctx, body.OTT); err != nil {
@@ -267,11 +258,6 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 			return
 		}
 		opts.OTT = body.OTT
-		p, err := readTokenPayload(body.OTT)
-		if err != nil {
-			s.refuse(w, r, "revoke", http.StatusBadRequest, err)
-			return
-		}
 		if err := s.mayRevoke(st, p.Issuer, body.Serial); err != nil {
 			s.refuse(w, r, "revoke", http.StatusForbidden, err)
 			return

@@ -83,6 +83,10 @@ type Settings struct {
 	DefaultTTL Duration `json:"defaultTTL"`
 	// MaxTTL is the longest lifetime any token may ask for.
 	MaxTTL Duration `json:"maxTTL"`
+	// MaxTokenTTL bounds the lifetime of an enrolment or revocation token
+	// (exp - nbf, and exp - now at redemption); 0 means
+	// DefaultMaxTokenTTL.
+	MaxTokenTTL Duration `json:"maxTokenTTL,omitzero"`
 	// Provisioners maps a provisioner name to what its tokens may grant.
 	Provisioners map[string]*ProvisionerPolicy `json:"provisioners"`
 }
@@ -105,6 +109,18 @@ type ProvisionerPolicy struct {
 	// networks (CIDR) its IP addresses must fall in. Empty allows none.
 	AllowDNS []string `json:"allowDNS,omitempty"`
 	AllowIPs []string `json:"allowIPs,omitempty"`
+}
+
+// DefaultMaxTokenTTL is the longest token lifetime a CA accepts when its
+// settings name none.
+const DefaultMaxTokenTTL = 24 * time.Hour
+
+// TokenTTLLimit is the longest lifetime of a token this CA accepts.
+func (s *Settings) TokenTTLLimit() time.Duration {
+	if s.MaxTokenTTL.Duration > 0 {
+		return s.MaxTokenTTL.Duration
+	}
+	return DefaultMaxTokenTTL
 }
 
 // CAURL is the https URL clients use to reach the CA.
@@ -151,6 +167,9 @@ func (s *Settings) validate() error {
 	}
 	if s.MaxTTL.Duration < MinTTL || s.DefaultTTL.Duration < MinTTL || s.DefaultTTL.Duration > s.MaxTTL.Duration {
 		return errorf("lifetimes out of order: need %s <= defaultTTL (%s) <= maxTTL (%s)", MinTTL, s.DefaultTTL, s.MaxTTL)
+	}
+	if s.MaxTokenTTL.Duration < 0 {
+		return errorf("maxTokenTTL %s is negative", s.MaxTokenTTL)
 	}
 	for name, p := range s.Provisioners {
 		if p == nil {

@@ -82,8 +82,8 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 	if req.TokenTTL == 0 {
 		req.TokenTTL = DefaultTokenTTL
 	}
-	if req.TokenTTL < 0 || req.TokenTTL > 24*time.Hour {
-		return "", errorf("token lifetime %s is outside (0, 24h]", req.TokenTTL)
+	if limit := m.settings.TokenTTLLimit(); req.TokenTTL < 0 || req.TokenTTL > limit {
+		return "", errorf("token lifetime %s is outside (0, %s], the CA's limit (maxTokenTTL in %s)", req.TokenTTL, limit, Layout{m.dir}.SettingsFile())
 	}
 	if req.Now.IsZero() {
 		req.Now = time.Now()
@@ -172,11 +172,12 @@ func signToken(key *jose.JSONWebKey, issuer string, p *tokenPayload, now time.Ti
 	if _, err := rand.Read(jti); err != nil {
 		return "", errorf("%w", err)
 	}
+	iat, exp := now.Unix(), now.Add(ttl).Unix()
 	p.Issuer = issuer
 	p.ID = hex.EncodeToString(jti)
-	p.IssuedAt = now.Unix()
-	p.NotBefore = now.Unix()
-	p.Expiry = now.Add(ttl).Unix()
+	p.IssuedAt = &iat
+	p.NotBefore = &iat
+	p.Expiry = &exp
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: key.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", key.KeyID),

@@ -16,6 +16,8 @@ import (
 	"github.com/smallstep/nosql/database"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/mcpca/mcpca/internal/strictjson"
 )
 
 // The interfaces step-ca's authority finds by type assertion.
@@ -122,7 +124,8 @@ func (s *Store) claimDone(id string) func(error) {
 }
 
 // tokenExpiry reads the "exp" claim of a compact JWS without verifying it
-// (the authority has verified the token before it calls UseToken).
+// (the authority has verified the token before it calls UseToken). A token
+// whose exp cannot be read strictly is kept forever.
 func tokenExpiry(tok string) (time.Time, bool) {
 	first := strings.IndexByte(tok, '.')
 	if first < 0 {
@@ -137,10 +140,12 @@ func tokenExpiry(tok string) (time.Time, bool) {
 	if err != nil {
 		return time.Time{}, false
 	}
+	// Read as the CA read it before step-ca verified it (strictjson): a
+	// case-variant "EXP" or a second "exp" cannot shorten the record's life.
 	var claims struct {
 		Exp *json.Number `json:"exp"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
+	if err := strictjson.Unmarshal(payload, &claims); err != nil || claims.Exp == nil {
 		return time.Time{}, false
 	}
 	f, err := claims.Exp.Float64()

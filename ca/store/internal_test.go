@@ -32,6 +32,12 @@ func TestTokenExpiry(t *testing.T) {
 		{jwt(`{"exp":-5}`), 0},
 		{jwt(`{"exp":1e300}`), 0},
 		{jwt(`not json`), 0},
+		// What step-ca reads as exp (case-sensitive) is the only exp: a
+		// case variant or a duplicate cannot schedule an early prune.
+		{jwt(`{"exp":1800000000,"EXP":1}`), 0},
+		{jwt(`{"EXP":1}`), 0},
+		{jwt(`{"exp":1800000000,"exp":1}`), 0},
+		{jwt(`{"ſub":"x","exp":1800000000}`), 1800000001},
 		{"a.b", 0},
 		{"a.b.c.d.e", 0},
 		{"a.!!!.c", 0},
