@@ -17,7 +17,8 @@ func TestReadTokenClaimsErrors(t *testing.T) {
 	cases := []struct{ tok, msg string }{
 		{"garbage", "the token is not a JWT"},
 		{"a.!!!.c", "the token payload is not base64url"},
-		{token("[1,2]"), "the token payload is not JSON"},
+		{token("[1,2]"), "caclient: the token payload is refused: strictjson: json: cannot unmarshal array into Go value of type caclient.TokenClaims"},
+		{token(`{"sans":["spiffe://a.test/client/a"],"SANS":["spiffe://a.test/client/b"]}`), `caclient: the token payload is refused: strictjson: keys "sans" and "SANS" differ only in case`},
 		{token(`{"sub":"x"}`), "the token names no SANs"},
 	}
 	for _, c := range cases {

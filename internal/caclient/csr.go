@@ -6,12 +6,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/mcpca/mcpca/internal/strictjson"
 )
 
 // TokenClaims are the unverified claims of an enrolment token that a client
@@ -35,8 +36,10 @@ func ReadTokenClaims(token string) (*TokenClaims, error) {
 		return nil, fmt.Errorf("caclient: the token payload is not base64url: %w", err)
 	}
 	var c TokenClaims
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("caclient: the token payload is not JSON: %w", err)
+	// The same strict reading as the CA's: a token the CA would refuse
+	// for duplicate or case-variant keys is refused here before it is sent.
+	if err := strictjson.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("caclient: the token payload is refused: %w", err)
 	}
 	if len(c.SANs) == 0 {
 		return nil, errors.New("caclient: the token names no SANs: is it an mcpca enrolment token?")
