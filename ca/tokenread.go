@@ -3,7 +3,9 @@ package ca
 import (
 	"encoding/base64"
 	"math/big"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -55,16 +57,45 @@ func readToken(st *serverState, token, endpoint string, now time.Time) (*tokenPa
 	if left := exp.Sub(now); left > limit+tokenSkew {
 		return nil, http.StatusUnauthorized, errorf("token rejected: it expires in %s, beyond the CA's token lifetime limit of %s", left.Truncate(time.Second), limit)
 	}
-	want := []string{st.settings.CAURL() + "/1.0/" + endpoint, st.settings.CAURL() + "/" + endpoint}
+	want := st.settings.CAURL() + "/1.0/" + endpoint
 	if len(p.Audience) == 0 {
-		return nil, http.StatusUnauthorized, errorf("token rejected: it has no audience (aud); this CA accepts %s", want[0])
+		return nil, http.StatusUnauthorized, errorf("token rejected: it has no audience (aud); this CA accepts %s", want)
 	}
 	for _, a := range p.Audience {
-		if a != want[0] && a != want[1] {
-			return nil, http.StatusUnauthorized, errorf("token rejected: audience %q is not this CA's %s", a, want[0])
+		if !audienceIs(a, st.settings.Address, endpoint) {
+			return nil, http.StatusUnauthorized, errorf("token rejected: audience %q is not this CA's %s", truncateValue(a), want)
 		}
 	}
 	return &p, 0, nil
+}
+
+// audienceIs reports whether aud is https://<address>/1.0/<endpoint> or
+// https://<address>/<endpoint> (step-ca's two forms) for this CA's address:
+// the same host (case-insensitive), the same port (443 when absent on
+// either side), nothing else in the URL.
+func audienceIs(aud, address, endpoint string) bool {
+	u, err := url.Parse(aud)
+	if err != nil || u.Scheme != "https" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return false
+	}
+	if u.Path != "/1.0/"+endpoint && u.Path != "/"+endpoint {
+		return false
+	}
+	host, port := splitHostPort(address)
+	uport := u.Port()
+	if uport == "" {
+		uport = "443"
+	}
+	return strings.EqualFold(u.Hostname(), host) && uport == port
+}
+
+// splitHostPort splits a CA address; the port is 443 when absent.
+func splitHostPort(address string) (host, port string) {
+	h, p, err := net.SplitHostPort(address)
+	if err != nil {
+		return strings.Trim(address, "[]"), "443"
+	}
+	return h, p
 }
 
 // checkSerial accepts a serial number in the one form the CA's API takes:
