@@ -339,6 +339,10 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
+		if !stepRouteAllowed(r) {
+			refuseRoute(w, r)
+			return
+		}
 		st.step.ServeHTTP(w, r)
 	})
 }
