@@ -473,7 +473,7 @@ func TestSecondServeOnSameDirFailsAtOnce(t *testing.T) {
 
 func TestWrongPasswordAndCorruptConfig(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
-	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("right")}); err != nil {
+	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("right"), InsecurePassword: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := ca.Open(dir, []byte("wrong"))
@@ -526,7 +526,7 @@ func TestWrongPasswordAndCorruptConfig(t *testing.T) {
 		t.Fatalf("missing ca.json: %v", err)
 	}
 	// Init refuses to overwrite.
-	_, err = ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("right")})
+	_, err = ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("right"), InsecurePassword: true})
 	if err == nil || !strings.Contains(err.Error(), "already holds a CA") {
 		t.Fatalf("re-init: %v", err)
 	}

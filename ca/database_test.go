@@ -125,7 +125,7 @@ func TestCSRWithBadSignatureConsumesTheToken(t *testing.T) {
 func TestEnableAdminNeedsStepCADatabase(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	pw := []byte("pw")
-	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: pw}); err != nil {
+	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: pw, InsecurePassword: true}); err != nil {
 		t.Fatal(err)
 	}
 	file := ca.Layout{Dir: dir}.StepConfig()
@@ -189,7 +189,7 @@ func TestCheckAndCompactStore(t *testing.T) {
 	wantAPIError(t, err, 401, "token already used")
 
 	fresh := filepath.Join(t.TempDir(), "pki")
-	if _, err := ca.Init(ca.InitConfig{Dir: fresh, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("pw")}); err != nil {
+	if _, err := ca.Init(ca.InitConfig{Dir: fresh, Name: "X", TrustDomain: "x.test", Address: "127.0.0.1:9", Password: []byte("pw"), InsecurePassword: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := "ca: no store at " + filepath.Join(fresh, "db", "mcpca.db") + ": the CA has not been served yet, or serves with --database step-ca"

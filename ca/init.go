@@ -39,10 +39,20 @@ type InitConfig struct {
 	Address     string   // listen address, e.g. "127.0.0.1:9443"
 	DNSNames    []string // names of the CA in its TLS certificate; the address host is added
 	// Password encrypts the CA keys and the provisioner key. When nil, Init
-	// generates one and writes it to secrets/password (0600).
-	Password []byte
-	OIDArc   string        // default identity.DefaultOIDArc
-	MaxTTL   time.Duration // longest certificate lifetime, default 24h
+	// generates one and writes it to secrets/password (0600). A given
+	// password must pass CheckPassword unless InsecurePassword is set.
+	Password         []byte
+	InsecurePassword bool
+	// PublishEncryptedKeys sets Settings.PublishEncryptedKeys: the CA then
+	// serves the provisioners' encrypted keys to anyone, for the step CLI's
+	// `step ca token`.
+	PublishEncryptedKeys bool
+	// RootKeyOut, when set, is where the encrypted root key is written
+	// instead of secrets/root_ca_key: the running CA never needs it (it
+	// signs with the intermediate), so it can live offline.
+	RootKeyOut string
+	OIDArc     string        // default identity.DefaultOIDArc
+	MaxTTL     time.Duration // longest certificate lifetime, default 24h
 	// DefaultTTL is the lifetime of a certificate whose token names none, default min(24h, MaxTTL).
 	DefaultTTL      time.Duration
 	RootTTL         time.Duration // default 10 years
@@ -54,8 +64,11 @@ type InitConfig struct {
 type InitResult struct {
 	RootFingerprint string // SHA-256 of the root certificate's DER, hex
 	PasswordFile    string // set when Init generated the password
-	CAURL           string
-	Layout          Layout
+	// RootKeyFile is where the encrypted root key was written:
+	// Layout.RootKey() or InitConfig.RootKeyOut.
+	RootKeyFile string
+	CAURL       string
+	Layout      Layout
 }
 
 // Init creates a CA directory: a root and an intermediate (ECDSA P-256, keys
@@ -107,7 +120,23 @@ func Init(c InitConfig) (*InitResult, error) {
 			dns = append(dns, d)
 		}
 	}
+	if c.Password != nil && !c.InsecurePassword {
+		if why := passwordWeakness(c.Password); why != "" {
+			return nil, errorf("init: %s", why)
+		}
+	}
 	l := Layout{c.Dir}
+	rootKeyFile := l.RootKey()
+	if c.RootKeyOut != "" {
+		abs, err := filepath.Abs(c.RootKeyOut)
+		if err != nil {
+			return nil, errorf("init: --root-key-out %q: %v", c.RootKeyOut, err)
+		}
+		if _, err := os.Lstat(abs); err == nil {
+			return nil, errorf("init: --root-key-out %s already exists: choose a new file", c.RootKeyOut)
+		}
+		rootKeyFile = abs
+	}
 	if _, err := os.Stat(l.SettingsFile()); err == nil {
 		return nil, errorf("init: %s already holds a CA (%s exists); choose another --dir", c.Dir, l.SettingsFile())
 	}
@@ -116,7 +145,7 @@ func Init(c InitConfig) (*InitResult, error) {
 			return nil, errorf("init: %w", err)
 		}
 	}
-	res := &InitResult{Layout: l, CAURL: "https://" + c.Address}
+	res := &InitResult{Layout: l, CAURL: "https://" + c.Address, RootKeyFile: rootKeyFile}
 	password := c.Password
 	if password == nil {
 		buf := make([]byte, 32)
@@ -148,7 +177,7 @@ func Init(c InitConfig) (*InitResult, error) {
 	if err := writeCert(l.IntermediateCert(), inter); err != nil {
 		return nil, err
 	}
-	if err := writeEncryptedKey(l.RootKey(), rootKey, password); err != nil {
+	if err := writeEncryptedKey(rootKeyFile, rootKey, password); err != nil {
 		return nil, err
 	}
 	if err := writeEncryptedKey(l.IntermediateKey(), intKey, password); err != nil {
@@ -164,6 +193,8 @@ func Init(c InitConfig) (*InitResult, error) {
 		DefaultTTL:   Duration{c.DefaultTTL},
 		MaxTTL:       Duration{c.MaxTTL},
 		Provisioners: map[string]*ProvisionerPolicy{AdminProvisioner: {Admin: true}},
+
+		PublishEncryptedKeys: c.PublishEncryptedKeys,
 	}
 	prov, err := newJWKProvisioner(AdminProvisioner, password, settings)
 	if err != nil {
@@ -194,6 +225,10 @@ func Init(c InitConfig) (*InitResult, error) {
 			Enabled:          true,
 			GenerateOnRevoke: true,
 			CacheDuration:    &provisioner.Duration{Duration: 24 * time.Hour},
+			// The CRL's Issuing Distribution Point names where it is
+			// served; step-ca's default is https://<first DNS name>/1.0/crl
+			// on port 443, not this CA's address.
+			IDPurl: settings.CRLURL(),
 		},
 		CommonName: c.Name,
 	}

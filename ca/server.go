@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/smallstep/certificates/api"
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
 	"go.step.sm/crypto/pemutil"
 
@@ -125,6 +127,12 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock}
+	if _, err := os.Stat(l.RootKey()); err == nil {
+		// Serving signs with the intermediate only: the root key here is
+		// exposed to whoever compromises this host, for nothing.
+		cfg.logger.Warn("the root CA key sits in the CA directory, and serving never uses it: move it offline (see The CA directory in the README); keep it for signing a new intermediate",
+			"event", "root_key_online", "file", l.RootKey())
+	}
 	if err := checkPassword(l.IntermediateKey(), password); err != nil {
 		lock.unlock()
 		return nil, err
@@ -204,6 +212,11 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	oids, err := settings.OIDs()
 	if err != nil {
 		return nil, err
+	}
+	if stepCfg.CRL != nil && stepCfg.CRL.IDPurl == "" {
+		// A directory made before Init wrote idpURL: name this CA's
+		// address, not step-ca's default (https://<first DNS name>/1.0/crl).
+		stepCfg.CRL.IDPurl = settings.CRLURL()
 	}
 	auth, err := authority.New(stepCfg,
 		authority.WithPassword(s.password),
@@ -339,12 +352,47 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
+		if !st.settings.PublishEncryptedKeys && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			switch p := strings.TrimPrefix(r.URL.Path, "/1.0"); {
+			case p == "/provisioners":
+				serveProvisionersWithoutKeys(w, r, st)
+				return
+			case strings.HasPrefix(p, "/provisioners/"):
+				writeError(w, http.StatusNotFound, errorf("this CA does not publish its provisioners' encrypted keys: to serve them for the step CLI's `step ca token`, set \"publishEncryptedKeys\": true in its config/mcpca.json (or mcpca init --publish-encrypted-keys) and reload it (SIGHUP)"))
+				return
+			}
+		}
 		if !stepRouteAllowed(r) {
 			refuseRoute(w, r)
 			return
 		}
 		st.step.ServeHTTP(w, r)
 	})
+}
+
+// serveProvisionersWithoutKeys answers GET /provisioners as step-ca does
+// (same shape, same paging), without the JWK provisioners' encrypted keys.
+func serveProvisionersWithoutKeys(w http.ResponseWriter, r *http.Request, st *serverState) {
+	cursor, limit, err := api.ParseCursor(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, errorf("limit %q is not an integer", r.URL.Query().Get("limit")))
+		return
+	}
+	list, next, err := st.auth.GetProvisioners(cursor, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, errorf("listing provisioners: %v", err))
+		return
+	}
+	out := make(provisioner.List, 0, len(list))
+	for _, p := range list {
+		if j, ok := p.(*provisioner.JWK); ok && j.EncryptedKey != "" {
+			c := *j
+			c.EncryptedKey = ""
+			p = &c
+		}
+		out = append(out, p)
+	}
+	writeJSON(w, http.StatusOK, api.ProvisionersResponse{Provisioners: out, NextCursor: next})
 }
 
 // Serve accepts connections on ln (plain TCP; TLS is added here) until

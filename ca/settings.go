@@ -89,6 +89,12 @@ type Settings struct {
 	MaxTokenTTL Duration `json:"maxTokenTTL,omitzero"`
 	// Provisioners maps a provisioner name to what its tokens may grant.
 	Provisioners map[string]*ProvisionerPolicy `json:"provisioners"`
+	// PublishEncryptedKeys makes the CA serve each provisioner's encrypted
+	// private key to anyone, at GET /provisioners and
+	// /provisioners/<kid>/encrypted-key, as step-ca does: the step CLI's
+	// `step ca token` needs it. Off by default, because whoever fetches an
+	// encrypted key can guess its password offline.
+	PublishEncryptedKeys bool `json:"publishEncryptedKeys,omitempty"`
 }
 
 // MinTTL is the shortest certificate lifetime the CA issues.
@@ -109,6 +115,10 @@ type ProvisionerPolicy struct {
 	// networks (CIDR) its IP addresses must fall in. Empty allows none.
 	AllowDNS []string `json:"allowDNS,omitempty"`
 	AllowIPs []string `json:"allowIPs,omitempty"`
+	// OwnPassword records that the provisioner's key is encrypted with its
+	// own password (AddProvisioner with WithProvisionerPassword), not the
+	// CA password.
+	OwnPassword bool `json:"ownPassword,omitempty"`
 }
 
 // DefaultMaxTokenTTL is the longest token lifetime a CA accepts when its
@@ -125,6 +135,10 @@ func (s *Settings) TokenTTLLimit() time.Duration {
 
 // CAURL is the https URL clients use to reach the CA.
 func (s *Settings) CAURL() string { return "https://" + s.Address }
+
+// CRLURL is where the CA serves its CRL, named in the CRL's Issuing
+// Distribution Point.
+func (s *Settings) CRLURL() string { return s.CAURL() + "/1.0/crl" }
 
 // OIDs returns the extension OIDs of this CA.
 func (s *Settings) OIDs() (identity.OIDs, error) {

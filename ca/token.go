@@ -53,7 +53,8 @@ type Minter struct {
 }
 
 // NewMinter decrypts the key of a provisioner ("" = AdminProvisioner) of the
-// CA in dir.
+// CA in dir with password: the CA password, or the provisioner's own when
+// it was added with WithProvisionerPassword.
 func NewMinter(dir string, password []byte, provisionerName string) (*Minter, error) {
 	settings, err := LoadSettings(dir)
 	if err != nil {
@@ -137,7 +138,9 @@ func MintRevokeToken(dir string, password []byte, provisionerName, serial string
 	return signToken(key, provisionerName, p, now, DefaultTokenTTL)
 }
 
-// provisionerKey decrypts the private key of a JWK provisioner.
+// provisionerKey decrypts the private key of a JWK provisioner with
+// password: the CA password, or the provisioner's own when it has one
+// (ProvisionerPolicy.OwnPassword).
 func provisionerKey(dir, name string, password []byte) (*jose.JSONWebKey, error) {
 	l := Layout{dir}
 	cfg, err := loadStepConfig(l)
@@ -153,11 +156,21 @@ func provisionerKey(dir, name string, password []byte) (*jose.JSONWebKey, error)
 	if jwkProv == nil {
 		return nil, errorf("no JWK provisioner named %q in %s", name, l.StepConfig())
 	}
+	own := false
+	if s, err := LoadSettings(dir); err == nil && s.Provisioners[name] != nil {
+		own = s.Provisioners[name].OwnPassword
+	}
 	if len(password) == 0 {
+		if own {
+			return nil, errorf("no password for provisioner %q: pass its own password with --password-file", name)
+		}
 		return nil, errorf("no CA password: pass --password-file (or keep the generated secrets/password)")
 	}
 	data, err := jose.Decrypt([]byte(jwkProv.EncryptedKey), jose.WithPassword(password))
 	if err != nil {
+		if own {
+			return nil, errorf("the password does not decrypt the key of provisioner %q: it has its own password (set by provisioner add --provisioner-password-file), not the CA password: pass that file with --password-file", name)
+		}
 		return nil, errorf("the password does not decrypt the key of provisioner %q: wrong password?", name)
 	}
 	var key jose.JSONWebKey
