@@ -19,6 +19,7 @@ import (
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 func init() {
@@ -35,13 +36,25 @@ func newInitCmd() *cobra.Command {
 encrypted at rest, an admin JWK provisioner (its key encrypted too), step-ca's
 configuration (config/ca.json) and mcpca's settings (config/mcpca.json).
 
-Without --password-file a random password is generated into <dir>/secrets/password (0600).`,
+Without --password-file a random password is generated into <dir>/secrets/password (0600).
+A password given with --password-file must be at least 12 characters, 6 of
+them different, and not a common password or a keyboard run
+(--insecure-password accepts it anyway).
+
+The CA does not serve the provisioners' encrypted keys (GET /provisioners
+lists them without): --publish-encrypted-keys serves them, which the step
+CLI's "step ca token" needs (or set "publishEncryptedKeys": true in
+config/mcpca.json later and reload).
+
+The running CA never uses the root key: --root-key-out FILE writes it there
+(outside the CA directory, e.g. removable media) instead of
+<dir>/secrets/root_ca_key.`,
 		Example: `  mcpca init --dir ./pki --name "Acme MCP CA" --trust-domain acme.test \
              --address 127.0.0.1:9443 --dns localhost`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pwFile != "" {
-				pw, err := readPassword(pwFile, "")
+				pw, err := readPassword(cmd.ErrOrStderr(), pwFile, "")
 				if err != nil {
 					return err
 				}
@@ -67,6 +80,14 @@ Without --password-file a random password is generated into <dir>/secrets/passwo
 			if res.PasswordFile != "" {
 				fmt.Fprintf(out, "  password:         generated into %s (0600); keep it safe\n", res.PasswordFile)
 			}
+			if res.RootKeyFile == res.Layout.RootKey() {
+				fmt.Fprintf(out, "  root key:         %s; serve never uses it: move it offline (e.g. mv %s /media/offline/)\n", res.RootKeyFile, res.RootKeyFile)
+			} else {
+				fmt.Fprintf(out, "  root key:         %s (outside the CA directory; serve never uses it: keep it offline)\n", res.RootKeyFile)
+			}
+			if c.PublishEncryptedKeys {
+				fmt.Fprintln(out, "  provisioner keys: published (encrypted) at /provisioners, for step ca token")
+			}
 			fmt.Fprintf(out, "Start it with: mcpca serve --dir %s\n", c.Dir)
 			return nil
 		},
@@ -78,6 +99,9 @@ Without --password-file a random password is generated into <dir>/secrets/passwo
 	f.StringVar(&c.Address, "address", "127.0.0.1:9443", "address the CA listens on (host:port)")
 	f.StringSliceVar(&c.DNSNames, "dns", nil, "DNS name of the CA for its TLS certificate (repeatable; the address host is added)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the password that encrypts the CA keys (default: generate one)")
+	f.BoolVar(&c.InsecurePassword, "insecure-password", false, insecurePasswordHelp)
+	f.BoolVar(&c.PublishEncryptedKeys, "publish-encrypted-keys", false, "serve the provisioners' encrypted keys to anyone at /provisioners, as step-ca does, for the step CLI's `step ca token` (anyone can then guess their passwords offline)")
+	f.StringVar(&c.RootKeyOut, "root-key-out", "", "write the encrypted root key to this new file instead of <dir>/secrets/root_ca_key (serve never needs it: keep it offline)")
 	f.StringVar(&c.OIDArc, "oid-arc", "", "OID arc of the roles (<arc>.1) and attributes (<arc>.2) extensions (default "+identity.DefaultOIDArc.String()+"; use your own PEN)")
 	f.StringVar(&maxTTL, "max-ttl", "24h", "longest certificate lifetime a token may ask for")
 	f.StringVar(&defTTL, "default-ttl", "", "lifetime of certificates whose token names none (default min(24h, --max-ttl))")
@@ -86,6 +110,9 @@ Without --password-file a random password is generated into <dir>/secrets/passwo
 	_ = cmd.MarkFlagRequired("trust-domain")
 	return cmd
 }
+
+// insecurePasswordHelp is the help of --insecure-password.
+const insecurePasswordHelp = "accept a password that fails the strength check (at least 12 characters, 6 different, not common); whoever obtains an encrypted key (a backup, a copy of the directory, a published provisioner key) can then guess it offline and sign as the CA"
 
 func parseDur(flag, s string) (time.Duration, error) {
 	if s == "" {
@@ -113,7 +140,7 @@ comparison). MCPCA_CPUPROFILE=FILE writes a CPU profile of the run, for
 benchmarks (go tool pprof bin/mcpca FILE).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw, err := readPassword(pwFile, dir)
+			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
 			if err != nil {
 				return err
 			}
@@ -215,7 +242,7 @@ audience-bound to this CA, valid for --token-ttl and redeemable once.`,
   mcpca token files --server --dns files.acme.test --dir ./pki --role mcp-server`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, err := readPassword(pwFile, dir)
+			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
 			if err != nil {
 				return err
 			}
@@ -261,7 +288,7 @@ audience-bound to this CA, valid for --token-ttl and redeemable once.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "CA directory (required)")
-	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password, or the --provisioner's own password (default <dir>/secrets/password)")
 	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the token")
 	f.BoolVar(&server, "server", false, "a server identity (spiffe://<td>/server/NAME) instead of a client")
 	f.StringArrayVar(&roles, "role", nil, "role to grant (repeatable)")
@@ -277,7 +304,8 @@ audience-bound to this CA, valid for --token-ttl and redeemable once.`,
 func newProvisionerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "provisioner", Short: "Manage provisioners (who may mint tokens, and for what)"}
 	var (
-		dir, pwFile               string
+		dir, pwFile, provPWFile   string
+		insecure                  bool
 		roles, attrKeys, patterns []string
 		dnsPats, ipNets           []string
 	)
@@ -289,20 +317,43 @@ attribute keys, for names matching one of the patterns (path.Match syntax
 against "<kind>/<name>", e.g. client/team-a-*), with DNS names and IP
 addresses only from --allow-dns and --allow-ip. Its revocation tokens can
 revoke only certificates whose names match. The CA enforces the limits.
-A running CA (mcpca serve on the same directory) reloads at once.`,
-		Example: `  mcpca provisioner add team-a --dir ./pki --allow-role reader --allow-name 'client/team-a-*'`,
-		Args:    cobra.ExactArgs(1),
+A running CA (mcpca serve on the same directory) reloads at once.
+
+Adding takes the CA password (--password-file): it proves you are the
+operator. With --provisioner-password-file the new provisioner's key is
+encrypted with that password instead, so the team that mints its tokens
+(mcpca token --provisioner NAME --password-file FILE) never holds the CA
+password, which decrypts the admin key too. That password must pass the
+strength check (--insecure-password accepts it anyway) and differ from the
+CA password.`,
+		Example: `  mcpca provisioner add team-a --dir ./pki --allow-role reader --allow-name 'client/team-a-*' \
+      --provisioner-password-file team-a.pw`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, err := readPassword(pwFile, dir)
+			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
 			if err != nil {
 				return err
 			}
-			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns, AllowDNS: dnsPats, AllowIPs: ipNets}); err != nil {
+			var opts []ca.ProvisionerOption
+			if provPWFile != "" {
+				own, err := secretfile.Read(provPWFile, cmd.ErrOrStderr())
+				if err != nil {
+					return fmt.Errorf("reading the provisioner's password: %w", err)
+				}
+				opts = append(opts, ca.WithProvisionerPassword([]byte(strings.TrimRight(string(own), "\r\n"))))
+			}
+			if insecure {
+				opts = append(opts, ca.WithInsecurePassword())
+			}
+			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns, AllowDNS: dnsPats, AllowIPs: ipNets}, opts...); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Added provisioner %q: roles [%s], attribute keys [%s], names [%s]\n",
 				args[0], strings.Join(roles, ", "), strings.Join(attrKeys, ", "), strings.Join(patterns, ", "))
+			if provPWFile != "" {
+				fmt.Fprintf(out, "Its key is encrypted with the password in %s: give that file to the team (mcpca token --provisioner %s --password-file FILE), not the CA password\n", provPWFile, args[0])
+			}
 			pid, err := ca.ServingPID(dir)
 			switch {
 			case err != nil:
@@ -320,7 +371,9 @@ A running CA (mcpca serve on the same directory) reloads at once.`,
 	}
 	f := add.Flags()
 	f.StringVar(&dir, "dir", "", "CA directory (required)")
-	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password, which proves you are the operator (default <dir>/secrets/password)")
+	f.StringVar(&provPWFile, "provisioner-password-file", "", "file holding the new provisioner's own password, which encrypts its key instead of the CA password (give it to the team that mints its tokens)")
+	f.BoolVar(&insecure, "insecure-password", false, insecurePasswordHelp)
 	f.StringArrayVar(&roles, "allow-role", nil, "role its tokens may grant (repeatable)")
 	f.StringArrayVar(&attrKeys, "allow-attr", nil, "attribute key its tokens may set (repeatable)")
 	f.StringArrayVar(&patterns, "allow-name", nil, "name pattern its tokens may use, e.g. 'client/team-a-*' (repeatable, at least one)")
@@ -343,8 +396,12 @@ A running CA (mcpca serve on the same directory) reloads at once.`,
 					fmt.Fprintf(out, "%s\tadmin (unrestricted)\n", name)
 					continue
 				}
-				fmt.Fprintf(out, "%s\troles [%s] attribute keys [%s] names [%s]\n", name,
-					strings.Join(p.AllowRoles, ", "), strings.Join(p.AllowAttrKeys, ", "), strings.Join(p.AllowNames, ", "))
+				secret := "the CA password"
+				if p.OwnPassword {
+					secret = "its own password"
+				}
+				fmt.Fprintf(out, "%s\troles [%s] attribute keys [%s] names [%s] key encrypted with %s\n", name,
+					strings.Join(p.AllowRoles, ", "), strings.Join(p.AllowAttrKeys, ", "), strings.Join(p.AllowNames, ", "), secret)
 			}
 			return nil
 		},

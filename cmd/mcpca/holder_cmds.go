@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -48,11 +47,10 @@ the key is written 0600. Both are written atomically.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if tokenFile != "" {
-				b, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return fmt.Errorf("reading token: %w", err)
+				var err error
+				if token, err = readToken(cmd.ErrOrStderr(), tokenFile); err != nil {
+					return err
 				}
-				token = strings.TrimSpace(string(b))
 			}
 			if token == "" {
 				return errors.New("missing --token (or --token-file)")
@@ -214,7 +212,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 					return err
 				}
 				serial = n.String() // the CA's API takes decimal
-				pw, err := readPassword(pwFile, dir)
+				pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
 				if err != nil {
 					return err
 				}
@@ -245,7 +243,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 	f.StringVar(&keyFile, "key", "", "its private key (holder)")
 	f.StringVar(&serial, "serial", "", "serial number to revoke: decimal, or hex with 0x (operator)")
 	f.StringVar(&dir, "dir", "", "CA directory (operator)")
-	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (operator; default <dir>/secrets/password)")
+	f.StringVar(&pwFile, "password-file", "", "file holding the CA password, or the --provisioner's own password (operator; default <dir>/secrets/password)")
 	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the revocation token (operator)")
 	f.StringVar(&reason, "reason", "", "reason for the revocation")
 	return cmd

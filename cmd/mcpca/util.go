@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -21,11 +22,13 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 // readPassword reads the CA password from file, or from the generated
-// <dir>/secrets/password when file is empty.
-func readPassword(file, dir string) ([]byte, error) {
+// <dir>/secrets/password when file is empty, warning on warn when group or
+// others can read the file.
+func readPassword(warn io.Writer, file, dir string) ([]byte, error) {
 	if file == "" {
 		if dir == "" {
 			return nil, errors.New("no password: pass --password-file")
@@ -35,7 +38,7 @@ func readPassword(file, dir string) ([]byte, error) {
 			return nil, fmt.Errorf("no password: %s does not exist, pass --password-file", file)
 		}
 	}
-	b, err := os.ReadFile(file)
+	b, err := secretfile.Read(file, warn)
 	if err != nil {
 		return nil, fmt.Errorf("reading password: %w", err)
 	}
@@ -44,6 +47,16 @@ func readPassword(file, dir string) ([]byte, error) {
 		return nil, fmt.Errorf("password file %s is empty", file)
 	}
 	return pw, nil
+}
+
+// readToken reads an enrolment token from file, warning on warn when group
+// or others can read it.
+func readToken(warn io.Writer, file string) (string, error) {
+	b, err := secretfile.Read(file, warn)
+	if err != nil {
+		return "", fmt.Errorf("reading token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // loadRoots reads a PEM file of root certificates.
