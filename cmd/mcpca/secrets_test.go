@@ -136,3 +136,14 @@ func TestCLIProvisionerOwnPassword(t *testing.T) {
 	fails(t, w, `mcpca: ca: the password does not decrypt the key of provisioner "admin": wrong password?`,
 		"provisioner", "add", "team-b", "--dir", "pki", "--allow-name", "client/team-b-*", "--password-file", "team-a.pw", "--provisioner-password-file", "team-b.pw")
 }
+
+// The agent names a token file others can read in its log.
+func TestCLIAgentWarnsAboutExposedTokenFile(t *testing.T) {
+	w := t.TempDir()
+	writeFile(t, filepath.Join(w, "web.token"), "a.b.c\n", 0o644)
+	p := startAgent(t, w, "--cert", "cert.pem", "--key", "key.pem", "--ca-url", "https://127.0.0.1:1", "--root", "root.pem", "--token-file", "web.token")
+	m := p.waitFor(t, "agent: token file web.token is readable by group/others (mode 0644): chmod 600 it", "default")
+	if m["level"] != "WARN" || m["event"] != "token_file_exposed" {
+		t.Fatalf("log line %v", m)
+	}
+}

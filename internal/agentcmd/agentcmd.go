@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/agent/daemon"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 // agentFlags are the single-identity form of `mcpca agent`.
@@ -95,7 +96,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 				}
 			}()
 			d := daemon.New(daemon.WithLogger(logger))
-			return d.Run(ctx, load, reload)
+			return d.Run(ctx, warnExposedTokenFiles(load, logger), reload)
 		},
 	}
 	fl := cmd.Flags()
@@ -117,6 +118,25 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 	fl.StringVar(&f.signal, "signal", "HUP", "signal for --signal-pid / --pid-file")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// warnExposedTokenFiles logs a warning for each token file of the
+// configuration that group or others can read, at start and on each reload.
+func warnExposedTokenFiles(load func() (*daemon.Config, error), logger *slog.Logger) func() (*daemon.Config, error) {
+	return func() (*daemon.Config, error) {
+		cfg, err := load()
+		if err == nil && cfg != nil {
+			for _, id := range cfg.Identities {
+				if id.TokenFile == "" {
+					continue
+				}
+				if e := secretfile.Exposure(id.TokenFile); e != "" {
+					logger.Warn("agent: token file "+e, "event", "token_file_exposed", "identity", id.Name)
+				}
+			}
+		}
+		return cfg, err
+	}
 }
 
 // loader returns the function the daemon calls at start and on SIGHUP.
