@@ -55,7 +55,8 @@ func ExampleServerTLSConfig() {
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }
 
-// A client that only talks to one server identity.
+// A client that only talks to one server identity: the expected SPIFFE ID
+// replaces the check of the URL's host against the certificate.
 func ExampleClientTLSConfig() {
 	bundle, err := identity.LoadBundleFile("/etc/mcpca/roots.pem")
 	if err != nil {
@@ -72,7 +73,7 @@ func ExampleClientTLSConfig() {
 	files, _ := identity.ParseID("spiffe://example.org/server/files")
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cert}, v,
-			identity.WithAuthorizer(identity.AuthorizeID(files))),
+			identity.WithServerID(files)),
 	}}
 	resp, err := client.Get("https://files.example.org:8443/mcp")
 	if err != nil {

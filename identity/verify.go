@@ -19,6 +19,7 @@ import (
 //   - the X509-SVID shape (FromCertificate): one spiffe URI SAN, not a CA,
 //     digitalSignature and no keyCertSign/cRLSign;
 //   - the expected trust domains;
+//   - the key policy (CheckPublicKey) on the leaf's public key;
 //   - the peer's role: clientAuth for clients; serverAuth and a server
 //     identity for servers;
 //   - no unknown critical extension anywhere in the chain;
@@ -141,6 +142,9 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 	sid := id.ID.String()
 	if !v.cfg.anyTD && !v.tds[id.ID.TrustDomain] {
 		return nil, errorf("%s: trust domain %q is not trusted (trusted: %s)", sid, id.ID.TrustDomain, v.trustedList())
+	}
+	if err := CheckPublicKey(leaf.PublicKey); err != nil {
+		return nil, errorf("%s: certificate refused: %w", sid, unprefix(err))
 	}
 	eku, ekuName := x509.ExtKeyUsageClientAuth, "clientAuth"
 	if as == KindServer {

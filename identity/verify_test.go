@@ -132,7 +132,7 @@ func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) (cs tls.Connectio
 // own SVID and verifying with e.v.
 func (e *env) configs(serverSVID, clientSVID *testca.SVID) (*tls.Config, *tls.Config) {
 	s := identity.ServerTLSConfig(identity.StaticCertificate{Cert: &serverSVID.TLS}, e.v)
-	c := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &clientSVID.TLS}, e.v)
+	c := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &clientSVID.TLS}, e.v, identity.WithServerID(mustID(server)))
 	return s, c
 }
 
@@ -471,9 +471,9 @@ func TestAuthorizer(t *testing.T) {
 	sc := identity.ServerTLSConfig(identity.StaticCertificate{Cert: &srv.TLS}, e.v,
 		identity.WithAuthorizer(identity.AuthorizeID(identity.ID{TrustDomain: td, Kind: identity.KindClient, Name: "bob"})))
 	cli := e.ca.CreateSVID(alice)
-	cc := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cli.TLS}, e.v)
+	cc := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cli.TLS}, e.v, identity.WithServerID(mustID(server)))
 	_, serr, _ := handshake(t, sc, cc)
-	assertErr(t, serr, "identity: spiffe://example.org/client/alice: identity is not authorized for this connection", nil)
+	assertErr(t, serr, "identity: spiffe://example.org/client/alice: identity is not authorized for this connection (authorized: spiffe://example.org/client/bob)", nil)
 }
 
 func TestVerifyArguments(t *testing.T) {
