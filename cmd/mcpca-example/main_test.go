@@ -163,7 +163,7 @@ func TestServe(t *testing.T) {
 	}
 	var serverSerial string
 	client := func(cert tls.Certificate) *http.Client {
-		cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cert}, sv)
+		cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &cert}, sv, identity.WithServerName("127.0.0.1"))
 		verify := cfg.VerifyConnection
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			serverSerial = cs.PeerCertificates[0].SerialNumber.String()
@@ -261,7 +261,7 @@ func TestServeAuditFlushWritesOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, sv)}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, sv, identity.WithServerName("127.0.0.1"))}}
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
 		&mcp.StreamableClientTransport{Endpoint: "https://" + e.addr + "/mcp", HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
 	if err != nil {
@@ -333,7 +333,7 @@ func serverVerifier(t *testing.T, c *catest.CA) *identity.Verifier {
 // certificate the server presented.
 func serverSerial(t *testing.T, e *example, v *identity.Verifier) string {
 	t.Helper()
-	cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, v)
+	cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &e.reader}, v, identity.WithServerName("127.0.0.1"))
 	conn, err := tls.Dial("tcp", e.addr, cfg)
 	if err != nil {
 		t.Fatal(err)

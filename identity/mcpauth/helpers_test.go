@@ -222,7 +222,7 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 func (e *env) httpClient(cert tls.Certificate) *http.Client {
 	c := cert
 	return &http.Client{Transport: &http.Transport{
-		TLSClientConfig:   identity.ClientTLSConfig(identity.StaticCertificate{Cert: &c}, e.clientTrust),
+		TLSClientConfig:   identity.ClientTLSConfig(identity.StaticCertificate{Cert: &c}, e.clientTrust, identity.WithServerName("127.0.0.1")),
 		ForceAttemptHTTP2: true,
 	}}
 }
