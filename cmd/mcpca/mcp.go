@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -22,8 +25,8 @@ func init() { commands = append(commands, newMcpCmd) }
 
 // mcpFlags are the connection flags of every `mcpca mcp` command.
 type mcpFlags struct {
-	url, cert, key, root, td string
-	timeout                  time.Duration
+	url, cert, key, root, td, serverID, crl string
+	timeout                                 time.Duration
 }
 
 func (f *mcpFlags) add(cmd *cobra.Command) {
@@ -32,7 +35,9 @@ func (f *mcpFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required)")
 	fl.StringVar(&f.key, "key", "", "client private key, PEM (required)")
 	fl.StringVar(&f.root, "root", "", "CA root the server's certificate must chain to, PEM (required)")
-	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: any)")
+	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: that of --server-id, else of --cert)")
+	fl.StringVar(&f.serverID, "server-id", "", "SPIFFE ID the server must have, e.g. spiffe://acme.test/server/files; replaces the check of the --url host against the server's certificate")
+	fl.StringVar(&f.crl, "crl", "", "refuse a revoked server: the CA's CRL URL (https://.../crl) or a DER/PEM file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
 }
 
@@ -45,7 +50,14 @@ that presents an mcpca certificate and checks the server's certificate against
 the CA's root, so a person can see from the shell what an identity may do:
 
   mcpca mcp tools --url https://127.0.0.1:8443/mcp --cert reader.crt --key reader.key --root root_ca.crt
-  mcpca mcp call search_docs --arg query=roles --url ... --cert ... --key ... --root ...`,
+  mcpca mcp call search_docs --arg query=roles --url ... --cert ... --key ... --root ...
+
+The server must present a server certificate of the CA, of the trust domain
+of --cert (or --trust-domain), for the host of --url (a DNS name or IP
+address among its SANs). With --server-id the server must have that SPIFFE
+ID instead, whatever host its certificate names. With --crl a revoked server
+certificate is refused, and so is one whose revocation status cannot be
+established (the CRL cannot be fetched, or is stale).`,
 	}
 	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd(), newMcpReadCmd())
 	return cmd
@@ -234,7 +246,29 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	if !strings.HasPrefix(f.url, "https://") {
 		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate)", f.url)
 	}
+	u, err := url.Parse(f.url)
+	if err != nil || u.Hostname() == "" {
+		return fmt.Errorf("--url %s: not a URL with a host, e.g. https://127.0.0.1:8443/mcp", f.url)
+	}
+	var tlsOpt identity.TLSOption
+	var serverID identity.ID
+	if f.serverID != "" {
+		serverID, err = identity.ParseID(f.serverID)
+		if err != nil {
+			return fmt.Errorf("--server-id %s: %w", f.serverID, err)
+		}
+		if serverID.Kind != identity.KindServer {
+			return fmt.Errorf("--server-id %s: a %s identity, not a server one (spiffe://TRUST-DOMAIN/server/NAME)", f.serverID, serverID.Kind)
+		}
+		tlsOpt = identity.WithServerID(serverID)
+	} else {
+		tlsOpt = identity.WithServerName(u.Hostname())
+	}
 	pair, err := loadPair(f.cert, f.key)
+	if err != nil {
+		return err
+	}
+	td, err := serverTrustDomain(f, serverID, &pair)
 	if err != nil {
 		return err
 	}
@@ -246,21 +280,26 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.root, err)
 	}
-	vopt := identity.AnyTrustDomain()
-	if f.td != "" {
-		vopt = identity.WithTrustDomains(f.td)
-	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(b), vopt)
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	tr := &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &pair}, v), ForceAttemptHTTP2: true}
+	store := identity.NewBundleStore(b)
+	vopts := []identity.VerifyOption{identity.WithTrustDomains(td)}
+	if f.crl != "" {
+		fetcher, err := loadCRL(ctx, f.crl, store)
+		if err != nil {
+			return fmt.Errorf("--crl %s: %w", f.crl, err)
+		}
+		vopts = append(vopts, identity.WithCRL(fetcher))
+	}
+	v, err := identity.NewVerifier(store, vopts...)
+	if err != nil {
+		return err
+	}
+	tr := &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &pair}, v, tlsOpt), ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: &refusalTransport{base: tr}}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpca", Version: "1"}, nil)
@@ -270,6 +309,31 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	}
 	defer cs.Close()
 	return fn(ctx, cs)
+}
+
+// serverTrustDomain is the trust domain the server must belong to:
+// --trust-domain, else that of --server-id, else that of the client's own
+// certificate. The CA's certificates name no trust domain, so without any of
+// these the command refuses rather than accept any.
+func serverTrustDomain(f *mcpFlags, serverID identity.ID, pair *tls.Certificate) (string, error) {
+	switch {
+	case f.td != "":
+		return f.td, nil
+	case serverID.TrustDomain != "":
+		return serverID.TrustDomain, nil
+	}
+	leaf := pair.Leaf
+	if leaf == nil && len(pair.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(pair.Certificate[0])
+	}
+	if leaf == nil {
+		return "", fmt.Errorf("%s: no certificate to take the trust domain from: pass --trust-domain", f.cert)
+	}
+	id, err := identity.FromCertificate(leaf)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot take the server's trust domain from this certificate (%w): pass --trust-domain", f.cert, err)
+	}
+	return id.ID.TrustDomain, nil
 }
 
 // hint explains the usual causes of a refused connection.
@@ -283,6 +347,14 @@ func hint(err error) string {
 		// as a reset or broken pipe on its first write instead of an alert.
 		strings.Contains(s, "broken pipe"), strings.Contains(s, "connection reset by peer"):
 		return "\nhint: the server refused this client certificate (revoked, expired, or issued by another CA); the server's log says why"
+	case strings.Contains(s, "certificate is not valid for host"):
+		return "\nhint: the server's certificate is for another host: use a host it names in --url, or pass --server-id with the SPIFFE ID the server must have"
+	case strings.Contains(s, "is not authorized for this connection (authorized: "):
+		return "\nhint: the server is not the one --server-id names"
+	case strings.Contains(s, "is revoked since"):
+		return "\nhint: the server's certificate is revoked (--crl): do not use this server until it has a new certificate"
+	case strings.Contains(s, "is not trusted (trusted: "):
+		return "\nhint: the server belongs to another trust domain than --cert: pass --trust-domain or --server-id if that is intended"
 	case strings.Contains(s, "unknown authority"), strings.Contains(s, "chain does not verify"):
 		return "\nhint: the server's certificate does not chain to --root"
 	case strings.Contains(s, "connection refused"):

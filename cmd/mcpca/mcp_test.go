@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -50,6 +52,12 @@ func writeMCPPair(t *testing.T, dir, name string, cert tls.Certificate) (string,
 func startMCPServer(t *testing.T, c *catest.CA) string {
 	t.Helper()
 	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	return startMCPServerWith(t, c, server)
+}
+
+// startMCPServerWith is startMCPServer presenting the certificate server.
+func startMCPServerWith(t *testing.T, c *catest.CA, server tls.Certificate) string {
+	t.Helper()
 	b, err := identity.NewBundle([]*x509.Certificate{c.Root})
 	if err != nil {
 		t.Fatal(err)
@@ -140,4 +148,71 @@ func TestMCPCommands(t *testing.T) {
 	fails(t, dir, "hint: the server refused this client certificate", as(mc, mk, "mcp", "tools")...)
 	fails(t, dir, "hint: the server's certificate does not chain to --root",
 		"mcp", "tools", "--url", url, "--cert", rc, "--key", rk, "--root", otherRoot)
+}
+
+// TestMCPChecksServer: the client refuses a server certificate of the CA
+// for another host, another SPIFFE ID than --server-id, a revoked one (with
+// --crl), and one of another trust domain than --cert's.
+func TestMCPChecksServer(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	bank := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"login.bank.example"}, IPAddresses: []net.IP{net.IPv4(10, 0, 0, 1)}})
+	bankURL := startMCPServerWith(t, c, bank)
+	good := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	goodURL := startMCPServerWith(t, c, good)
+	// A server of another trust domain, under a root that --root also holds.
+	other := testca.NewCA(t, "other.test")
+	otherURL := startMCPServerWith(t, c, other.CreateSVID("spiffe://other.test/server/files", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1))).TLS)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root_ca.crt")
+	if err := os.WriteFile(root, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), testca.CertsPEM(other.Root())...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rc, rk := writeMCPPair(t, dir, "reader", c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", Roles: []string{"reader"}}))
+	tools := func(url string, args ...string) []string {
+		return append([]string{"mcp", "tools", "--url", url, "--cert", rc, "--key", rk, "--root", root}, args...)
+	}
+
+	// The right host.
+	if out := ok(t, dir, tools(goodURL)...).stdout; !strings.Contains(out, "search_docs") {
+		t.Errorf("tools:\n%s", out)
+	}
+	// Another host: refused, naming the host and the certificate's names.
+	r := fails(t, dir, `identity: spiffe://acme.test/server/files: certificate is not valid for host "127.0.0.1" (it names login.bank.example, 10.0.0.1)`, tools(bankURL)...)
+	t.Logf("wrong host: %s", r.stderr)
+	if !strings.Contains(r.stderr, "hint: the server's certificate is for another host: use a host it names in --url, or pass --server-id with the SPIFFE ID the server must have") {
+		t.Errorf("no hint:\n%s", r.stderr)
+	}
+	// The expected SPIFFE ID replaces the host check.
+	if out := ok(t, dir, tools(bankURL, "--server-id", "spiffe://acme.test/server/files")...).stdout; !strings.Contains(out, "search_docs") {
+		t.Errorf("tools --server-id:\n%s", out)
+	}
+	fails(t, dir, "identity: spiffe://acme.test/server/files: identity is not authorized for this connection (authorized: spiffe://acme.test/server/payments)\nhint: the server is not the one --server-id names",
+		tools(goodURL, "--server-id", "spiffe://acme.test/server/payments")...)
+	fails(t, dir, "mcpca: --server-id spiffe://acme.test/client/files: a client identity, not a server one (spiffe://TRUST-DOMAIN/server/NAME)",
+		tools(goodURL, "--server-id", "spiffe://acme.test/client/files")...)
+	// The trust domain defaults to that of --cert, not any.
+	fails(t, dir, `identity: spiffe://other.test/server/files: trust domain "other.test" is not trusted (trusted: acme.test)`, tools(otherURL)...)
+
+	// Revoked: refused with --crl (not checked without).
+	serial := good.Leaf.SerialNumber.String()
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Revoke(context.Background(), serial, tok, "key compromise"); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, dir, tools(goodURL)...)
+	r = fails(t, dir, "identity: spiffe://acme.test/server/files: certificate (serial "+good.Leaf.SerialNumber.Text(16)+") is revoked since ", tools(goodURL, "--crl", c.URL+"/crl")...)
+	t.Logf("revoked: %s", r.stderr)
+	if !strings.Contains(r.stderr, "hint: the server's certificate is revoked (--crl)") {
+		t.Errorf("no hint:\n%s", r.stderr)
+	}
+	fails(t, dir, "identity: spiffe://acme.test/server/files: revocation status unknown: no CRL loaded from "+c.URL+"/nope",
+		tools(goodURL, "--crl", c.URL+"/nope")...)
+	// The revoked certificate is refused whatever is expected of it.
+	fails(t, dir, "is revoked since ", tools(goodURL, "--crl", c.URL+"/crl", "--server-id", "spiffe://acme.test/server/files")...)
+	if out := ok(t, dir, tools(bankURL, "--crl", c.URL+"/crl", "--server-id", "spiffe://acme.test/server/files")...).stdout; !strings.Contains(out, "search_docs") {
+		t.Errorf("unrevoked server with --crl:\n%s", out)
+	}
 }
