@@ -1,6 +1,10 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -166,4 +170,27 @@ func TestParseSerial(t *testing.T) {
 			t.Errorf("parseSerial(%q) = %v, %v; want an error", in, n, err)
 		}
 	}
+}
+
+// TestVerifyCommandWeakKey: a P-224 or RSA-1024 leaf of the CA is refused
+// by the key policy (identity.CheckPublicKey).
+func TestVerifyCommandWeakKey(t *testing.T) {
+	ca, dir := verifyFixture(t)
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "p224.crt"), ca.CreateSVID("spiffe://acme.test/client/a", testca.WithPublicKey(&p224.PublicKey)).ChainPEM())
+	write(t, filepath.Join(dir, "rsa1024.crt"), ca.CreateSVID("spiffe://acme.test/server/files", testca.WithPublicKey(&rsa1024.PublicKey)).ChainPEM())
+	r := fails(t, dir, "mcpca: p224.crt: verification failed: identity: spiffe://acme.test/client/a: certificate refused: ECDSA P-224 key: key not allowed: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits",
+		"verify", "p224.crt", "--root", "root.pem")
+	if r.code != 1 || r.stdout != "" {
+		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	fails(t, dir, "mcpca: rsa1024.crt: verification failed: identity: spiffe://acme.test/server/files: certificate refused: RSA-1024 key: key not allowed: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits",
+		"verify", "rsa1024.crt", "--root", "root.pem")
 }
