@@ -82,6 +82,10 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuse(w, r, "issue", http.StatusForbidden, err)
 		return
 	}
+	if err := s.identityRevokedBefore(id, payload); err != nil {
+		s.refuse(w, r, "issue", http.StatusForbidden, err)
+		return
+	}
 	for _, ext := range csr.Extensions {
 		if ext.Id.Equal(st.oids.Roles) || ext.Id.Equal(st.oids.Attributes) {
 			s.refuse(w, r, "issue", http.StatusBadRequest, errorf("the CSR carries the extension %s itself: roles and attributes come only from the token", ext.Id))
@@ -181,7 +185,9 @@ func checkCompactJWS(token string) error {
 
 // handleRenew is POST /renew (and /rekey with a new key): the client presents
 // its current certificate over mTLS and gets a new one with the same identity,
-// roles and attributes. Revoked or expired certificates cannot renew.
+// roles and attributes. Revoked or expired certificates cannot renew, nor
+// can a certificate renewed more than RenewalGrace ago, nor one that the
+// issuing provisioner's current limits no longer allow (checkRenewable).
 func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverState, rekey bool) {
 	event := "renew"
 	if rekey {
@@ -190,6 +196,10 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 	peer, err := s.verifyPeer(r, st)
 	if err != nil {
 		s.refuse(w, r, event, http.StatusUnauthorized, errorf("%s needs the current certificate as the TLS client certificate: %w", event, err))
+		return
+	}
+	if code, err := s.checkRenewable(st, peer, time.Now()); err != nil {
+		s.refuse(w, r, event, code, err)
 		return
 	}
 	var chain []*x509.Certificate
@@ -208,9 +218,17 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 			s.refuse(w, r, event, http.StatusBadRequest, errorf("invalid certificate request: %v", err))
 			return
 		}
+		if err := identity.CheckPublicKey(csr.PublicKey); err != nil {
+			s.refuse(w, r, event, http.StatusBadRequest, errorf("certificate request: %w", err))
+			return
+		}
 		chain, err = st.auth.Rekey(peer, csr.PublicKey)
 	} else {
 		chain, err = st.auth.RenewContext(r.Context(), peer, nil)
+	}
+	if raced := renewalRaced(err); raced != nil {
+		s.refuse(w, r, event, http.StatusUnauthorized, raced)
+		return
 	}
 	if err != nil {
 		s.refuseStep(w, r, event, http.StatusUnauthorized, event+" refused", err)
@@ -223,15 +241,25 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 
 // handleRevoke is POST /revoke: by the holder over mTLS (the request's serial
 // must be the client certificate's), or by an operator with a token from a
-// provisioner whose subject is the serial. The CRL is regenerated before the
-// answer.
+// provisioner whose subject is the serial. Revoking a certificate revokes
+// its renewed successors too (see store.Store.Revoke). With "identity"
+// instead of "serial" it revokes a whole identity (revokeIdentity). The CRL
+// is regenerated before the answer.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *serverState) {
-	var body api.RevokeRequest
-	if code, err := readJSON(r, &body); err != nil {
+	var req revokeRequest
+	if code, err := readJSON(r, &req); err != nil {
 		s.refuse(w, r, "revoke", code, err)
 		return
 	}
-	if body.Serial == "" {
+	body := req.RevokeRequest
+	switch {
+	case req.Identity != "" && body.Serial != "":
+		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("give either a serial or an identity to revoke, not both"))
+		return
+	case req.Identity != "":
+		s.revokeIdentity(w, r, st, &req)
+		return
+	case body.Serial == "":
 		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("missing serial"))
 		return
 	}

@@ -75,6 +75,7 @@ type serverConfig struct {
 	maxBodyBytes int64
 	stepDB       bool
 	storeOpts    []store.Option
+	renewalGrace time.Duration
 }
 
 // Option configures Open.
@@ -101,6 +102,12 @@ func WithStoreOptions(opts ...store.Option) Option {
 	return optionFunc(func(c *serverConfig) { c.storeOpts = append(c.storeOpts, opts...) })
 }
 
+// WithRenewalGrace sets how long a certificate may still renew after its
+// first renewal (default RenewalGrace; 0 refuses at once).
+func WithRenewalGrace(d time.Duration) Option {
+	return optionFunc(func(c *serverConfig) { c.renewalGrace = max(d, 0) })
+}
+
 // WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *serverConfig) { c.maxBodyBytes = n })
@@ -111,7 +118,7 @@ func WithMaxBodyBytes(n int64) Option {
 // (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
 // step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
-	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes}
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}

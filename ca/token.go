@@ -117,9 +117,10 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 	return signToken(m.key, m.provisioner, p, req.Now, req.TokenTTL)
 }
 
-// MintRevokeToken creates a one-time token that lets an operator revoke the
-// certificate with the given serial (decimal) through the running CA.
-func MintRevokeToken(dir string, password []byte, provisionerName, serial string, now time.Time) (string, error) {
+// MintRevokeToken creates a one-time token that lets an operator revoke,
+// through the running CA, the certificate whose serial (decimal) is subject,
+// or every certificate of an identity when subject is its SPIFFE ID.
+func MintRevokeToken(dir string, password []byte, provisionerName, subject string, now time.Time) (string, error) {
 	settings, err := LoadSettings(dir)
 	if err != nil {
 		return "", err
@@ -134,7 +135,7 @@ func MintRevokeToken(dir string, password []byte, provisionerName, serial string
 	if err != nil {
 		return "", err
 	}
-	p := &tokenPayload{Subject: serial, Audience: []string{settings.CAURL() + "/1.0/revoke"}}
+	p := &tokenPayload{Subject: subject, Audience: []string{settings.CAURL() + "/1.0/revoke"}}
 	return signToken(key, provisionerName, p, now, DefaultTokenTTL)
 }
 

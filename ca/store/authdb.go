@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
@@ -181,41 +182,59 @@ func (s *Store) StoreCertificateChain(p provisioner.Interface, chain ...*x509.Ce
 }
 
 // StoreRenewedCertificate stores the leaf of chain with the provisioner
-// record of oldCert (when there is one), in one transaction.
+// record of oldCert (when there is one), in one transaction, and records it
+// as renewed from oldCert. It refuses (RenewalRefusedError) when oldCert is
+// revoked by then, or its identity was revoked after oldCert was issued: a
+// revocation that raced the renewal wins.
 func (s *Store) StoreRenewedCertificate(oldCert *x509.Certificate, chain ...*x509.Certificate) error {
-	if len(chain) == 0 || oldCert == nil {
+	if len(chain) == 0 || oldCert == nil || oldCert.SerialNumber == nil {
 		return errorf("storing a renewed certificate: missing the old certificate or the chain")
 	}
 	return s.storeCerts(chain[0], nil, []byte(oldCert.SerialNumber.String()))
 }
 
-// storeCerts stores leaf, with data as its provisioner record, or with a
-// copy of the record of the serial copyFrom.
-func (s *Store) storeCerts(leaf *x509.Certificate, data, copyFrom []byte) error {
+// storeCerts stores leaf, with data as its provisioner record, or (a
+// renewal) with a copy of the record of the serial parent.
+func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 	if leaf == nil || leaf.SerialNumber == nil {
 		return errorf("storing a certificate: no certificate or no serial number")
 	}
 	serial := []byte(leaf.SerialNumber.String())
+	var refused string
 	err := s.write(func(tx *bolt.Tx) error {
+		refused = "" // apply may run twice: assign, never accumulate
+		if parent != nil {
+			why, err := renewalRefusal(tx, leaf, parent)
+			if err != nil || why != "" {
+				refused = why
+				return err
+			}
+		}
 		if err := tx.Bucket(bucketCerts).Put(serial, leaf.Raw); err != nil {
 			return err
 		}
 		d := data
-		if copyFrom != nil {
-			d = tx.Bucket(bucketCertData).Get(copyFrom)
+		if parent != nil {
+			d = tx.Bucket(bucketCertData).Get(parent)
 		}
 		if d != nil {
 			if err := tx.Bucket(bucketCertData).Put(serial, d); err != nil {
 				return err
 			}
 		}
+		if err := recordLineage(tx, leaf, serial, parent, s.cfg.clock.Now()); err != nil {
+			return err
+		}
 		if s.cfg.retention > 0 && !leaf.NotAfter.IsZero() {
 			return tx.Bucket(bucketCertExpiry).Put(expiryKey(leaf.NotAfter.Add(s.cfg.retention), serial), nil)
 		}
 		return nil
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return failf(err, "storing certificate %s", serial)
+	case refused != "":
+		return &RenewalRefusedError{Serial: string(serial), Why: refused}
 	}
 	return nil
 }
@@ -289,7 +308,9 @@ func (s *Store) has(bucket []byte, key string) (bool, error) {
 }
 
 // Revoke records the revocation of rci.Serial; it fails with
-// db.ErrAlreadyExists when the serial is already revoked.
+// db.ErrAlreadyExists when the serial is already revoked. In the same
+// transaction it revokes every certificate renewed from rci.Serial,
+// directly or not (see lineage.go), unless the reason code is superseded.
 func (s *Store) Revoke(rci *db.RevokedCertificateInfo) error {
 	return s.revoke(bucketRevoked, rci)
 }
@@ -314,7 +335,14 @@ func (s *Store) revoke(bucket []byte, rci *db.RevokedCertificateInfo) error {
 		if exists = r.Get(key) != nil; exists {
 			return nil
 		}
-		return r.Put(key, b)
+		if err := r.Put(key, b); err != nil {
+			return err
+		}
+		if bytes.Equal(bucket, bucketRevoked) {
+			_, err := revokeCascade(tx, rci)
+			return err
+		}
+		return nil
 	})
 	switch {
 	case err != nil:

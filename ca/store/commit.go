@@ -206,19 +206,20 @@ func (s *Store) Prune() error {
 // prune deletes up to limit (all if negative) expired records of each
 // expiry index.
 func (s *Store) prune(tx *bolt.Tx, now time.Time, limit int) error {
-	if err := pruneIndex(tx, bucketTokenExpiry, now, limit, bucketTokens); err != nil {
+	if err := pruneIndex(tx, bucketTokenExpiry, now, limit, nil, bucketTokens); err != nil {
 		return err
 	}
 	if s.cfg.retention > 0 {
-		return pruneIndex(tx, bucketCertExpiry, now, limit, bucketCerts, bucketCertData, bucketRevoked)
+		return pruneIndex(tx, bucketCertExpiry, now, limit, dropLineage, bucketCerts, bucketCertData, bucketRevoked)
 	}
 	return nil
 }
 
 // pruneIndex walks the expiry index (keys: 8-byte big-endian Unix time,
 // then the record key) from the oldest and deletes the records due by now
-// from the index and from each of the record buckets.
-func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, records ...[]byte) error {
+// from the index and from each of the record buckets, after calling drop
+// (when not nil) with each record key.
+func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, drop func(*bolt.Tx, []byte) error, records ...[]byte) error {
 	var due [][]byte
 	var bound [8]byte
 	binary.BigEndian.PutUint64(bound[:], uint64(max(now.Unix(), 0)))
@@ -231,6 +232,11 @@ func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, records ...
 	}
 	idx := tx.Bucket(index)
 	for _, k := range due {
+		if drop != nil {
+			if err := drop(tx, k[8:]); err != nil {
+				return err
+			}
+		}
 		for _, r := range records {
 			if err := tx.Bucket(r).Delete(k[8:]); err != nil {
 				return err

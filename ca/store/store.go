@@ -117,10 +117,14 @@ var (
 	bucketSSHPrincs   = []byte("ssh_host_principals")
 	bucketSSHUsers    = []byte("ssh_users")
 	bucketSSHRevoked  = []byte("ssh_revoked")
+	// Lineage and identities (see lineage.go); created in older files at open.
+	bucketLineage         = []byte("lineage")          // decimal serial -> JSON lineage
+	bucketIdentities      = []byte("identities")       // SPIFFE ID || 0 || serial -> empty
+	bucketIdentityRevoked = []byte("identity_revoked") // SPIFFE ID -> JSON IdentityRevocation
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
 		bucketCertExpiry, bucketRevoked, bucketCRL, bucketSSHCerts, bucketSSHHosts, bucketSSHPrincs,
-		bucketSSHUsers, bucketSSHRevoked}
+		bucketSSHUsers, bucketSSHRevoked, bucketLineage, bucketIdentities, bucketIdentityRevoked}
 
 	keyFormat = []byte("format")
 	keyCRL    = []byte("crl")

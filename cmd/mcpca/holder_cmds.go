@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"sort"
 	"strings"
 	"time"
@@ -171,19 +172,27 @@ func newRevokeCmd() *cobra.Command {
 	var (
 		cf                                           caFlags
 		certFile, keyFile, serial, dir, pwFile, prov string
-		reason                                       string
+		reason, ident                                string
 	)
 	cmd := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke a certificate: as its holder (--cert/--key) or as the operator (--serial/--dir)",
+		Short: "Revoke a certificate (as its holder: --cert/--key; as the operator: --serial) or a whole identity (--identity)",
 		Long: `Revoke a certificate through the running CA, which regenerates its CRL.
 As the holder, present the certificate and its key (--cert, --key).
 As the operator, name the serial (decimal, as printed by enroll and inspect,
 or hex with 0x, as audit logs and policies show it without the 0x)
 and the CA directory: a one-time revocation token is minted with the
-provisioner's key. A revoked certificate can no longer renew.`,
+provisioner's key. A revoked certificate can no longer renew, and the
+certificates renewed from it are revoked with it (unless the reason code is
+superseded).
+
+--identity SPIFFE-ID revokes every unexpired certificate of that identity at
+once (a restricted --provisioner only within its names): none of them renews
+again, and enrolment tokens for it minted before now are refused. Enrolling
+it again with a new token brings the identity back.`,
 		Example: `  mcpca revoke --cert reporter.crt --key reporter.key --ca-url https://127.0.0.1:9443 --root root_ca.crt
-  mcpca revoke --serial 1234567890 --dir ./pki --ca-url https://127.0.0.1:9443 --reason "left the team"`,
+  mcpca revoke --serial 1234567890 --dir ./pki --ca-url https://127.0.0.1:9443 --reason "left the team"
+  mcpca revoke --identity spiffe://acme.test/client/reporter --dir ./pki --reason "key compromise"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cf.root == "" && dir != "" {
@@ -201,8 +210,34 @@ provisioner's key. A revoked certificate can no longer renew.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			switch {
-			case serial != "" && certFile != "":
-				return errors.New("give either --serial (operator) or --cert/--key (holder), not both")
+			case countSet(serial, certFile, ident) > 1:
+				return errors.New("give one of --serial or --identity (operator) or --cert/--key (holder)")
+			case ident != "":
+				if dir == "" {
+					return errors.New("--identity needs --dir (the CA directory, for the provisioner key)")
+				}
+				id, err := identity.ParseID(ident)
+				if err != nil {
+					return fmt.Errorf("--identity: %w", err)
+				}
+				pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
+				if err != nil {
+					return err
+				}
+				tok, err := ca.MintRevokeToken(dir, pw, prov, id.String(), time.Now())
+				if err != nil {
+					return err
+				}
+				serials, err := cl.RevokeIdentity(ctx, id.String(), tok, reason)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Revoked identity %s: %d certificate(s)\n", id, len(serials))
+				for _, sn := range serials {
+					if n, ok := new(big.Int).SetString(sn, 10); ok {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s\n", serialText(n))
+					}
+				}
 			case serial != "":
 				if dir == "" {
 					return errors.New("--serial needs --dir (the CA directory, for the provisioner key)")
@@ -242,6 +277,7 @@ provisioner's key. A revoked certificate can no longer renew.`,
 	f.StringVar(&certFile, "cert", "", "certificate to revoke (holder)")
 	f.StringVar(&keyFile, "key", "", "its private key (holder)")
 	f.StringVar(&serial, "serial", "", "serial number to revoke: decimal, or hex with 0x (operator)")
+	f.StringVar(&ident, "identity", "", "SPIFFE ID whose every certificate to revoke (operator)")
 	f.StringVar(&dir, "dir", "", "CA directory (operator)")
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password, or the --provisioner's own password (operator; default <dir>/secrets/password)")
 	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the revocation token (operator)")
@@ -349,4 +385,15 @@ func subjectOf(c *x509.Certificate) string {
 		return c.URIs[0].String()
 	}
 	return c.Subject.String()
+}
+
+// countSet returns how many of the values are not empty.
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }

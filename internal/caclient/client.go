@@ -242,6 +242,20 @@ func (c *Client) Revoke(ctx context.Context, serial, token, reason string) error
 	return c.do(ctx, nil, http.MethodPost, "/1.0/revoke", body, nil)
 }
 
+// RevokeIdentity revokes every unexpired certificate of the SPIFFE ID id
+// with an operator's revocation token whose subject is id, and returns the
+// decimal serials the CA revoked.
+func (c *Client) RevokeIdentity(ctx context.Context, id, token, reason string) ([]string, error) {
+	body := map[string]any{"identity": id, "ott": token, "reason": reason, "passive": true}
+	var resp struct {
+		Serials []string `json:"serials"`
+	}
+	if err := c.do(ctx, nil, http.MethodPost, "/1.0/revoke", body, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Serials, nil
+}
+
 // Roots returns the CA's current root certificates.
 func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	var resp struct {

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/smallstep/certificates/db"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Lineage and identities
+//
+// Every certificate stored by this store (since the lineage buckets exist)
+// has a lineage record: the SPIFFE ID in its URI SAN, the serial it was
+// renewed from, the serials renewed from it and when it was first renewed.
+// The store uses it three ways, each inside the one write transaction that
+// needs it, so no concurrent renewal slips between a check and its write:
+//   - Revoke also revokes every certificate renewed, directly or not, from
+//     the revoked one (unless the reason is "superseded"): a renewal keeps
+//     the key, and a rekey was authorized by the old key, so a compromise of
+//     one is a compromise of its successors.
+//   - StoreRenewedCertificate refuses (RenewalRefusedError) to record a
+//     renewal of a certificate that is revoked by then, or whose identity
+//     was revoked after it was issued.
+//   - RevokeIdentity revokes every unexpired certificate of a SPIFFE ID at
+//     once and records when, so that tokens minted before that moment can
+//     be refused (IdentityRevocation).
+
+// RenewalRefusedError is returned by StoreRenewedCertificate when the old
+// certificate was revoked, or its identity revoked, before the renewal
+// could be recorded. Nothing was stored.
+type RenewalRefusedError struct {
+	Serial string // the new certificate's, not stored
+	Why    string // e.g. "certificate 123 was revoked"
+}
+
+func (e *RenewalRefusedError) Error() string {
+	return "store: storing certificate " + e.Serial + ": renewal refused: " + e.Why
+}
+
+// lineage is the JSON record of bucketLineage.
+type lineage struct {
+	ID        string   `json:"id,omitempty"`         // the spiffe:// URI SAN
+	Parent    string   `json:"parent,omitempty"`     // decimal serial it was renewed from
+	Children  []string `json:"children,omitempty"`   // decimal serials renewed from it
+	RenewedAt int64    `json:"renewed_at,omitempty"` // Unix seconds of its first renewal
+	StoredAt  int64    `json:"stored_at,omitempty"`  // Unix nanoseconds when it was stored
+}
+
+// IdentityRevocation is the record of a revoked identity: every certificate
+// of ID issued before At was revoked with the reason.
+type IdentityRevocation struct {
+	ID          string    `json:"id"`
+	At          time.Time `json:"at"`
+	Reason      string    `json:"reason,omitempty"`
+	ReasonCode  int       `json:"reason_code,omitempty"`
+	Provisioner string    `json:"provisioner,omitempty"`
+}
+
+// reasonSuperseded is RFC 5280's CRLReason superseded: the certificate was
+// replaced, which says nothing against its successors.
+const reasonSuperseded = 4
+
+// spiffeID returns the first spiffe:// URI SAN of c, or "".
+func spiffeID(c *x509.Certificate) string {
+	for _, u := range c.URIs {
+		if u.Scheme == "spiffe" {
+			return u.String()
+		}
+	}
+	return ""
+}
+
+func getLineage(tx *bolt.Tx, serial []byte) (*lineage, error) {
+	v := tx.Bucket(bucketLineage).Get(serial)
+	if v == nil {
+		return nil, nil
+	}
+	var l lineage
+	if err := json.Unmarshal(v, &l); err != nil {
+		return nil, errorf("lineage record of certificate %s is corrupted: %w", serial, err)
+	}
+	return &l, nil
+}
+
+func putLineage(tx *bolt.Tx, serial []byte, l *lineage) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketLineage).Put(serial, b)
+}
+
+// identityKey is the key of a serial in the by-identity index.
+func identityKey(id string, serial []byte) []byte {
+	k := make([]byte, 0, len(id)+1+len(serial))
+	k = append(k, id...)
+	k = append(k, 0)
+	return append(k, serial...)
+}
+
+// renewalRefusal says why leaf may not be recorded as renewed from parent
+// ("" when it may): parent is revoked, or its identity was revoked at or
+// after parent was issued.
+func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string, error) {
+	if tx.Bucket(bucketRevoked).Get(parent) != nil {
+		return "certificate " + string(parent) + " was revoked", nil
+	}
+	id := spiffeID(leaf)
+	if id == "" {
+		return "", nil
+	}
+	v := tx.Bucket(bucketIdentityRevoked).Get([]byte(id))
+	if v == nil {
+		return "", nil
+	}
+	var rec IdentityRevocation
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return "", errorf("revocation record of identity %s is corrupted: %w", id, err)
+	}
+	// Issued after the revocation (enrolled again)? The stored time says;
+	// NotBefore is backdated, so it serves only for older records.
+	var issued time.Time
+	if pl, err := getLineage(tx, parent); err != nil {
+		return "", err
+	} else if pl != nil && pl.StoredAt != 0 {
+		issued = time.Unix(0, pl.StoredAt)
+	} else if der := tx.Bucket(bucketCerts).Get(parent); der != nil {
+		old, err := x509.ParseCertificate(der)
+		if err != nil {
+			return "", errorf("certificate %s is corrupted: %w", parent, err)
+		}
+		issued = old.NotBefore
+	}
+	if !issued.After(rec.At) {
+		return "identity " + id + " was revoked at " + rec.At.UTC().Format(time.RFC3339), nil
+	}
+	return "", nil
+}
+
+// recordLineage writes the lineage of leaf (renewed from parent, when not
+// nil) and indexes it by identity.
+func recordLineage(tx *bolt.Tx, leaf *x509.Certificate, serial, parent []byte, now time.Time) error {
+	l := &lineage{ID: spiffeID(leaf), StoredAt: now.UnixNano()}
+	if parent != nil {
+		pl, err := getLineage(tx, parent)
+		if err != nil {
+			return err
+		}
+		if pl == nil {
+			pl = &lineage{ID: l.ID}
+		}
+		pl.Children = append(pl.Children, string(serial))
+		if pl.RenewedAt == 0 {
+			pl.RenewedAt = now.Unix()
+		}
+		if err := putLineage(tx, parent, pl); err != nil {
+			return err
+		}
+		l.Parent = string(parent)
+	}
+	if err := putLineage(tx, serial, l); err != nil {
+		return err
+	}
+	if l.ID != "" {
+		return tx.Bucket(bucketIdentities).Put(identityKey(l.ID, serial), nil)
+	}
+	return nil
+}
+
+// dropLineage removes serial's lineage record and its index entry (when the
+// certificate itself is pruned).
+func dropLineage(tx *bolt.Tx, serial []byte) error {
+	l, err := getLineage(tx, serial)
+	if err != nil || l == nil {
+		return err
+	}
+	if l.ID != "" {
+		if err := tx.Bucket(bucketIdentities).Delete(identityKey(l.ID, serial)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketLineage).Delete(serial)
+}
+
+// descendants returns every serial renewed, directly or not, from serial.
+func descendants(tx *bolt.Tx, serial []byte) ([][]byte, error) {
+	var out [][]byte
+	seen := map[string]bool{string(serial): true}
+	queue := [][]byte{serial}
+	for len(queue) > 0 {
+		l, err := getLineage(tx, queue[0])
+		queue = queue[1:]
+		if err != nil {
+			return nil, err
+		}
+		if l == nil {
+			continue
+		}
+		for _, c := range l.Children {
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			out = append(out, []byte(c))
+			queue = append(queue, []byte(c))
+		}
+	}
+	return out, nil
+}
+
+// revokeCascade revokes every descendant of rci.Serial not revoked yet,
+// with rci's time and reason, and returns their serials.
+func revokeCascade(tx *bolt.Tx, rci *db.RevokedCertificateInfo) ([]string, error) {
+	if rci.ReasonCode == reasonSuperseded {
+		return nil, nil
+	}
+	ds, err := descendants(tx, []byte(rci.Serial))
+	if err != nil {
+		return nil, err
+	}
+	var revoked []string
+	r := tx.Bucket(bucketRevoked)
+	for _, d := range ds {
+		if r.Get(d) != nil {
+			continue
+		}
+		c := *rci
+		c.Serial = string(d)
+		c.Reason = "renewed from revoked certificate " + rci.Serial
+		if rci.Reason != "" {
+			c.Reason += ": " + rci.Reason
+		}
+		b, err := json.Marshal(&c)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Put(d, b); err != nil {
+			return nil, err
+		}
+		revoked = append(revoked, c.Serial)
+	}
+	return revoked, nil
+}
+
+// Renewal reports when the certificate with the decimal serial was first
+// renewed and the serials renewed from it; a zero time when it was not (or
+// was stored before lineage records existed).
+func (s *Store) Renewal(serial string) (time.Time, []string, error) {
+	var at time.Time
+	var children []string
+	err := s.view(func(tx *bolt.Tx) error {
+		l, err := getLineage(tx, []byte(serial))
+		if err != nil || l == nil || l.RenewedAt == 0 {
+			return err
+		}
+		at, children = time.Unix(l.RenewedAt, 0), append([]string(nil), l.Children...)
+		return nil
+	})
+	return at, children, err
+}
+
+// RevokeIdentity revokes, in one transaction, every certificate of the
+// SPIFFE ID id that is not expired and not revoked yet, with the reason and
+// code given, records the identity's revocation at rec.At, and returns the
+// serials it revoked. Certificates issued for id after rec.At are not
+// affected: enrolling again with a token minted after it is how an identity
+// comes back.
+func (s *Store) RevokeIdentity(rec IdentityRevocation) ([]string, error) {
+	if rec.ID == "" {
+		return nil, errorf("revoking an identity: no SPIFFE ID")
+	}
+	b, err := json.Marshal(&rec)
+	if err != nil {
+		return nil, errorf("encoding the revocation of %s: %w", rec.ID, err)
+	}
+	var revoked []string
+	err = s.write(func(tx *bolt.Tx) error {
+		revoked = nil // apply may run twice: assign, never accumulate
+		if err := tx.Bucket(bucketIdentityRevoked).Put([]byte(rec.ID), b); err != nil {
+			return err
+		}
+		prefix := identityKey(rec.ID, nil)
+		var serials [][]byte
+		c := tx.Bucket(bucketIdentities).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			serials = append(serials, bytes.Clone(k[len(prefix):]))
+		}
+		r := tx.Bucket(bucketRevoked)
+		for _, serial := range serials {
+			if r.Get(serial) != nil {
+				continue
+			}
+			if der := tx.Bucket(bucketCerts).Get(serial); der != nil {
+				if crt, err := x509.ParseCertificate(der); err == nil && crt.NotAfter.Before(rec.At) {
+					continue // expired: nothing to revoke, and the CRL stays short
+				}
+			}
+			v, err := json.Marshal(&db.RevokedCertificateInfo{
+				Serial: string(serial), ReasonCode: rec.ReasonCode, Reason: "identity " + rec.ID + " revoked" + withReason(rec.Reason),
+				RevokedAt: rec.At, ProvisionerID: rec.Provisioner,
+			})
+			if err != nil {
+				return err
+			}
+			if err := r.Put(serial, v); err != nil {
+				return err
+			}
+			revoked = append(revoked, string(serial))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, failf(err, "revoking identity %s", rec.ID)
+	}
+	return revoked, nil
+}
+
+func withReason(r string) string {
+	if r == "" {
+		return ""
+	}
+	return ": " + r
+}
+
+// IdentityRevocation returns the record of the last revocation of the
+// SPIFFE ID id, or nil when it was never revoked.
+func (s *Store) IdentityRevocation(id string) (*IdentityRevocation, error) {
+	var rec *IdentityRevocation
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketIdentityRevoked).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		rec = new(IdentityRevocation)
+		return json.Unmarshal(v, rec)
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, errorf("revocation record of identity %s is corrupted: %w", id, err)
+	}
+	return rec, nil
+}
+
+// IdentitySerials returns the decimal serials of the certificates of the
+// SPIFFE ID id that the store holds (with lineage records).
+func (s *Store) IdentitySerials(id string) ([]string, error) {
+	var out []string
+	err := s.view(func(tx *bolt.Tx) error {
+		prefix := identityKey(id, nil)
+		c := tx.Bucket(bucketIdentities).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			out = append(out, string(k[len(prefix):]))
+		}
+		return nil
+	})
+	return out, err
+}
