@@ -153,3 +153,27 @@ func manyRoles(n int) []string {
 	}
 	return out
 }
+
+// `mcpca revoke --identity` revokes every certificate of a SPIFFE ID at
+// once, through the running CA; none of them renews again.
+func TestCLIRevokeIdentity(t *testing.T) {
+	ca := startServedCA(t)
+	w := ca.dir
+	for _, name := range []string{"a", "b"} {
+		tok := strings.TrimSpace(ok(t, w, "token", "reporter", "--dir", "pki", "--ttl", "1h").stdout)
+		ok(t, w, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", name+".crt", "--key", name+".key")
+	}
+	ok(t, w, "renew", "--cert", "a.crt", "--key", "a.key", "--ca-url", ca.url, "--root", ca.root)
+	fails(t, w, "give one of --serial or --identity (operator) or --cert/--key (holder)", "revoke", "--identity", "spiffe://acme.test/client/reporter", "--serial", "12", "--dir", "pki")
+	fails(t, w, "--identity needs --dir", "revoke", "--identity", "spiffe://acme.test/client/reporter", "--ca-url", ca.url, "--root", ca.root)
+	r := ok(t, w, "revoke", "--identity", "spiffe://acme.test/client/reporter", "--dir", "pki", "--reason", "host lost")
+	if !strings.Contains(r.stderr, "Revoked identity spiffe://acme.test/client/reporter: 3 certificate(s)") {
+		t.Fatalf("revoke --identity said %q", r.stderr)
+	}
+	if n := len(strings.Fields(r.stdout)); n != 6 { // "serial (0xhex)" per line
+		t.Fatalf("revoke --identity printed %q, want the 3 serials", r.stdout)
+	}
+	for _, name := range []string{"a", "b"} {
+		fails(t, w, "certificate has been revoked", "renew", "--cert", name+".crt", "--key", name+".key", "--ca-url", ca.url, "--root", ca.root)
+	}
+}
