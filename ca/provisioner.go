@@ -2,9 +2,16 @@ package ca
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 
 	"github.com/smallstep/certificates/authority/provisioner"
+
+	"github.com/mcpca/mcpca/internal/atomicfile"
 )
 
 var provisionerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
@@ -103,4 +110,93 @@ func AddProvisioner(dir string, password []byte, name string, policy Provisioner
 		return nil, err
 	}
 	return &policy, nil
+}
+
+// ExportProvisioner writes into out (a new directory) what a delegated team
+// needs to mint tokens of the provisioner name and nothing else: a
+// config/ca.json holding only that provisioner (its key encrypted with its
+// own password), a config/mcpca.json with only its limits, and the root
+// certificate. `mcpca token --dir OUT --provisioner NAME --password-file F`
+// and `mcpca revoke --dir OUT ...` work from it; it holds no other
+// provisioner's key (the admin key included), no CA key and no password.
+// Only provisioners with their own password can be exported: the key of one
+// encrypted with the CA password would need the CA password to use.
+func ExportProvisioner(dir, name, out string) error {
+	l := Layout{dir}
+	settings, err := LoadSettings(dir)
+	if err != nil {
+		return err
+	}
+	policy := settings.Provisioners[name]
+	switch {
+	case name == AdminProvisioner || (policy != nil && policy.Admin):
+		return errorf("provisioner %q is the CA's own, unrestricted: give a team a provisioner of its own (mcpca provisioner add NAME --provisioner-password-file F) and export that", name)
+	case policy == nil:
+		return errorf("no provisioner %q in %s", name, l.SettingsFile())
+	case !policy.OwnPassword:
+		return errorf("provisioner %q has no password of its own: its key is encrypted with the CA password, which the team would need; add a provisioner with --provisioner-password-file", name)
+	}
+	raw, err := os.ReadFile(l.StepConfig())
+	if err != nil {
+		return errorf("reading step-ca configuration: %w", err)
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return errorf("%s is corrupted: %v", l.StepConfig(), err)
+	}
+	var auth map[string]json.RawMessage
+	if err := json.Unmarshal(cfg["authority"], &auth); err != nil {
+		return errorf("%s is corrupted: %v", l.StepConfig(), err)
+	}
+	var provs []json.RawMessage
+	if err := json.Unmarshal(auth["provisioners"], &provs); err != nil {
+		return errorf("%s is corrupted: %v", l.StepConfig(), err)
+	}
+	var kept []json.RawMessage
+	for _, p := range provs {
+		var head struct{ Name string }
+		if json.Unmarshal(p, &head) == nil && head.Name == name {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) != 1 {
+		return errorf("no provisioner %q in %s", name, l.StepConfig())
+	}
+	// Only what minting reads: the provisioners; no admin settings, paths
+	// or anything else of the CA's.
+	stepCfg, err := json.MarshalIndent(map[string]any{"authority": map[string]any{"provisioners": kept}}, "", "  ")
+	if err != nil {
+		return errorf("encoding the exported configuration: %v", err)
+	}
+	team := *settings
+	team.Provisioners = map[string]*ProvisionerPolicy{name: policy}
+	teamSettings, err := json.MarshalIndent(&team, "", "  ")
+	if err != nil {
+		return errorf("encoding the exported settings: %v", err)
+	}
+	root, err := os.ReadFile(l.RootCert())
+	if err != nil {
+		return errorf("reading the root certificate: %w", err)
+	}
+	if err := os.Mkdir(out, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return errorf("%s already exists: export into a new directory", out)
+		}
+		return errorf("creating %s: %w", out, err)
+	}
+	o := Layout{out}
+	for _, d := range []string{filepath.Dir(o.StepConfig()), filepath.Dir(o.RootCert())} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return errorf("creating %s: %w", d, err)
+		}
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{o.StepConfig(), append(stepCfg, '\n')}, {o.SettingsFile(), append(teamSettings, '\n')}, {o.RootCert(), root}} {
+		if err := atomicfile.WriteFile(f.path, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -408,6 +408,33 @@ CA password.`,
 	}
 	list.Flags().StringVar(&dir, "dir", "", "CA directory (required)")
 	_ = list.MarkFlagRequired("dir")
-	cmd.AddCommand(add, list)
+
+	var out string
+	export := &cobra.Command{
+		Use:   "export NAME",
+		Short: "Write a directory a team mints its tokens from, holding only its provisioner",
+		Long: `Write into --out (a new directory) what a delegated team needs to mint and
+revoke with the provisioner NAME, and nothing else: config/ca.json with only
+that provisioner (its key encrypted with its own password), config/mcpca.json
+with only its limits, and the root certificate. No other provisioner's key
+(the admin's included), no CA key, no password. Only a provisioner added with
+--provisioner-password-file can be exported. Give the team the directory and
+its password file; it runs mcpca token --dir OUT --provisioner NAME
+--password-file FILE.`,
+		Example: `  mcpca provisioner export team-a --dir ./pki --out ./team-a-pki`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := ca.ExportProvisioner(dir, args[0], out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote %s for provisioner %s: give it to the team with the provisioner's password file (mcpca token --dir %s --provisioner %s --password-file FILE)\n", out, args[0], out, args[0])
+			return nil
+		},
+	}
+	export.Flags().StringVar(&dir, "dir", "", "CA directory (required)")
+	export.Flags().StringVar(&out, "out", "", "new directory to write (required)")
+	_ = export.MarkFlagRequired("dir")
+	_ = export.MarkFlagRequired("out")
+	cmd.AddCommand(add, list, export)
 	return cmd
 }

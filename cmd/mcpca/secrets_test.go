@@ -131,6 +131,16 @@ func TestCLIProvisionerOwnPassword(t *testing.T) {
 	if !strings.Contains(r.stderr, "Revoked serial "+info.Serial) {
 		t.Fatalf("revoke: %s", r.stderr)
 	}
+	// The team's own directory: only its provisioner.
+	r = ok(t, w, "provisioner", "export", "team-a", "--dir", "pki", "--out", "team-a-pki")
+	if !strings.Contains(r.stderr, "Wrote team-a-pki for provisioner team-a") {
+		t.Fatalf("export: %s", r.stderr)
+	}
+	r = ok(t, w, "token", "team-a-bot2", "--dir", "team-a-pki", "--provisioner", "team-a", "--role", "reader", "--password-file", "team-a.pw")
+	writeFile(t, filepath.Join(w, "tok2"), r.stdout, 0o600)
+	ok(t, w, "enroll", "--token-file", "tok2", "--ca-url", ca.url, "--root", filepath.Join("team-a-pki", "certs", "root_ca.crt"), "--cert", "bot2.crt", "--key", "bot2.key")
+	fails(t, w, `mcpca: ca: provisioner "admin" is the CA's own, unrestricted`, "provisioner", "export", "admin", "--dir", "pki", "--out", "admin-pki")
+
 	// Adding a provisioner needs the CA password: the team's is refused.
 	writeFile(t, filepath.Join(w, "team-b.pw"), "team-b comet lantern 77\n", 0o600)
 	fails(t, w, `mcpca: ca: the password does not decrypt the key of provisioner "admin": wrong password?`,
