@@ -45,7 +45,7 @@ file). It prints the identity and exits 1 with the reason when any check fails.`
 	f := cmd.Flags()
 	f.StringVar(&root, "root", "", "PEM file of trusted root certificates (required)")
 	f.StringVar(&crl, "crl", "", "CRL to check revocation against: the CA's URL (https://.../crl) or a DER/PEM file")
-	f.StringVar(&td, "trust-domain", "", "trust domain the identity must belong to (default: any)")
+	f.StringVar(&td, "trust-domain", "", "trust domain the identity must belong to (default: any, and the output says it was not checked)")
 	f.StringVar(&as, "as", "", `role to verify the certificate for, "client" or "server" (default: the kind its SPIFFE ID names)`)
 	f.StringVar(&arc, "oid-arc", "", "OID arc of the roles/attributes extensions, if the CA was initialised with --oid-arc")
 	f.DurationVar(&grace, "crl-grace", identity.DefaultCRLGrace, "how long past its nextUpdate a CRL is still accepted")
@@ -105,6 +105,11 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	}
 	fmt.Fprintf(out, "Chain:       OK (%d presented, verified to a root in %s, usage %s)\n", len(chain), rootFile, kind)
 	fmt.Fprintf(out, "SPIFFE ID:   %s\n", id.ID)
+	if td == "" {
+		fmt.Fprintf(out, "Trust domain: %s (not checked: any trust domain of the root is accepted; require one with --trust-domain)\n", id.ID.TrustDomain)
+	} else {
+		fmt.Fprintf(out, "Trust domain: %s (required by --trust-domain)\n", id.ID.TrustDomain)
+	}
 	fmt.Fprintf(out, "Kind:        %s\n", id.ID.Kind)
 	fmt.Fprintf(out, "Roles:       %s\n", strings.Join(id.Roles, ", "))
 	keys := make([]string, 0, len(id.Attributes))

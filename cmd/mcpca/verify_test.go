@@ -50,6 +50,7 @@ func TestVerifyCommand(t *testing.T) {
 	for _, want := range []string{
 		"Chain:       OK (2 presented, verified to a root in root.pem, usage client)\n",
 		"SPIFFE ID:   spiffe://acme.test/client/reporter\n",
+		"Trust domain: acme.test (required by --trust-domain)\n",
 		"Kind:        client\n",
 		"Roles:       reader, auditor\n",
 		"Attributes:  env=prod, team=payments\n",
@@ -63,7 +64,8 @@ func TestVerifyCommand(t *testing.T) {
 		}
 	}
 	r = ok(t, dir, "verify", "reporter.crt", "--root", "root.pem")
-	if !strings.Contains(r.stdout, "Revocation:  not checked (no --crl)\n") {
+	if !strings.Contains(r.stdout, "Revocation:  not checked (no --crl)\n") ||
+		!strings.Contains(r.stdout, "Trust domain: acme.test (not checked: any trust domain of the root is accepted; require one with --trust-domain)\n") {
 		t.Errorf("without --crl:\n%s", r.stdout)
 	}
 
