@@ -40,7 +40,7 @@ func AuthorizeID(ids ...ID) Authorizer {
 				return nil
 			}
 		}
-		return errorf("%s: identity is not authorized for this connection (authorized: %s)", id.ID, idList(ids))
+		return refusal(ReasonNotAuthorized, id.ID, "%s: identity is not authorized for this connection (authorized: %s)", id.ID, idList(ids))
 	}
 }
 
@@ -201,10 +201,10 @@ func verifyServer(v *Verifier, cfg *tlsConfig, cs tls.ConnectionState) error {
 // checkHost checks that leaf is valid for host (a DNS name or IP address).
 func checkHost(id *Identity, leaf *x509.Certificate, host string) error {
 	if host == "" {
-		return errorf("%s: no server name to check the certificate against: give the host with WithServerName (crypto/tls does not report an IP address), or the expected server SPIFFE ID with WithServerID", id.ID)
+		return refusal(ReasonWrongHost, id.ID, "%s: no server name to check the certificate against: give the host with WithServerName (crypto/tls does not report an IP address), or the expected server SPIFFE ID with WithServerID", id.ID)
 	}
 	if err := leaf.VerifyHostname(host); err != nil {
-		return errorf("%s: certificate is not valid for host %s (it names %s)", id.ID, quote(host), certNames(leaf))
+		return refusal(ReasonWrongHost, id.ID, "%s: certificate is not valid for host %s (it names %s)", id.ID, quote(host), certNames(leaf))
 	}
 	return nil
 }

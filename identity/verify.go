@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -85,15 +86,15 @@ func NewVerifier(src Source, opts ...VerifyOption) (*Verifier, error) {
 // KindServer for the servers a client connects to.
 func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error) {
 	if len(chain) == 0 || chain[0] == nil {
-		return nil, errorf("peer presented no certificate")
+		return nil, refusal(ReasonMalformedChain, ID{}, "peer presented no certificate")
 	}
 	for _, c := range chain[1:] {
 		if c == nil {
-			return nil, errorf("peer chain holds a nil certificate")
+			return nil, refusal(ReasonMalformedChain, ID{}, "peer chain holds a nil certificate")
 		}
 	}
 	if !as.Valid() {
-		return nil, errorf("invalid peer kind %q: must be %q or %q", truncate(string(as)), KindClient, KindServer)
+		return nil, refusal(ReasonMalformedChain, ID{}, "invalid peer kind %q: must be %q or %q", truncate(string(as)), KindClient, KindServer)
 	}
 	b, err := v.src.Bundle()
 	if err != nil {
@@ -133,39 +134,43 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509.Certificate, as Kind, fp [sha256.Size]byte, now time.Time) (*cacheEntry, error) {
 	leaf := chain[0]
 	if len(chain) > v.cfg.maxChain {
-		return nil, errorf("peer chain has %d certificates, the limit is %d", len(chain), v.cfg.maxChain)
+		return nil, refusal(ReasonMalformedChain, ID{}, "peer chain has %d certificates, the limit is %d", len(chain), v.cfg.maxChain)
 	}
 	id, err := parseCertificate(leaf, v.cfg.oids, fp)
 	if err != nil {
-		return nil, err
+		r := ReasonNotSVID
+		if errors.Is(err, ErrMalformedExtension) || errors.Is(err, ErrBounds) {
+			r = ReasonBadExtension
+		}
+		return nil, &VerifyError{Reason: r, err: err}
 	}
 	sid := id.ID.String()
 	if !v.cfg.anyTD && !v.tds[id.ID.TrustDomain] {
-		return nil, errorf("%s: trust domain %q is not trusted (trusted: %s)", sid, id.ID.TrustDomain, v.trustedList())
+		return nil, refusal(ReasonTrustDomain, id.ID, "%s: trust domain %q is not trusted (trusted: %s)", sid, id.ID.TrustDomain, v.trustedList())
 	}
 	if err := CheckPublicKey(leaf.PublicKey); err != nil {
-		return nil, errorf("%s: certificate refused: %w", sid, unprefix(err))
+		return nil, refusal(ReasonWeakKey, id.ID, "%s: certificate refused: %w", sid, unprefix(err))
 	}
 	eku, ekuName := x509.ExtKeyUsageClientAuth, "clientAuth"
 	if as == KindServer {
 		if id.ID.Kind != KindServer {
-			return nil, errorf("%s: a %s identity cannot act as a server", sid, id.ID.Kind)
+			return nil, refusal(ReasonWrongUsage, id.ID, "%s: a %s identity cannot act as a server", sid, id.ID.Kind)
 		}
 		eku, ekuName = x509.ExtKeyUsageServerAuth, "serverAuth"
 	}
 	if !slices.Contains(leaf.ExtKeyUsage, eku) {
-		return nil, errorf("%s: certificate lacks the %s extended key usage", sid, ekuName)
+		return nil, refusal(ReasonWrongUsage, id.ID, "%s: certificate lacks the %s extended key usage", sid, ekuName)
 	}
 	for _, c := range chain {
 		if len(c.UnhandledCriticalExtensions) > 0 {
-			return nil, errorf("%s: unknown critical extension %s", certName(c), c.UnhandledCriticalExtensions[0])
+			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s", certName(c), c.UnhandledCriticalExtensions[0])
 		}
 	}
 	if now.Before(leaf.NotBefore) {
-		return nil, errorf("%s: certificate is not valid before %s (now %s)", sid, stamp(leaf.NotBefore), stamp(now))
+		return nil, refusal(ReasonNotYetValid, id.ID, "%s: certificate is not valid before %s (now %s)", sid, stamp(leaf.NotBefore), stamp(now))
 	}
 	if now.After(leaf.NotAfter) {
-		return nil, errorf("%s: certificate expired at %s (now %s)", sid, stamp(leaf.NotAfter), stamp(now))
+		return nil, refusal(ReasonExpired, id.ID, "%s: certificate expired at %s (now %s)", sid, stamp(leaf.NotAfter), stamp(now))
 	}
 	inter := b.interPool
 	if len(chain) > 1 {
@@ -181,7 +186,7 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 		KeyUsages:     []x509.ExtKeyUsage{eku},
 	})
 	if err != nil {
-		return nil, errorf("%s: chain does not verify: %v", sid, err)
+		return nil, refusal(ReasonUntrusted, id.ID, "%s: chain does not verify: %v", sid, err)
 	}
 	best := chains[0]
 	for _, c := range chains[1:] {
@@ -190,14 +195,14 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 		}
 	}
 	if len(best) > v.cfg.maxChain {
-		return nil, errorf("%s: verified chain has %d certificates, the limit is %d", sid, len(best), v.cfg.maxChain)
+		return nil, refusal(ReasonMalformedChain, id.ID, "%s: verified chain has %d certificates, the limit is %d", sid, len(best), v.cfg.maxChain)
 	}
 	for _, c := range best[1:] { // the bundle's certificates too
 		if len(c.UnhandledCriticalExtensions) > 0 {
-			return nil, errorf("%s: unknown critical extension %s in %s", sid, c.UnhandledCriticalExtensions[0], certName(c))
+			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s in %s", sid, c.UnhandledCriticalExtensions[0], certName(c))
 		}
 	}
-	crl, err := v.checkRevocation(sid, leaf, best[1], crls, crlErrs, now)
+	crl, err := v.checkRevocation(id.ID, leaf, best[1], crls, crlErrs, now)
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +223,11 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 
 // checkRevocation returns the CRL that vouched for leaf (nil when none is
 // configured, or when status is unknown and the policy is fail-open).
-func (v *Verifier) checkRevocation(sid string, leaf, issuer *x509.Certificate, crls []*CRL, crlErrs []error, now time.Time) (*CRL, error) {
+func (v *Verifier) checkRevocation(pid ID, leaf, issuer *x509.Certificate, crls []*CRL, crlErrs []error, now time.Time) (*CRL, error) {
 	if len(v.cfg.crls) == 0 {
 		return nil, nil
 	}
+	sid := pid.String()
 	var unknown error
 	var stale *CRL
 	for i, c := range crls {
@@ -237,7 +243,7 @@ func (v *Verifier) checkRevocation(sid string, leaf, issuer *x509.Certificate, c
 			continue
 		}
 		if at, revoked := c.Revoked(leaf.SerialNumber); revoked {
-			return nil, errorf("%s: certificate (serial %s) is revoked since %s", sid, leaf.SerialNumber.Text(16), stamp(at))
+			return nil, refusal(ReasonRevoked, pid, "%s: certificate (serial %s) is revoked since %s", sid, leaf.SerialNumber.Text(16), stamp(at))
 		}
 		if c.Stale(now, v.cfg.grace) {
 			unknown = errorf("the CRL is stale: nextUpdate %s plus the grace period of %s has passed (now %s)", stamp(c.NextUpdate()), v.cfg.grace, stamp(now))
@@ -253,7 +259,7 @@ func (v *Verifier) checkRevocation(sid string, leaf, issuer *x509.Certificate, c
 		v.cfg.logger.Warn("accepting a certificate whose revocation status is unknown (fail-open)", "id", sid, "err", unknown)
 		return stale, nil
 	}
-	return nil, errorf("%s: revocation status unknown: %w", sid, unprefix(unknown))
+	return nil, refusal(ReasonRevocationUnknown, pid, "%s: revocation status unknown: %w", sid, unprefix(unknown))
 }
 
 func (v *Verifier) trustedList() string {
@@ -274,7 +280,7 @@ func (v *Verifier) trustedList() string {
 // names: a server identity as a server, a client identity as a client.
 func (v *Verifier) PeerIdentity(cs *tls.ConnectionState) (*Identity, error) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
-		return nil, errorf("connection has no peer certificate")
+		return nil, refusal(ReasonMalformedChain, ID{}, "connection has no peer certificate")
 	}
 	as := KindClient
 	if u := cs.PeerCertificates[0].URIs; len(u) == 1 && strings.HasPrefix(u[0].Path, "/server/") {

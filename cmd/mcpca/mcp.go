@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -336,28 +337,30 @@ func serverTrustDomain(f *mcpFlags, serverID identity.ID, pair *tls.Certificate)
 	return id.ID.TrustDomain, nil
 }
 
-// hint explains the usual causes of a refused connection.
+// hint explains the usual causes of a refused connection: from the
+// reason of the client's own refusal of the server (identity.ReasonOf), or
+// from what reaches the client of the server's refusal of it (a TLS alert,
+// or a reset when TLS 1.3 lets the client finish first).
 func hint(err error) string {
+	switch identity.ReasonOf(err) {
+	case identity.ReasonWrongHost:
+		return "\nhint: the server's certificate is for another host: use a host it names in --url, or pass --server-id with the SPIFFE ID the server must have"
+	case identity.ReasonNotAuthorized:
+		return "\nhint: the server is not the one --server-id names"
+	case identity.ReasonRevoked:
+		return "\nhint: the server's certificate is revoked (--crl): do not use this server until it has a new certificate"
+	case identity.ReasonTrustDomain:
+		return "\nhint: the server belongs to another trust domain than --cert: pass --trust-domain or --server-id if that is intended"
+	case identity.ReasonUntrusted:
+		return "\nhint: the server's certificate does not chain to --root"
+	}
 	s := err.Error()
 	switch {
 	case strings.Contains(s, "bad certificate"), strings.Contains(s, "certificate required"),
 		strings.Contains(s, "http2: client conn could not be established"), strings.Contains(s, "certificate rejected"),
-		// In TLS 1.3 the server checks the client certificate after the
-		// client has finished its handshake: a refusal can reach the client
-		// as a reset or broken pipe on its first write instead of an alert.
 		strings.Contains(s, "broken pipe"), strings.Contains(s, "connection reset by peer"):
 		return "\nhint: the server refused this client certificate (revoked, expired, or issued by another CA); the server's log says why"
-	case strings.Contains(s, "certificate is not valid for host"):
-		return "\nhint: the server's certificate is for another host: use a host it names in --url, or pass --server-id with the SPIFFE ID the server must have"
-	case strings.Contains(s, "is not authorized for this connection (authorized: "):
-		return "\nhint: the server is not the one --server-id names"
-	case strings.Contains(s, "is revoked since"):
-		return "\nhint: the server's certificate is revoked (--crl): do not use this server until it has a new certificate"
-	case strings.Contains(s, "is not trusted (trusted: "):
-		return "\nhint: the server belongs to another trust domain than --cert: pass --trust-domain or --server-id if that is intended"
-	case strings.Contains(s, "unknown authority"), strings.Contains(s, "chain does not verify"):
-		return "\nhint: the server's certificate does not chain to --root"
-	case strings.Contains(s, "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return "\nhint: is the server running and listening on that address?"
 	}
 	return ""
