@@ -11,7 +11,7 @@ import (
 // Defaults of a Source.
 const (
 	DefaultRenewAt        = 2.0 / 3.0
-	DefaultJitter         = 0.05
+	DefaultJitter         = 0.075
 	DefaultMinBackoff     = time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
 	DefaultBundleInterval = time.Hour
@@ -55,10 +55,13 @@ func WithRenewAt(fraction float64) Option {
 }
 
 // WithJitter sets how much earlier than the renew point a renewal may happen,
-// as a fraction of the lifetime, drawn at random once per certificate so that
-// many hosts do not renew at once; retries after failures are shortened at
-// random by up to four times as much (at most half), so hosts do not retry
-// in step after a CA outage. 0 disables both; the default is 0.05.
+// as a fraction of the time from the certificate's start to the renew point
+// (so it scales with WithRenewAt), drawn at random once per certificate so
+// that many hosts do not renew at once; retries after failures are
+// shortened at random by up to four times as much as a fraction of the
+// lifetime (at most half), so hosts do not retry in step after a CA outage.
+// It must be at least 0 and below 1; 0 disables both. The default, 0.075,
+// is 5% of the lifetime at the default renew point of 2/3.
 func WithJitter(fraction float64) Option {
 	return optionFunc(func(c *config) { c.jitter = fraction })
 }

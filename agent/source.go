@@ -122,8 +122,8 @@ func NewSource(initial tls.Certificate, r Renewer, opts ...Option) (*Source, err
 	if !(cfg.renewAt > 0 && cfg.renewAt < 1) {
 		return nil, errorf("renew point %v is not between 0 and 1", cfg.renewAt)
 	}
-	if cfg.jitter < 0 || cfg.jitter >= cfg.renewAt {
-		return nil, errorf("jitter %v must be at least 0 and below the renew point %v", cfg.jitter, cfg.renewAt)
+	if !(cfg.jitter >= 0 && cfg.jitter < 1) {
+		return nil, errorf("jitter %v is not at least 0 and below 1 (it is a fraction of the time to the renew point)", cfg.jitter)
 	}
 	if cfg.minBackoff <= 0 || cfg.maxBackoff < cfg.minBackoff {
 		return nil, errorf("backoff %v..%v: the first wait must be positive and not above the largest", cfg.minBackoff, cfg.maxBackoff)
@@ -258,18 +258,23 @@ func (s *Source) armed() {
 	}
 }
 
+// lifetimeJitter is the jitter as a fraction of the lifetime: WithJitter's
+// fraction of the time to the renew point.
+func (s *Source) lifetimeJitter() float64 { return s.cfg.jitter * s.cfg.renewAt }
+
 // delay returns how long to wait before the next attempt, and records when.
 func (s *Source) delay() time.Duration {
 	now := s.cfg.clock.Now()
 	leaf := s.cur.Load().Certificate.Leaf
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.cfg.jitter*s.u)
+	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.lifetimeJitter()*s.u)
 	max := backoffCap(leaf.NotAfter.Sub(leaf.NotBefore), s.cfg.minBackoff, s.cfg.maxBackoff)
-	// Retries are spread by up to four times the jitter (20% by default).
+	// Retries are spread by up to four times the jitter as a fraction of
+	// the lifetime (20% by default), at most half.
 	spread := 0.0
 	if s.streak > 0 {
-		spread = min(4*s.cfg.jitter, 0.5) * s.cfg.rand()
+		spread = min(4*s.lifetimeJitter(), 0.5) * s.cfg.rand()
 	}
 	at := nextAttempt(due, now, s.streak, s.cfg.minBackoff, max, spread)
 	s.st.NextAttempt = at
@@ -310,7 +315,7 @@ func (s *Source) attempt(ctx context.Context) {
 	now := s.cfg.clock.Now()
 	leaf := cert.Leaf
 	u := s.cfg.rand()
-	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.cfg.jitter*u)
+	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.lifetimeJitter()*u)
 	s.mu.Lock()
 	s.u = u
 	s.st.Renewals++

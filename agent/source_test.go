@@ -327,7 +327,8 @@ func TestNewSourceErrors(t *testing.T) {
 	}{
 		{"renew point 1", good, r, []Option{WithRenewAt(1)}, "agent: renew point 1 is not between 0 and 1"},
 		{"renew point 0", good, r, []Option{WithRenewAt(0)}, "agent: renew point 0 is not between 0 and 1"},
-		{"jitter too big", good, r, []Option{WithRenewAt(0.5), WithJitter(0.5)}, "agent: jitter 0.5 must be at least 0 and below the renew point 0.5"},
+		{"jitter too big", good, r, []Option{WithRenewAt(0.5), WithJitter(1)}, "agent: jitter 1 is not at least 0 and below 1 (it is a fraction of the time to the renew point)"},
+		{"jitter negative", good, r, []Option{WithJitter(-0.1)}, "agent: jitter -0.1 is not at least 0 and below 1 (it is a fraction of the time to the renew point)"},
 		{"bad backoff", good, r, []Option{WithBackoff(time.Minute, time.Second)}, "agent: backoff 1m0s..1s: the first wait must be positive and not above the largest"},
 		{"no renewer", good, nil, nil, "agent: no renewer"},
 		{"empty chain", tls.Certificate{}, r, nil, "agent: empty certificate chain"},
@@ -384,13 +385,13 @@ func TestSourceJitterSpreadsRenewalAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSource(t, s)
-	// Renew point 50% of 100m, brought forward by 0.1*0.5 of the lifetime.
-	if at := armed.next(t); !at.Equal(t0.Add(45 * time.Minute)) {
+	// Renew point 50% of 100m, brought forward by 0.1*0.5 of the 50m to it.
+	if at := armed.next(t); !at.Equal(t0.Add(47*time.Minute + 30*time.Second)) {
 		t.Fatalf("renewal armed for %v", at.Sub(t0))
 	}
-	fk.Advance(45 * time.Minute)
-	// Retry after 1s, shortened by min(4*0.1, 0.5)*0.5 = 20%.
-	if at := armed.next(t); at.Sub(fk.Now()) != 800*time.Millisecond {
+	fk.Advance(47*time.Minute + 30*time.Second)
+	// Retry after 1s, shortened by min(4*0.1*0.5, 0.5)*0.5 = 10%.
+	if at := armed.next(t); at.Sub(fk.Now()) != 900*time.Millisecond {
 		t.Fatalf("retry in %v", at.Sub(fk.Now()))
 	}
 }
@@ -422,5 +423,24 @@ func TestSourceReportsAFailedFileSinkWithOnePrefix(t *testing.T) {
 	}
 	if !errors.Is(err, syscall.ENOTDIR) {
 		t.Fatalf("errors.Is(ENOTDIR) fails on %v", err)
+	}
+}
+
+// The jitter scales with the renew point: an early renew point (0.01) with
+// the default jitter is valid and renews early, never before the start.
+func TestSourceJitterScalesWithAnEarlyRenewPoint(t *testing.T) {
+	ca := newTestCA(t)
+	fk := clock.NewFake(t0)
+	armed := newArmed()
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(100*time.Minute)), renewerOf(ca, fk.Now, time.Hour), WithClock(fk), WithRenewAt(0.01),
+		withRand(func() float64 { return 0.999 }), WithLogger(quiet), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	// 1% of 100m is 60s; the default jitter brings it forward by at most
+	// 7.5% of those.
+	if at := armed.next(t); at.Before(t0.Add(55*time.Second)) || at.After(t0.Add(time.Minute)) {
+		t.Fatalf("renewal armed for %v, want between 55s and 60s", at.Sub(t0))
 	}
 }
