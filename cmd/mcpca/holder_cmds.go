@@ -27,9 +27,19 @@ func init() {
 
 type caFlags struct{ url, root string }
 
-func (c *caFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&c.url, "ca-url", "", "URL of the CA, e.g. https://127.0.0.1:9443 (required; revoke --serial: default from --dir)")
-	cmd.Flags().StringVar(&c.root, "root", "", "root certificate of the CA (PEM) (required; revoke --serial: default from --dir)")
+// add adds --ca-url and --root to cmd: required, or (fromDir) defaulting to
+// the CA directory's when the command has --dir.
+func (c *caFlags) add(cmd *cobra.Command, fromDir bool) {
+	urlHelp, rootHelp := "URL of the CA, e.g. https://127.0.0.1:9443", "root certificate of the CA (PEM)"
+	if fromDir {
+		cmd.Flags().StringVar(&c.url, "ca-url", "", urlHelp+" (default from --dir)")
+		cmd.Flags().StringVar(&c.root, "root", "", rootHelp+" (default from --dir)")
+		return
+	}
+	// Required, checked by newClient with a message that says where to get
+	// them.
+	cmd.Flags().StringVar(&c.url, "ca-url", "", urlHelp+" (required)")
+	cmd.Flags().StringVar(&c.root, "root", "", rootHelp+" (required)")
 }
 
 func newEnrollCmd() *cobra.Command {
@@ -93,7 +103,7 @@ the key is written 0600. Both are written atomically.`,
 			return nil
 		},
 	}
-	cf.add(cmd)
+	cf.add(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&token, "token", "", "one-time token from mcpca token")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the token (instead of --token)")
@@ -162,7 +172,7 @@ func newRenewCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cf.add(cmd)
+	cf.add(cmd, false)
 	cmd.Flags().StringVar(&certFile, "cert", "", "certificate chain to renew; replaced atomically (required)")
 	cmd.Flags().StringVar(&keyFile, "key", "", "its private key (required)")
 	return cmd
@@ -272,7 +282,7 @@ it again with a new token brings the identity back.`,
 			return nil
 		},
 	}
-	cf.add(cmd)
+	cf.add(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&certFile, "cert", "", "certificate to revoke (holder)")
 	f.StringVar(&keyFile, "key", "", "its private key (holder)")

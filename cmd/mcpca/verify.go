@@ -35,6 +35,9 @@ file). It prints the identity and exits 1 with the reason when any check fails.`
 			if ctx == nil {
 				ctx = context.Background()
 			}
+			if root == "" {
+				return errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
+			}
 			err := runVerify(ctx, cmd.OutOrStdout(), args[0], root, crl, td, as, arc, grace)
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("%s: verification failed: %w", args[0], err)}
@@ -53,9 +56,6 @@ file). It prints the identity and exits 1 with the reason when any check fails.`
 }
 
 func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, td, as, arc string, grace time.Duration) error {
-	if rootFile == "" {
-		return errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
-	}
 	chain, err := readCertificates(certFile)
 	if err != nil {
 		return err

@@ -143,7 +143,7 @@ func TestVerifyCommandFailures(t *testing.T) {
 		{[]string{"good.crt", "--root", "root.pem", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
 		{[]string{"good.crt", "--root", "root.pem", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
 		{[]string{"good.crt", "--root", "root.pem", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
-		{[]string{"good.crt"}, "mcpca: good.crt: verification failed: missing --root"},
+		{[]string{"good.crt"}, "mcpca: missing --root (the CA's root certificate; get it with `mcpca bootstrap`)"},
 		{[]string{"junk.pem", "--root", "root.pem"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
 		{[]string{"good.crt", "--root", "junk.pem"}, "verification failed: identity: junk.pem: trust bundle has no PEM certificates"},
 		{[]string{"good.crt", "--root", "root.pem", "--as", "robot"}, `verification failed: --as "robot": want client or server`},
