@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -88,4 +89,22 @@ func ExampleFileSink() {
 	fi, _ := os.Stat(sink.KeyFile)
 	fmt.Println(onDisk.Leaf.Subject.CommonName, fi.Mode().Perm())
 	// Output: web.example -rw-------
+}
+
+// One call gives a program its certificate (enrolled with a token, kept in
+// files and renewed), the CA's bundle and CRL, and TLS configurations that
+// verify peers with them. It returns once all are loaded.
+func ExampleNewWorkload() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := agent.NewWorkload(ctx, "https://ca.example:9443",
+		agent.WithRootFingerprint("4c3b..."), // as `mcpca init` printed it; or agent.WithRootFile("root_ca.crt")
+		agent.WithToken(os.Getenv("MCPCA_TOKEN")),
+		agent.WithKeyPairFiles("files.crt", "files.key"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	srv := &http.Server{Addr: ":8443", TLSConfig: w.ServerTLSConfig(), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.ListenAndServeTLS("", ""))
 }
