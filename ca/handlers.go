@@ -45,7 +45,7 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 	}
 	// The payload is read once, strictly, before the token is spent; mcpca
 	// acts on this reading only, and step-ca verifies the same bytes next.
-	payload, code, err := readToken(st, body.OTT, "sign", time.Now())
+	payload, code, err := readToken(st, body.OTT, "sign", s.cfg.clock.Now())
 	if err != nil {
 		s.refuse(w, r, "issue", code, err)
 		return
@@ -198,7 +198,7 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, st *serverS
 		s.refuse(w, r, event, http.StatusUnauthorized, errorf("%s needs the current certificate as the TLS client certificate: %w", event, err))
 		return
 	}
-	if code, err := s.checkRenewable(st, peer, time.Now()); err != nil {
+	if code, err := s.checkRenewable(st, peer, s.cfg.clock.Now()); err != nil {
 		s.refuse(w, r, event, code, err)
 		return
 	}
@@ -272,7 +272,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 	by := ""
 	if body.OTT != "" {
 		// Read once, strictly, and checked before the token is spent.
-		p, code, err := readToken(st, body.OTT, "revoke", time.Now())
+		p, code, err := readToken(st, body.OTT, "revoke", s.cfg.clock.Now())
 		if err != nil {
 			s.refuse(w, r, "revoke", code, err)
 			return

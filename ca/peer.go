@@ -19,7 +19,7 @@ func (s *Server) verifyPeer(r *http.Request, st *serverState) (*x509.Certificate
 	for _, c := range r.TLS.PeerCertificates[1:] {
 		inters.AddCert(c)
 	}
-	now := time.Now()
+	now := s.cfg.clock.Now()
 	_, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         st.roots,
 		Intermediates: inters,

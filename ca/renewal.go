@@ -114,7 +114,7 @@ func (s *Server) revokeIdentity(w http.ResponseWriter, r *http.Request, st *serv
 		s.refuse(w, r, "revoke", http.StatusUnauthorized, errorf("revoking an identity needs an operator token whose subject is the identity (mcpca revoke --identity)"))
 		return
 	}
-	now := time.Now()
+	now := s.cfg.clock.Now()
 	p, code, err := readToken(st, req.OTT, "revoke", now)
 	if err != nil {
 		s.refuse(w, r, "revoke", code, err)

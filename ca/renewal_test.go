@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -115,17 +116,29 @@ func TestRevokingSupersededKeepsRenewals(t *testing.T) {
 }
 
 // After the grace, only the newest certificate of a renewal chain renews:
-// a copy of an old certificate cannot keep a chain of its own.
+// a copy of an old certificate cannot keep a chain of its own. Within it, a
+// holder that lost the answer asks again.
 func TestSupersededCertificateNoLongerRenews(t *testing.T) {
-	c := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithRenewalGrace(0)}})
+	fk := clock.NewFake(time.Now())
+	c := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithClock(fk)}})
 	a := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
 	b := mustRenew(t, c, a)
+	fk.Advance(ca.RenewalGrace - time.Second)
+	mustRenew(t, c, a) // within the grace
+	fk.Advance(2 * time.Second)
 	_, err := renew(t, c, a)
 	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("ca: certificate %s was renewed at ", serialOf(a)))
-	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("(newest serial %s): only the newest certificate renews; use it, or enrol again with a new token", serialOf(b)))
+	wantAPIError(t, err, http.StatusForbidden, "only the newest certificate renews; use it, or enrol again with a new token")
 	_, err = c.Client.Rekey(context.Background(), a, mustCSR(t, mustKey(t)))
 	wantAPIError(t, err, http.StatusForbidden, "only the newest certificate renews")
 	mustRenew(t, c, b)
+
+	// WithRenewalGrace(0): refused at once.
+	c0 := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithRenewalGrace(0)}})
+	a0 := c0.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
+	b0 := mustRenew(t, c0, a0)
+	_, err = renew(t, c0, a0)
+	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("(newest serial %s): only the newest certificate renews", serialOf(b0)))
 }
 
 // /rekey applies the key policy of /sign.

@@ -25,6 +25,7 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/mcpca/mcpca/ca/store"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -76,6 +77,7 @@ type serverConfig struct {
 	stepDB       bool
 	storeOpts    []store.Option
 	renewalGrace time.Duration
+	clock        clock.Clock
 }
 
 // Option configures Open.
@@ -102,6 +104,14 @@ func WithStoreOptions(opts ...store.Option) Option {
 	return optionFunc(func(c *serverConfig) { c.storeOpts = append(c.storeOpts, opts...) })
 }
 
+// WithClock sets the clock of mcpca's own decisions (token lifetimes, the
+// renewal grace, peer certificate validity) and of its store (default the
+// system clock). step-ca's authority keeps the system clock for what it
+// checks and signs itself: tests move this clock forward, not back.
+func WithClock(c clock.Clock) Option {
+	return optionFunc(func(cfg *serverConfig) { cfg.clock = c })
+}
+
 // WithRenewalGrace sets how long a certificate may still renew after its
 // first renewal (default RenewalGrace; 0 refuses at once).
 func WithRenewalGrace(d time.Duration) Option {
@@ -125,6 +135,8 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
+	cfg.clock = clock.Or(cfg.clock)
+	cfg.storeOpts = append([]store.Option{store.WithClock(cfg.clock)}, cfg.storeOpts...)
 	l := Layout{dir}
 	if _, err := LoadSettings(dir); err != nil {
 		return nil, err
@@ -305,7 +317,7 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 	defer s.tlsMu.Unlock()
 	if c := s.tlsCert; c != nil && c.Leaf != nil {
 		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-		if time.Now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+		if s.cfg.clock.Now().Before(c.Leaf.NotBefore.Add(life * 2 / 3)) {
 			return c, nil
 		}
 	}
