@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 type testCA = agenttest.CA

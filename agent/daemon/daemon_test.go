@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/caclient"
 )

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/clock"

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/agent/internal/agenttest"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -1,10 +1,11 @@
-package agent
+package e2e_test
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/mcpca/mcpca/agent"
 	"log/slog"
 	"net"
 	"strings"
@@ -18,7 +19,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 )
 
-// These tests run a Source against the real CA (embedded step-ca on
+// These tests run an agent.Source against the real CA (embedded step-ca on
 // loopback). The source decides on a fake clock, started at the real time;
 // the CA issues on the real clock, so every attempt happens when the test
 // moves the fake clock and never while it waits.
@@ -52,12 +53,12 @@ func (l *caLog) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, n
 
 // realCASource enrols a one-hour server certificate at the real CA and
 // returns a source renewing it there on the fake clock fk, with no jitter.
-func realCASource(t *testing.T, c *catest.CA, fk *clock.Fake, armed armedRecorder, renewAt float64) (*Source, tls.Certificate) {
+func realCASource(t *testing.T, c *catest.CA, fk *clock.Fake, armed armedRecorder, renewAt float64) (*agent.Source, tls.Certificate) {
 	t.Helper()
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
-	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }}
-	s, err := NewSource(cert, cl, WithClock(fk), WithRenewAt(renewAt), WithJitter(0), WithBackoff(time.Second, time.Minute),
-		WithLogger(quiet), armed.option())
+	cl := &agent.CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }}
+	s, err := agent.NewSource(cert, cl, agent.WithClock(fk), agent.WithRenewAt(renewAt), agent.WithJitter(0), agent.WithBackoff(time.Second, time.Minute),
+		agent.WithLogger(quiet), armed.option())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +222,8 @@ func TestSourceCertificateExpiresWhileTheRealCAIsGone(t *testing.T) {
 	armed := newArmed()
 	var logs caLog
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
-	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }}
-	s, err := NewSource(cert, cl, WithClock(fk), WithJitter(0), WithBackoff(time.Second, time.Minute), WithLogger(logs.logger()), armed.option())
+	cl := &agent.CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }}
+	s, err := agent.NewSource(cert, cl, agent.WithClock(fk), agent.WithJitter(0), agent.WithBackoff(time.Second, time.Minute), agent.WithLogger(logs.logger()), armed.option())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func TestSourceCertificateExpiresWhileTheRealCAIsGone(t *testing.T) {
 	}
 }
 
-// CAClient decides expiry on its Clock: a certificate expired by that
+// agent.CAClient decides expiry on its Clock: a certificate expired by that
 // clock is not presented to the CA (which decides on its own, real clock)
 // and the error says to enrol again.
 func TestCAClientRefusesACertificateExpiredOnItsClock(t *testing.T) {
@@ -279,7 +280,7 @@ func TestCAClientRefusesACertificateExpiredOnItsClock(t *testing.T) {
 	c := catest.Start(t, catest.Options{Logger: log.logger()})
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
 	fk := clock.NewFake(cert.Leaf.NotAfter.Add(time.Second))
-	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }, Clock: fk}
+	cl := &agent.CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return c.Roots }, Clock: fk}
 	_, err := cl.Renew(context.Background(), cert)
 	want := "the certificate expired at " + cert.Leaf.NotAfter.UTC().Format(time.RFC3339) + " and can no longer renew: enrol again with a new token"
 	if err == nil || !strings.Contains(err.Error(), want) {

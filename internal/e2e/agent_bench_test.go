@@ -1,8 +1,9 @@
-package agent
+package e2e_test
 
 import (
 	"context"
 	"crypto/x509"
+	"github.com/mcpca/mcpca/agent"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,16 +21,16 @@ func BenchmarkRenewalToDiskAndHook(b *testing.B) {
 	c := catest.Start(b, catest.Options{})
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "web", DNSNames: []string{"localhost"}, TTL: time.Hour})
 	dir := b.TempDir()
-	sink := &FileSink{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), BundleFile: filepath.Join(dir, "bundle.pem")}
-	var s *Source
-	cl := &CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return s.RootPool() }}
-	s, err := NewSource(cert, cl, WithRoots([]*x509.Certificate{c.Root}), WithBundle(cl, 0), WithStore(sink), WithLogger(quiet))
+	sink := &agent.FileSink{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem"), BundleFile: filepath.Join(dir, "bundle.pem")}
+	var s *agent.Source
+	cl := &agent.CAClient{CAURL: c.URL, TrustRoots: func() *x509.CertPool { return s.RootPool() }}
+	s, err := agent.NewSource(cert, cl, agent.WithRoots([]*x509.Certificate{c.Root}), agent.WithBundle(cl, 0), agent.WithStore(sink), agent.WithLogger(quiet))
 	if err != nil {
 		b.Fatal(err)
 	}
-	hooks := NewHooks(quiet, &Command{Argv: []string{"true"}})
+	hooks := agent.NewHooks(quiet, &agent.Command{Argv: []string{"true"}})
 	done := make(chan struct{}, 1)
-	s.Subscribe(func(sn *Snapshot) {
+	s.Subscribe(func(sn *agent.Snapshot) {
 		hooks.Notify(sn)
 		done <- struct{}{}
 	})

@@ -1,9 +1,10 @@
-package agent
+package e2e_test
 
 import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"github.com/mcpca/mcpca/agent"
 	"testing"
 	"time"
 
@@ -18,23 +19,23 @@ func TestEndToEndSourceRekeyAndHandshakeAgainstTheRealCA(t *testing.T) {
 	c := catest.Start(t, catest.Options{})
 	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "api", DNSNames: []string{"localhost"}, TTL: time.Hour})
 	client := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"admin"}, TTL: time.Hour})
-	newSource := func(cert tls.Certificate) (*Source, chan *Snapshot) {
-		var s *Source
-		cl := &CAClient{CAURL: c.URL, Rekey: true, TrustRoots: func() *x509.CertPool { return s.RootPool() }}
-		s, err := NewSource(cert, cl, WithRoots([]*x509.Certificate{c.Root}), WithBundle(cl, 0), WithLogger(quiet))
+	newSource := func(cert tls.Certificate) (*agent.Source, chan *agent.Snapshot) {
+		var s *agent.Source
+		cl := &agent.CAClient{CAURL: c.URL, Rekey: true, TrustRoots: func() *x509.CertPool { return s.RootPool() }}
+		s, err := agent.NewSource(cert, cl, agent.WithRoots([]*x509.Certificate{c.Root}), agent.WithBundle(cl, 0), agent.WithLogger(quiet))
 		if err != nil {
 			t.Fatal(err)
 		}
-		updates := make(chan *Snapshot, 10)
-		s.Subscribe(func(sn *Snapshot) { updates <- sn })
+		updates := make(chan *agent.Snapshot, 10)
+		s.Subscribe(func(sn *agent.Snapshot) { updates <- sn })
 		runSource(t, s)
 		return s, updates
 	}
 	srvSrc, srvUpdates := newSource(server)
 	cliSrc, cliUpdates := newSource(client)
 	for _, s := range []struct {
-		src     *Source
-		updates chan *Snapshot
+		src     *agent.Source
+		updates chan *agent.Snapshot
 		old     tls.Certificate
 	}{{srvSrc, srvUpdates, server}, {cliSrc, cliUpdates, client}} {
 		s.src.RenewNow()
@@ -50,7 +51,7 @@ func TestEndToEndSourceRekeyAndHandshakeAgainstTheRealCA(t *testing.T) {
 		}
 	}
 	// The identity verifier trusts the sources' live bundles.
-	verifier := func(src *Source) *identity.Verifier {
+	verifier := func(src *agent.Source) *identity.Verifier {
 		v, err := identity.NewVerifier(identity.RootsSource(src), identity.WithTrustDomains("acme.test"))
 		if err != nil {
 			t.Fatal(err)
