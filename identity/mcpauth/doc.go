@@ -2,6 +2,14 @@
 // server built with github.com/modelcontextprotocol/go-sdk, served over
 // Streamable HTTP with mutual TLS.
 //
+// Guard.Server wires a Guard in one call: it returns an http.Server with
+// the Guard's middleware installed on the mcp.Server, its HTTP handler at
+// the path given, mTLS with the Guard's Verifier, its connection context,
+// and header and idle timeouts. Guard.MCPHandler does the first two for a
+// mux of one's own. Wired by hand, a Guard cannot fail open: its Handler
+// serves nothing (500) until its middleware is installed, and its
+// middleware denies requests that did not pass its Handler.
+//
 // A Guard has two halves that work together:
 //
 //   - Guard.Handler wraps the SDK's StreamableHTTPHandler. It requires a

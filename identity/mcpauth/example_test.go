@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -46,21 +45,14 @@ func Example() {
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1.0.0"}, nil)
 	// ... server.AddTool, AddResource, AddPrompt ...
-	guard.Install(server) // authorize every request, filter lists
 
 	cert, err := tls.LoadX509KeyPair("server.crt", "server.key")
 	if err != nil {
 		log.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/mcp", guard.Handler(mcp.NewStreamableHTTPHandler(
-		func(*http.Request) *mcp.Server { return server }, nil)))
-	hs := &http.Server{
-		Addr:        ":8443",
-		Handler:     mux,
-		TLSConfig:   identity.ServerTLSConfig(identity.StaticCertificate{Cert: &cert}, v),
-		ConnContext: guard.ConnContext, // one identity per connection
-	}
+	// One call wires everything: the middleware on server, the handler at
+	// /mcp, mTLS with the verifier, the connection context, timeouts.
+	hs := guard.Server(":8443", "/mcp", server, identity.StaticCertificate{Cert: &cert}, nil)
 	log.Fatal(hs.ListenAndServeTLS("", ""))
 }
 

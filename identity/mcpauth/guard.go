@@ -39,6 +39,11 @@ type Guard struct {
 	reqs   sync.Map // string -> *caller
 	nextID atomic.Uint64
 
+	// installed is set once Middleware is made (Install, Server,
+	// MCPHandler): until then Handler refuses every request, so a Guard
+	// whose half that authorizes is missing serves nothing.
+	installed atomic.Bool
+
 	// sessions holds the session bindings, at most cfg.maxSess; lru orders
 	// them by last use, most recent first, so that expired bindings are
 	// dropped from its back and, when the table is full, the least recently
@@ -150,7 +155,11 @@ func writeError(w http.ResponseWriter, status int, msg, detail string) {
 }
 
 // Handler wraps next, normally an *mcp.StreamableHTTPHandler, so that
-// every request must come from a verified client:
+// every request must come from a verified client, and only once the
+// Guard's middleware is installed on the MCP server (Install, MCPHandler or
+// Server; until then a verified client gets 500 {"error":"server
+// misconfigured"}: a Handler without the half that authorizes serves
+// nothing):
 //
 //   - 401 {"error":"client certificate required"} without TLS or without a
 //     client certificate;
@@ -181,6 +190,12 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		c, err := g.caller(r)
 		if err != nil {
 			writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
+			return
+		}
+		if !g.installed.Load() {
+			g.cfg.logger.Error("mcpauth: refusing a request: the Guard's middleware is not installed on the MCP server; call guard.Install(server), or build the handler with guard.MCPHandler or guard.Server")
+			writeError(w, http.StatusInternalServerError, "server misconfigured",
+				"the MCP server does not authorize requests (Guard.Install was not called): nothing is served until it does")
 			return
 		}
 		id := string(c.principal.UID().ID)

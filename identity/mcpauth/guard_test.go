@@ -131,6 +131,7 @@ func TestMiddlewareWithoutHandler(t *testing.T) {
 // Guard; a caller reference forged by the client is replaced.
 func TestHandlerLeavesAuthorizationToTheApplication(t *testing.T) {
 	g, tca := offline(t)
+	g.Install(mcpexample.NewServer())
 	alice := tca.CreateSVID("spiffe://acme.test/client/alice")
 	verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 		if token != "app-token" {

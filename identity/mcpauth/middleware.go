@@ -42,6 +42,7 @@ var listAction = map[string]string{
 // Middleware returns the receiving middleware that authorizes every request
 // and filters lists. Requests that did not pass Guard.Handler are denied.
 func (g *Guard) Middleware() mcp.Middleware {
+	g.installed.Store(true)
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		// This frame stays small: the MCP handler runs on top of it, on a
 		// goroutine the SDK starts per request, and every byte here makes
