@@ -3,7 +3,6 @@ package mcpauth
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -24,20 +23,9 @@ func FromContext(ctx context.Context) (*identity.Identity, bool) {
 // Install adds g's middleware to s. Call it before serving.
 func (g *Guard) Install(s *mcp.Server) { s.AddReceivingMiddleware(g.Middleware()) }
 
-// alwaysAllowed are the methods every verified caller may use: the
-// handshake (initialize, and server/discover in protocol 2026-07-28),
-// ping and notifications.
-func alwaysAllowed(method string) bool {
-	return method == "server/discover" || policy.AlwaysAllowed(method) || strings.HasPrefix(method, "notifications/")
-}
-
-// listAction maps a list method to the action its items are filtered by.
-var listAction = map[string]string{
-	"tools/list":               "tools/call",
-	"resources/list":           "resources/read",
-	"resources/templates/list": "resources/read",
-	"prompts/list":             "prompts/get",
-}
+// alwaysAllowed is policy.AlwaysAllowed: one method table for the adapter
+// and `mcpca policy explain`.
+var alwaysAllowed = policy.AlwaysAllowed
 
 // Middleware returns the receiving middleware that authorizes every request
 // and filters lists. Requests that did not pass Guard.Handler are denied.
@@ -96,7 +84,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 
 // filterResult keeps in a list result only what c may use.
 func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
-	if action, ok := listAction[method]; ok {
+	if action, ok := policy.ListAction(method); ok {
 		g.filter(c, action, res)
 	}
 }

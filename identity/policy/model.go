@@ -62,10 +62,31 @@ var actions = []string{
 	"tasks/cancel",
 }
 
-// AlwaysAllowed reports whether method is allowed without consulting any
-// policy: initialize, ping and notifications.
+// AlwaysAllowed reports whether method is allowed to every verified caller
+// without consulting any policy: the handshake (initialize, and
+// server/discover in protocol 2026-07-28), ping and notifications. It is
+// the one table the server adapter (mcpauth) and `mcpca policy explain`
+// both use.
 func AlwaysAllowed(method string) bool {
-	return method == "initialize" || method == "ping" || strings.HasPrefix(method, "notifications/")
+	return method == "initialize" || method == "server/discover" || method == "ping" || strings.HasPrefix(method, "notifications/")
+}
+
+// listActions maps each list method to the action its items are filtered
+// by.
+var listActions = map[string]string{
+	"tools/list":               "tools/call",
+	"resources/list":           "resources/read",
+	"resources/templates/list": "resources/read",
+	"prompts/list":             "prompts/get",
+}
+
+// ListAction returns the action by which the items of a list method's
+// result are filtered (tools/list: tools/call, resources/list and
+// resources/templates/list: resources/read, prompts/list: prompts/get), and
+// false for a method that is not a list.
+func ListAction(method string) (string, bool) {
+	a, ok := listActions[method]
+	return a, ok
 }
 
 // TargetType returns the entity type of the target of method: Mcp::Tool for

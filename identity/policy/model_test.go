@@ -152,3 +152,26 @@ func TestContext(t *testing.T) {
 		t.Errorf("clock time not used: %v %v", d, d.Errors)
 	}
 }
+
+// One method table: what the adapter allows without a policy and how it
+// filters lists is what `mcpca policy explain` uses.
+func TestMethodTable(t *testing.T) {
+	for _, m := range []string{"initialize", "server/discover", "ping", "notifications/initialized", "notifications/cancelled"} {
+		if !AlwaysAllowed(m) {
+			t.Errorf("%s is not always allowed", m)
+		}
+	}
+	for _, m := range []string{"tools/call", "tools/list", "resources/read", "subscriptions/listen", "initialized", "server/discoverx"} {
+		if AlwaysAllowed(m) {
+			t.Errorf("%s is always allowed", m)
+		}
+	}
+	for list, action := range map[string]string{"tools/list": "tools/call", "resources/list": "resources/read", "resources/templates/list": "resources/read", "prompts/list": "prompts/get"} {
+		if got, ok := ListAction(list); !ok || got != action {
+			t.Errorf("ListAction(%s) = %q %v, want %q", list, got, ok, action)
+		}
+	}
+	if _, ok := ListAction("tools/call"); ok {
+		t.Error("tools/call is a list")
+	}
+}
