@@ -68,25 +68,25 @@ func TestCAClientErrors(t *testing.T) {
 		}
 	}
 	_, err := (&CAClient{CAURL: "http://ca:9000", TrustRoots: trust}).Renew(ctx, cert)
-	check("http", err, `agent: caclient: CA URL "http://ca:9000" must start with https://`)
+	check("http", err, `agent: CA URL "http://ca:9000" must start with https://`)
 	_, err = (&CAClient{CAURL: srv.URL}).Roots(ctx)
-	check("no trust", err, "agent: caclient: no root certificates to trust the CA with")
+	check("no trust", err, "agent: no root certificates to trust the CA with")
 	_, err = good.Enroll(ctx, "not-a-token")
-	check("not a token", err, "agent: enrolling: caclient: the token is not a JWT (want three dot-separated parts)")
+	check("not a token", err, "agent: enrolling: the token is not a JWT (want three dot-separated parts)")
 	_, err = good.Enroll(ctx, "a.eyJzdWIiOiJ3ZWIiLCJzYW5zIjpbIndlYiJdfQ.c")
-	check("unknown token", err, "agent: enrolling: caclient: the CA answered 401: token already used or unknown")
+	check("unknown token", err, "agent: enrolling: the CA answered 401: token already used or unknown")
 	other := newTestCA(t).Cert("web", now.Add(-time.Minute), now.Add(time.Hour))
 	_, err = good.Renew(ctx, other)
-	if err == nil || err.Error()[:len("agent: renewing: caclient: the CA answered 401: client certificate: x509: certificate signed by unknown authority")] != "agent: renewing: caclient: the CA answered 401: client certificate: x509: certificate signed by unknown authority" {
+	if err == nil || err.Error()[:len("agent: renewing: the CA answered 401: client certificate: x509: certificate signed by unknown authority")] != "agent: renewing: the CA answered 401: client certificate: x509: certificate signed by unknown authority" {
 		t.Errorf("foreign certificate: %v", err)
 	}
 	srv.Down.Store(true)
 	_, err = good.Renew(ctx, cert)
-	check("down renew", err, "agent: renewing: caclient: the CA answered 503: the CA is down")
+	check("down renew", err, "agent: renewing: the CA answered 503: the CA is down")
 	_, err = (&CAClient{CAURL: srv.URL, TrustRoots: trust, Rekey: true}).Renew(ctx, cert)
-	check("down rekey", err, "agent: re-keying: caclient: the CA answered 503: the CA is down")
+	check("down rekey", err, "agent: re-keying: the CA answered 503: the CA is down")
 	_, err = good.Roots(ctx)
-	check("down roots", err, "agent: fetching the trust bundle: caclient: the CA answered 503: the CA is down")
+	check("down roots", err, "agent: fetching the trust bundle: the CA answered 503: the CA is down")
 	// The CA's answer stays reachable for callers that branch on it.
 	var apiErr *caclient.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != 503 || apiErr.Message != "the CA is down" {

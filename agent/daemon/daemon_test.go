@@ -253,7 +253,7 @@ func TestDaemonExpiredCertificateNamesTheWayBackAndRecoversWithANewToken(t *test
 	e.fk.Advance(2 * time.Hour)
 	e.start()
 	err = e.nextObtained()
-	if err == nil || !strings.HasSuffix(err.Error(), "failed: enrolling: caclient: the CA answered 401: token already used or unknown") ||
+	if err == nil || !strings.HasSuffix(err.Error(), "failed: enrolling: the CA answered 401: token already used or unknown") ||
 		!strings.HasPrefix(err.Error(), `agent: identity "web": the certificate expired at `) || strings.Count(err.Error(), "agent: ") != 1 {
 		t.Fatalf("reused token: %v", err)
 	}
@@ -296,7 +296,7 @@ func TestDaemonCADownAtEnrolmentRetriesWithTheSameToken(t *testing.T) {
 	e.start()
 	err := e.nextObtained()
 	want := `agent: identity "web": there is no certificate yet and enrolling with the token in ` + web.TokenFile +
-		` failed: enrolling: caclient: the CA answered 503: the CA is down`
+		` failed: enrolling: the CA answered 503: the CA is down`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant  %s", err, want)
 	}
@@ -321,7 +321,7 @@ func TestDaemonRenewsThroughACAOutageAndEnrolsAfterExpiry(t *testing.T) {
 	e.fk.Advance(30 * time.Minute)
 	e.armed.next(t)
 	st := e.d.Statuses()[0]
-	if st.LastError == nil || st.LastError.Error() != "agent: renewing: caclient: the CA answered 503: the CA is down" {
+	if st.LastError == nil || st.LastError.Error() != "agent: renewing: the CA answered 503: the CA is down" {
 		t.Fatalf("during the outage: %v", st.LastError)
 	}
 	// The outage lasts past expiry.

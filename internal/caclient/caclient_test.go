@@ -17,8 +17,8 @@ func TestReadTokenClaimsErrors(t *testing.T) {
 	cases := []struct{ tok, msg string }{
 		{"garbage", "the token is not a JWT"},
 		{"a.!!!.c", "the token payload is not base64url"},
-		{token("[1,2]"), "caclient: the token payload is refused: strictjson: json: cannot unmarshal array into Go value of type caclient.TokenClaims"},
-		{token(`{"sans":["spiffe://a.test/client/a"],"SANS":["spiffe://a.test/client/b"]}`), `caclient: the token payload is refused: strictjson: keys "sans" and "SANS" differ only in case`},
+		{token("[1,2]"), "the token payload is refused: strictjson: json: cannot unmarshal array into Go value of type caclient.TokenClaims"},
+		{token(`{"sans":["spiffe://a.test/client/a"],"SANS":["spiffe://a.test/client/b"]}`), `the token payload is refused: strictjson: keys "sans" and "SANS" differ only in case`},
 		{token(`{"sub":"x"}`), "the token names no SANs"},
 	}
 	for _, c := range cases {
@@ -48,7 +48,7 @@ func TestParseCertificatesAndNew(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	bad := "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-	if _, err := ParseCertificates([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), "caclient: x509:") {
+	if _, err := ParseCertificates([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), "x509:") {
 		t.Fatalf("got %v", err)
 	}
 	if _, err := New("http://ca", nil); err == nil || !strings.Contains(err.Error(), "must start with https://") {
@@ -58,7 +58,7 @@ func TestParseCertificatesAndNew(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	e := &APIError{Status: 401, Message: "token already used"}
-	if e.Error() != "caclient: the CA answered 401: token already used" {
+	if e.Error() != "the CA answered 401: token already used" {
 		t.Fatal(e.Error())
 	}
 }

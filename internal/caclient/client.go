@@ -25,14 +25,14 @@ import (
 // maxResponse bounds what the client reads from the CA.
 const maxResponse = 4 << 20
 
-// APIError is an error answer of the CA.
+// APIError is an error answer of the CA (public as agent.APIError).
 type APIError struct {
-	Status  int
-	Message string
+	Status  int    // the HTTP status, e.g. 401 for a spent token, 403 for a refused identity
+	Message string // the CA's message, e.g. "ca: token rejected: token already used"
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("caclient: the CA answered %d: %s", e.Status, e.Message)
+	return fmt.Sprintf("the CA answered %d: %s", e.Status, e.Message)
 }
 
 // Client talks to one CA.
@@ -54,10 +54,10 @@ func WithClock(c clock.Clock) Option { return func(cl *Client) { cl.clock = cloc
 // certificate must chain to roots.
 func New(caURL string, roots *x509.CertPool, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(caURL, "https://") {
-		return nil, fmt.Errorf("caclient: CA URL %q must start with https://", caURL)
+		return nil, fmt.Errorf("CA URL %q must start with https://", caURL)
 	}
 	if roots == nil {
-		return nil, errors.New("caclient: no root certificates to trust the CA with")
+		return nil, errors.New("no root certificates to trust the CA with")
 	}
 	c := &Client{url: strings.TrimRight(caURL, "/"), roots: roots, timeout: 30 * time.Second, clock: clock.Real{}}
 	for _, o := range opts {
@@ -101,7 +101,7 @@ func (r *signResponse) chain() ([]*x509.Certificate, error) {
 		out = append(out, certs...)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("caclient: the CA answered without a certificate")
+		return nil, errors.New("the CA answered without a certificate")
 	}
 	return out, nil
 }
@@ -111,13 +111,13 @@ func (c *Client) do(ctx context.Context, cert *tls.Certificate, method, path str
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("caclient: %w", err)
+			return fmt.Errorf("%w", err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.url+path, rd)
 	if err != nil {
-		return fmt.Errorf("caclient: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -131,7 +131,7 @@ func (c *Client) do(ctx context.Context, cert *tls.Certificate, method, path str
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return fmt.Errorf("caclient: reading the CA's answer: %w", err)
+		return fmt.Errorf("reading the CA's answer: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
@@ -150,7 +150,7 @@ func (c *Client) do(ctx context.Context, cert *tls.Certificate, method, path str
 		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("caclient: the CA's answer is not valid JSON: %w", err)
+		return fmt.Errorf("the CA's answer is not valid JSON: %w", err)
 	}
 	return nil
 }
@@ -160,13 +160,13 @@ func explainTransport(err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "expired certificate"):
-		return fmt.Errorf("caclient: the CA refused the client certificate because it has expired: enrol again with a new token (%w)", err)
+		return fmt.Errorf("the CA refused the client certificate because it has expired: enrol again with a new token (%w)", err)
 	case strings.Contains(msg, "unknown certificate authority") || strings.Contains(msg, "bad certificate"):
-		return fmt.Errorf("caclient: the CA refused the client certificate: it is not issued by this CA or is invalid (%w)", err)
+		return fmt.Errorf("the CA refused the client certificate: it is not issued by this CA or is invalid (%w)", err)
 	case strings.Contains(msg, "certificate signed by unknown authority"):
-		return fmt.Errorf("caclient: the CA's TLS certificate does not chain to the given root: wrong --root or wrong CA (%w)", err)
+		return fmt.Errorf("the CA's TLS certificate does not chain to the given root: wrong --root or wrong CA (%w)", err)
 	}
-	return fmt.Errorf("caclient: %w", err)
+	return fmt.Errorf("%w", err)
 }
 
 // Sign redeems a one-time token: the CA signs csr with the identity the token
@@ -214,10 +214,10 @@ func (c *Client) checkUsable(cert tls.Certificate) error {
 		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
 	if leaf == nil {
-		return errors.New("caclient: no certificate to present")
+		return errors.New("no certificate to present")
 	}
 	if now := c.clock.Now(); now.After(leaf.NotAfter) {
-		return fmt.Errorf("caclient: the certificate expired at %s and can no longer renew: enrol again with a new token", leaf.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Errorf("the certificate expired at %s and can no longer renew: enrol again with a new token", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -289,11 +289,11 @@ func (c *Client) CRL(ctx context.Context) ([]byte, error) {
 // the CA's TLS certificate chains to it.
 func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificate, error) {
 	if !strings.HasPrefix(caURL, "https://") {
-		return nil, fmt.Errorf("caclient: CA URL %q must start with https://", caURL)
+		return nil, fmt.Errorf("CA URL %q must start with https://", caURL)
 	}
 	want := strings.ToLower(strings.ReplaceAll(fingerprint, ":", ""))
 	if b, err := hex.DecodeString(want); err != nil || len(b) != sha256.Size {
-		return nil, fmt.Errorf("caclient: fingerprint %q is not a SHA-256 in hex", fingerprint)
+		return nil, fmt.Errorf("fingerprint %q is not a SHA-256 in hex", fingerprint)
 	}
 	var serverChain []*x509.Certificate
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
@@ -309,34 +309,34 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(caURL, "/")+"/root/"+want, nil)
 	if err != nil {
-		return nil, fmt.Errorf("caclient: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("caclient: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("caclient: the CA at %s has no root with fingerprint %s (HTTP %d)", caURL, want, resp.StatusCode)
+		return nil, fmt.Errorf("the CA at %s has no root with fingerprint %s (HTTP %d)", caURL, want, resp.StatusCode)
 	}
 	var body struct {
 		CA string `json:"ca"`
 	}
 	if err := json.Unmarshal(b, &body); err != nil {
-		return nil, fmt.Errorf("caclient: the CA's answer is not valid JSON: %w", err)
+		return nil, fmt.Errorf("the CA's answer is not valid JSON: %w", err)
 	}
 	certs, err := ParseCertificates([]byte(body.CA))
 	if err != nil || len(certs) != 1 {
-		return nil, errors.New("caclient: the CA's answer holds no root certificate")
+		return nil, errors.New("the CA's answer holds no root certificate")
 	}
 	root := certs[0]
 	sum := sha256.Sum256(root.Raw)
 	if got := hex.EncodeToString(sum[:]); got != want {
-		return nil, fmt.Errorf("caclient: the root served by %s has fingerprint %s, not %s: refusing it", caURL, got, want)
+		return nil, fmt.Errorf("the root served by %s has fingerprint %s, not %s: refusing it", caURL, got, want)
 	}
 	if len(serverChain) == 0 {
-		return nil, errors.New("caclient: the CA presented no TLS certificate")
+		return nil, errors.New("the CA presented no TLS certificate")
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
@@ -345,7 +345,7 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 		inter.AddCert(c)
 	}
 	if _, err := serverChain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter}); err != nil {
-		return nil, fmt.Errorf("caclient: the CA's TLS certificate does not chain to the fingerprinted root: %w", err)
+		return nil, fmt.Errorf("the CA's TLS certificate does not chain to the fingerprinted root: %w", err)
 	}
 	return root, nil
 }
@@ -364,7 +364,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("caclient: %w", err)
+			return nil, fmt.Errorf("%w", err)
 		}
 		out = append(out, c)
 	}
@@ -376,7 +376,7 @@ func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 
 // ErrNoCertificate is returned by ParseCertificates for data without a
 // CERTIFICATE block.
-var ErrNoCertificate = errors.New("caclient: no PEM certificate found")
+var ErrNoCertificate = errors.New("no PEM certificate found")
 
 // EncodeCertificates returns the PEM encoding of certs.
 func EncodeCertificates(certs []*x509.Certificate) []byte {

@@ -29,20 +29,20 @@ type TokenClaims struct {
 func ReadTokenClaims(token string) (*TokenClaims, error) {
 	parts := strings.Split(strings.TrimSpace(token), ".")
 	if len(parts) != 3 {
-		return nil, errors.New("caclient: the token is not a JWT (want three dot-separated parts)")
+		return nil, errors.New("the token is not a JWT (want three dot-separated parts)")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return nil, fmt.Errorf("caclient: the token payload is not base64url: %w", err)
+		return nil, fmt.Errorf("the token payload is not base64url: %w", err)
 	}
 	var c TokenClaims
 	// The same strict reading as the CA's: a token the CA would refuse
 	// for duplicate or case-variant keys is refused here before it is sent.
 	if err := strictjson.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("caclient: the token payload is refused: %w", err)
+		return nil, fmt.Errorf("the token payload is refused: %w", err)
 	}
 	if len(c.SANs) == 0 {
-		return nil, errors.New("caclient: the token names no SANs: is it an mcpca enrolment token?")
+		return nil, errors.New("the token names no SANs: is it an mcpca enrolment token?")
 	}
 	return &c, nil
 }
@@ -59,7 +59,7 @@ func CSRForToken(token string, key crypto.Signer) (*x509.CertificateRequest, err
 		case strings.Contains(san, "://"):
 			u, err := url.Parse(san)
 			if err != nil {
-				return nil, fmt.Errorf("caclient: token SAN %q: %w", san, err)
+				return nil, fmt.Errorf("token SAN %q: %w", san, err)
 			}
 			tmpl.URIs = append(tmpl.URIs, u)
 		case net.ParseIP(san) != nil:
@@ -70,7 +70,7 @@ func CSRForToken(token string, key crypto.Signer) (*x509.CertificateRequest, err
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
-		return nil, fmt.Errorf("caclient: creating CSR: %w", err)
+		return nil, fmt.Errorf("creating CSR: %w", err)
 	}
 	return x509.ParseCertificateRequest(der)
 }

@@ -147,7 +147,7 @@ func TestSourceRidesOutARealCAOutage(t *testing.T) {
 	if err := c.Server.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	down := `agent: renewing: caclient: Post "https://` + addr + `/1.0/renew": dial tcp ` + addr + `: connect: connection refused`
+	down := `agent: renewing: Post "https://` + addr + `/1.0/renew": dial tcp ` + addr + `: connect: connection refused`
 	at := due
 	for i, wait := range []time.Duration{time.Second, 2 * time.Second} {
 		fk.Set(at)

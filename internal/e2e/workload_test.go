@@ -187,6 +187,12 @@ func TestWorkloadRefusals(t *testing.T) {
 			}
 		})
 	}
+	// The CA's refusal is a typed error.
+	_, err := agent.NewWorkload(ctxT(t), c.URL, agent.WithRootFile(rootFile(t, c)), agent.WithToken(tok))
+	var ae *agent.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || !strings.Contains(ae.Message, "token already used") {
+		t.Fatalf("a spent token: %v (%#v)", err, ae)
+	}
 	// The unwritable destination was found before the token was spent.
 	workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(unused))
 

@@ -8,12 +8,12 @@ import (
 
 type apiError struct{}
 
-func (apiError) Error() string { return "caclient: the CA answered 401: no" }
+func (apiError) Error() string { return "the CA answered 401: no" }
 
 func TestErrorfPrefixesOnceAndKeepsTheChain(t *testing.T) {
 	inner := Errorf("renewing: %w", apiError{})
 	outer := Errorf("identity %q: %w", "web", inner)
-	if got, want := outer.Error(), `agent: identity "web": renewing: caclient: the CA answered 401: no`; got != want {
+	if got, want := outer.Error(), `agent: identity "web": renewing: the CA answered 401: no`; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 	var ae apiError
