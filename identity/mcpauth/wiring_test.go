@@ -146,3 +146,52 @@ func TestWiringOmissionsAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// Protocol 2026-07-28 mirrors the method and target in headers for
+// intermediaries; a request whose headers disagree with its body is refused
+// (the SDK's check, behind the Guard) before anything runs. The SDK speaks
+// 2026-07-28 on stateless servers only.
+func TestHeadersThatDisagreeWithTheBodyAreRefused(t *testing.T) {
+	g, tca := offline(t)
+	server := tca.CreateSVID("spiffe://acme.test/server/files", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	url := serveGuarded(t, g.Server("127.0.0.1:0", "/mcp", mcpexample.NewServer(), identity.StaticCertificate{Cert: &server.TLS}, &mcp.StreamableHTTPOptions{Stateless: true}))
+	admin := tca.CreateSVID("spiffe://acme.test/client/root", testca.WithRoles("admin"))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &admin.TLS}, verifierOf(t, tca), identity.WithServerName("127.0.0.1"))}}
+	defer hc.CloseIdleConnections()
+	for _, tc := range []struct {
+		method, name, body, want string
+	}{
+		{"tools/call", "search_docs", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+			`header mismatch: Mcp-Name header value 'search_docs' does not match body value 'delete_record'`},
+		{"tools/list", "", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+			`header mismatch: Mcp-Method header value 'tools/list' does not match body value 'tools/call'`},
+		{"tools/list", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, ""},
+		{"", "", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, `missing required Mcp-Method header`},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		if tc.method != "" {
+			req.Header.Set("Mcp-Method", tc.method)
+		}
+		if tc.name != "" {
+			req.Header.Set("Mcp-Name", tc.name)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if tc.want == "" { // the control: headers that agree
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"tools":[`) {
+				t.Errorf("agreeing headers: got %d %s", resp.StatusCode, b)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code":-32020`) || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%s: got %d %s, want 400 -32020 %q", tc.body, resp.StatusCode, b, tc.want)
+		}
+	}
+}
