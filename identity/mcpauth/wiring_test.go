@@ -165,7 +165,7 @@ func TestHeadersThatDisagreeWithTheBodyAreRefused(t *testing.T) {
 			`header mismatch: Mcp-Name header value 'search_docs' does not match body value 'delete_record'`},
 		{"tools/list", "", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
 			`header mismatch: Mcp-Method header value 'tools/list' does not match body value 'tools/call'`},
-		{"tools/list", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, ""},
+		{"tools/list", "", `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"}}}}`, ""},
 		{"", "", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, `missing required Mcp-Method header`},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(tc.body))
