@@ -15,6 +15,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) -skip '^TestInteropNode$$' ./...
 	./scripts/interop-node/run.sh
+	./scripts/check-consumer-deps.sh
 
 # The main job: a CA, enrolment, renewal and revocation on embedded defaults.
 demo: build

@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-7}
 CALLS=${2:-3000}
-echo "go test -run '^\$' -bench ToolCall -benchtime ${CALLS}x -count $COUNT ./identity/mcpauth"
-go test -run '^$' -bench ToolCall -benchtime "${CALLS}x" -count "$COUNT" ./identity/mcpauth | tee /dev/stderr |
+echo "go test -run '^\$' -bench ToolCall -benchtime ${CALLS}x -count $COUNT ./internal/e2e"
+go test -run '^$' -bench ToolCall -benchtime "${CALLS}x" -count "$COUNT" ./internal/e2e | tee /dev/stderr |
 awk '
 /^BenchmarkToolCall\// {
   split($1, parts, "/"); conn = parts[2]; sub(/-[0-9]+$/, "", conn)

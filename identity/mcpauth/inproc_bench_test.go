@@ -16,6 +16,7 @@ import (
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/testca"
 )
 
 // BenchmarkHandlerInProcess measures the CPU cost of the adapter without
@@ -100,11 +101,11 @@ func BenchmarkGuardOnly(b *testing.B) {
 	}
 }
 
-// benchDeps starts a CA and returns a verifier trusting it, the starter
-// policy and the TLS state of a connection from the reader.
+// benchDeps returns a verifier trusting an in-memory test CA, the starter
+// policy and the TLS state of a connection from a reader.
 func benchDeps(b *testing.B) (*identity.Verifier, *policy.Authorizer, *tls.ConnectionState) {
-	p := newPKI(b)
-	bundle, err := identity.NewBundle([]*x509.Certificate{p.ca.Root})
+	tca := testca.NewCA(b, "acme.test")
+	bundle, err := identity.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,13 +117,6 @@ func benchDeps(b *testing.B) (*identity.Verifier, *policy.Authorizer, *tls.Conne
 	if err != nil {
 		b.Fatal(err)
 	}
-	var peer []*x509.Certificate
-	for _, der := range p.reader.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			b.Fatal(err)
-		}
-		peer = append(peer, c)
-	}
-	return v, authz, &tls.ConnectionState{PeerCertificates: peer}
+	reader := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	return v, authz, &tls.ConnectionState{PeerCertificates: reader.Chain}
 }

@@ -24,12 +24,6 @@ import (
 	"github.com/mcpca/mcpca/identity"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func workload(t *testing.T, c *catest.CA, opts ...agent.WorkloadOption) *agent.Workload {
 	t.Helper()
 	w, err := agent.NewWorkload(ctxT(t), c.URL, opts...)

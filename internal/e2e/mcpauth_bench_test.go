@@ -1,4 +1,4 @@
-package mcpauth_test
+package e2e_test
 
 import (
 	"fmt"
@@ -32,7 +32,7 @@ var callBody = fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"tools/call","param
 // (NAME-p50-us) and the adapters' overhead over the baseline at the median
 // (NAME-over-%):
 //
-//	go test -run '^$' -bench ToolCall -benchtime 3000x ./identity/mcpauth
+//	go test -run '^$' -bench ToolCall -benchtime 3000x ./internal/e2e
 //	scripts/bench-mcp.sh
 func BenchmarkToolCall(b *testing.B) {
 	p := newPKI(b)
