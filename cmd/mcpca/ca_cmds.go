@@ -28,7 +28,7 @@ func init() {
 
 func newInitCmd() *cobra.Command {
 	var c ca.InitConfig
-	var pwFile, maxTTL, defTTL string
+	var pwFile string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a CA directory: root, intermediate, admin provisioner, configuration",
@@ -59,13 +59,6 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 					return err
 				}
 				c.Password = pw
-			}
-			var err error
-			if c.MaxTTL, err = parseDur("--max-ttl", maxTTL); err != nil {
-				return err
-			}
-			if c.DefaultTTL, err = parseDur("--default-ttl", defTTL); err != nil {
-				return err
 			}
 			res, err := ca.Init(c)
 			if err != nil {
@@ -103,8 +96,8 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 	f.BoolVar(&c.PublishEncryptedKeys, "publish-encrypted-keys", false, "serve the provisioners' encrypted keys to anyone at /provisioners, as step-ca does, for the step CLI's `step ca token` (anyone can then guess their passwords offline)")
 	f.StringVar(&c.RootKeyOut, "root-key-out", "", "write the encrypted root key to this new file instead of <dir>/secrets/root_ca_key (serve never needs it: keep it offline)")
 	f.StringVar(&c.OIDArc, "oid-arc", "", "OID arc of the roles (<arc>.1) and attributes (<arc>.2) extensions (default "+identity.DefaultOIDArc.String()+"; use your own PEN)")
-	f.StringVar(&maxTTL, "max-ttl", "24h", "longest certificate lifetime a token may ask for")
-	f.StringVar(&defTTL, "default-ttl", "", "lifetime of certificates whose token names none (default min(24h, --max-ttl))")
+	f.DurationVar(&c.MaxTTL, "max-ttl", 24*time.Hour, "longest certificate lifetime a token may ask for")
+	f.DurationVar(&c.DefaultTTL, "default-ttl", 0, "lifetime of certificates whose token names none (0: min(24h, --max-ttl))")
 	_ = cmd.MarkFlagRequired("dir")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("trust-domain")
@@ -113,17 +106,6 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 
 // insecurePasswordHelp is the help of --insecure-password.
 const insecurePasswordHelp = "accept a password that fails the strength check (at least 12 characters, 6 different, not common); whoever obtains an encrypted key (a backup, a copy of the directory, a published provisioner key) can then guess it offline and sign as the CA"
-
-func parseDur(flag, s string) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%s %q: %v", flag, s, err)
-	}
-	return d, nil
-}
 
 func newServeCmd() *cobra.Command {
 	var dir, pwFile, addr, database string
@@ -227,9 +209,10 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 
 func newTokenCmd() *cobra.Command {
 	var (
-		dir, pwFile, prov, ttl, tokenTTL string
-		server                           bool
-		roles, attrs, dns, ips           []string
+		dir, pwFile, prov      string
+		ttl, tokenTTL          time.Duration
+		server                 bool
+		roles, attrs, dns, ips []string
 	)
 	cmd := &cobra.Command{
 		Use:   "token NAME",
@@ -272,12 +255,7 @@ audience-bound to this CA, valid for --token-ttl and redeemable once.`,
 					req.Attributes[k] = v
 				}
 			}
-			if req.TTL, err = parseDur("--ttl", ttl); err != nil {
-				return err
-			}
-			if req.TokenTTL, err = parseDur("--token-ttl", tokenTTL); err != nil {
-				return err
-			}
+			req.TTL, req.TokenTTL = ttl, tokenTTL
 			tok, err := ca.MintToken(dir, pw, req)
 			if err != nil {
 				return err
@@ -295,8 +273,8 @@ audience-bound to this CA, valid for --token-ttl and redeemable once.`,
 	f.StringArrayVar(&attrs, "attr", nil, "attribute key=value to grant (repeatable)")
 	f.StringArrayVar(&dns, "dns", nil, "DNS name of a server identity (repeatable)")
 	f.StringArrayVar(&ips, "ip", nil, "IP address of a server identity (repeatable)")
-	f.StringVar(&ttl, "ttl", "", "lifetime of the certificate the token yields (default: the CA's default)")
-	f.StringVar(&tokenTTL, "token-ttl", "5m", "lifetime of the token itself")
+	f.DurationVar(&ttl, "ttl", 0, "lifetime of the certificate the token yields (0: the CA's default)")
+	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of the token itself")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
