@@ -82,10 +82,16 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	return ctx, c, nil
 }
 
-// filterResult keeps in a list result only what c may use.
+// filterResult keeps in a list result only what c may use, and marks
+// every result that depends on who asked private to caches: the lists, and
+// resources/read, which was authorized for c alone.
 func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
 	if action, ok := policy.ListAction(method); ok {
 		g.filter(c, action, res)
+		return
+	}
+	if r, ok := res.(*mcp.ReadResourceResult); ok {
+		private(&r.Cacheable)
 	}
 }
 

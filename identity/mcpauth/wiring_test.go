@@ -195,3 +195,30 @@ func TestHeadersThatDisagreeWithTheBodyAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A resource read is authorized per identity: its result is private to the
+// caller's cache, whatever the server set, like the lists.
+func TestReadResourceIsPrivate(t *testing.T) {
+	g, tca := offline(t)
+	server := tca.CreateSVID("spiffe://acme.test/server/files", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	srv := mcpexample.NewServer()
+	srv.AddResource(&mcp.Resource{URI: "docs://public-note", Name: "note"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "docs://public-note", Text: "hi"}},
+			Cacheable: mcp.Cacheable{CacheScope: "public", TTLMs: 60000}}, nil
+	})
+	url := serveGuarded(t, g.Server("127.0.0.1:0", "/mcp", srv, identity.StaticCertificate{Cert: &server.TLS}, nil))
+	reader := tca.CreateSVID("spiffe://acme.test/client/reporter", testca.WithRoles("reader"))
+	cs, err := connectAs(t, url, tca, &reader.TLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uri := range []string{mcpexample.ResourceHandbook, "docs://public-note"} {
+		res, err := cs.ReadResource(ctxT(t), &mcp.ReadResourceParams{URI: uri})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.CacheScope != "private" || res.TTLMs != 0 {
+			t.Errorf("%s: cacheScope %q ttlMs %d, want private and 0", uri, res.CacheScope, res.TTLMs)
+		}
+	}
+}
