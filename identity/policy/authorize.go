@@ -62,7 +62,7 @@ func (s *Set) evaluate(p *Principal, r *Request, now time.Time) Decision {
 	sc.env = requestEnv{p: p, resUID: res, res: entity}
 	sc.cand.s = s
 	sc.cand.ids = sc.ids
-	d := decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, r, now)))
+	d := s.decide(cedar.Authorize(&sc.cand, &sc.env, s.cedarRequest(p, res, r, now)))
 	sc.env = requestEnv{}
 	sc.cand.s, sc.cand.ids = nil, nil
 	return d
@@ -108,12 +108,31 @@ func (s *Set) reference(p *Principal, r Request) Decision {
 	}
 	res := r.resourceUID()
 	env := &requestEnv{p: p, resUID: res}
-	return decide(cedar.Authorize(s.cedar, env, s.cedarRequest(p, res, &r, s.now(&r))))
+	return s.decide(cedar.Authorize(s.cedar, env, s.cedarRequest(p, res, &r, s.now(&r))))
 }
 
-func decide(dec cedar.Decision, diag cedar.Diagnostic) Decision {
+// decide turns Cedar's answer into a Decision. Cedar skips a policy whose
+// condition fails to evaluate (an attribute the principal lacks, a type
+// error); for a permit that fails closed, but a skipped forbid would let
+// through what it was written to stop. So a forbid that errors denies, with
+// the reason "forbid errored" and the policy among Policies.
+func (s *Set) decide(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 	d := Decision{Allow: dec == cedar.Allow, Policies: sortedIDs(diag.Reasons)}
+	var erroredForbids []cedar.DiagnosticReason
+	if len(diag.Errors) > 0 {
+		d.Errors = make([]string, len(diag.Errors))
+		for i, e := range diag.Errors {
+			d.Errors[i] = string(e.PolicyID) + ": " + e.Message
+			if p := s.cedar.Get(e.PolicyID); p != nil && p.Effect() == cedar.Forbid {
+				erroredForbids = append(erroredForbids, cedar.DiagnosticReason{PolicyID: e.PolicyID, Position: e.Position})
+			}
+		}
+	}
 	switch {
+	case len(erroredForbids) > 0:
+		d.Allow = false
+		d.Policies = sortedIDs(erroredForbids)
+		d.Reason = "forbid errored"
 	case d.Allow:
 		d.Reason = "permitted"
 	case len(d.Policies) > 0:
@@ -121,13 +140,20 @@ func decide(dec cedar.Decision, diag cedar.Diagnostic) Decision {
 	default:
 		d.Reason = "no policy permits"
 	}
-	if len(diag.Errors) > 0 {
-		d.Errors = make([]string, len(diag.Errors))
-		for i, e := range diag.Errors {
-			d.Errors[i] = string(e.PolicyID) + ": " + e.Message
+	return d
+}
+
+// allows is decide(dec, diag).Allow without building the Decision.
+func (s *Set) allows(dec cedar.Decision, diag cedar.Diagnostic) bool {
+	if dec != cedar.Allow {
+		return false
+	}
+	for _, e := range diag.Errors {
+		if p := s.cedar.Get(e.PolicyID); p != nil && p.Effect() == cedar.Forbid {
+			return false
 		}
 	}
-	return d
+	return true
 }
 
 // Filter returns the targets that base, with each target substituted, may
@@ -161,7 +187,7 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 		sc.env = requestEnv{p: p, resUID: res, res: entity}
 		sc.cand.s, sc.cand.ids = s, sc.ids
 		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
-		if dec, _ := cedar.Authorize(&sc.cand, &sc.env, req); dec == cedar.Allow {
+		if s.allows(cedar.Authorize(&sc.cand, &sc.env, req)) {
 			out = append(out, t)
 		}
 	}

@@ -243,11 +243,14 @@ type Decision struct {
 	// matched for an allowance. Empty for a default deny and for methods
 	// that are always allowed.
 	Policies []string
-	// Errors are evaluation errors ("<policy id>: <message>"); a policy
-	// that fails to evaluate is skipped, as Cedar specifies.
+	// Errors are evaluation errors ("<policy id>: <message>"). A permit
+	// that fails to evaluate is skipped, as Cedar specifies; a forbid that
+	// fails denies (Reason "forbid errored", the forbid in Policies), so a
+	// missing attribute never lets through what a forbid was written to
+	// stop. `mcpca policy check` warns about unguarded attribute reads.
 	Errors []string
 	// Reason is a short human explanation: "always allowed",
-	// "permitted", "forbidden" or "no policy permits".
+	// "permitted", "forbidden", "forbid errored" or "no policy permits".
 	Reason string
 }
 
