@@ -27,7 +27,7 @@ func newPolicyCmd() *cobra.Command {
 }
 
 func newPolicyCheckCmd() *cobra.Command {
-	var toolArgs bool
+	var toolArgs, strict bool
 	cmd := &cobra.Command{
 		Use:   "check FILE|DIR...",
 		Short: "Validate Cedar policy files against the mcpca entity model",
@@ -36,7 +36,14 @@ model: entity types (Mcp::Client, Mcp::Server, Mcp::Role, Mcp::TrustDomain,
 Mcp::Action, Mcp::Tool, Mcp::Resource, Mcp::Prompt), actions (MCP method
 names), and the attributes of principal, resource and context. A DIR stands
 for the *.cedar files in it. It prints every problem as FILE:LINE:COL: MESSAGE
-and exits 1 if there is any.`,
+and exits 1 if there is any.
+
+It then warns (FILE:LINE:COL of the policy: warning: ...) about every read of
+an attribute that may be absent and is not guarded by has: a certificate
+attribute (principal.attrs.NAME), a tool argument (context.args.NAME), a
+resource's uri or name when the scope does not fix its type. Such a permit
+is skipped and such a forbid denies when the attribute is missing. With
+--strict, warnings exit 1 too.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []policy.Option
@@ -48,11 +55,23 @@ and exits 1 if there is any.`,
 				n := printPolicyErrors(cmd.ErrOrStderr(), err)
 				return &exitError{code: 1, err: fmt.Errorf("policy check failed: %d %s", n, plural(n, "error", "errors"))}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d %s in %d %s\n", set.Len(), plural(set.Len(), "policy", "policies"), len(set.Files()), plural(len(set.Files()), "file", "files"))
+			warnings := set.Lint()
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), w.String())
+			}
+			if strict && len(warnings) > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("policy check failed: %d %s (--strict)", len(warnings), plural(len(warnings), "warning", "warnings"))}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d %s in %d %s", set.Len(), plural(set.Len(), "policy", "policies"), len(set.Files()), plural(len(set.Files()), "file", "files"))
+			if len(warnings) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), ", %d %s", len(warnings), plural(len(warnings), "warning", "warnings"))
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&toolArgs, "tool-args", false, "allow policies to read context.args (the server passes tool arguments)")
+	cmd.Flags().BoolVar(&strict, "strict", false, "exit 1 when there are warnings (attribute reads not guarded by has)")
 	return cmd
 }
 

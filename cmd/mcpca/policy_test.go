@@ -43,12 +43,22 @@ func TestPolicyCheck(t *testing.T) {
 	writePolicyFile(t, dir, "syntax.cedar", "permit(principal, action, resource)\nwhen { principal.attrs.team == \"x\" \n")
 
 	r := ok(t, dir, "policy", "check", "good.cedar")
-	if r.stdout != "OK: 5 policies in 1 file\n" {
+	if r.stdout != "OK: 5 policies in 1 file, 1 warning\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
+	// The refund permit reads principal.attrs.team unguarded: a warning
+	// naming the policy's position, not an error unless --strict.
+	unguarded := "good.cedar:10:1: warning: principal.attrs.team is read without `has` guarding it (a certificate may not carry attribute team): guard it, e.g. `principal.attrs has team && ...`\n"
+	if r.stderr != unguarded {
+		t.Errorf("stderr %q, want %q", r.stderr, unguarded)
+	}
+	r = fails(t, dir, "mcpca: policy check failed: 1 warning (--strict)", "policy", "check", "--strict", "good.cedar")
+	if r.code != 1 || !strings.HasPrefix(r.stderr, unguarded) {
+		t.Errorf("--strict: exit %d, stderr %q", r.code, r.stderr)
+	}
 	r = ok(t, dir, "policy", "check", "--tool-args", "good.cedar", "args.cedar")
-	if r.stdout != "OK: 6 policies in 2 files\n" {
-		t.Errorf("stdout %q", r.stdout)
+	if r.stdout != "OK: 6 policies in 2 files, 2 warnings\n" || !strings.Contains(r.stderr, "args.cedar:1:1: warning: context.args.n is read without `has` guarding it (a call may not pass argument n)") {
+		t.Errorf("stdout %q stderr %q", r.stdout, r.stderr)
 	}
 
 	r = fails(t, dir, "mcpca: policy check failed: 4 errors", "policy", "check", "good.cedar", "bad.cedar", "syntax.cedar", "args.cedar")
