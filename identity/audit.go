@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -463,12 +464,19 @@ func (e *AuditLogError) Error() string {
 //
 // Removing whole records from the end cannot be seen from the log alone;
 // compare the returned count (or AuditLog.Head) with an anchored value.
-func VerifyLog(r io.Reader) (int, error) {
+func VerifyLog(r io.Reader, opts ...VerifyLogOption) (int, error) {
+	var cfg verifyLogConfig
+	for _, o := range opts {
+		o.applyVerifyLog(&cfg)
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	prevHash, prevSeq := AuditGenesis, uint64(0)
 	for n := 1; ; n++ {
 		line, err := readAuditLine(br)
 		if err == io.EOF && len(line) == 0 {
+			if cfg.headSeq > prevSeq {
+				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("the log ends at seq %d, before the recorded head seq %d: records were removed from its end", prevSeq, cfg.headSeq)}
+			}
 			return n - 1, nil
 		}
 		if err == io.EOF {
@@ -505,7 +513,45 @@ func VerifyLog(r io.Reader) (int, error) {
 		}
 		sum := sha256.Sum256(line)
 		prevHash, prevSeq = hex.EncodeToString(sum[:]), seq
+		if cfg.headSeq != 0 && seq == cfg.headSeq && prevHash != cfg.headHash {
+			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("record seq %d hashes to %s, not to the recorded head %s: the log was rewritten", seq, prevHash, cfg.headHash)}
+		}
 	}
+}
+
+// VerifyLogOption configures VerifyLog.
+type VerifyLogOption interface{ applyVerifyLog(*verifyLogConfig) }
+
+type verifyLogConfig struct {
+	headSeq  uint64
+	headHash string
+}
+
+type verifyLogOptionFunc func(*verifyLogConfig)
+
+func (f verifyLogOptionFunc) applyVerifyLog(c *verifyLogConfig) { f(c) }
+
+// WithAuditHead checks the log against a head recorded elsewhere (what
+// AuditLog.Head returned, kept out of reach of whoever can write the log):
+// the log must hold the record seq and that record's line must hash to
+// hash. Without it a log whose tail was cut, or whose records were edited
+// and the chain recomputed from there on, still verifies.
+func WithAuditHead(seq uint64, hash string) VerifyLogOption {
+	return verifyLogOptionFunc(func(c *verifyLogConfig) { c.headSeq, c.headHash = seq, strings.ToLower(hash) })
+}
+
+// ParseHead reads a head written as SEQ:HASH (the form `mcpca audit verify
+// --head` takes): a positive decimal sequence number and a hex SHA-256.
+func ParseHead(s string) (uint64, string, error) {
+	seqText, hash, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if !ok || err != nil || seq == 0 {
+		return 0, "", errorf("head %q: want SEQ:HASH, e.g. 42:%s (what AuditLog.Head returns)", truncate(s), AuditGenesis)
+	}
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != sha256.Size {
+		return 0, "", errorf("head %q: the hash is not a hex SHA-256", truncate(s))
+	}
+	return seq, strings.ToLower(hash), nil
 }
 
 // parseChain decodes the chain fields of a record line.

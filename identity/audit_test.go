@@ -222,3 +222,65 @@ func TestAuditConcurrentWrites(t *testing.T) {
 		t.Fatalf("VerifyLog = %d, %v", n, err)
 	}
 }
+
+// A head recorded elsewhere catches what the chain alone cannot: a log cut
+// at a record boundary, and a forgery whose chain was recomputed.
+func TestVerifyLogHead(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewAuditLog(&buf, WithAuditClock(clock.NewFake(auditT0)))
+	for i := range 5 {
+		if err := l.Write(auditRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, hash := l.Head()
+	good := buf.String()
+	// The forger rewrites record 3 and re-chains everything after it.
+	var forged bytes.Buffer
+	f := NewAuditLog(&forged, WithAuditClock(clock.NewFake(auditT0)))
+	for i := range 5 {
+		r := auditRecord(i)
+		if i == 2 {
+			r.Decision = "deny"
+		}
+		if err := f.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, forgedHash := f.Head()
+	cut := strings.Join(lines([]byte(good))[:3], "")
+	for _, tc := range []struct {
+		name, log string
+		count     int
+		want      string
+	}{
+		{"good", good, 5, ""},
+		{"grown since", good + strings.Join(lines(writeLog(t, 6))[5:], ""), 6, ""},
+		{"cut at a record boundary", cut, 3, "identity: audit log line 4: the log ends at seq 3, before the recorded head seq 5: records were removed from its end"},
+		{"re-chained forgery", forged.String(), 4, "identity: audit log line 5: record seq 5 hashes to " + forgedHash + ", not to the recorded head " + hash + ": the log was rewritten"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := VerifyLog(strings.NewReader(tc.log)); err != nil && tc.name != "grown since" {
+				t.Fatalf("without the head the chain verifies, got %v", err)
+			}
+			n, err := VerifyLog(strings.NewReader(tc.log), WithAuditHead(seq, strings.ToUpper(hash)))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("with the head: %v", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want):
+				t.Fatalf("with the head:\n got %v\nwant %s", err, tc.want)
+			}
+			if n != tc.count {
+				t.Errorf("count %d, want %d", n, tc.count)
+			}
+		})
+	}
+	for _, bad := range []string{"", "5", "0:" + hash, "x:" + hash, "5:" + hash[:10], "5:" + strings.Repeat("z", 64)} {
+		if _, _, err := ParseHead(bad); err == nil || !strings.HasPrefix(err.Error(), "identity: head ") {
+			t.Errorf("ParseHead(%q) = %v", bad, err)
+		}
+	}
+	if s, h, err := ParseHead("5:" + strings.ToUpper(hash)); err != nil || s != 5 || h != hash {
+		t.Errorf("ParseHead = %d %s %v", s, h, err)
+	}
+}

@@ -223,6 +223,7 @@ func TestAuditVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	seq, hash := l.Head()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +231,20 @@ func TestAuditVerify(t *testing.T) {
 	if r.stdout != "OK: 4 records, hash chain intact\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
+	head := fmt.Sprintf("%d:%s", seq, hash)
+	if r := ok(t, dir, "audit", "verify", "audit.log", "--head", head); r.stdout != "OK: 4 records, hash chain intact, head matches\n" {
+		t.Errorf("--head: stdout %q", r.stdout)
+	}
+	// Cut at a record boundary: the chain is intact, the head catches it.
+	data0, _ := os.ReadFile(path)
+	cut := strings.SplitAfter(string(data0), "\n")
+	writePolicyFile(t, dir, "cut.log", cut[0]+cut[1]+cut[2])
+	ok(t, dir, "audit", "verify", "cut.log")
+	r = fails(t, dir, "mcpca: cut.log: identity: audit log line 4: the log ends at seq 3, before the recorded head seq 4: records were removed from its end", "audit", "verify", "cut.log", "--head", head)
+	if r.code != 1 {
+		t.Errorf("exit %d", r.code)
+	}
+	fails(t, dir, `mcpca: --head: identity: head "4": want SEQ:HASH, e.g. 42:`, "audit", "verify", "audit.log", "--head", "4")
 
 	data, _ := os.ReadFile(path)
 	lines := strings.SplitAfter(string(data), "\n")
