@@ -52,6 +52,29 @@ type FileSink struct {
 	CombinedFile string
 }
 
+// CheckWritable reports, without writing anything, whether every file of
+// the sink can be written: its directory exists and takes new files, and
+// the path is not a directory. Check it before spending a one-time token
+// on a certificate that could not be stored.
+func (f *FileSink) CheckWritable() error {
+	for _, path := range []string{f.CertFile, f.KeyFile, f.BundleFile, f.CombinedFile} {
+		if path == "" {
+			continue
+		}
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			return errorf("cannot write %s: it is a directory (the token was not used)", path)
+		}
+		tmp, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
+		if err != nil {
+			return errorf("cannot write %s: %v (the token was not used)", path, errors.Unwrap(err))
+		}
+		name := tmp.Name()
+		_ = tmp.Close()
+		_ = os.Remove(name)
+	}
+	return nil
+}
+
 // Store writes s to the sink's files.
 func (f *FileSink) Store(_ context.Context, s *Snapshot) error {
 	if f.CertFile == "" || f.KeyFile == "" {

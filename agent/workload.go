@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -207,10 +205,8 @@ func workloadCertificate(ctx context.Context, client *CAClient, cfg *workloadCon
 	var sink *FileSink
 	if cfg.certFile != "" {
 		sink = &FileSink{CertFile: cfg.certFile, KeyFile: cfg.keyFile}
-		for _, f := range []string{cfg.certFile, cfg.keyFile} {
-			if err := checkWritable(f); err != nil {
-				return tls.Certificate{}, err // before the token is spent
-			}
+		if err := sink.CheckWritable(); err != nil {
+			return tls.Certificate{}, err // before the token is spent
 		}
 	}
 	cert, err := client.Enroll(ctx, cfg.token)
@@ -261,19 +257,4 @@ func (w *Workload) Close() error {
 		w.wg.Wait()
 	})
 	return nil
-}
-
-// checkWritable reports whether a file can be written at path (its
-// directory exists and takes files; the path is not a directory).
-func checkWritable(path string) error {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return errorf("cannot write %s: it is a directory (the token was not used)", path)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
-	if err != nil {
-		return errorf("cannot write %s: %v (the token was not used)", path, err)
-	}
-	name := f.Name()
-	_ = f.Close()
-	return os.Remove(name)
 }

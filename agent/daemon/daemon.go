@@ -442,6 +442,12 @@ func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error
 	if token == "" || used {
 		return tls.Certificate{}, errorf("identity %q: %s and the token in %s is empty or already used: %s", m.cfg.Name, why, m.cfg.TokenFile, wayBack)
 	}
+	// Where the certificate goes must be writable before the token is
+	// spent: a token redeemed for a certificate that cannot be stored is
+	// lost.
+	if err := m.cfg.sink().CheckWritable(); err != nil {
+		return tls.Certificate{}, errorf("identity %q: %s, but %w", m.cfg.Name, why, err)
+	}
 	cert, err := m.client.Enroll(ctx, token)
 	var apiErr *caclient.APIError
 	if err == nil || (errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500) {

@@ -510,3 +510,35 @@ func TestDaemonReportsBrokenFiles(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// The agent checks that it can write the certificate before it spends the
+// token: with the directory missing, the token stays unused, and once the
+// directory exists the same token enrols.
+func TestDaemonChecksItCanWriteBeforeSpendingTheToken(t *testing.T) {
+	e := newDaemonEnv(t)
+	web := e.identity("web")
+	dir := filepath.Join(filepath.Dir(web.Cert), "not-yet")
+	web.Cert, web.Key = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
+	e.writeToken("web")
+	e.setConfig(web)
+	e.start()
+	err := e.nextObtained()
+	want := `agent: identity "web": there is no certificate yet, but cannot write ` + web.Cert + `: no such file or directory (the token was not used)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant  %s", err, want)
+	}
+	if n := e.srv.Signs.Load(); n != 0 {
+		t.Fatalf("the CA saw %d enrolments: the token was spent", n)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.reload <- struct{}{}
+	<-e.applied
+	if err := e.nextObtained(); err != nil {
+		t.Fatalf("with the directory there, the same token: %v", err)
+	}
+	if n := e.srv.Signs.Load(); n != 1 {
+		t.Fatalf("the CA saw %d enrolments", n)
+	}
+}
