@@ -52,10 +52,11 @@ type FileSink struct {
 	CombinedFile string
 }
 
-// CheckWritable reports, without writing anything, whether every file of
-// the sink can be written: its directory exists and takes new files, and
-// the path is not a directory. Check it before spending a one-time token
-// on a certificate that could not be stored.
+// CheckWritable reports whether every file of the sink can be written: its
+// directory exists or can be created (Store creates it too, and so does
+// this check) and takes new files, and the path is not a directory. It
+// writes no file. Check it before spending a one-time token on a
+// certificate that could not be stored.
 func (f *FileSink) CheckWritable() error {
 	for _, path := range []string{f.CertFile, f.KeyFile, f.BundleFile, f.CombinedFile} {
 		if path == "" {
@@ -63,6 +64,9 @@ func (f *FileSink) CheckWritable() error {
 		}
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			return errorf("cannot write %s: it is a directory (the token was not used)", path)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return errorf("cannot write %s: %v (the token was not used)", path, pathErr(err))
 		}
 		tmp, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
@@ -198,7 +199,8 @@ func workloadRoots(ctx context.Context, caURL string, cfg *workloadConfig) ([]*x
 func workloadCertificate(ctx context.Context, client *CAClient, cfg *workloadConfig) (tls.Certificate, error) {
 	if cfg.certFile != "" {
 		cert, err := LoadKeyPair(cfg.certFile, cfg.keyFile)
-		if err == nil || cfg.token == "" || !errors.Is(err, fs.ErrNotExist) {
+		missing := errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+		if err == nil || cfg.token == "" || !missing {
 			return cert, err
 		}
 	}

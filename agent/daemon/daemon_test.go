@@ -512,25 +512,29 @@ func TestDaemonReportsBrokenFiles(t *testing.T) {
 }
 
 // The agent checks that it can write the certificate before it spends the
-// token: with the directory missing, the token stays unused, and once the
-// directory exists the same token enrols.
+// token: where the directory cannot be made (a file is in the way), the
+// token stays unused, and once it can the same token enrols. (Tests run as
+// root here, so a read-only directory would not stop them.)
 func TestDaemonChecksItCanWriteBeforeSpendingTheToken(t *testing.T) {
 	e := newDaemonEnv(t)
 	web := e.identity("web")
-	dir := filepath.Join(filepath.Dir(web.Cert), "not-yet")
-	web.Cert, web.Key = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
+	dir := filepath.Join(e.dir, "certs")
+	if err := os.WriteFile(dir, []byte("a file where the directory should be"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	web.Key = filepath.Join(dir, "web.key")
 	e.writeToken("web")
 	e.setConfig(web)
 	e.start()
 	err := e.nextObtained()
-	want := `agent: identity "web": there is no certificate yet, but cannot write ` + web.Cert + `: no such file or directory (the token was not used)`
+	want := `agent: identity "web": there is no certificate yet, but cannot write ` + web.Key + `: not a directory (the token was not used)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant  %s", err, want)
 	}
 	if n := e.srv.Signs.Load(); n != 0 {
 		t.Fatalf("the CA saw %d enrolments: the token was spent", n)
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
 	e.reload <- struct{}{}

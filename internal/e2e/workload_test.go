@@ -159,6 +159,9 @@ func TestWorkloadRefusals(t *testing.T) {
 	tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
 	workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(tok))
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	unused := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
 	for _, tc := range []struct {
 		name string
@@ -171,8 +174,8 @@ func TestWorkloadRefusals(t *testing.T) {
 		{"http", "http://127.0.0.1:1", []agent.WorkloadOption{agent.WithToken(tok)}, `agent: CA URL "http://127.0.0.1:1" must start with https://`},
 		{"spent token", c.URL, []agent.WorkloadOption{agent.WithRootFile(rootFile(t, c)), agent.WithToken(tok)}, "token already used"},
 		{"wrong fingerprint", c.URL, []agent.WorkloadOption{agent.WithRootFingerprint(strings.Repeat("ab", 32)), agent.WithToken(tok)}, "has no root with fingerprint " + strings.Repeat("ab", 32)},
-		{"unwritable files", c.URL, []agent.WorkloadOption{agent.WithRootFile(rootFile(t, c)), agent.WithToken(unused), agent.WithKeyPairFiles(filepath.Join(dir, "no", "a.crt"), filepath.Join(dir, "a.key"))},
-			"agent: cannot write " + filepath.Join(dir, "no", "a.crt") + ": "},
+		{"unwritable files", c.URL, []agent.WorkloadOption{agent.WithRootFile(rootFile(t, c)), agent.WithToken(unused), agent.WithKeyPairFiles(filepath.Join(dir, "file", "a.crt"), filepath.Join(dir, "a.key"))},
+			"agent: cannot write " + filepath.Join(dir, "file", "a.crt") + ": not a directory (the token was not used)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := agent.NewWorkload(ctxT(t), tc.url, tc.opts...)
