@@ -53,6 +53,9 @@ func main() {
 		}
 	}()
 	if err := run(ctx, os.Args[1:], os.Stderr, reload); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // --help: the usage went to stderr
+		}
 		fmt.Fprintln(os.Stderr, "mcpca-example:", err)
 		os.Exit(1)
 	}
@@ -62,6 +65,7 @@ type options struct {
 	listen, cert, key, root, policy, audit, crl, trustDomain, caURL string
 	stateless                                                       bool
 	poll, auditFlush                                                time.Duration
+	readHeaderTimeout, idleTimeout                                  time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -80,6 +84,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by mcpca agent or mcpca renew")
 	fs.BoolVar(&o.stateless, "stateless", false, "serve MCP without sessions (no Mcp-Session-Id)")
 	fs.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", mcpauth.IdleTimeout, "close a keep-alive connection idle for this long (no write timeout: SSE streams live long)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -96,6 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.auditFlush < 0 {
 		return nil, fmt.Errorf("--audit-flush must not be negative, got %v", o.auditFlush)
+	}
+	if o.readHeaderTimeout <= 0 || o.idleTimeout <= 0 {
+		return nil, fmt.Errorf("--read-header-timeout and --idle-timeout must be positive, got %v and %v", o.readHeaderTimeout, o.idleTimeout)
 	}
 	return o, nil
 }
@@ -212,7 +221,9 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 		Handler:           mux,
 		TLSConfig:         identity.ServerTLSConfig(serving, v),
 		ConnContext:       guard.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		IdleTimeout:       o.idleTimeout,
+		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -340,4 +342,52 @@ func serverSerial(t *testing.T, e *example, v *identity.Verifier) string {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// --help is not an error: main exits 0 on flag.ErrHelp.
+func TestHelpIsNotAnError(t *testing.T) {
+	var out strings.Builder
+	err := run(context.Background(), []string{"--help"}, &out, nil)
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-idle-timeout") {
+		t.Fatalf("--help: %v\n%s", err, out.String())
+	}
+}
+
+// An idle keep-alive connection is closed after --idle-timeout, and a
+// client that completes TLS but sends no request after
+// --read-header-timeout: neither holds a connection open for free.
+func TestServerClosesIdleAndSilentConnections(t *testing.T) {
+	e := startExample(t, "--idle-timeout", "300ms", "--read-header-timeout", "300ms")
+	dial := func() *tls.Conn {
+		cert := e.reader
+		conn, err := tls.Dial("tcp", e.addr, &tls.Config{RootCAs: e.ca.Roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	closedByServer := func(conn *tls.Conn, what string) {
+		t.Helper()
+		// A generous bound: the server closes it long before, and a server
+		// that never does fails the test here instead of hanging it.
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 4096)
+		for {
+			_, err := conn.Read(buf)
+			if err == nil {
+				continue // the rest of a response
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("%s: the server kept the connection open", what)
+			}
+			return // EOF or reset: closed by the server
+		}
+	}
+	idle := dial()
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	closedByServer(idle, "idle keep-alive connection")
+	closedByServer(dial(), "connection without a request")
 }
