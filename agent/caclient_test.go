@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
 

@@ -105,6 +105,6 @@ func ExampleNewWorkload() {
 		log.Fatal(err)
 	}
 	defer w.Close()
-	srv := &http.Server{Addr: ":8443", TLSConfig: w.ServerTLSConfig(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: ":8443", TLSConfig: w.ServerTLSConfig(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }

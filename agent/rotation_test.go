@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 // Clients hammer an mTLS server whose certificate comes from a Source while

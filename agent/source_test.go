@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -40,8 +40,10 @@ func ExampleServerTLSConfig() {
 		log.Fatal(err)
 	}
 	srv := &http.Server{
-		Addr:      ":8443",
-		TLSConfig: identity.ServerTLSConfig(identity.StaticCertificate{Cert: &cert}, v),
+		Addr:              ":8443",
+		TLSConfig:         identity.ServerTLSConfig(identity.StaticCertificate{Cert: &cert}, v),
+		ReadHeaderTimeout: 10 * time.Second, // no WriteTimeout: MCP answers may be long SSE streams
+		IdleTimeout:       2 * time.Minute,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// Per request: a cache hit, and a revoked or expired peer is refused.
 			id, err := v.PeerIdentity(r.TLS)

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 // End to end against the real CA (embedded step-ca on loopback): first

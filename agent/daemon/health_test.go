@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
-	"github.com/mcpca/mcpca/internal/agenttest"
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/agenttest"
 )
 
 var t0 = agenttest.T0
