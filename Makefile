@@ -12,6 +12,7 @@ build:
 
 # Every test, including the end-to-end tests that build and run the binaries.
 test:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above are not formatted"; exit 1; }
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) -skip '^TestInteropNode$$' ./...
 	./scripts/interop-node/run.sh
