@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	log := slog.New(slog.NewJSONHandler(logw, nil))
 
-	certs, err := newFileCertSource(o.cert, o.key, log)
+	certs, err := identity.NewFileCertificateSource(o.cert, o.key, identity.WithRefreshInterval(o.poll), identity.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	if renewer != nil {
 		go func() { _ = renewer.Run(ctx) }()
 	} else {
-		go certs.Run(ctx, o.poll)
+		go func() { _ = certs.Run(ctx) }()
 	}
 	go func() { _ = bundle.Run(ctx) }()
 	go func() { _ = authz.Watch(ctx) }()
@@ -269,7 +269,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 
 // reloadAll reloads everything at once (SIGHUP) and logs one line saying
 // what happened, so scripts can wait for it.
-func reloadAll(ctx context.Context, log *slog.Logger, certs *fileCertSource, bundle *identity.FileBundleSource, authz *policy.Authorizer, crl *identity.CRLFetcher) {
+func reloadAll(ctx context.Context, log *slog.Logger, certs *identity.FileCertificateSource, bundle *identity.FileBundleSource, authz *policy.Authorizer, crl *identity.CRLFetcher) {
 	var errs []error
 	if _, err := certs.Reload(); err != nil {
 		errs = append(errs, err)

@@ -99,7 +99,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--audit-flush", "-1s"}, "--audit-flush must not be negative, got -1s"},
-		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "reading the certificate: open /nonexistent/c: no such file or directory"},
+		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "identity: reading the certificate: open /nonexistent/c: no such file or directory"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
 		if err == nil || err.Error() != tc.want {
