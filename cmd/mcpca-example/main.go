@@ -36,23 +36,13 @@ import (
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/sighup"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	if err := run(ctx, os.Args[1:], os.Stderr, reload); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stderr, sighup.Notify(ctx)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return // --help: the usage went to stderr
 		}

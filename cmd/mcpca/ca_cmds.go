@@ -19,6 +19,7 @@ import (
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/sighup"
 	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
@@ -170,8 +171,11 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ln) }()
 			sigs := make(chan os.Signal, 1)
-			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)
+			hupCtx, stopHup := context.WithCancel(cmd.Context())
+			defer stopHup()
+			reload := sighup.Notify(hupCtx)
 			for {
 				select {
 				case err := <-done:
@@ -180,13 +184,11 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 						return nil
 					}
 					return err
-				case sig := <-sigs:
-					if sig == syscall.SIGHUP {
-						if err := srv.Reload(); err != nil {
-							logger.Error("reload failed; the previous configuration stays", "event", "reload", "error", err.Error())
-						}
-						continue
+				case <-reload:
+					if err := srv.Reload(); err != nil {
+						logger.Error("reload failed; the previous configuration stays", "event", "reload", "error", err.Error())
 					}
+				case sig := <-sigs:
 					logger.Info("stopping", "event", "stop", "signal", sig.String())
 					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 					err := srv.Close(ctx)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/agent/daemon"
+	"github.com/mcpca/mcpca/internal/sighup"
 	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
@@ -77,24 +77,7 @@ Logs are JSON on stderr. SIGHUP reloads the configuration; SIGTERM stops.`,
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			reload := make(chan struct{})
-			go func() {
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-hup:
-						select {
-						case reload <- struct{}{}:
-						case <-ctx.Done():
-							return
-						}
-					}
-				}
-			}()
+			reload := sighup.Notify(ctx)
 			d := daemon.New(daemon.WithLogger(logger))
 			return d.Run(ctx, warnExposedTokenFiles(load, logger), reload)
 		},
