@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
 
@@ -89,94 +90,26 @@ func (f *FileSink) Store(_ context.Context, s *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	var files []pending
+	var files []atomicfile.File
 	if f.BundleFile != "" && len(s.Roots) > 0 {
-		files = append(files, pending{path: f.BundleFile, data: pemCertificates(s.Roots), mode: 0o644})
+		files = append(files, atomicfile.File{Path: f.BundleFile, Data: pemCertificates(s.Roots), Mode: 0o644})
 	}
 	if !sameKeyOnDisk(f.KeyFile, s.Key()) {
-		files = append(files, pending{path: f.KeyFile, data: keyPEM, mode: 0o600})
+		files = append(files, atomicfile.File{Path: f.KeyFile, Data: keyPEM, Mode: 0o600})
 	}
-	files = append(files, pending{path: f.CertFile, data: chain, mode: 0o644})
+	files = append(files, atomicfile.File{Path: f.CertFile, Data: chain, Mode: 0o644})
 	if f.CombinedFile != "" {
-		files = append(files, pending{path: f.CombinedFile, data: append(append([]byte{}, keyPEM...), chain...), mode: 0o600})
+		files = append(files, atomicfile.File{Path: f.CombinedFile, Data: append(append([]byte{}, keyPEM...), chain...), Mode: 0o600})
 	}
-	return writeAll(files)
-}
-
-// pending is one file to replace.
-type pending struct {
-	path string
-	data []byte
-	mode os.FileMode
-	tmp  string
-}
-
-// writeAll writes every file to a temporary file, then renames them in order
-// and fsyncs their directories. Nothing is renamed unless every temporary
-// file was written.
-func writeAll(files []pending) (err error) {
-	defer func() {
-		for _, p := range files {
-			if p.tmp != "" {
-				os.Remove(p.tmp)
-			}
+	for _, file := range files {
+		if err := os.MkdirAll(filepath.Dir(file.Path), 0o755); err != nil {
+			return errorf("writing %s: %w", file.Path, pathErr(err))
 		}
-	}()
-	for i := range files {
-		tmp, err := writeTemp(files[i].path, files[i].data, files[i].mode)
-		if err != nil {
-			return err
-		}
-		files[i].tmp = tmp
 	}
-	dirs := map[string]bool{}
-	for i := range files {
-		if err := os.Rename(files[i].tmp, files[i].path); err != nil {
-			return errorf("replacing %s: %w", files[i].path, errors.Unwrap(err))
-		}
-		files[i].tmp = ""
-		dirs[filepath.Dir(files[i].path)] = true
-	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return err
-		}
+	if err := atomicfile.WriteFiles(files...); err != nil {
+		return errorf("%w", err)
 	}
 	return nil
-}
-
-// writeTemp writes data to a new temporary file next to path and fsyncs it.
-func writeTemp(path string, data []byte, mode os.FileMode) (string, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	if _, err := f.Write(data); err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	if err := f.Sync(); err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	if err := f.Close(); err != nil {
-		return "", errorf("writing %s: %w", path, pathErr(err))
-	}
-	ok = true
-	return tmp, nil
 }
 
 // pathErr drops the operation and path of an *os.PathError, which the
@@ -189,17 +122,6 @@ func pathErr(err error) error {
 	return err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return errorf("syncing directory %s: %w", dir, pathErr(err))
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return errorf("syncing directory %s: %w", dir, pathErr(err))
-	}
-	return nil
-}
 
 // sameKeyOnDisk reports whether path holds a private key whose public key is
 // that of key, so an unchanged key is never rewritten.

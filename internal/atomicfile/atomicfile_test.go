@@ -57,3 +57,31 @@ func TestWriteFileFailureLeavesOldContent(t *testing.T) {
 		}
 	}
 }
+
+// WriteFiles renames nothing unless every file was written, and leaves no
+// temporary file behind.
+func TestWriteFilesAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.pem")
+	if err := WriteFile(a, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFiles(File{Path: a, Data: []byte("new"), Mode: 0o644}, File{Path: filepath.Join(dir, "missing", "b.pem"), Data: []byte("b"), Mode: 0o600})
+	if err == nil || err.Error() != "writing "+filepath.Join(dir, "missing", "b.pem")+": no such file or directory" {
+		t.Fatalf("got %v", err)
+	}
+	if b, _ := os.ReadFile(a); string(b) != "old" {
+		t.Fatalf("a.pem replaced although b.pem failed: %q", b)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("left behind: %v", entries)
+	}
+	if err := WriteFiles(File{Path: a, Data: []byte("new"), Mode: 0o644}, File{Path: filepath.Join(dir, "b.pem"), Data: []byte("b"), Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, "b.pem"))
+	if b, _ := os.ReadFile(a); string(b) != "new" || st.Mode().Perm() != 0o600 {
+		t.Fatalf("a %q, b mode %v", b, st.Mode())
+	}
+}
