@@ -1,18 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 
 	"github.com/mcpca/mcpca/internal/atomicfile"
-	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 // FileSink writes a Snapshot to files, for the consumers that read
@@ -122,7 +120,6 @@ func pathErr(err error) error {
 	return err
 }
 
-
 // sameKeyOnDisk reports whether path holds a private key whose public key is
 // that of key, so an unchanged key is never rewritten.
 func sameKeyOnDisk(path string, key crypto.Signer) bool {
@@ -166,71 +163,33 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, errorf("reading certificates: %v", err)
 	}
-	out, err := caclient.ParseCertificates(b)
+	out, err := pemfile.ParseCertificates(b, pemfile.SkipOthers)
 	switch {
-	case errors.Is(err, caclient.ErrNoCertificate):
+	case errors.Is(err, pemfile.ErrNoCertificate):
 		return nil, errorf("%s holds no certificate", path)
 	case err != nil:
-		if inner := errors.Unwrap(err); inner != nil {
-			err = inner // drop the caclient prefix: this is a local file
-		}
 		return nil, errorf("parsing %s: %v", path, err)
 	}
 	return out, nil
 }
 
-func chainPEM(c tls.Certificate) []byte {
-	var buf bytes.Buffer
-	for _, der := range c.Certificate {
-		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	return buf.Bytes()
-}
+func chainPEM(c tls.Certificate) []byte { return pemfile.EncodeChain(c) }
 
-func pemCertificates(certs []*x509.Certificate) []byte {
-	var buf bytes.Buffer
-	for _, c := range certs {
-		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return buf.Bytes()
-}
+func pemCertificates(certs []*x509.Certificate) []byte { return pemfile.EncodeCertificates(certs...) }
 
 func encodeKey(k crypto.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	b, err := pemfile.EncodeKey(k)
 	if err != nil {
-		return nil, errorf("encoding private key: %v", err)
+		return nil, errorf("%w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	return b, nil
 }
 
-// parseKey reads the first private key of PEM data: PKCS#8, SEC1 EC or
-// PKCS#1 RSA.
+// parseKey reads the first private key of PEM data (pemfile.ParseKey).
 func parseKey(b []byte) (crypto.Signer, error) {
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			return nil, errorf("no private key found")
-		}
-		var k any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			k, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, errorf("parsing private key: %v", err)
-		}
-		s, ok := k.(crypto.Signer)
-		if !ok {
-			return nil, errorf("private key of type %T cannot sign", k)
-		}
-		return s, nil
+	k, err := pemfile.ParseKey(b)
+	if err != nil {
+		return nil, errorf("%w", err)
 	}
+	return k, nil
 }

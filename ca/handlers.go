@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"github.com/smallstep/certificates/errs"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 // handleSign is step-ca's POST /sign, wire-compatible, with mcpca's identity
@@ -349,7 +349,7 @@ func writeSignResponse(w http.ResponseWriter, chain []*x509.Certificate, st *ser
 // pemJSON is the JSON string of the certificate's PEM, as api.Certificate
 // marshals it.
 func pemJSON(c *x509.Certificate) []byte {
-	b, _ := json.Marshal(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})))
+	b, _ := json.Marshal(string(pemfile.EncodeCertificates(c)))
 	return b
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 // AdminProvisioner is the name of the unrestricted provisioner Init creates.
@@ -340,7 +341,7 @@ func createCert(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer cry
 }
 
 func writeCert(path string, cert *x509.Certificate) error {
-	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
+	return atomicfile.WriteFile(path, pemfile.EncodeCertificates(cert), 0o644)
 }
 
 // writeEncryptedKey writes key as an encrypted PKCS#8 PEM (PBES2), 0600.

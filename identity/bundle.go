@@ -2,10 +2,12 @@ package identity
 
 import (
 	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 // Bundle is an immutable set of trusted CA certificates: the roots that
@@ -49,24 +51,12 @@ func NewBundle(roots []*x509.Certificate, intermediates ...*x509.Certificate) (*
 // ParseBundlePEM parses PEM CERTIFICATE blocks into a bundle; every
 // certificate becomes a trust anchor. Blocks of other types are errors.
 func ParseBundlePEM(data []byte) (*Bundle, error) {
-	var roots []*x509.Certificate
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, errorf("trust bundle: PEM block %d is %q, want CERTIFICATE", n, block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, errorf("trust bundle: PEM block %d: %v", n, err)
-		}
-		roots = append(roots, c)
-	}
-	if len(roots) == 0 {
+	roots, err := pemfile.ParseCertificates(data, pemfile.RefuseOthers)
+	switch {
+	case errors.Is(err, pemfile.ErrNoCertificate):
 		return nil, errorf("trust bundle has no PEM certificates")
+	case err != nil:
+		return nil, errorf("trust bundle: %v", err)
 	}
 	return NewBundle(roots)
 }

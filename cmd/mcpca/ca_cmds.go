@@ -19,8 +19,8 @@ import (
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/sighup"
 	"github.com/mcpca/mcpca/internal/secretfile"
+	"github.com/mcpca/mcpca/internal/sighup"
 )
 
 func init() {

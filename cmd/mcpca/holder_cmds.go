@@ -19,6 +19,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 func init() {
@@ -129,7 +130,7 @@ func newBootstrapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := atomicfile.WriteFile(out, caclient.EncodeCertificates([]*x509.Certificate{root}), 0o644); err != nil {
+			if err := atomicfile.WriteFile(out, pemfile.EncodeCertificates(root), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the root %q (fingerprint %s) to %s\n", root.Subject.CommonName, strings.ToLower(fp), out)

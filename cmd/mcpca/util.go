@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/pemfile"
 	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
@@ -68,7 +68,7 @@ func loadRoots(file string) (*x509.CertPool, []*x509.Certificate, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading root: %w", err)
 	}
-	certs, err := caclient.ParseCertificates(b)
+	certs, err := pemfile.ParseCertificates(b, pemfile.SkipOthers)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -120,16 +120,16 @@ func generateKey(kind string) (crypto.Signer, error) {
 
 // writeKey writes a private key as PKCS#8 PEM, 0600, atomically.
 func writeKey(path string, key crypto.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	b, err := pemfile.EncodeKey(key)
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
 // writeChain writes leaf + intermediates as PEM, atomically.
 func writeChain(path string, chain []*x509.Certificate) error {
-	return atomicfile.WriteFile(path, caclient.EncodeCertificates(chain), 0o644)
+	return atomicfile.WriteFile(path, pemfile.EncodeCertificates(chain...), 0o644)
 }
 
 // checkWritable fails early, before a one-time token is spent, when path
@@ -153,9 +153,9 @@ func readCertificates(file string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate: %w", err)
 	}
-	certs, err := caclient.ParseCertificates(data)
+	certs, err := pemfile.ParseCertificates(data, pemfile.SkipOthers)
 	switch {
-	case errors.Is(err, caclient.ErrNoCertificate):
+	case errors.Is(err, pemfile.ErrNoCertificate):
 		return nil, fmt.Errorf("%s: no PEM certificate found", file)
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", file, err)

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/agent/daemon"
-	"github.com/mcpca/mcpca/internal/sighup"
 	"github.com/mcpca/mcpca/internal/secretfile"
+	"github.com/mcpca/mcpca/internal/sighup"
 )
 
 // agentFlags are the single-identity form of `mcpca agent`.

@@ -43,14 +43,7 @@ func TestCSRForTokenCarriesTheTokenSANs(t *testing.T) {
 	}
 }
 
-func TestParseCertificatesAndNew(t *testing.T) {
-	if _, err := ParseCertificates([]byte("nothing")); err == nil || !strings.Contains(err.Error(), "no PEM certificate found") {
-		t.Fatalf("got %v", err)
-	}
-	bad := "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
-	if _, err := ParseCertificates([]byte(bad)); err == nil || !strings.HasPrefix(err.Error(), "x509:") {
-		t.Fatalf("got %v", err)
-	}
+func TestNew(t *testing.T) {
 	if _, err := New("http://ca", nil); err == nil || !strings.Contains(err.Error(), "must start with https://") {
 		t.Fatalf("got %v", err)
 	}
@@ -75,14 +68,5 @@ func FuzzReadTokenClaims(f *testing.F) {
 			t.Fatal("accepted a token without SANs")
 		}
 		_, _ = CSRForToken(tok, key)
-	})
-}
-
-// FuzzParseCertificates: untrusted PEM never panics.
-func FuzzParseCertificates(f *testing.F) {
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
-	f.Add([]byte(""))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = ParseCertificates(b)
 	})
 }

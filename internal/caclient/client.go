@@ -15,11 +15,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/mcpca/mcpca/clock"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
 // maxResponse bounds what the client reads from the CA.
@@ -94,7 +96,7 @@ func (r *signResponse) chain() ([]*x509.Certificate, error) {
 	}
 	var out []*x509.Certificate
 	for _, p := range pems {
-		certs, err := ParseCertificates([]byte(p))
+		certs, err := pemfile.ParseCertificates([]byte(p), pemfile.SkipOthers)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +268,7 @@ func (c *Client) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 	}
 	var out []*x509.Certificate
 	for _, p := range resp.Crts {
-		certs, err := ParseCertificates([]byte(p))
+		certs, err := pemfile.ParseCertificates([]byte(p), pemfile.SkipOthers)
 		if err != nil {
 			return nil, err
 		}
@@ -326,7 +328,7 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 	if err := json.Unmarshal(b, &body); err != nil {
 		return nil, fmt.Errorf("the CA's answer is not valid JSON: %w", err)
 	}
-	certs, err := ParseCertificates([]byte(body.CA))
+	certs, err := pemfile.ParseCertificates([]byte(body.CA), pemfile.SkipOthers)
 	if err != nil || len(certs) != 1 {
 		return nil, errors.New("the CA's answer holds no root certificate")
 	}
@@ -348,41 +350,4 @@ func Bootstrap(ctx context.Context, caURL, fingerprint string) (*x509.Certificat
 		return nil, fmt.Errorf("the CA's TLS certificate does not chain to the fingerprinted root: %w", err)
 	}
 	return root, nil
-}
-
-// ParseCertificates parses every CERTIFICATE block of PEM data.
-func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, ErrNoCertificate
-	}
-	return out, nil
-}
-
-// ErrNoCertificate is returned by ParseCertificates for data without a
-// CERTIFICATE block.
-var ErrNoCertificate = errors.New("no PEM certificate found")
-
-// EncodeCertificates returns the PEM encoding of certs.
-func EncodeCertificates(certs []*x509.Certificate) []byte {
-	var buf bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return buf.Bytes()
 }
