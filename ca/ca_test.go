@@ -31,6 +31,7 @@ import (
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
@@ -178,7 +179,7 @@ func TestTokenIsOneTime(t *testing.T) {
 
 func TestTokenSurvivesCARestart(t *testing.T) {
 	c, _ := startCA(t)
-	tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "early", Now: time.Now().Add(-30 * time.Second)})
+	tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "early"}, ca.WithClock(clock.NewFake(time.Now().Add(-30*time.Second))))
 	used := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "used"})
 	if _, err := c.EnrollToken(used); err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func TestBadTokens(t *testing.T) {
 	c, _ := startCA(t)
 	t.Run("expired", func(t *testing.T) {
-		tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "late", TokenTTL: time.Minute, Now: time.Now().Add(-10 * time.Minute)})
+		tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "late", TokenTTL: time.Minute}, ca.WithClock(clock.NewFake(time.Now().Add(-10*time.Minute))))
 		_, err := c.EnrollToken(tok)
 		wantAPIError(t, err, 401, "token is expired")
 	})
@@ -240,7 +241,7 @@ func TestBadTokens(t *testing.T) {
 	})
 	t.Run("wrong audience same key", func(t *testing.T) {
 		// A token for this CA's revoke endpoint is not a sign token.
-		tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", "123", time.Now())
+		tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", "123")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +353,7 @@ func TestOperatorRevokesBySerial(t *testing.T) {
 	c, _ := startCA(t)
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "carol"})
 	serial := cert.Leaf.SerialNumber.String()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 	if err != nil {
 		t.Fatal(err)
 	}

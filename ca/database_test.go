@@ -42,7 +42,7 @@ func TestDatabaseChoice(t *testing.T) {
 			_, err = c.EnrollToken(tok)
 			wantAPIError(t, err, 401, "token already used")
 			serial := cert.Leaf.SerialNumber.String()
-			rt, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+			rt, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 			if err != nil {
 				t.Fatal(err)
 			}

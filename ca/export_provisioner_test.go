@@ -59,7 +59,7 @@ func TestExportProvisioner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := ca.MintRevokeToken(out, teamPW, "team-a", cert.Leaf.SerialNumber.String(), time.Time{})
+	rt, err := ca.MintRevokeToken(out, teamPW, "team-a", cert.Leaf.SerialNumber.String())
 	if err != nil {
 		t.Fatal(err)
 	}

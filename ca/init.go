@@ -24,6 +24,7 @@ import (
 	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
 	"github.com/mcpca/mcpca/internal/pemfile"
@@ -58,7 +59,7 @@ type InitConfig struct {
 	DefaultTTL      time.Duration
 	RootTTL         time.Duration // default 10 years
 	IntermediateTTL time.Duration // default 5 years
-	Now             func() time.Time
+	Clock           clock.Clock   // the time the certificates start at; default the system clock
 }
 
 // InitResult tells what Init created.
@@ -111,10 +112,7 @@ func Init(c InitConfig) (*InitResult, error) {
 	if c.IntermediateTTL == 0 {
 		c.IntermediateTTL = 5 * 365 * 24 * time.Hour
 	}
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := clock.Or(c.Clock).Now
 	dns := []string{}
 	for _, d := range append(append([]string{}, c.DNSNames...), host) {
 		if d != "" && !contains(dns, d) {

@@ -63,7 +63,7 @@ func revokedSerials(t *testing.T, c *catest.CA) []string {
 
 func operatorRevoke(t *testing.T, c *catest.CA, serial string, code int) {
 	t.Helper()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Time{})
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestRenewalRechecksProvisionerLimits(t *testing.T) {
 
 func revokeIdentity(t *testing.T, c *catest.CA, prov string, id string) ([]string, error) {
 	t.Helper()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, prov, id, time.Time{})
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, prov, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,9 +284,7 @@ func TestRevokeIdentity(t *testing.T) {
 
 	// A token minted after the revocation (its iat in a later second)
 	// enrols the identity again.
-	later := req
-	later.Now = time.Now().Add(2 * time.Second)
-	back, err := c.EnrollToken(c.Token(later))
+	back, err := c.EnrollToken(c.Token(req, ca.WithClock(clock.NewFake(time.Now().Add(2*time.Second)))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +298,7 @@ func TestRevokeIdentityRefusals(t *testing.T) {
 
 	// A restricted provisioner: only its names, refused before the token is
 	// spent.
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "team-a", "spiffe://acme.test/client/ceo", time.Time{})
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "team-a", "spiffe://acme.test/client/ceo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +310,7 @@ func TestRevokeIdentityRefusals(t *testing.T) {
 	}
 
 	// The token's subject must be the identity revoked.
-	tok, err = ca.MintRevokeToken(c.Dir, c.Password, "", "spiffe://acme.test/client/intern", time.Time{})
+	tok, err = ca.MintRevokeToken(c.Dir, c.Password, "", "spiffe://acme.test/client/intern")
 	if err != nil {
 		t.Fatal(err)
 	}

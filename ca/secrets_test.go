@@ -133,7 +133,7 @@ func TestProvisionerOwnPassword(t *testing.T) {
 	}
 	// Revocation tokens of team-a use its own password too.
 	serial := cert.Leaf.SerialNumber.String()
-	rt, err := ca.MintRevokeToken(c.Dir, teamPW, "team-a", serial, time.Now())
+	rt, err := ca.MintRevokeToken(c.Dir, teamPW, "team-a", serial)
 	if err != nil {
 		t.Fatal(err)
 	}

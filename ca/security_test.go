@@ -103,7 +103,7 @@ func TestRestrictedProvisionerRevokesOnlyItsNames(t *testing.T) {
 	admin := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "ops-admin", Roles: []string{"admin"}})
 	bot := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "team-a-bot", Provisioner: "team-a"})
 	serial := admin.Leaf.SerialNumber.String()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "team-a", serial, time.Now())
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "team-a", serial)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,12 +113,12 @@ func TestRestrictedProvisionerRevokesOnlyItsNames(t *testing.T) {
 		t.Fatalf("the refused revocation took effect: %v", err)
 	}
 	unknown := "123456789"
-	tok, _ = ca.MintRevokeToken(c.Dir, c.Password, "team-a", unknown, time.Now())
+	tok, _ = ca.MintRevokeToken(c.Dir, c.Password, "team-a", unknown)
 	err = c.Client.Revoke(context.Background(), unknown, tok, "")
 	wantAPIError(t, err, 403, "serial 123456789 is not in the CA's store")
 	// Its own names: allowed.
 	bs := bot.Leaf.SerialNumber.String()
-	tok, _ = ca.MintRevokeToken(c.Dir, c.Password, "team-a", bs, time.Now())
+	tok, _ = ca.MintRevokeToken(c.Dir, c.Password, "team-a", bs)
 	if err := c.Client.Revoke(context.Background(), bs, tok, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -104,13 +104,20 @@ func WithStoreOptions(opts ...store.Option) Option {
 	return optionFunc(func(c *serverConfig) { c.storeOpts = append(c.storeOpts, opts...) })
 }
 
-// WithClock sets the clock of mcpca's own decisions (token lifetimes, the
-// renewal grace, peer certificate validity) and of its store (default the
-// system clock). step-ca's authority keeps the system clock for what it
-// checks and signs itself: tests move this clock forward, not back.
-func WithClock(c clock.Clock) Option {
-	return optionFunc(func(cfg *serverConfig) { cfg.clock = c })
-}
+// ClockOption is WithClock: an Option of Open and a MintOption of the
+// minting functions alike, so a program passes its one clock everywhere.
+type ClockOption struct{ c clock.Clock }
+
+func (o ClockOption) apply(cfg *serverConfig)   { cfg.clock = o.c }
+func (o ClockOption) applyMint(cfg *mintConfig) { cfg.clock = o.c }
+
+// WithClock sets the clock (default the system clock). For Open: the clock
+// of mcpca's own decisions (token lifetimes, the renewal grace, peer
+// certificate validity) and of its store; step-ca's authority keeps the
+// system clock for what it checks and signs itself, so tests move this
+// clock forward, not back. For MintToken, NewMinter and MintRevokeToken:
+// the time tokens are minted at.
+func WithClock(c clock.Clock) ClockOption { return ClockOption{c} }
 
 // WithRenewalGrace sets how long a certificate may still renew after its
 // first renewal (default RenewalGrace; 0 refuses at once).

@@ -10,6 +10,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 )
 
@@ -27,7 +28,20 @@ type TokenRequest struct {
 	TTL         time.Duration // certificate lifetime; 0 = the CA's default
 	TokenTTL    time.Duration // the token's own lifetime; 0 = DefaultTokenTTL
 	Provisioner string        // default AdminProvisioner
-	Now         time.Time     // default time.Now()
+}
+
+// MintOption configures MintToken, NewMinter and MintRevokeToken.
+type MintOption interface{ applyMint(*mintConfig) }
+
+type mintConfig struct{ clock clock.Clock }
+
+func newMintConfig(opts []MintOption) mintConfig {
+	var c mintConfig
+	for _, o := range opts {
+		o.applyMint(&c)
+	}
+	c.clock = clock.Or(c.clock)
+	return c
 }
 
 // MintToken creates a one-time enrolment token signed by a provisioner key of
@@ -35,8 +49,8 @@ type TokenRequest struct {
 // identity contract and the provisioner's limits first, with the same rules
 // the CA enforces when the token is redeemed. To mint many tokens, use a
 // Minter: decrypting the provisioner key is deliberately slow.
-func MintToken(dir string, password []byte, req TokenRequest) (string, error) {
-	m, err := NewMinter(dir, password, req.Provisioner)
+func MintToken(dir string, password []byte, req TokenRequest, opts ...MintOption) (string, error) {
+	m, err := NewMinter(dir, password, req.Provisioner, opts...)
 	if err != nil {
 		return "", err
 	}
@@ -50,12 +64,16 @@ type Minter struct {
 	settings    *Settings
 	policy      *ProvisionerPolicy
 	key         *jose.JSONWebKey
+	clock       clock.Clock
 }
 
 // NewMinter decrypts the key of a provisioner ("" = AdminProvisioner) of the
 // CA in dir with password: the CA password, or the provisioner's own when
 // it was added with WithProvisionerPassword.
-func NewMinter(dir string, password []byte, provisionerName string) (*Minter, error) {
+// NewMinter decrypts the key once; WithClock sets the time its tokens are
+// minted at (iat, nbf, exp).
+func NewMinter(dir string, password []byte, provisionerName string, opts ...MintOption) (*Minter, error) {
+	cfg := newMintConfig(opts)
 	settings, err := LoadSettings(dir)
 	if err != nil {
 		return nil, err
@@ -71,7 +89,7 @@ func NewMinter(dir string, password []byte, provisionerName string) (*Minter, er
 	if err != nil {
 		return nil, err
 	}
-	return &Minter{dir: dir, provisioner: provisionerName, settings: settings, policy: policy, key: key}, nil
+	return &Minter{dir: dir, provisioner: provisionerName, settings: settings, policy: policy, key: key, clock: cfg.clock}, nil
 }
 
 // Token mints one enrolment token; req.Provisioner must be empty or the
@@ -85,9 +103,6 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 	}
 	if limit := m.settings.TokenTTLLimit(); req.TokenTTL < 0 || req.TokenTTL > limit {
 		return "", errorf("token lifetime %s is outside (0, %s], the CA's limit (maxTokenTTL in %s)", req.TokenTTL, limit, Layout{m.dir}.SettingsFile())
-	}
-	if req.Now.IsZero() {
-		req.Now = time.Now()
 	}
 	claims := &Claims{Kind: req.Kind, Name: req.Name, Roles: req.Roles, Attributes: req.Attributes}
 	if req.TTL != 0 {
@@ -114,13 +129,14 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 		SANs:     sans,
 		Mcpca:    claims,
 	}
-	return signToken(m.key, m.provisioner, p, req.Now, req.TokenTTL)
+	return signToken(m.key, m.provisioner, p, m.clock.Now(), req.TokenTTL)
 }
 
 // MintRevokeToken creates a one-time token that lets an operator revoke,
 // through the running CA, the certificate whose serial (decimal) is subject,
 // or every certificate of an identity when subject is its SPIFFE ID.
-func MintRevokeToken(dir string, password []byte, provisionerName, subject string, now time.Time) (string, error) {
+func MintRevokeToken(dir string, password []byte, provisionerName, subject string, opts ...MintOption) (string, error) {
+	cfg := newMintConfig(opts)
 	settings, err := LoadSettings(dir)
 	if err != nil {
 		return "", err
@@ -128,15 +144,12 @@ func MintRevokeToken(dir string, password []byte, provisionerName, subject strin
 	if provisionerName == "" {
 		provisionerName = AdminProvisioner
 	}
-	if now.IsZero() {
-		now = time.Now()
-	}
 	key, err := provisionerKey(dir, provisionerName, password)
 	if err != nil {
 		return "", err
 	}
 	p := &tokenPayload{Subject: subject, Audience: []string{settings.CAURL() + "/1.0/revoke"}}
-	return signToken(key, provisionerName, p, now, DefaultTokenTTL)
+	return signToken(key, provisionerName, p, cfg.clock.Now(), DefaultTokenTTL)
 }
 
 // provisionerKey decrypts the private key of a JWK provisioner with

@@ -228,7 +228,7 @@ func TestRevokeRefusesMalformedSerials(t *testing.T) {
 	cert := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "keep"})
 	before := crlEntries(t, c)
 	for _, serial := range []string{"0x21829D", "zzz", "-5", "  12", "+12", "007", "0", "1e5", strings.Repeat("9", 60)} {
-		tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+		tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +246,7 @@ func TestRevokeRefusesMalformedSerials(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A token for one serial cannot revoke another.
-	tok, _ := ca.MintRevokeToken(c.Dir, c.Password, "", "12345", time.Now())
+	tok, _ := ca.MintRevokeToken(c.Dir, c.Password, "", "12345")
 	err := c.Client.Revoke(context.Background(), cert.Leaf.SerialNumber.String(), tok, "")
 	wantAPIError(t, err, 403, `ca: the token's subject "12345" is not the serial `+cert.Leaf.SerialNumber.String()+" being revoked")
 }

@@ -103,9 +103,9 @@ func Start(tb testing.TB, o Options) *CA {
 }
 
 // Token mints an enrolment token with the admin provisioner unless req says otherwise.
-func (c *CA) Token(req ca.TokenRequest) string {
+func (c *CA) Token(req ca.TokenRequest, opts ...ca.MintOption) string {
 	c.tb.Helper()
-	tok, err := ca.MintToken(c.Dir, c.Password, req)
+	tok, err := ca.MintToken(c.Dir, c.Password, req, opts...)
 	if err != nil {
 		c.tb.Fatal(err)
 	}

@@ -189,7 +189,7 @@ func TestKillDuringIssuance(t *testing.T) {
 	// Every received certificate is revocable by serial.
 	for i, c := range issued {
 		serial := c.SerialNumber.String()
-		tok, err := ca.MintRevokeToken(pki, pw, "", serial, time.Now())
+		tok, err := ca.MintRevokeToken(pki, pw, "", serial)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -235,7 +235,7 @@ it again with a new token brings the identity back.`,
 				if err != nil {
 					return err
 				}
-				tok, err := ca.MintRevokeToken(dir, pw, prov, id.String(), time.Now())
+				tok, err := ca.MintRevokeToken(dir, pw, prov, id.String())
 				if err != nil {
 					return err
 				}
@@ -262,7 +262,7 @@ it again with a new token brings the identity back.`,
 				if err != nil {
 					return err
 				}
-				tok, err := ca.MintRevokeToken(dir, pw, prov, serial, time.Now())
+				tok, err := ca.MintRevokeToken(dir, pw, prov, serial)
 				if err != nil {
 					return err
 				}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -195,7 +194,7 @@ func TestMCPChecksServer(t *testing.T) {
 
 	// Revoked: refused with --crl (not checked without).
 	serial := good.Leaf.SerialNumber.String()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Now())
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 	if err != nil {
 		t.Fatal(err)
 	}

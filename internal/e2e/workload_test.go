@@ -105,7 +105,7 @@ func TestWorkloadChecksTheCRLFromTheStart(t *testing.T) {
 	c := catest.Start(t, catest.Options{})
 	cli := workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "intern", TTL: time.Hour})))
 	serial := cli.Source().Current().Leaf().SerialNumber.String()
-	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial, time.Time{})
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
 	if err != nil {
 		t.Fatal(err)
 	}
