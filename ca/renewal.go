@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/smallstep/certificates/api"
@@ -57,8 +56,8 @@ func (s *Server) checkRenewable(st *serverState, peer *x509.Certificate, now tim
 	for _, ip := range id.IPAddresses {
 		sans = append(sans, ip.String())
 	}
-	if err := policy.Check(prov, claims, sans); err != nil {
-		return http.StatusForbidden, errorf("certificate %s no longer fits the limits of provisioner %q (%s): enrol again with a token that fits them", serial, prov, strings.TrimPrefix(err.Error(), "ca: "))
+	if why := policy.refusal(prov, claims, sans); why != "" {
+		return http.StatusForbidden, errorf("certificate %s no longer fits the limits of provisioner %q (%s): enrol again with a token that fits them", serial, prov, why)
 	}
 	return 0, nil
 }
@@ -103,7 +102,7 @@ func (s *Server) revokeIdentity(w http.ResponseWriter, r *http.Request, st *serv
 	}
 	id, err := identity.ParseID(req.Identity)
 	if err != nil {
-		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("identity to revoke: %s", strings.TrimPrefix(err.Error(), "identity: ")))
+		s.refuse(w, r, "revoke", http.StatusBadRequest, errorf("identity to revoke %q is not a SPIFFE ID (spiffe://TRUST-DOMAIN/client|server/NAME)", truncateValue(req.Identity)))
 		return
 	}
 	if id.TrustDomain != st.settings.TrustDomain {

@@ -321,7 +321,7 @@ func TestRevokeIdentityRefusals(t *testing.T) {
 		{`{"identity":"spiffe://acme.test/client/ceo","serial":"12","ott":"x"}`, "ca: give either a serial or an identity to revoke, not both"},
 		{`{"identity":"spiffe://other.test/client/ceo","ott":"x"}`, `ca: identity spiffe://other.test/client/ceo is not in this CA's trust domain "acme.test"`},
 		{`{"identity":"spiffe://acme.test/client/ceo"}`, "ca: revoking an identity needs an operator token whose subject is the identity (mcpca revoke --identity)"},
-		{`{"identity":"https://acme.test/client/ceo","ott":"x"}`, "ca: identity to revoke: "},
+		{`{"identity":"https://acme.test/client/ceo","ott":"x"}`, `ca: identity to revoke "https://acme.test/client/ceo" is not a SPIFFE ID (spiffe://TRUST-DOMAIN/client|server/NAME)`},
 	} {
 		status, body := postWithCert(t, c, "/1.0/revoke", tls.Certificate{}, tc.body)
 		if status/100 != 4 || !strings.Contains(body, tc.msg) {

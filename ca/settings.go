@@ -2,6 +2,7 @@ package ca
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path"
@@ -242,21 +243,29 @@ func (s *Settings) save(dir string) error {
 // with the given SANs (the SPIFFE ID, and DNS names and IP addresses for a
 // server). The error names the first offending value.
 func (p *ProvisionerPolicy) Check(provisioner string, c *Claims, sans []string) error {
+	if why := p.refusal(provisioner, c, sans); why != "" {
+		return errorf("%s", why)
+	}
+	return nil
+}
+
+// refusal says why p refuses c and sans ("" when it allows them).
+func (p *ProvisionerPolicy) refusal(provisioner string, c *Claims, sans []string) string {
 	if p.Admin {
-		return nil
+		return ""
 	}
 	target := string(c.Kind) + "/" + c.Name
 	if !p.allowsName(target) {
-		return errorf("provisioner %q may not issue for name %q (allowed: %s)", provisioner, target, listOrNone(p.AllowNames))
+		return fmt.Sprintf("provisioner %q may not issue for name %q (allowed: %s)", provisioner, target, listOrNone(p.AllowNames))
 	}
 	for _, r := range c.Roles {
 		if !slices.Contains(p.AllowRoles, r) {
-			return errorf("provisioner %q may not grant role %q (allowed: %s)", provisioner, r, listOrNone(p.AllowRoles))
+			return fmt.Sprintf("provisioner %q may not grant role %q (allowed: %s)", provisioner, r, listOrNone(p.AllowRoles))
 		}
 	}
 	for k := range c.Attributes {
 		if !slices.Contains(p.AllowAttrKeys, k) {
-			return errorf("provisioner %q may not set attribute %q (allowed: %s)", provisioner, k, listOrNone(p.AllowAttrKeys))
+			return fmt.Sprintf("provisioner %q may not set attribute %q (allowed: %s)", provisioner, k, listOrNone(p.AllowAttrKeys))
 		}
 	}
 	for _, san := range sans {
@@ -265,15 +274,15 @@ func (p *ProvisionerPolicy) Check(provisioner string, c *Claims, sans []string) 
 		}
 		if ip, err := netip.ParseAddr(san); err == nil {
 			if !p.allowsIP(ip) {
-				return errorf("provisioner %q may not issue for IP address %s (allowed: %s)", provisioner, san, listOrNone(p.AllowIPs))
+				return fmt.Sprintf("provisioner %q may not issue for IP address %s (allowed: %s)", provisioner, san, listOrNone(p.AllowIPs))
 			}
 			continue
 		}
 		if !matchAny(p.AllowDNS, strings.ToLower(san)) {
-			return errorf("provisioner %q may not issue for DNS name %q (allowed: %s)", provisioner, san, listOrNone(p.AllowDNS))
+			return fmt.Sprintf("provisioner %q may not issue for DNS name %q (allowed: %s)", provisioner, san, listOrNone(p.AllowDNS))
 		}
 	}
-	return nil
+	return ""
 }
 
 // allowsName reports whether "<kind>/<name>" matches one of AllowNames.
