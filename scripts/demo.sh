@@ -36,8 +36,8 @@ fi
 rm -rf "$DEMO"; mkdir -p "$DEMO"; cd "$DEMO"
 
 say "1. Create a CA: root + intermediate (keys encrypted), an admin provisioner"
-run "$M" init --dir pki --name "Demo MCP CA" --trust-domain demo.test --address "$ADDR" --dns localhost | tee init.txt
-FP=$(sed -n 's/.*root fingerprint: *//p' init.txt)
+run "$M" init --dir pki --name "Demo MCP CA" --trust-domain demo.test --address "$ADDR" --dns localhost >fingerprint.txt
+FP=$(grep -E '^[0-9a-f]{64}$' fingerprint.txt) # init prints only the fingerprint on stdout
 
 say "2. Start the CA in the background (JSON log in ca.log)"
 "$M" serve --dir pki 2>ca.log &

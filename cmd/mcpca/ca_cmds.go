@@ -36,6 +36,8 @@ func newInitCmd() *cobra.Command {
 		Long: `Create a CA directory: a root and an intermediate (ECDSA P-256) whose keys are
 encrypted at rest, an admin JWK provisioner (its key encrypted too), step-ca's
 configuration (config/ca.json) and mcpca's settings (config/mcpca.json).
+It prints the root's SHA-256 fingerprint on stdout (what other hosts give
+mcpca bootstrap --fingerprint: FP=$(mcpca init ...)) and its report on stderr.
 
 Without --password-file a random password is generated into <dir>/secrets/password (0600).
 A password given with --password-file must be at least 12 characters, 6 of
@@ -65,7 +67,10 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			// Data on stdout (the fingerprint other hosts bootstrap with:
+			// FP=$(mcpca init ...)), the report on stderr.
+			fmt.Fprintln(cmd.OutOrStdout(), res.RootFingerprint)
+			out := cmd.ErrOrStderr()
 			fmt.Fprintf(out, "Created the CA %q in %s\n", c.Name, c.Dir)
 			fmt.Fprintf(out, "  trust domain:     %s\n", c.TrustDomain)
 			fmt.Fprintf(out, "  CA URL:           %s\n", res.CAURL)
@@ -328,7 +333,7 @@ CA password.`,
 			if _, err := ca.AddProvisioner(dir, pw, args[0], ca.ProvisionerPolicy{AllowRoles: roles, AllowAttrKeys: attrKeys, AllowNames: patterns, AllowDNS: dnsPats, AllowIPs: ipNets}, opts...); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			out := cmd.ErrOrStderr() // status: nothing here is data
 			fmt.Fprintf(out, "Added provisioner %q: roles [%s], attribute keys [%s], names [%s]\n",
 				args[0], strings.Join(roles, ", "), strings.Join(attrKeys, ", "), strings.Join(patterns, ", "))
 			if provPWFile != "" {

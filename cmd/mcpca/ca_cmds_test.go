@@ -100,8 +100,8 @@ func TestCLIBootstrapAndProvisionerReload(t *testing.T) {
 	}
 
 	r = ok(t, w, "provisioner", "add", "team-a", "--dir", "pki", "--allow-role", "reader", "--allow-name", "client/team-a-*")
-	if !regexp.MustCompile(`Asked the running CA \(pid \d+\) to reload`).MatchString(r.stdout) {
-		t.Fatalf("provisioner add: %s", r.stdout)
+	if !regexp.MustCompile(`Asked the running CA \(pid \d+\) to reload`).MatchString(r.stderr) || r.stdout != "" {
+		t.Fatalf("provisioner add: stdout %q stderr %q", r.stdout, r.stderr)
 	}
 	// The running CA reloads asynchronously on SIGHUP: wait for its log line.
 	waitFor(t, func() bool { return strings.Contains(ca.stderr.String(), `"event":"reload"`) }, ca.stderr.String)

@@ -144,10 +144,10 @@ func tryServedCA(t *testing.T) (*servedCA, error) {
 	t.Helper()
 	work := t.TempDir()
 	addr := freeAddr(t)
-	out := ok(t, work, "init", "--dir", "pki", "--name", "Test CA", "--trust-domain", "acme.test", "--address", addr, "--dns", "localhost").stdout
-	fp := regexp.MustCompile(`root fingerprint: ([0-9a-f]{64})`).FindStringSubmatch(out)
-	if fp == nil {
-		t.Fatalf("init printed no fingerprint: %s", out)
+	r := ok(t, work, "init", "--dir", "pki", "--name", "Test CA", "--trust-domain", "acme.test", "--address", addr, "--dns", "localhost")
+	fp := regexp.MustCompile(`^([0-9a-f]{64})\n$`).FindStringSubmatch(r.stdout)
+	if fp == nil || !strings.Contains(r.stderr, "root fingerprint: "+fp[1]) {
+		t.Fatalf("init: stdout %q (want only the fingerprint), stderr %q", r.stdout, r.stderr)
 	}
 	s := &servedCA{dir: work, url: "https://" + addr, root: filepath.Join(work, "pki", "certs", "root_ca.crt"), fingerprint: fp[1], stderr: &syncBuf{mu: make(chanMutex, 1)}}
 	s.cmd = exec.Command(mcpcaBin, "serve", "--dir", "pki")

@@ -44,7 +44,7 @@ directory's lock, so they fail at once while the CA is served.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "compacted %s: %d bytes -> %d bytes\n", ca.Layout{Dir: dir}.Store(), before, after)
+			fmt.Fprintf(cmd.ErrOrStderr(), "compacted %s: %d bytes -> %d bytes\n", ca.Layout{Dir: dir}.Store(), before, after)
 			return nil
 		},
 	}

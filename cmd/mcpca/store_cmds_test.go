@@ -21,7 +21,7 @@ func TestStoreCheckAndCompactCommands(t *testing.T) {
 	if !strings.Contains(out, "mcpca.db: consistent\nused tokens: 0\ncertificates: 0\nrevoked: 0\n") {
 		t.Fatalf("store check printed %q", out)
 	}
-	out = ok(t, s.dir, "store", "compact", "--dir", "pki").stdout
+	out = ok(t, s.dir, "store", "compact", "--dir", "pki").stderr
 	if !strings.HasPrefix(out, "compacted "+filepath.Join("pki", "db", "mcpca.db")+": ") {
 		t.Fatalf("store compact printed %q", out)
 	}
