@@ -18,7 +18,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +29,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	flag "github.com/spf13/pflag"
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
@@ -60,6 +60,7 @@ type options struct {
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
+	// pflag, as cobra in mcpca: --long flags, and --help is not an error.
 	fs := flag.NewFlagSet("mcpca-example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to serve on (port 0: any free port, logged at start)")

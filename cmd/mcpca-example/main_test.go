@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	flag "github.com/spf13/pflag"
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
@@ -348,7 +348,7 @@ func serverSerial(t *testing.T, e *example, v *identity.Verifier) string {
 func TestHelpIsNotAnError(t *testing.T) {
 	var out strings.Builder
 	err := run(context.Background(), []string{"--help"}, &out, nil)
-	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "-idle-timeout") {
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "--idle-timeout duration") {
 		t.Fatalf("--help: %v\n%s", err, out.String())
 	}
 }
