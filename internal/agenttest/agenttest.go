@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -18,23 +17,23 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpca/mcpca/internal/pemfile"
+	"github.com/mcpca/mcpca/internal/testca"
 )
 
-// CA is a small two-level PKI for the agent's tests: a root and an
-// intermediate that issues SPIFFE leaves for 127.0.0.1 and localhost.
+// CA is the agent tests' two-level PKI, on internal/testca (the one test
+// PKI): a root and an intermediate that issues SPIFFE server leaves for
+// 127.0.0.1 and localhost, which Rotate replaces.
 type CA struct {
-	tb       testing.TB
-	mu       sync.Mutex
-	root     *x509.Certificate
-	rootKey  crypto.Signer
-	inter    *x509.Certificate
-	interKey crypto.Signer
+	tb  testing.TB
+	mu  sync.Mutex
+	pki *testca.CA
 }
 
 // T0 is the start of time of the fake-clock tests.
@@ -50,32 +49,17 @@ func NewCA(tb testing.TB) *CA {
 
 // Rotate replaces the root and intermediate with new ones.
 func (ca *CA) Rotate() {
+	pki := testca.NewCA(ca.tb, "example.test", testca.WithTime(T0), testca.WithCAValidity(5*365*24*time.Hour))
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	rk := NewKey(ca.tb)
-	root := &x509.Certificate{
-		SerialNumber: Serial(ca.tb), Subject: pkix.Name{CommonName: "Test Root " + Serial(ca.tb).Text(16)},
-		NotBefore: T0.Add(-24 * time.Hour), NotAfter: T0.Add(10 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	ca.root = mustCreate(ca.tb, root, root, rk.Public(), rk)
-	ca.rootKey = rk
-	ik := NewKey(ca.tb)
-	inter := &x509.Certificate{
-		SerialNumber: Serial(ca.tb), Subject: pkix.Name{CommonName: "Test Intermediate"},
-		NotBefore: T0.Add(-24 * time.Hour), NotAfter: T0.Add(5 * 365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		MaxPathLenZero: true,
-	}
-	ca.inter = mustCreate(ca.tb, inter, ca.root, ik.Public(), rk)
-	ca.interKey = ik
+	ca.pki = pki
 }
 
 // Roots returns the current root.
 func (ca *CA) Roots() []*x509.Certificate {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	return []*x509.Certificate{ca.root}
+	return []*x509.Certificate{ca.pki.Root()}
 }
 
 // Pool returns the current root as a pool.
@@ -87,19 +71,15 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// Issue signs a leaf for pub valid from notBefore to notAfter.
+// Issue signs a leaf for pub valid from notBefore to notAfter: the chain,
+// leaf first.
 func (ca *CA) Issue(name string, pub crypto.PublicKey, notBefore, notAfter time.Time) []*x509.Certificate {
 	ca.mu.Lock()
-	defer ca.mu.Unlock()
-	u, _ := url.Parse("spiffe://example.test/server/" + name)
-	tmpl := &x509.Certificate{
-		SerialNumber: Serial(ca.tb), Subject: pkix.Name{CommonName: name},
-		NotBefore: notBefore, NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:        []*url.URL{u}, DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	return []*x509.Certificate{mustCreate(ca.tb, tmpl, ca.inter, pub, ca.interKey), ca.inter}
+	pki := ca.pki
+	ca.mu.Unlock()
+	return pki.CreateSVID("spiffe://example.test/server/"+name, testca.WithPublicKey(pub), testca.WithValidity(notBefore, notAfter),
+		testca.WithDNSNames("localhost"), testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)),
+		testca.WithTemplate(func(c *x509.Certificate) { c.Subject.CommonName = name })).Chain
 }
 
 // Cert returns a fresh key and a certificate for it.
@@ -146,33 +126,14 @@ func Serial(tb testing.TB) *big.Int {
 	return n
 }
 
-func mustCreate(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	tb.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 // PEMCerts PEM-encodes certificates.
-func PEMCerts(certs ...*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
-}
+func PEMCerts(certs ...*x509.Certificate) []byte { return pemfile.EncodeCertificates(certs...) }
 
 // Intermediate returns the current intermediate.
 func (ca *CA) Intermediate() *x509.Certificate {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
-	return ca.inter
+	return ca.pki.Cert
 }
 
 // CAServer is a stand-in for the CA's HTTP API on loopback (sign, renew,
