@@ -1,10 +1,10 @@
 // Package identity is the mcpca identity model: it parses a peer certificate
 // into an Identity (SPIFFE ID, roles, attributes, validity), holds the one
 // codec for the roles and attributes extensions, verifies chains against a
-// swappable trust bundle (with CRL revocation checks), provides tls.Config
-// helpers that check peers in VerifyConnection, and writes the hash-chained
-// audit log. Cedar authorization lives in identity/policy and the MCP SDK
-// adapter in identity/mcpauth.
+// swappable trust bundle (with CRL revocation checks), and provides
+// tls.Config helpers that check peers in VerifyConnection. The hash-chained
+// decision log is identity/audit, Cedar authorization identity/policy and
+// the MCP SDK adapter identity/mcpauth.
 //
 // It is the library MCP servers import; it never imports the CA.
 package identity

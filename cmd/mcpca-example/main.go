@@ -33,6 +33,7 @@ import (
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/mcpexample"
@@ -148,7 +149,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	gopts := []mcpauth.Option{mcpauth.WithLogger(log)}
 	if o.audit != "" {
-		audit, err := identity.OpenAuditLog(o.audit, identity.WithAuditFlushInterval(o.auditFlush))
+		audit, err := audit.Open(o.audit, audit.WithFlushInterval(o.auditFlush))
 		if err != nil {
 			return err
 		}

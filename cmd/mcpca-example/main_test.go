@@ -25,6 +25,7 @@ import (
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 )
 
 // logLines collects the server's log and lets a test wait for a line.
@@ -201,12 +202,12 @@ func TestServe(t *testing.T) {
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_record", Arguments: map[string]any{"id": "1"}}); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("delete_record as reader: %v", err)
 	}
-	audit, err := os.ReadFile(auditFile)
+	data, err := os.ReadFile(auditFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := identity.VerifyLog(bytes.NewReader(audit)); err != nil || n != 2 {
-		t.Fatalf("audit log: %d records, %v\n%s", n, err, audit)
+	if n, err := audit.Verify(bytes.NewReader(data)); err != nil || n != 2 {
+		t.Fatalf("audit log: %d records, %v\n%s", n, err, data)
 	}
 
 	// The server's certificate is renewed on disk and reloaded, no restart.
@@ -286,7 +287,7 @@ func TestServeAuditFlushWritesOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := identity.VerifyLog(bytes.NewReader(data)); err != nil || n != 2 {
+	if n, err := audit.Verify(bytes.NewReader(data)); err != nil || n != 2 {
 		t.Fatalf("audit log after shutdown: %d records, %v\n%s", n, err, data)
 	}
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 )
 
 func init() { commands = append(commands, newAuditCmd) }
@@ -27,25 +27,25 @@ whether a record was edited, deleted, reordered or truncated.
 
 The chain alone cannot tell a log cut at a record boundary, or rewritten and
 re-chained from some record on, from a genuine one. --head SEQ:HASH (what the
-server's AuditLog.Head returned, recorded somewhere its host cannot rewrite)
+server's audit.Log.Head returned, recorded somewhere its host cannot rewrite)
 also requires record SEQ to be there and to hash to HASH.`,
 		Example: `  mcpca audit verify audit.log --head 1234:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var opts []identity.VerifyLogOption
+			var opts []audit.VerifyOption
 			if head != "" {
-				seq, hash, err := identity.ParseHead(head)
+				seq, hash, err := audit.ParseHead(head)
 				if err != nil {
 					return fmt.Errorf("--head: %w", err)
 				}
-				opts = append(opts, identity.WithAuditHead(seq, hash))
+				opts = append(opts, audit.WithHead(seq, hash))
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
 			defer f.Close()
-			n, err := identity.VerifyLog(f, opts...)
+			n, err := audit.Verify(f, opts...)
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("%s: %w", args[0], err)}
 			}
@@ -57,7 +57,7 @@ also requires record SEQ to be there and to hash to HASH.`,
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&head, "head", "", "SEQ:HASH recorded from AuditLog.Head: the log must hold that record, with that hash")
+	verify.Flags().StringVar(&head, "head", "", "SEQ:HASH recorded from audit.Log.Head: the log must hold that record, with that hash")
 	cmd.AddCommand(verify)
 	return cmd
 }

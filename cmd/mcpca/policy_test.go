@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -214,12 +214,12 @@ func TestPolicyExplainFailures(t *testing.T) {
 func TestAuditVerify(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
-	l, err := identity.OpenAuditLog(path)
+	l, err := audit.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tool := range []string{"search", "refund", "delete", "fetch"} {
-		if err := l.Write(identity.AuditRecord{SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: tool, Decision: "deny"}); err != nil {
+		if err := l.Write(audit.Record{SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: tool, Decision: "deny"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -240,11 +240,11 @@ func TestAuditVerify(t *testing.T) {
 	cut := strings.SplitAfter(string(data0), "\n")
 	writePolicyFile(t, dir, "cut.log", cut[0]+cut[1]+cut[2])
 	ok(t, dir, "audit", "verify", "cut.log")
-	r = fails(t, dir, "mcpca: cut.log: identity: audit log line 4: the log ends at seq 3, before the recorded head seq 4: records were removed from its end", "audit", "verify", "cut.log", "--head", head)
+	r = fails(t, dir, "mcpca: cut.log: audit: line 4: the log ends at seq 3, before the recorded head seq 4: records were removed from its end", "audit", "verify", "cut.log", "--head", head)
 	if r.code != 1 {
 		t.Errorf("exit %d", r.code)
 	}
-	fails(t, dir, `mcpca: --head: identity: head "4": want SEQ:HASH, e.g. 42:`, "audit", "verify", "audit.log", "--head", "4")
+	fails(t, dir, `mcpca: --head: audit: head "4": want SEQ:HASH, e.g. 42:`, "audit", "verify", "audit.log", "--head", "4")
 
 	data, _ := os.ReadFile(path)
 	lines := strings.SplitAfter(string(data), "\n")
@@ -253,10 +253,10 @@ func TestAuditVerify(t *testing.T) {
 	writePolicyFile(t, dir, "reordered.log", lines[0]+lines[2]+lines[1]+lines[3])
 	writePolicyFile(t, dir, "truncated.log", lines[0]+lines[1]+lines[2][:30])
 	for _, tt := range []struct{ file, msg string }{
-		{"edited.log", "mcpca: edited.log: identity: audit log line 2: record was edited: its hash does not match the prev of line 3"},
-		{"deleted.log", "mcpca: deleted.log: identity: audit log line 2: seq 3 follows seq 1: records deleted"},
-		{"reordered.log", "mcpca: reordered.log: identity: audit log line 2: seq 3 comes before seq 2: records reordered"},
-		{"truncated.log", "mcpca: truncated.log: identity: audit log line 3: incomplete last record (no newline): the log was truncated"},
+		{"edited.log", "mcpca: edited.log: audit: line 2: record was edited: its hash does not match the prev of line 3"},
+		{"deleted.log", "mcpca: deleted.log: audit: line 2: seq 3 follows seq 1: records deleted"},
+		{"reordered.log", "mcpca: reordered.log: audit: line 2: seq 3 comes before seq 2: records reordered"},
+		{"truncated.log", "mcpca: truncated.log: audit: line 3: incomplete last record (no newline): the log was truncated"},
 		{"missing.log", "mcpca: open missing.log: no such file or directory"},
 	} {
 		r := fails(t, dir, tt.msg, "audit", "verify", tt.file)

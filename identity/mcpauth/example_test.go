@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 )
@@ -34,11 +35,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	audit, err := identity.OpenAuditLog("audit.log")
+	auditLog, err := audit.Open("audit.log")
 	if err != nil {
 		log.Fatal(err)
 	}
-	guard, err := mcpauth.New(v, authz, mcpauth.WithAuditLog(audit))
+	guard, err := mcpauth.New(v, authz, mcpauth.WithAuditLog(auditLog))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/mcpexample"
@@ -24,7 +25,7 @@ import (
 // a recorded response, with and without the Guard around it.
 func BenchmarkHandlerInProcess(b *testing.B) {
 	v, authz, state := benchDeps(b)
-	mk := func(guarded bool, audit *identity.AuditLog) http.Handler {
+	mk := func(guarded bool, audit *audit.Log) http.Handler {
 		srv := mcpexample.NewServer()
 		var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true})
 		if guarded {
@@ -37,7 +38,7 @@ func BenchmarkHandlerInProcess(b *testing.B) {
 		}
 		return h
 	}
-	audit, err := identity.OpenAuditLog(filepath.Join(b.TempDir(), "audit.log"))
+	audit, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func BenchmarkHandlerInProcess(b *testing.B) {
 // (Handler and Middleware around trivial handlers, audit to a file).
 func BenchmarkGuardOnly(b *testing.B) {
 	v, authz, state := benchDeps(b)
-	audit, err := identity.OpenAuditLog(filepath.Join(b.TempDir(), "audit.log"))
+	audit, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"))
 	if err != nil {
 		b.Fatal(err)
 	}

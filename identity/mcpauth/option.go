@@ -5,14 +5,14 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/clock"
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 )
 
 // Option configures New.
 type Option interface{ apply(*config) }
 
 type config struct {
-	audit      *identity.AuditLog
+	audit      *audit.Log
 	failOpen   bool
 	clock      clock.Clock
 	logger     *slog.Logger
@@ -33,7 +33,7 @@ const DefaultSessionTTL = 24 * time.Hour
 // cannot be written is refused (CodeAuditFailed; the failure is logged), so
 // that nothing is done that the log does not show; WithAuditFailOpen
 // serves it instead.
-func WithAuditLog(l *identity.AuditLog) Option {
+func WithAuditLog(l *audit.Log) Option {
 	return optionFunc(func(c *config) { c.audit = l })
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/policy"
 )
 
@@ -56,8 +57,8 @@ func TestListenFiltersResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var audit bytes.Buffer
-	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(&audit)}}
+	var auditBuf bytes.Buffer
+	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: audit.New(&auditBuf)}}
 	id, err := identity.ParseID("spiffe://acme.test/client/alice")
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +80,8 @@ func TestListenFiltersResources(t *testing.T) {
 	if want := []string{"docs://handbook", "file:///docs/a.md"}; seen == nil || !reflect.DeepEqual(seen.Notifications.ResourceSubscriptions, want) || !seen.Notifications.ToolsListChanged {
 		t.Fatalf("listen params: %+v, want resources %v", seen.Notifications, want)
 	}
-	log := audit.String()
-	if n, err := identity.VerifyLog(strings.NewReader(log)); err != nil || n != 3 || !strings.Contains(log, `"target":"file:///secrets/keys.txt","decision":"deny","policies":["no-secrets"]`) {
+	log := auditBuf.String()
+	if n, err := audit.Verify(strings.NewReader(log)); err != nil || n != 3 || !strings.Contains(log, `"target":"file:///secrets/keys.txt","decision":"deny","policies":["no-secrets"]`) {
 		t.Fatalf("audit (%d, %v):\n%s", n, err, log)
 	}
 }
@@ -92,7 +93,7 @@ func TestListenFailsClosedWithoutAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}), logger: slog.New(slog.DiscardHandler)}}
+	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: audit.New(failingWriter{}), logger: slog.New(slog.DiscardHandler)}}
 	id, _ := identity.ParseID("spiffe://acme.test/client/alice")
 	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
 	params := &mcp.SubscriptionsListenParams{Notifications: &mcp.NotificationSubscriptions{ResourceSubscriptions: []string{"docs://handbook"}}}
@@ -119,7 +120,7 @@ func TestAuditFailureLogged(t *testing.T) {
 	}
 	for _, failOpen := range []bool{false, true} {
 		var logs bytes.Buffer
-		g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: identity.NewAuditLog(failingWriter{}), failOpen: failOpen,
+		g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: audit.New(failingWriter{}), failOpen: failOpen,
 			logger: slog.New(slog.NewTextHandler(&logs, nil))}}
 		id, _ := identity.ParseID("spiffe://acme.test/client/alice")
 		g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
@@ -127,9 +128,9 @@ func TestAuditFailureLogged(t *testing.T) {
 		called := false
 		h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { called = true; return nil, nil })
 		_, err := h(context.Background(), "tools/call", req)
-		want := `msg="mcpauth: writing the audit log; refusing the request" error="identity: writing audit log: disk full"`
+		want := `msg="mcpauth: writing the audit log; refusing the request" error="audit: writing audit log: disk full"`
 		if failOpen {
-			want = `msg="mcpauth: writing the audit log; serving the request (WithAuditFailOpen)" error="identity: writing audit log: disk full"`
+			want = `msg="mcpauth: writing the audit log; serving the request (WithAuditFailOpen)" error="audit: writing audit log: disk full"`
 			if err != nil || !called {
 				t.Fatalf("fail open: %v, reached %v", err, called)
 			}

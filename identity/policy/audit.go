@@ -3,14 +3,14 @@ package policy
 import (
 	"time"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 )
 
 // AuditRecord renders decision d on request r by principal p, which took
-// latency to decide, as a record for an identity.AuditLog. Args are copied;
-// the log keeps them only with identity.WithAuditArguments.
-func AuditRecord(p *Principal, r Request, d Decision, latency time.Duration) identity.AuditRecord {
-	rec := identity.AuditRecord{
+// latency to decide, as a record for an audit.Log. Args are copied;
+// the log keeps them only with audit.WithArguments.
+func AuditRecord(p *Principal, r Request, d Decision, latency time.Duration) audit.Record {
+	rec := audit.Record{
 		Time:      r.Time,
 		SPIFFEID:  string(p.uid.ID),
 		Serial:    p.serial,

@@ -7,7 +7,7 @@
 // identity.Identity, and asks [Authorizer.Authorize] (or [Set.Authorize])
 // about every JSON-RPC request; list results go through [Set.Filter] and its
 // FilterTools, FilterResources and FilterPrompts shorthands, which make the
-// same decisions. [AuditRecord] turns a decision into an identity.AuditRecord.
+// same decisions. [AuditRecord] turns a decision into an audit.Record.
 //
 // # Entity model
 //

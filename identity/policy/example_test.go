@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/policy"
 )
 
@@ -86,7 +87,7 @@ func ExampleAuditRecord() {
 		panic(err)
 	}
 	var buf bytes.Buffer
-	log := identity.NewAuditLog(&buf)
+	log := audit.New(&buf)
 	alice := policy.NewPrincipal(exampleIdentity([]string{"reader"}, nil))
 	r := policy.Request{Method: "tools/call", Target: "search", Time: time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)}
 	start := time.Now()

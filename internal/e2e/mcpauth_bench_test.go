@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 )
 
@@ -43,7 +43,7 @@ func BenchmarkToolCall(b *testing.B) {
 		{"baseline", startServer(b, p, envOptions{stateless: true, noGuard: true})},
 		{"adapter", startServer(b, p, envOptions{stateless: true, auditFile: true})},
 		{"adapter-batched", startServer(b, p, envOptions{stateless: true, auditFile: true,
-			auditOpts: []identity.AuditOption{identity.WithAuditFlushInterval(10 * time.Millisecond)}})},
+			auditOpts: []audit.Option{audit.WithFlushInterval(10 * time.Millisecond)}})},
 	}
 	for _, conn := range []string{"warm", "new-conn"} {
 		b.Run(conn, func(b *testing.B) {

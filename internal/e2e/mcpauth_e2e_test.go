@@ -21,7 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/clock"
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
@@ -50,14 +50,14 @@ func toolNames(t testing.TB, cs *mcp.ClientSession) []string {
 }
 
 // auditLines returns the audit records written so far.
-func auditLines(t testing.TB, e *env) []identity.AuditRecord {
+func auditLines(t testing.TB, e *env) []audit.Record {
 	t.Helper()
-	var recs []identity.AuditRecord
+	var recs []audit.Record
 	for _, l := range strings.Split(strings.TrimSpace(e.audit.String()), "\n") {
 		if l == "" {
 			continue
 		}
-		var r identity.AuditRecord
+		var r audit.Record
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("audit line %q: %v", l, err)
 		}
@@ -199,7 +199,7 @@ func TestMCP(t *testing.T) {
 				if !sawDeny || !sawAllow {
 					t.Fatalf("audit log lacks the delete_record decisions:\n%s", e.audit.String())
 				}
-				if n, err := identity.VerifyLog(strings.NewReader(e.audit.String())); err != nil || n != len(recs) {
+				if n, err := audit.Verify(strings.NewReader(e.audit.String())); err != nil || n != len(recs) {
 					t.Fatalf("VerifyLog = %d, %v", n, err)
 				}
 			})
@@ -737,7 +737,7 @@ func TestAuditFailure(t *testing.T) {
 		if failOpen {
 			opts = append(opts, mcpauth.WithAuditFailOpen())
 		}
-		e := startServer(t, p, envOptions{auditLog: identity.NewAuditLog(failingWriter{}), guardOpts: opts})
+		e := startServer(t, p, envOptions{auditLog: audit.New(failingWriter{}), guardOpts: opts})
 		cs, _ := e.mustConnect(t, p.reader, "")
 		_, err := call(t, cs, mcpexample.ToolSearchDocs, map[string]any{"query": "roles"})
 		if failOpen {
@@ -764,11 +764,11 @@ func TestAuditFailure(t *testing.T) {
 func TestBatchedAuditUnderConcurrentCalls(t *testing.T) {
 	p := newPKI(t)
 	path := filepath.Join(t.TempDir(), "audit.log")
-	audit, err := identity.OpenAuditLog(path, identity.WithAuditFlushInterval(2*time.Millisecond))
+	auditLog, err := audit.Open(path, audit.WithFlushInterval(2*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startServer(t, p, envOptions{auditLog: audit})
+	e := startServer(t, p, envOptions{auditLog: auditLog})
 	const clients, calls = 8, 25
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -787,14 +787,14 @@ func TestBatchedAuditUnderConcurrentCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := audit.Close(); err != nil {
+	if err := auditLog.Close(); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := identity.VerifyLog(bytes.NewReader(data))
+	n, err := audit.Verify(bytes.NewReader(data))
 	if err != nil || n != clients*calls {
 		t.Fatalf("audit log: %d records, %v; want %d in an intact chain", n, err, clients*calls)
 	}

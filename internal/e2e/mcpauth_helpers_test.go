@@ -23,6 +23,7 @@ import (
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/internal/mcpexample"
@@ -128,8 +129,8 @@ type envOptions struct {
 	toolArgs  bool   // pass tool arguments to the policy
 	policy    string // policy text instead of the starter policy
 	auditFile bool   // write the audit log to a file, as the example server does
-	auditOpts []identity.AuditOption
-	auditLog  *identity.AuditLog // instead of the in-memory or file log
+	auditOpts []audit.Option
+	auditLog  *audit.Log // instead of the in-memory or file log
 	guardOpts []mcpauth.Option
 }
 
@@ -149,11 +150,11 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 	}
 	popts := []policy.Option{policy.WithClock(e.clk), policy.WithLogger(slog.New(slog.NewTextHandler(e.policyLog, nil)))}
 	gopts := append([]mcpauth.Option{mcpauth.WithClock(e.clk), mcpauth.WithLogger(slogDiscard())}, o.guardOpts...)
-	aopts := append([]identity.AuditOption{}, o.auditOpts...)
+	aopts := append([]audit.Option{}, o.auditOpts...)
 	if o.toolArgs {
 		popts = append(popts, policy.WithToolArguments())
 		gopts = append(gopts, mcpauth.WithToolArguments())
-		aopts = append(aopts, identity.WithAuditArguments())
+		aopts = append(aopts, audit.WithArguments())
 	}
 	if err := os.WriteFile(e.policyFile, src, 0o600); err != nil {
 		t.Fatal(err)
@@ -186,18 +187,18 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 		ErrorLog:  log.New(e.tlsLog, "", 0),
 	}
 	if !o.noGuard {
-		audit := identity.NewAuditLog(e.audit, aopts...)
+		al := audit.New(e.audit, aopts...)
 		if o.auditFile {
-			audit, err = identity.OpenAuditLog(filepath.Join(dir, "audit.log"), aopts...)
+			al, err = audit.Open(filepath.Join(dir, "audit.log"), aopts...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = audit.Close() })
+			t.Cleanup(func() { _ = al.Close() })
 		}
 		if o.auditLog != nil {
-			audit = o.auditLog
+			al = o.auditLog
 		}
-		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(audit))...)
+		g, err := mcpauth.New(v, e.authz, append(gopts, mcpauth.WithAuditLog(al))...)
 		if err != nil {
 			t.Fatal(err)
 		}

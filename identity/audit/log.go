@@ -1,4 +1,12 @@
-package identity
+// Package audit is the tamper-evident log of authorization decisions: one
+// JSON line per decision (Record), each chained to the previous line's
+// SHA-256, written by Log (at once or in batches, WithFlushInterval), and
+// checked by Verify, which names the first line that was edited, deleted,
+// reordered or truncated; WithHead also catches a cut at a record boundary
+// or a re-chained forgery against a head recorded elsewhere (Log.Head). The
+// MCP adapter and the Cedar authorizer write it; `mcpca audit verify` reads
+// it. It imports nothing of package identity.
+package audit
 
 import (
 	"bufio"
@@ -20,21 +28,21 @@ import (
 	"github.com/mcpca/mcpca/clock"
 )
 
-// AuditGenesis is the prev value of the first record of an audit log: 64
+// Genesis is the prev value of the first record of an audit log: 64
 // zeros, the hex of a SHA-256 that no line hashes to.
-const AuditGenesis = "0000000000000000000000000000000000000000000000000000000000000000"
+const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // maxAuditLine bounds one record when verifying or resuming a log.
 const maxAuditLine = 1 << 20
 
-// AuditRecord is one authorization decision, written as one JSON line.
+// Record is one authorization decision, written as one JSON line.
 //
-// Seq and Prev are set by AuditLog.Write: Seq counts records from 1, Prev is
+// Seq and Prev are set by Log.Write: Seq counts records from 1, Prev is
 // the lower-case hex SHA-256 of the previous line's bytes (without its
-// newline), or AuditGenesis for the first record. Together they chain the
-// log, so VerifyLog detects an edited, deleted, reordered or truncated
+// newline), or Genesis for the first record. Together they chain the
+// log, so Verify detects an edited, deleted, reordered or truncated
 // record.
-type AuditRecord struct {
+type Record struct {
 	Seq       uint64         `json:"seq"`
 	Prev      string         `json:"prev"`
 	Time      time.Time      `json:"time"`
@@ -50,32 +58,32 @@ type AuditRecord struct {
 	Args      map[string]any `json:"args,omitempty"`
 }
 
-// auditConfig holds the options of NewAuditLog and OpenAuditLog.
+// auditConfig holds the options of New and Open.
 type auditConfig struct {
 	args  bool
 	clock clock.Clock
 	flush time.Duration
 }
 
-// AuditOption configures NewAuditLog and OpenAuditLog.
-type AuditOption interface{ applyAudit(*auditConfig) }
+// Option configures New and Open.
+type Option interface{ applyAudit(*auditConfig) }
 
 type auditOptionFunc func(*auditConfig)
 
 func (f auditOptionFunc) applyAudit(c *auditConfig) { f(c) }
 
-// WithAuditArguments keeps AuditRecord.Args (tool argument values) in the
+// WithArguments keeps Record.Args (tool argument values) in the
 // log. Without it they are dropped, as they may hold sensitive data.
-func WithAuditArguments() AuditOption {
+func WithArguments() Option {
 	return auditOptionFunc(func(c *auditConfig) { c.args = true })
 }
 
-// WithAuditClock sets the clock that stamps records written without a Time.
-func WithAuditClock(c clock.Clock) AuditOption {
+// WithClock sets the clock that stamps records written without a Time.
+func WithClock(c clock.Clock) Option {
 	return auditOptionFunc(func(cfg *auditConfig) { cfg.clock = clock.Or(c) })
 }
 
-// WithAuditFlushInterval batches records: Write checks the record and
+// WithFlushInterval batches records: Write checks the record and
 // queues it, and the queued records are encoded, chained and written
 // together by a background goroutine at most d after the first of them
 // (by the Write that finds 1 MiB queued, and by Flush, Head and Close). It
@@ -87,30 +95,30 @@ func WithAuditClock(c clock.Clock) AuditOption {
 //
 // A write error in the background is returned by the next Write, Flush or
 // Close, and every later one.
-func WithAuditFlushInterval(d time.Duration) AuditOption {
+func WithFlushInterval(d time.Duration) Option {
 	return auditOptionFunc(func(c *auditConfig) { c.flush = d })
 }
 
 // maxQueued bounds (roughly, in encoded bytes) the records queued by
-// WithAuditFlushInterval: the Write that reaches it writes the queue.
+// WithFlushInterval: the Write that reaches it writes the queue.
 const maxQueued = 1 << 20
 
 // errAuditClosed is returned by writes after Close.
 var errAuditClosed = errorf("audit log is closed")
 
-// AuditLog writes hash-chained audit records, one JSON line each. By
+// Log writes hash-chained audit records, one JSON line each. By
 // default each record is handed to the underlying writer in its own Write
-// call before AuditLog.Write returns (nothing is held back in a buffer);
-// WithAuditFlushInterval batches them instead. It is safe for concurrent
+// call before Log.Write returns (nothing is held back in a buffer);
+// WithFlushInterval batches them instead. It is safe for concurrent
 // use: records are chained in the order their writes are serialized.
-type AuditLog struct {
+type Log struct {
 	cfg    auditConfig
 	w      io.Writer
 	closer io.Closer
 
-	// The chain: written under mu without WithAuditFlushInterval, under
+	// The chain: written under mu without WithFlushInterval, under
 	// wmu (by Flush) with it.
-	prev [64]byte // hex SHA-256 of the last line, or AuditGenesis
+	prev [64]byte // hex SHA-256 of the last line, or Genesis
 	seq  uint64
 	line []byte    // the line or batch being written, kept for reuse
 	hash hash.Hash // SHA-256, reused
@@ -119,7 +127,7 @@ type AuditLog struct {
 	err    error // sticky write error, or errAuditClosed
 	closed bool  // Close has begun
 
-	// With WithAuditFlushInterval: queue holds the records not yet
+	// With WithFlushInterval: queue holds the records not yet
 	// written (about queuedBytes when encoded), spare the slice the last
 	// flush emptied; kick wakes the flusher when the queue becomes
 	// non-empty, stop ends it, and wmu serializes flushes, so that batches
@@ -135,29 +143,29 @@ type AuditLog struct {
 // queuedRecord is a checked record waiting for the flusher, with its
 // arguments already encoded.
 type queuedRecord struct {
-	rec  AuditRecord
+	rec  Record
 	args []byte
 }
 
-// NewAuditLog starts a new chain (from AuditGenesis) on w.
-func NewAuditLog(w io.Writer, opts ...AuditOption) *AuditLog {
+// New starts a new chain (from Genesis) on w.
+func New(w io.Writer, opts ...Option) *Log {
 	l := newAuditLog(w, opts)
 	l.start()
 	return l
 }
 
-func newAuditLog(w io.Writer, opts []AuditOption) *AuditLog {
-	l := &AuditLog{cfg: auditConfig{clock: clock.Real{}}, w: w, hash: sha256.New()}
-	copy(l.prev[:], AuditGenesis)
+func newAuditLog(w io.Writer, opts []Option) *Log {
+	l := &Log{cfg: auditConfig{clock: clock.Real{}}, w: w, hash: sha256.New()}
+	copy(l.prev[:], Genesis)
 	for _, o := range opts {
 		o.applyAudit(&l.cfg)
 	}
 	return l
 }
 
-// start starts the flusher of WithAuditFlushInterval, once the chain's
+// start starts the flusher of WithFlushInterval, once the chain's
 // starting point is set.
-func (l *AuditLog) start() {
+func (l *Log) start() {
 	if l.cfg.flush > 0 {
 		l.kick, l.stop, l.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		go l.flusher()
@@ -166,7 +174,7 @@ func (l *AuditLog) start() {
 
 // flusher writes the queue l.cfg.flush after it becomes non-empty, until
 // Close.
-func (l *AuditLog) flusher() {
+func (l *Log) flusher() {
 	defer close(l.stopped)
 	for {
 		select {
@@ -186,9 +194,9 @@ func (l *AuditLog) flusher() {
 }
 
 // Flush encodes, chains and writes the records queued by
-// WithAuditFlushInterval now. It returns the log's sticky error, if any
+// WithFlushInterval now. It returns the log's sticky error, if any
 // (also without that option): a failed write, or that the log is closed.
-func (l *AuditLog) Flush() error {
+func (l *Log) Flush() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
@@ -216,11 +224,11 @@ func (l *AuditLog) Flush() error {
 	return l.err
 }
 
-// OpenAuditLog opens (creating with mode 0600) the audit log at path for
+// Open opens (creating with mode 0600) the audit log at path for
 // appending. An existing log is resumed: the chain continues from its last
 // line. A log whose last line is incomplete or not a record is refused, so
-// a damaged log is never silently extended; check it with VerifyLog.
-func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
+// a damaged log is never silently extended; check it with Verify.
+func Open(path string, opts ...Option) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, errorf("opening audit log: %w", err)
@@ -233,7 +241,7 @@ func OpenAuditLog(path string, opts ...AuditOption) (*AuditLog, error) {
 	l := newAuditLog(f, opts)
 	l.closer = f
 	if last != nil {
-		var r AuditRecord
+		var r Record
 		if err := json.Unmarshal(last, &r); err != nil || r.Seq == 0 {
 			f.Close()
 			return nil, errorf("audit log %s: its last line is not an audit record; check it with mcpca audit verify", path)
@@ -290,10 +298,10 @@ func boundTarget(t string) string {
 }
 
 // Write appends r, setting its Seq and Prev (and its Time, if zero), and
-// hands its line to the writer (or, with WithAuditFlushInterval, queues
+// hands its line to the writer (or, with WithFlushInterval, queues
 // it). A record that cannot be encoded is refused with an error and not
 // logged. After a write error every later Write fails with that error.
-func (l *AuditLog) Write(r AuditRecord) error {
+func (l *Log) Write(r Record) error {
 	if r.Time.IsZero() {
 		r.Time = l.cfg.clock.Now()
 	}
@@ -343,7 +351,7 @@ func (l *AuditLog) Write(r AuditRecord) error {
 
 // enqueue queues a checked record for the flusher; full reports that the
 // queue reached maxQueued, for the caller to flush it.
-func (l *AuditLog) enqueue(r *AuditRecord, args []byte) (full bool, err error) {
+func (l *Log) enqueue(r *Record, args []byte) (full bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
@@ -365,7 +373,7 @@ func (l *AuditLog) enqueue(r *AuditRecord, args []byte) (full bool, err error) {
 
 // appendLine appends the line of record r (args: its encoded arguments) as
 // the next one of the chain, and advances the chain to it.
-func (l *AuditLog) appendLine(b []byte, r *AuditRecord, args []byte) []byte {
+func (l *Log) appendLine(b []byte, r *Record, args []byte) []byte {
 	seq := l.seq + 1
 	start := len(b)
 	b = append(b, `{"seq":`...)
@@ -400,8 +408,8 @@ const maxPooledRecord = 16 << 10
 // Head returns the sequence number of the last record written and the hex
 // SHA-256 of its line. Recording the head elsewhere (a metrics system, a
 // second log) anchors the chain, so that removing its tail is detectable too.
-func (l *AuditLog) Head() (seq uint64, hash string) {
-	_ = l.Flush() // with WithAuditFlushInterval, chain what is queued
+func (l *Log) Head() (seq uint64, hash string) {
+	_ = l.Flush() // with WithFlushInterval, chain what is queued
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	l.mu.Lock()
@@ -409,11 +417,11 @@ func (l *AuditLog) Head() (seq uint64, hash string) {
 	return l.seq, string(l.prev[:])
 }
 
-// Close writes the queued records (WithAuditFlushInterval), stops the
-// flusher and closes the file OpenAuditLog opened; later writes fail. It
+// Close writes the queued records (WithFlushInterval), stops the
+// flusher and closes the file Open opened; later writes fail. It
 // returns the first error of these steps, or the log's earlier write error;
 // calling it again returns nil.
-func (l *AuditLog) Close() error {
+func (l *Log) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -440,104 +448,104 @@ func (l *AuditLog) Close() error {
 	return err
 }
 
-// AuditLogError locates the first problem VerifyLog found.
-type AuditLogError struct {
+// Error locates the first problem Verify found.
+type Error struct {
 	Line   int    // 1-based line number of the first bad line
 	Reason string // what is wrong: edited, deleted, reordered, truncated, ...
 }
 
-// Error renders "identity: audit log line N: REASON".
-func (e *AuditLogError) Error() string {
-	return fmt.Sprintf("identity: audit log line %d: %s", e.Line, e.Reason)
+// Error renders "audit: line N: REASON".
+func (e *Error) Error() string {
+	return fmt.Sprintf("audit: line %d: %s", e.Line, e.Reason)
 }
 
-// VerifyLog reads an audit log and checks its chain. It returns the number
-// of records and, for a log that does not verify, an *AuditLogError naming
+// Verify reads an audit log and checks its chain. It returns the number
+// of records and, for a log that does not verify, an *Error naming
 // the first bad line and why:
 //
 //   - a line that is not a record, or a record whose hash does not match the
 //     next record's prev: the line was edited;
 //   - a sequence number that jumps forward, or a first record that does not
-//     start from AuditGenesis: records were deleted;
+//     start from Genesis: records were deleted;
 //   - a sequence number that goes back: records were reordered;
 //   - a last line without its newline: the log was truncated.
 //
 // Removing whole records from the end cannot be seen from the log alone;
-// compare the returned count (or AuditLog.Head) with an anchored value.
-func VerifyLog(r io.Reader, opts ...VerifyLogOption) (int, error) {
-	var cfg verifyLogConfig
+// compare the returned count (or Log.Head) with an anchored value.
+func Verify(r io.Reader, opts ...VerifyOption) (int, error) {
+	var cfg verifyConfig
 	for _, o := range opts {
-		o.applyVerifyLog(&cfg)
+		o.applyVerify(&cfg)
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	prevHash, prevSeq := AuditGenesis, uint64(0)
+	prevHash, prevSeq := Genesis, uint64(0)
 	for n := 1; ; n++ {
 		line, err := readAuditLine(br)
 		if err == io.EOF && len(line) == 0 {
 			if cfg.headSeq > prevSeq {
-				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("the log ends at seq %d, before the recorded head seq %d: records were removed from its end", prevSeq, cfg.headSeq)}
+				return n - 1, &Error{Line: n, Reason: fmt.Sprintf("the log ends at seq %d, before the recorded head seq %d: records were removed from its end", prevSeq, cfg.headSeq)}
 			}
 			return n - 1, nil
 		}
 		if err == io.EOF {
-			return n - 1, &AuditLogError{Line: n, Reason: "incomplete last record (no newline): the log was truncated"}
+			return n - 1, &Error{Line: n, Reason: "incomplete last record (no newline): the log was truncated"}
 		}
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("line longer than %d bytes: not an audit record", maxAuditLine)}
+				return n - 1, &Error{Line: n, Reason: fmt.Sprintf("line longer than %d bytes: not an audit record", maxAuditLine)}
 			}
 			return n - 1, errorf("reading audit log: %w", err)
 		}
 		seq, prev, ok := parseChain(line)
 		if !ok {
-			return n - 1, &AuditLogError{Line: n, Reason: "not an audit record: the line was edited or the log corrupted"}
+			return n - 1, &Error{Line: n, Reason: "not an audit record: the line was edited or the log corrupted"}
 		}
 		switch {
 		case seq > prevSeq+1:
 			if later, found := findSeq(br, prevSeq+1, seq); found {
-				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d comes before seq %d: records reordered", seq, later)}
+				return n - 1, &Error{Line: n, Reason: fmt.Sprintf("seq %d comes before seq %d: records reordered", seq, later)}
 			}
 			if n == 1 {
-				return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("first record has seq %d: records 1-%d were deleted", seq, seq-1)}
+				return n - 1, &Error{Line: n, Reason: fmt.Sprintf("first record has seq %d: records 1-%d were deleted", seq, seq-1)}
 			}
-			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records deleted", seq, prevSeq)}
+			return n - 1, &Error{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records deleted", seq, prevSeq)}
 		case seq <= prevSeq:
-			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records reordered or duplicated", seq, prevSeq)}
+			return n - 1, &Error{Line: n, Reason: fmt.Sprintf("seq %d follows seq %d: records reordered or duplicated", seq, prevSeq)}
 		case prev != prevHash:
 			if n == 1 {
-				return n - 1, &AuditLogError{Line: n, Reason: "first record does not chain from the genesis value: the line was edited"}
+				return n - 1, &Error{Line: n, Reason: "first record does not chain from the genesis value: the line was edited"}
 			}
 			// The previous line no longer hashes to what this record saw
 			// when it was written: the previous line was edited.
-			return n - 2, &AuditLogError{Line: n - 1, Reason: fmt.Sprintf("record was edited: its hash does not match the prev of line %d", n)}
+			return n - 2, &Error{Line: n - 1, Reason: fmt.Sprintf("record was edited: its hash does not match the prev of line %d", n)}
 		}
 		sum := sha256.Sum256(line)
 		prevHash, prevSeq = hex.EncodeToString(sum[:]), seq
 		if cfg.headSeq != 0 && seq == cfg.headSeq && prevHash != cfg.headHash {
-			return n - 1, &AuditLogError{Line: n, Reason: fmt.Sprintf("record seq %d hashes to %s, not to the recorded head %s: the log was rewritten", seq, prevHash, cfg.headHash)}
+			return n - 1, &Error{Line: n, Reason: fmt.Sprintf("record seq %d hashes to %s, not to the recorded head %s: the log was rewritten", seq, prevHash, cfg.headHash)}
 		}
 	}
 }
 
-// VerifyLogOption configures VerifyLog.
-type VerifyLogOption interface{ applyVerifyLog(*verifyLogConfig) }
+// VerifyOption configures Verify.
+type VerifyOption interface{ applyVerify(*verifyConfig) }
 
-type verifyLogConfig struct {
+type verifyConfig struct {
 	headSeq  uint64
 	headHash string
 }
 
-type verifyLogOptionFunc func(*verifyLogConfig)
+type verifyOptionFunc func(*verifyConfig)
 
-func (f verifyLogOptionFunc) applyVerifyLog(c *verifyLogConfig) { f(c) }
+func (f verifyOptionFunc) applyVerify(c *verifyConfig) { f(c) }
 
-// WithAuditHead checks the log against a head recorded elsewhere (what
-// AuditLog.Head returned, kept out of reach of whoever can write the log):
+// WithHead checks the log against a head recorded elsewhere (what
+// Log.Head returned, kept out of reach of whoever can write the log):
 // the log must hold the record seq and that record's line must hash to
 // hash. Without it a log whose tail was cut, or whose records were edited
 // and the chain recomputed from there on, still verifies.
-func WithAuditHead(seq uint64, hash string) VerifyLogOption {
-	return verifyLogOptionFunc(func(c *verifyLogConfig) { c.headSeq, c.headHash = seq, strings.ToLower(hash) })
+func WithHead(seq uint64, hash string) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.headSeq, c.headHash = seq, strings.ToLower(hash) })
 }
 
 // ParseHead reads a head written as SEQ:HASH (the form `mcpca audit verify
@@ -546,7 +554,7 @@ func ParseHead(s string) (uint64, string, error) {
 	seqText, hash, ok := strings.Cut(s, ":")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if !ok || err != nil || seq == 0 {
-		return 0, "", errorf("head %q: want SEQ:HASH, e.g. 42:%s (what AuditLog.Head returns)", truncate(s), AuditGenesis)
+		return 0, "", errorf("head %q: want SEQ:HASH, e.g. 42:%s (what Log.Head returns)", truncate(s), Genesis)
 	}
 	if b, err := hex.DecodeString(hash); err != nil || len(b) != sha256.Size {
 		return 0, "", errorf("head %q: the hash is not a hex SHA-256", truncate(s))
@@ -560,7 +568,7 @@ func parseChain(line []byte) (seq uint64, prev string, ok bool) {
 		Seq  uint64 `json:"seq"`
 		Prev string `json:"prev"`
 	}
-	if json.Unmarshal(line, &rec) != nil || rec.Seq == 0 || len(rec.Prev) != len(AuditGenesis) {
+	if json.Unmarshal(line, &rec) != nil || rec.Seq == 0 || len(rec.Prev) != len(Genesis) {
 		return 0, "", false
 	}
 	return rec.Seq, rec.Prev, true

@@ -1,4 +1,4 @@
-package identity
+package audit
 
 import (
 	"bytes"
@@ -12,15 +12,15 @@ import (
 
 // marshalTail is what encoding/json makes of the fields after seq and prev:
 // the reference appendRecordFields must match byte for byte.
-func marshalTail(t testing.TB, r *AuditRecord) []byte {
+func marshalTail(t testing.TB, r *Record) []byte {
 	t.Helper()
 	c := *r
-	c.Seq, c.Prev = 1, AuditGenesis
+	c.Seq, c.Prev = 1, Genesis
 	b, err := json.Marshal(&c)
 	if err != nil {
 		t.Fatalf("json.Marshal: %v", err)
 	}
-	head := `{"seq":1,"prev":"` + AuditGenesis + `"`
+	head := `{"seq":1,"prev":"` + Genesis + `"`
 	if !bytes.HasPrefix(b, []byte(head)) {
 		t.Fatalf("unexpected encoding %s", b)
 	}
@@ -28,7 +28,7 @@ func marshalTail(t testing.TB, r *AuditRecord) []byte {
 }
 
 // encodeFields is what Write encodes of r after seq and prev.
-func encodeFields(r *AuditRecord) ([]byte, error) {
+func encodeFields(r *Record) ([]byte, error) {
 	args, err := checkRecord(r)
 	if err != nil {
 		return nil, err
@@ -36,7 +36,7 @@ func encodeFields(r *AuditRecord) ([]byte, error) {
 	return appendRecordFields(nil, r, args), nil
 }
 
-func checkSameEncoding(t testing.TB, r *AuditRecord) {
+func checkSameEncoding(t testing.TB, r *Record) {
 	t.Helper()
 	got, err := encodeFields(r)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestAppendRecordFieldsMatchesEncodingJSON(t *testing.T) {
 	}
 	pick := func() string { return awkward[rng.IntN(len(awkward))] }
 	for i := range 5000 {
-		r := AuditRecord{
+		r := Record{
 			Time: times[rng.IntN(len(times))], SPIFFEID: pick(), Serial: pick(), Method: pick(), Target: pick(),
 			Decision: pick(), Source: pick(), LatencyUS: latencies[rng.IntN(len(latencies))],
 			Roles: []string{}, Policies: []string{},
@@ -85,7 +85,7 @@ func TestAppendRecordFieldsMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestAppendRecordFieldsRefusesWhatJSONCannotHold(t *testing.T) {
-	for name, r := range map[string]AuditRecord{
+	for name, r := range map[string]Record{
 		"NaN latency":      {Time: auditT0, LatencyUS: math.NaN()},
 		"infinite latency": {Time: auditT0, LatencyUS: math.Inf(1)},
 		"year 10000":       {Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
@@ -95,7 +95,7 @@ func TestAppendRecordFieldsRefusesWhatJSONCannotHold(t *testing.T) {
 		if _, err := encodeFields(&r); err == nil {
 			t.Errorf("%s: encoded without an error", name)
 		}
-		if err := NewAuditLog(&bytes.Buffer{}, WithAuditArguments()).Write(r); err == nil || !strings.Contains(err.Error(), "encoding audit record") {
+		if err := New(&bytes.Buffer{}, WithArguments()).Write(r); err == nil || !strings.Contains(err.Error(), "encoding audit record") {
 			t.Errorf("%s: Write returned %v, want an encoding error", name, err)
 		}
 	}
@@ -109,7 +109,7 @@ func FuzzAppendRecordFields(f *testing.F) {
 		f.Add(s, s, 1.5, auditT0.UnixNano())
 	}
 	f.Fuzz(func(t *testing.T, target, arg string, latency float64, unixNano int64) {
-		r := AuditRecord{Time: time.Unix(0, unixNano).UTC(), SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: target,
+		r := Record{Time: time.Unix(0, unixNano).UTC(), SPIFFEID: "spiffe://acme.test/client/a", Method: "tools/call", Target: target,
 			Decision: "deny", Roles: []string{arg}, Policies: []string{}, LatencyUS: latency, Args: map[string]any{"q": arg}}
 		if math.IsNaN(latency) || math.IsInf(latency, 0) {
 			if _, err := encodeFields(&r); err == nil {
@@ -122,7 +122,7 @@ func FuzzAppendRecordFields(f *testing.F) {
 }
 
 func BenchmarkAuditWrite(b *testing.B) {
-	l := NewAuditLog(discard{})
+	l := New(discard{})
 	r := auditRecord(1)
 	r.Time = auditT0
 	b.ReportAllocs()

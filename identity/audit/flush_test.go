@@ -1,4 +1,4 @@
-package identity
+package audit
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func waitRecords(t *testing.T, path string, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, verr := VerifyLog(bytes.NewReader(data))
+		got, verr := Verify(bytes.NewReader(data))
 		if got == n && verr == nil {
 			return
 		}
@@ -52,7 +52,7 @@ func fileRecords(t *testing.T, path string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := VerifyLog(bytes.NewReader(data))
+	n, err := Verify(bytes.NewReader(data))
 	if err != nil {
 		t.Fatalf("log does not verify: %v", err)
 	}
@@ -62,7 +62,7 @@ func fileRecords(t *testing.T, path string) int {
 func TestAuditFlushIntervalWritesBatchesLater(t *testing.T) {
 	clk := clock.NewFake(auditT0)
 	path := filepath.Join(t.TempDir(), "audit.log")
-	l, err := OpenAuditLog(path, WithAuditClock(clk), WithAuditFlushInterval(10*time.Millisecond))
+	l, err := Open(path, WithClock(clk), WithFlushInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestAuditFlushIntervalWritesBatchesLater(t *testing.T) {
 		t.Fatalf("second Close = %v", err)
 	}
 	// The chain continues across batches and a reopen.
-	l2, err := OpenAuditLog(path)
+	l2, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestAuditFlushIntervalWritesBatchesLater(t *testing.T) {
 
 func TestAuditFlushWritesNow(t *testing.T) {
 	var buf bytes.Buffer
-	l := NewAuditLog(&buf, WithAuditFlushInterval(time.Hour))
+	l := New(&buf, WithFlushInterval(time.Hour))
 	defer l.Close()
 	if err := l.Write(auditRecord(0)); err != nil {
 		t.Fatal(err)
@@ -140,14 +140,14 @@ func TestAuditFlushWritesNow(t *testing.T) {
 	if err := l.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := VerifyLog(bytes.NewReader(buf.Bytes())); n != 1 || err != nil {
+	if n, err := Verify(bytes.NewReader(buf.Bytes())); n != 1 || err != nil {
 		t.Fatalf("after Flush: %d records, %v", n, err)
 	}
 }
 
 func TestAuditQueueBoundWritesWithoutWaiting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	l, err := OpenAuditLog(path, WithAuditArguments(), WithAuditClock(clock.NewFake(auditT0)), WithAuditFlushInterval(time.Hour))
+	l, err := Open(path, WithArguments(), WithClock(clock.NewFake(auditT0)), WithFlushInterval(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +167,11 @@ func TestAuditQueueBoundWritesWithoutWaiting(t *testing.T) {
 }
 
 func TestAuditFlushErrorIsSticky(t *testing.T) {
-	l := NewAuditLog(failWriter{}, WithAuditFlushInterval(time.Hour))
+	l := New(failWriter{}, WithFlushInterval(time.Hour))
 	if err := l.Write(auditRecord(0)); err != nil {
 		t.Fatalf("queued Write = %v", err)
 	}
-	const want = "identity: writing audit log: disk full"
+	const want = "audit: writing audit log: disk full"
 	if err := l.Flush(); err == nil || err.Error() != want {
 		t.Fatalf("Flush = %v, want %q", err, want)
 	}
@@ -191,7 +191,7 @@ func TestAuditFlushConcurrentWrites(t *testing.T) {
 		defer mu.Unlock()
 		return buf.Write(p)
 	})
-	l := NewAuditLog(w, WithAuditFlushInterval(time.Microsecond))
+	l := New(w, WithFlushInterval(time.Microsecond))
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -211,8 +211,8 @@ func TestAuditFlushConcurrentWrites(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := VerifyLog(&buf); err != nil || n != 800 {
-		t.Fatalf("VerifyLog = %d, %v", n, err)
+	if n, err := Verify(&buf); err != nil || n != 800 {
+		t.Fatalf("Verify = %d, %v", n, err)
 	}
 }
 
@@ -220,7 +220,7 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// A log OpenAuditLog refuses leaves no flusher running.
+// A log Open refuses leaves no flusher running.
 func TestAuditFlushRefusedOpenStartsNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	if err := os.WriteFile(path, []byte("not a record\n"), 0o600); err != nil {
@@ -228,8 +228,8 @@ func TestAuditFlushRefusedOpenStartsNothing(t *testing.T) {
 	}
 	before := runtime.NumGoroutine()
 	for range 20 {
-		if _, err := OpenAuditLog(path, WithAuditFlushInterval(time.Hour)); err == nil || !strings.Contains(err.Error(), "not an audit record") {
-			t.Fatalf("OpenAuditLog = %v", err)
+		if _, err := Open(path, WithFlushInterval(time.Hour)); err == nil || !strings.Contains(err.Error(), "not an audit record") {
+			t.Fatalf("Open = %v", err)
 		}
 	}
 	if after := runtime.NumGoroutine(); after >= before+20 {
@@ -241,15 +241,15 @@ func TestAuditFlushRefusedOpenStartsNothing(t *testing.T) {
 // in both modes, and the log stays failed.
 func TestAuditShortWrite(t *testing.T) {
 	short := writerFunc(func(p []byte) (int, error) { return len(p) / 2, nil })
-	const want = "identity: writing audit log: short write"
-	l := NewAuditLog(short)
+	const want = "audit: writing audit log: short write"
+	l := New(short)
 	if err := l.Write(auditRecord(0)); err == nil || err.Error() != want {
 		t.Fatalf("Write = %v, want %q", err, want)
 	}
 	if err := l.Write(auditRecord(1)); err == nil || err.Error() != want {
 		t.Fatalf("second Write = %v, want %q", err, want)
 	}
-	b := NewAuditLog(short, WithAuditFlushInterval(time.Hour))
+	b := New(short, WithFlushInterval(time.Hour))
 	defer b.Close()
 	if err := b.Write(auditRecord(0)); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package identity_test
+package audit_test
 
 import (
 	"bytes"
@@ -7,35 +7,35 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
 )
 
 // A client-chosen target of megabytes must not produce a record too long to
 // resume or verify: the log must still open after it.
 func TestAuditLogBoundsClientChosenValues(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	l, err := identity.OpenAuditLog(path, identity.WithAuditArguments())
+	l, err := audit.Open(path, audit.WithArguments())
 	if err != nil {
 		t.Fatal(err)
 	}
 	huge := strings.Repeat("x", 2<<20)
-	if err := l.Write(identity.AuditRecord{SPIFFEID: "spiffe://a.test/client/c", Method: "tools/call", Target: huge, Decision: "deny",
+	if err := l.Write(audit.Record{SPIFFEID: "spiffe://a.test/client/c", Method: "tools/call", Target: huge, Decision: "deny",
 		Args: map[string]any{"blob": huge}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = identity.OpenAuditLog(path)
+	l, err = audit.Open(path)
 	if err != nil {
 		t.Fatalf("reopening after a huge record: %v", err)
 	}
-	if err := l.Write(identity.AuditRecord{SPIFFEID: "spiffe://a.test/client/c", Method: "ping", Decision: "allow"}); err != nil {
+	if err := l.Write(audit.Record{SPIFFEID: "spiffe://a.test/client/c", Method: "ping", Decision: "allow"}); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
 	b, _ := os.ReadFile(path)
-	n, err := identity.VerifyLog(bytes.NewReader(b))
+	n, err := audit.Verify(bytes.NewReader(b))
 	if err != nil || n != 2 {
 		t.Fatalf("verify: %d %v", n, err)
 	}

@@ -1,4 +1,4 @@
-package identity
+package audit
 
 import (
 	"encoding/json"
@@ -17,7 +17,7 @@ const maxAuditArgs = maxAuditLine / 2
 // checkRecord reports whether r can be encoded (JSON has no NaN, and a time
 // has four-digit years) and returns its encoded arguments: nil for none, a
 // note of their size when they exceed maxAuditArgs.
-func checkRecord(r *AuditRecord) (args []byte, err error) {
+func checkRecord(r *Record) (args []byte, err error) {
 	if y := r.Time.Year(); y < 0 || y > 9999 {
 		return nil, errors.New("record time year outside of range [0,9999]")
 	}
@@ -42,7 +42,7 @@ func checkRecord(r *AuditRecord) (args []byte, err error) {
 // HTML-safe string escaping and number format), so that a log reads the
 // same whichever wrote it; args are the encoded r.Args from checkRecord. It
 // writes the record without reflection: it runs on every authorized request.
-func appendRecordFields(b []byte, r *AuditRecord, args []byte) []byte {
+func appendRecordFields(b []byte, r *Record, args []byte) []byte {
 	b = append(b, `,"time":"`...)
 	b = appendUTCTime(b, r.Time)
 	b = append(b, `","spiffe_id":`...)
