@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
@@ -71,4 +73,29 @@ func ExampleFromContext() {
 	_, _, err := whoami(context.Background(), nil, struct{}{})
 	fmt.Println(err)
 	// Output: no verified caller: is the server behind a Guard?
+}
+
+// The whole server side in two calls: agent.NewWorkload gives the
+// certificate (renewed), the CA's bundle and CRL and a verifier of them;
+// Guard.Server serves the MCP server behind the Guard over mTLS.
+func ExampleGuard_Server() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := agent.NewWorkload(ctx, "https://ca.example:9443",
+		agent.WithRootFile("root_ca.crt"), agent.WithKeyPairFiles("files.crt", "files.key"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+	authz, err := policy.New([]string{"policy.cedar"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	guard, err := mcpauth.New(w.Verifier(), authz)
+	if err != nil {
+		log.Fatal(err)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1.0.0"}, nil)
+	hs := guard.Server(":8443", "/mcp", server, w.Source(), nil)
+	log.Fatal(hs.ListenAndServeTLS("", ""))
 }
