@@ -1,6 +1,6 @@
 // Package agent keeps mcpca certificates fresh in process: a Source that Go
 // servers and clients plug into tls.Config (directly, or through
-// identity.ServerTLSConfig / ClientTLSConfig and identity.RootsSource), and
+// identity.ServerTLSConfig / ClientTLSConfig and trust.RootsSource), and
 // the pieces the `mcpca agent` daemon (package agent/daemon) builds on: a
 // FileSink that writes chain, key and bundle atomically, reload Hooks, and
 // CAClient, which speaks the CA's HTTP API.

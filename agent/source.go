@@ -12,14 +12,15 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // A Source plugs into the identity package: identity.ServerTLSConfig and
 // ClientTLSConfig take it as the certificate source, and
-// identity.RootsSource(src) makes its bundle the verifier's trust bundle.
+// trust.RootsSource(src) makes its bundle the verifier's trust bundle.
 var (
 	_ identity.CertificateSource = (*Source)(nil)
-	_ identity.RootsProvider     = (*Source)(nil)
+	_ trust.RootsProvider        = (*Source)(nil)
 )
 
 // Renewer obtains a new certificate to replace current. Renewing keeps the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/caclient"
 )
 
@@ -24,7 +25,7 @@ import (
 // client. Close stops the background work.
 type Workload struct {
 	src      *Source
-	crl      *identity.CRLFetcher
+	crl      *trust.CRLFetcher
 	verifier *identity.Verifier
 	id       identity.ID
 	cancel   context.CancelFunc
@@ -152,8 +153,8 @@ func NewWorkload(ctx context.Context, caURL string, opts ...WorkloadOption) (*Wo
 		return nil, errorf("the workload's certificate: %w", err)
 	}
 	w.id = ident.ID
-	bundleSrc := identity.RootsSource(src)
-	w.crl, err = identity.NewCRLFetcher(caURL+"/1.0/crl", identity.WithHTTPClient(identity.CAHTTPClient(bundleSrc)), identity.WithBundle(bundleSrc))
+	bundleSrc := trust.RootsSource(src)
+	w.crl, err = trust.NewCRLFetcher(caURL+"/1.0/crl", trust.WithHTTPClient(trust.CAHTTPClient(bundleSrc)), trust.WithBundle(bundleSrc))
 	if err != nil {
 		return nil, err
 	}

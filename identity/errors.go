@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 )
@@ -92,4 +93,19 @@ func ReasonOf(err error) Reason {
 		return ve.Reason
 	}
 	return ""
+}
+
+// certName names a certificate in a message: its URI SAN, its common name
+// or its serial.
+func certName(c *x509.Certificate) string {
+	if c == nil {
+		return "a nil certificate"
+	}
+	if len(c.URIs) == 1 {
+		return c.URIs[0].String()
+	}
+	if c.Subject.CommonName != "" {
+		return "certificate " + quote(c.Subject.CommonName)
+	}
+	return "certificate with serial " + c.SerialNumber.Text(16)
 }

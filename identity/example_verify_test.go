@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // An MCP server that accepts clients of one trust domain, follows root
 // rotations in a bundle file, and checks revocation against the CA's CRL.
 func ExampleServerTLSConfig() {
 	ctx := context.Background()
-	roots, err := identity.NewFileBundleSource("/etc/mcpca/roots.pem")
+	roots, err := trust.NewFileBundleSource("/etc/mcpca/roots.pem")
 	if err != nil {
 		log.Fatal(err)
 	}
 	go roots.Run(ctx) // re-read every 5 minutes
 
-	crl, err := identity.NewCRLFetcher("https://ca.example.org:9443/crl",
-		identity.WithHTTPClient(identity.CAHTTPClient(roots)),
-		identity.WithRefreshInterval(time.Minute))
+	crl, err := trust.NewCRLFetcher("https://ca.example.org:9443/crl",
+		trust.WithHTTPClient(trust.CAHTTPClient(roots)),
+		trust.WithRefreshInterval(time.Minute))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,11 +61,11 @@ func ExampleServerTLSConfig() {
 // A client that only talks to one server identity: the expected SPIFFE ID
 // replaces the check of the URL's host against the certificate.
 func ExampleClientTLSConfig() {
-	bundle, err := identity.LoadBundleFile("/etc/mcpca/roots.pem")
+	bundle, err := trust.LoadBundleFile("/etc/mcpca/roots.pem")
 	if err != nil {
 		log.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundle), identity.WithTrustDomains("example.org"))
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("example.org"))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -2,9 +2,10 @@
 // into an Identity (SPIFFE ID, roles, attributes, validity), holds the one
 // codec for the roles and attributes extensions, verifies chains against a
 // swappable trust bundle (with CRL revocation checks), and provides
-// tls.Config helpers that check peers in VerifyConnection. The hash-chained
-// decision log is identity/audit, Cedar authorization identity/policy and
-// the MCP SDK adapter identity/mcpauth.
+// tls.Config helpers that check peers in VerifyConnection. Bundles, CRLs
+// and the sources that keep them fresh are identity/trust, the hash-chained
+// decision log identity/audit, Cedar authorization identity/policy and the
+// MCP SDK adapter identity/mcpauth.
 //
 // It is the library MCP servers import; it never imports the CA.
 package identity

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // Verifier verifies the certificate chains peers present against the trust
@@ -35,14 +36,14 @@ import (
 // clock and CRL freshness. A Verifier is safe for concurrent use.
 type Verifier struct {
 	cfg   verifyConfig
-	src   Source
+	src   trust.Source
 	tds   map[string]bool
 	cache *verifyCache
 }
 
 // NewVerifier returns a Verifier trusting the bundles src supplies. It needs
 // WithTrustDomains or AnyTrustDomain.
-func NewVerifier(src Source, opts ...VerifyOption) (*Verifier, error) {
+func NewVerifier(src trust.Source, opts ...VerifyOption) (*Verifier, error) {
 	cfg := verifyConfig{
 		oids:      DefaultOIDs,
 		maxChain:  DefaultMaxChainLength,
@@ -101,7 +102,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 		return nil, err
 	}
 	now := v.cfg.clock.Now()
-	var crlArr [4]*CRL
+	var crlArr [4]*trust.CRL
 	var errArr [4]error
 	crls, crlErrs := crlArr[:0], errArr[:0]
 	for _, s := range v.cfg.crls {
@@ -131,7 +132,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 	return e.id, nil
 }
 
-func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509.Certificate, as Kind, fp [sha256.Size]byte, now time.Time) (*cacheEntry, error) {
+func (v *Verifier) verify(b *trust.Bundle, crls []*trust.CRL, crlErrs []error, chain []*x509.Certificate, as Kind, fp [sha256.Size]byte, now time.Time) (*cacheEntry, error) {
 	leaf := chain[0]
 	if len(chain) > v.cfg.maxChain {
 		return nil, refusal(ReasonMalformedChain, ID{}, "peer chain has %d certificates, the limit is %d", len(chain), v.cfg.maxChain)
@@ -172,15 +173,15 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 	if now.After(leaf.NotAfter) {
 		return nil, refusal(ReasonExpired, id.ID, "%s: certificate expired at %s (now %s)", sid, stamp(leaf.NotAfter), stamp(now))
 	}
-	inter := b.interPool
+	inter := b.IntermediatePool()
 	if len(chain) > 1 {
-		inter = b.interPool.Clone()
+		inter = b.IntermediatePool().Clone()
 		for _, c := range chain[1:] {
 			inter.AddCert(c)
 		}
 	}
 	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         b.rootPool,
+		Roots:         b.RootPool(),
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{eku},
@@ -223,13 +224,13 @@ func (v *Verifier) verify(b *Bundle, crls []*CRL, crlErrs []error, chain []*x509
 
 // checkRevocation returns the CRL that vouched for leaf (nil when none is
 // configured, or when status is unknown and the policy is fail-open).
-func (v *Verifier) checkRevocation(pid ID, leaf, issuer *x509.Certificate, crls []*CRL, crlErrs []error, now time.Time) (*CRL, error) {
+func (v *Verifier) checkRevocation(pid ID, leaf, issuer *x509.Certificate, crls []*trust.CRL, crlErrs []error, now time.Time) (*trust.CRL, error) {
 	if len(v.cfg.crls) == 0 {
 		return nil, nil
 	}
 	sid := pid.String()
 	var unknown error
-	var stale *CRL
+	var stale *trust.CRL
 	for i, c := range crls {
 		if c == nil {
 			unknown = crlErrs[i]

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"sync"
 	"time"
+
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // verifyCache remembers verified chains for one epoch: one bundle and one
@@ -13,8 +15,8 @@ import (
 // drops every entry, and get misses until then.
 type verifyCache struct {
 	mu     sync.RWMutex
-	bundle *Bundle
-	crls   []*CRL
+	bundle *trust.Bundle
+	crls   []*trust.CRL
 	m      map[cacheKey]*cacheEntry
 	max    int
 
@@ -36,7 +38,7 @@ type cacheEntry struct {
 	id                  *Identity
 	rest                [][]byte // the intermediates as presented
 	notBefore, notAfter time.Time
-	crl                 *CRL // the CRL that vouched for the leaf, if any
+	crl                 *trust.CRL // the CRL that vouched for the leaf, if any
 }
 
 func newVerifyCache(max int) *verifyCache {
@@ -65,7 +67,7 @@ func (c *verifyCache) fingerprint(leaf *x509.Certificate) [sha256.Size]byte {
 	return fp
 }
 
-func (c *verifyCache) get(b *Bundle, crls []*CRL, k cacheKey, rest []*x509.Certificate) *cacheEntry {
+func (c *verifyCache) get(b *trust.Bundle, crls []*trust.CRL, k cacheKey, rest []*x509.Certificate) *cacheEntry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.bundle != b || !sameCRLs(c.crls, crls) {
@@ -83,11 +85,11 @@ func (c *verifyCache) get(b *Bundle, crls []*CRL, k cacheKey, rest []*x509.Certi
 	return e
 }
 
-func (c *verifyCache) put(b *Bundle, crls []*CRL, k cacheKey, e *cacheEntry) {
+func (c *verifyCache) put(b *trust.Bundle, crls []*trust.CRL, k cacheKey, e *cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.bundle != b || !sameCRLs(c.crls, crls) {
-		c.bundle, c.crls = b, append([]*CRL(nil), crls...)
+		c.bundle, c.crls = b, append([]*trust.CRL(nil), crls...)
 		clear(c.m)
 	}
 	if len(c.m) >= c.max {
@@ -112,7 +114,7 @@ func (e *cacheEntry) usable(now time.Time, cfg *verifyConfig) bool {
 	return true
 }
 
-func sameCRLs(a, b []*CRL) bool {
+func sameCRLs(a, b []*trust.CRL) bool {
 	if len(a) != len(b) {
 		return false
 	}

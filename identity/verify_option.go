@@ -2,18 +2,17 @@ package identity
 
 import (
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
-// Defaults of a Verifier and of the refreshing sources.
+// Defaults of a Verifier.
 const (
-	DefaultMaxChainLength  = 5
-	DefaultCRLGrace        = time.Hour
-	DefaultCacheSize       = 4096
-	DefaultRefreshInterval = 5 * time.Minute
+	DefaultMaxChainLength = 5
+	DefaultCRLGrace       = time.Hour
+	DefaultCacheSize      = 4096
 )
 
 // StaleCRLPolicy says what a Verifier does when the revocation status of a
@@ -41,16 +40,6 @@ func (p StaleCRLPolicy) String() string {
 // VerifyOption configures NewVerifier.
 type VerifyOption interface{ applyVerify(*verifyConfig) }
 
-// SourceOption configures the refreshing sources: NewFileBundleSource,
-// NewCABundleSource and NewCRLFetcher.
-type SourceOption interface{ applySource(*sourceConfig) }
-
-// Option configures both a Verifier and the refreshing sources.
-type Option interface {
-	VerifyOption
-	SourceOption
-}
-
 type verifyConfig struct {
 	oids         OIDs
 	clock        clock.Clock
@@ -58,52 +47,25 @@ type verifyConfig struct {
 	trustDomains []string
 	anyTD        bool
 	maxChain     int
-	crls         []CRLSource
+	crls         []trust.CRLSource
 	grace        time.Duration
 	stalePolicy  StaleCRLPolicy
 	cacheSize    int
-}
-
-type sourceConfig struct {
-	clock     clock.Clock
-	logger    *slog.Logger
-	interval  time.Duration
-	client    *http.Client
-	onRefresh func(error)
-	bundle    Source
 }
 
 type verifyOptionFunc func(*verifyConfig)
 
 func (f verifyOptionFunc) applyVerify(c *verifyConfig) { f(c) }
 
-type sourceOptionFunc func(*sourceConfig)
-
-func (f sourceOptionFunc) applySource(c *sourceConfig) { f(c) }
-
-type bothOption struct {
-	v func(*verifyConfig)
-	s func(*sourceConfig)
-}
-
-func (o bothOption) applyVerify(c *verifyConfig) { o.v(c) }
-func (o bothOption) applySource(c *sourceConfig) { o.s(c) }
-
 // WithClock sets the clock that decides validity, CRL freshness and refresh
 // timers (default clock.Real).
-func WithClock(clk clock.Clock) Option {
-	return bothOption{
-		v: func(c *verifyConfig) { c.clock = clk },
-		s: func(c *sourceConfig) { c.clock = clk },
-	}
+func WithClock(clk clock.Clock) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.clock = clk })
 }
 
 // WithLogger sets the logger for warnings (default slog.Default()).
-func WithLogger(l *slog.Logger) Option {
-	return bothOption{
-		v: func(c *verifyConfig) { c.logger = l },
-		s: func(c *sourceConfig) { c.logger = l },
-	}
+func WithLogger(l *slog.Logger) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.logger = l })
 }
 
 // WithTrustDomains sets the trust domains whose identities are accepted.
@@ -127,7 +89,7 @@ func WithMaxChainLength(n int) VerifyOption {
 // WithCRL makes the Verifier check leaves against the CRLs src supplies. It
 // may be given more than once, one source per issuing CA; a leaf is checked
 // against the CRL whose issuer is the leaf's issuer.
-func WithCRL(src CRLSource) VerifyOption {
+func WithCRL(src trust.CRLSource) VerifyOption {
 	return verifyOptionFunc(func(c *verifyConfig) { c.crls = append(c.crls, src) })
 }
 
@@ -148,46 +110,4 @@ func WithStaleCRLPolicy(p StaleCRLPolicy) VerifyOption {
 // changes, and a cached result is still checked against the clock.
 func WithCacheSize(n int) VerifyOption {
 	return verifyOptionFunc(func(c *verifyConfig) { c.cacheSize = n })
-}
-
-// WithRefreshInterval sets how often a source refreshes (default 5 minutes).
-func WithRefreshInterval(d time.Duration) SourceOption {
-	return sourceOptionFunc(func(c *sourceConfig) { c.interval = d })
-}
-
-// WithHTTPClient sets the HTTP client a source fetches with. The default
-// for NewCABundleSource and for https CRL URLs is CAHTTPClient of the
-// source's bundle when one is known, otherwise http.DefaultClient.
-func WithHTTPClient(hc *http.Client) SourceOption {
-	return sourceOptionFunc(func(c *sourceConfig) { c.client = hc })
-}
-
-// WithOnRefresh registers f to be called after every refresh attempt with
-// its result (nil on success), for logs, metrics and tests.
-func WithOnRefresh(f func(error)) SourceOption {
-	return sourceOptionFunc(func(c *sourceConfig) { c.onRefresh = f })
-}
-
-// WithBundle gives a CRLFetcher the trust bundle: a fetched CRL whose issuer
-// is one of the bundle's CAs (root or intermediate) must verify with it, or
-// it is refused and the previous CRL kept. CRLs of other issuers (typically
-// an intermediate the bundle does not list) are checked by the Verifier
-// against each chain's issuing CA.
-func WithBundle(src Source) SourceOption {
-	return sourceOptionFunc(func(c *sourceConfig) { c.bundle = src })
-}
-
-func newSourceConfig(opts []SourceOption) sourceConfig {
-	cfg := sourceConfig{interval: DefaultRefreshInterval}
-	for _, o := range opts {
-		o.applySource(&cfg)
-	}
-	cfg.clock = clock.Or(cfg.clock)
-	if cfg.logger == nil {
-		cfg.logger = slog.Default()
-	}
-	if cfg.interval <= 0 {
-		cfg.interval = DefaultRefreshInterval
-	}
-	return cfg
 }

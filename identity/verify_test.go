@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -35,20 +36,20 @@ var t0 = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
 type env struct {
 	ca     *testca.CA
 	clk    *clock.Fake
-	bundle *identity.BundleStore
-	crl    *identity.StaticCRL
+	bundle *trust.BundleStore
+	crl    *trust.StaticCRL
 	v      *identity.Verifier
 }
 
 func newEnv(t testing.TB, opts ...identity.VerifyOption) *env {
 	t.Helper()
 	e := &env{ca: testca.NewCA(t, td, testca.WithTime(t0)), clk: clock.NewFake(t0)}
-	b, err := identity.NewBundle([]*x509.Certificate{e.ca.Root()})
+	b, err := trust.NewBundle([]*x509.Certificate{e.ca.Root()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.bundle = identity.NewBundleStore(b)
-	e.crl = identity.NewStaticCRL(mustCRL(t, e.ca.CreateCRL()))
+	e.bundle = trust.NewBundleStore(b)
+	e.crl = trust.NewStaticCRL(mustCRL(t, e.ca.CreateCRL()))
 	opts = append([]identity.VerifyOption{identity.WithTrustDomains(td), identity.WithClock(e.clk), identity.WithCRL(e.crl),
 		identity.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	e.v, err = identity.NewVerifier(e.bundle, opts...)
@@ -58,22 +59,22 @@ func newEnv(t testing.TB, opts ...identity.VerifyOption) *env {
 	return e
 }
 
-func mustCRL(t testing.TB, der []byte) *identity.CRL {
+func mustCRL(t testing.TB, der []byte) *trust.CRL {
 	t.Helper()
-	c, err := identity.ParseCRL(der)
+	c, err := trust.ParseCRL(der)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func bundleOf(t testing.TB, cas ...*testca.CA) *identity.Bundle {
+func bundleOf(t testing.TB, cas ...*testca.CA) *trust.Bundle {
 	t.Helper()
 	var roots []*x509.Certificate
 	for _, ca := range cas {
 		roots = append(roots, ca.Root())
 	}
-	b, err := identity.NewBundle(roots)
+	b, err := trust.NewBundle(roots)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestChainTooLong(t *testing.T) {
 	// Presented leaf only: the verified chain (leaf, 2 intermediates, root) is too long.
 	e2 := newEnv(t, identity.WithMaxChainLength(3))
 	inter := []*x509.Certificate{deep.Cert, e.ca.Cert}
-	b, err := identity.NewBundle([]*x509.Certificate{e.ca.Root()}, inter...)
+	b, err := trust.NewBundle([]*x509.Certificate{e.ca.Root()}, inter...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,7 @@ func TestCRLFailures(t *testing.T) {
 		{
 			name: "wrongly signed CRL",
 			set:  func() { e.crl.Set(mustCRL(t, impostor.CreateCRL())) },
-			want: `identity: spiffe://example.org/client/alice: revocation status unknown: CRL signature does not verify with issuer certificate "example.org Test Intermediate CA": x509: ECDSA verification failure`,
+			want: `identity: spiffe://example.org/client/alice: revocation status unknown: trust: CRL signature does not verify with issuer certificate "example.org Test Intermediate CA": x509: ECDSA verification failure`,
 		},
 		{
 			name: "CRL of another issuer",
@@ -344,7 +345,7 @@ func TestCRLFailures(t *testing.T) {
 
 func TestNoCRLLoaded(t *testing.T) {
 	e := newEnv(t)
-	f, err := identity.NewCRLFetcher(t.TempDir() + "/missing.crl")
+	f, err := trust.NewCRLFetcher(t.TempDir() + "/missing.crl")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestNoCRLLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = v.Verify(e.ca.CreateSVID(alice).Chain, identity.KindClient)
-	want := "identity: spiffe://example.org/client/alice: revocation status unknown: no CRL loaded from " + f.Location() + " yet"
+	want := "identity: spiffe://example.org/client/alice: revocation status unknown: trust: no CRL loaded from " + f.Location() + " yet"
 	assertErr(t, err, want, nil)
 }
 
@@ -492,18 +493,18 @@ func TestVerifyArguments(t *testing.T) {
 	assertErr(t, err, "identity: maximum chain length 1 is below 2 (a leaf and a root)", nil)
 	_, err = identity.NewVerifier(nil, identity.AnyTrustDomain())
 	assertErr(t, err, "identity: verifier needs a trust bundle source", nil)
-	v, err := identity.NewVerifier(identity.NewBundleStore(nil), identity.AnyTrustDomain())
+	v, err := identity.NewVerifier(trust.NewBundleStore(nil), identity.AnyTrustDomain())
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = v.Verify(e.ca.CreateSVID(alice).Chain, identity.KindClient)
-	assertErr(t, err, "identity: no trust bundle loaded", nil)
+	assertErr(t, err, "trust: no bundle loaded", nil)
 }
 
 func TestAnyTrustDomainAndCustomOIDs(t *testing.T) {
 	ca := testca.NewCA(t, "other.org")
 	oids := identity.OIDsFromArc([]int{1, 3, 6, 1, 4, 1, 4242})
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundleOf(t, ca)), identity.AnyTrustDomain(), identity.WithOIDs(oids))
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundleOf(t, ca)), identity.AnyTrustDomain(), identity.WithOIDs(oids))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +548,7 @@ func TestUnknownCriticalExtensionInBundleCA(t *testing.T) {
 	ca := testca.NewCA(t, td, testca.WithTime(t0), testca.WithCATemplate(func(c *x509.Certificate) {
 		c.ExtraExtensions = append(c.ExtraExtensions, pkix.Extension{Id: testca.UnknownCriticalOID, Critical: true, Value: []byte{5, 0}})
 	}))
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundleOf(t, ca)), identity.WithTrustDomains(td), identity.WithClock(clock.NewFake(t0)))
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundleOf(t, ca)), identity.WithTrustDomains(td), identity.WithClock(clock.NewFake(t0)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/sighup"
 )
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	log := slog.New(slog.NewJSONHandler(logw, nil))
 
-	certs, err := identity.NewFileCertificateSource(o.cert, o.key, identity.WithRefreshInterval(o.poll), identity.WithLogger(log))
+	certs, err := trust.NewFileCertificateSource(o.cert, o.key, trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -122,15 +123,15 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	if td == "" {
 		td = self.ID.TrustDomain
 	}
-	bundle, err := identity.NewFileBundleSource(o.root, identity.WithRefreshInterval(o.poll), identity.WithLogger(log))
+	bundle, err := trust.NewFileBundleSource(o.root, trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	vopts := []identity.VerifyOption{identity.WithTrustDomains(td), identity.WithLogger(log)}
-	var crl *identity.CRLFetcher
+	var crl *trust.CRLFetcher
 	if o.crl != "" {
-		crl, err = identity.NewCRLFetcher(o.crl, identity.WithHTTPClient(identity.CAHTTPClient(bundle)),
-			identity.WithRefreshInterval(o.poll), identity.WithLogger(log))
+		crl, err = trust.NewCRLFetcher(o.crl, trust.WithHTTPClient(trust.CAHTTPClient(bundle)),
+			trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
 		if err != nil {
 			return err
 		}
@@ -261,7 +262,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 
 // reloadAll reloads everything at once (SIGHUP) and logs one line saying
 // what happened, so scripts can wait for it.
-func reloadAll(ctx context.Context, log *slog.Logger, certs *identity.FileCertificateSource, bundle *identity.FileBundleSource, authz *policy.Authorizer, crl *identity.CRLFetcher) {
+func reloadAll(ctx context.Context, log *slog.Logger, certs *trust.FileCertificateSource, bundle *trust.FileBundleSource, authz *policy.Authorizer, crl *trust.CRLFetcher) {
 	var errs []error
 	if _, err := certs.Reload(); err != nil {
 		errs = append(errs, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // logLines collects the server's log and lets a test wait for a line.
@@ -100,7 +101,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--audit-flush", "-1s"}, "--audit-flush must not be negative, got -1s"},
-		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "identity: reading the certificate: open /nonexistent/c: no such file or directory"},
+		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "trust: reading the certificate: open /nonexistent/c: no such file or directory"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
 		if err == nil || err.Error() != tc.want {
@@ -159,8 +160,8 @@ func TestServe(t *testing.T) {
 	certFile, keyFile, auditFile := e.certFile, e.keyFile, e.audit
 	ctx := context.Background()
 
-	b, _ := identity.NewBundle([]*x509.Certificate{c.Root})
-	sv, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	b, _ := trust.NewBundle([]*x509.Certificate{c.Root})
+	sv, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +259,8 @@ func TestServe(t *testing.T) {
 // last batch is written when the server stops.
 func TestServeAuditFlushWritesOnShutdown(t *testing.T) {
 	e := startExample(t, "--audit-flush", "1h")
-	b, _ := identity.NewBundle([]*x509.Certificate{e.ca.Root})
-	sv, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	b, _ := trust.NewBundle([]*x509.Certificate{e.ca.Root})
+	sv, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,8 +325,8 @@ func TestServeRenewsInProcess(t *testing.T) {
 
 func serverVerifier(t *testing.T, c *catest.CA) *identity.Verifier {
 	t.Helper()
-	b, _ := identity.NewBundle([]*x509.Certificate{c.Root})
-	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	b, _ := trust.NewBundle([]*x509.Certificate{c.Root})
+	v, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}

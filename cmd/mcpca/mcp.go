@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 func init() { commands = append(commands, newMcpCmd) }
@@ -277,7 +278,7 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	if err != nil {
 		return err
 	}
-	b, err := identity.NewBundle(roots)
+	b, err := trust.NewBundle(roots)
 	if err != nil {
 		return fmt.Errorf("%s: %w", f.root, err)
 	}
@@ -287,7 +288,7 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	store := identity.NewBundleStore(b)
+	store := trust.NewBundleStore(b)
 	vopts := []identity.VerifyOption{identity.WithTrustDomains(td)}
 	if f.crl != "" {
 		fetcher, err := loadCRL(ctx, f.crl, store)

@@ -21,6 +21,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
 )
@@ -57,11 +58,11 @@ func startMCPServer(t *testing.T, c *catest.CA) string {
 // startMCPServerWith is startMCPServer presenting the certificate server.
 func startMCPServerWith(t *testing.T, c *catest.CA, server tls.Certificate) string {
 	t.Helper()
-	b, err := identity.NewBundle([]*x509.Certificate{c.Root})
+	b, err := trust.NewBundle([]*x509.Certificate{c.Root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	v, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestMCPChecksServer(t *testing.T) {
 	if !strings.Contains(r.stderr, "hint: the server's certificate is revoked (--crl)") {
 		t.Errorf("no hint:\n%s", r.stderr)
 	}
-	fails(t, dir, "identity: spiffe://acme.test/server/files: revocation status unknown: no CRL loaded from "+c.URL+"/nope",
+	fails(t, dir, "identity: spiffe://acme.test/server/files: revocation status unknown: trust: no CRL loaded from "+c.URL+"/nope",
 		tools(goodURL, "--crl", c.URL+"/nope")...)
 	// The revoked certificate is refused whatever is expected of it.
 	fails(t, dir, "is revoked since ", tools(goodURL, "--crl", c.URL+"/crl", "--server-id", "spiffe://acme.test/server/files")...)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 func init() { commands = append(commands, newVerifyCmd) }
@@ -60,11 +61,11 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	if err != nil {
 		return err
 	}
-	bundle, err := identity.LoadBundleFile(rootFile)
+	bundle, err := trust.LoadBundleFile(rootFile)
 	if err != nil {
 		return err
 	}
-	store := identity.NewBundleStore(bundle)
+	store := trust.NewBundleStore(bundle)
 	opts := []identity.VerifyOption{identity.WithCRLGrace(grace)}
 	if td != "" {
 		opts = append(opts, identity.WithTrustDomains(td))
@@ -78,7 +79,7 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 		}
 		opts = append(opts, identity.WithOIDs(identity.OIDsFromArc(a)))
 	}
-	var fetcher *identity.CRLFetcher
+	var fetcher *trust.CRLFetcher
 	if crlLoc != "" {
 		fetcher, err = loadCRL(ctx, crlLoc, store)
 		if err != nil {
@@ -146,8 +147,8 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 // loadCRL loads the CRL at loc (the CA's URL, fetched with the bundle's
 // roots, or a DER/PEM file) once. A failed fetch is not an error here: the
 // Verifier then reports "revocation status unknown" and refuses.
-func loadCRL(ctx context.Context, loc string, store *identity.BundleStore) (*identity.CRLFetcher, error) {
-	fetcher, err := identity.NewCRLFetcher(loc, identity.WithHTTPClient(identity.CAHTTPClient(store)), identity.WithBundle(store))
+func loadCRL(ctx context.Context, loc string, store *trust.BundleStore) (*trust.CRLFetcher, error) {
+	fetcher, err := trust.NewCRLFetcher(loc, trust.WithHTTPClient(trust.CAHTTPClient(store)), trust.WithBundle(store))
 	if err != nil {
 		return nil, err
 	}

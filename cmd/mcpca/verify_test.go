@@ -101,7 +101,7 @@ func TestVerifyCommandCRLURL(t *testing.T) {
 		}
 	}
 	// The CRL cannot be fetched: fail closed.
-	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: no CRL loaded from "+srv.URL+"/nope: CRL from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
+	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: trust: no CRL loaded from "+srv.URL+"/nope: CRL from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
 		"verify", "files.crt", "--root", "root.pem", "--crl", srv.URL+"/nope")
 	// A server identity checked as a client still passes (servers carry clientAuth).
 	ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--as", "client")
@@ -141,11 +141,11 @@ func TestVerifyCommandFailures(t *testing.T) {
 		{[]string{"good.crt", "--root", "root.pem", "--as", "server"}, prefix + "spiffe://acme.test/client/a: a client identity cannot act as a server"},
 		{[]string{"foreign.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: chain does not verify: x509: certificate signed by unknown authority"},
 		{[]string{"good.crt", "--root", "root.pem", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
-		{[]string{"good.crt", "--root", "root.pem", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
-		{[]string{"good.crt", "--root", "root.pem", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
+		{[]string{"good.crt", "--root", "root.pem", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: trust: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
+		{[]string{"good.crt", "--root", "root.pem", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: trust: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
 		{[]string{"good.crt"}, "mcpca: missing --root (the CA's root certificate; get it with `mcpca bootstrap`)"},
 		{[]string{"junk.pem", "--root", "root.pem"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
-		{[]string{"good.crt", "--root", "junk.pem"}, "verification failed: identity: junk.pem: trust bundle has no PEM certificates"},
+		{[]string{"good.crt", "--root", "junk.pem"}, "verification failed: trust: junk.pem: bundle has no PEM certificates"},
 		{[]string{"good.crt", "--root", "root.pem", "--as", "robot"}, `verification failed: --as "robot": want client or server`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -15,17 +15,18 @@ import (
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // Protect a go-sdk MCP server: verify client certificates against the CA's
 // root, decide every request with a Cedar policy that reloads on change,
 // audit every decision, and serve Streamable HTTP over mTLS.
 func Example() {
-	bundle, err := identity.NewFileBundleSource("root_ca.crt")
+	bundle, err := trust.NewFileBundleSource("root_ca.crt")
 	if err != nil {
 		log.Fatal(err)
 	}
-	crl, err := identity.NewCRLFetcher("https://ca.example:9443/crl", identity.WithHTTPClient(identity.CAHTTPClient(bundle)))
+	crl, err := trust.NewCRLFetcher("https://ca.example:9443/crl", trust.WithHTTPClient(trust.CAHTTPClient(bundle)))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
 )
@@ -24,11 +25,11 @@ import (
 func offline(t *testing.T) (*mcpauth.Guard, *testca.CA) {
 	t.Helper()
 	tca := testca.NewCA(t, "acme.test")
-	b, err := identity.NewBundle([]*x509.Certificate{tca.Root()})
+	b, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	v, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +84,8 @@ func TestNewErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := identity.NewBundle([]*x509.Certificate{testca.NewCA(t, "acme.test").Root()})
-	v, _ := identity.NewVerifier(identity.NewBundleStore(b), identity.AnyTrustDomain())
+	b, _ := trust.NewBundle([]*x509.Certificate{testca.NewCA(t, "acme.test").Root()})
+	v, _ := identity.NewVerifier(trust.NewBundleStore(b), identity.AnyTrustDomain())
 	for _, tc := range []struct {
 		name string
 		err  func() error

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
 )
@@ -106,11 +107,11 @@ func BenchmarkGuardOnly(b *testing.B) {
 // policy and the TLS state of a connection from a reader.
 func benchDeps(b *testing.B) (*identity.Verifier, *policy.Authorizer, *tls.ConnectionState) {
 	tca := testca.NewCA(b, "acme.test")
-	bundle, err := identity.NewBundle([]*x509.Certificate{tca.Root()})
+	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		b.Fatal(err)
 	}

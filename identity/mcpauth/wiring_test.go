@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/testca"
 )
@@ -56,11 +57,11 @@ func connectAs(t *testing.T, url string, tca *testca.CA, cert *tls.Certificate) 
 
 func verifierOf(t *testing.T, tca *testca.CA) *identity.Verifier {
 	t.Helper()
-	b, err := identity.NewBundle([]*x509.Certificate{tca.Root()})
+	b, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	v, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}

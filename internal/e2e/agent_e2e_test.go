@@ -11,6 +11,7 @@ import (
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 )
 
 // In process, on the real clock: re-keying renewals through the real CA, the
@@ -52,7 +53,7 @@ func TestEndToEndSourceRekeyAndHandshakeAgainstTheRealCA(t *testing.T) {
 	}
 	// The identity verifier trusts the sources' live bundles.
 	verifier := func(src *agent.Source) *identity.Verifier {
-		v, err := identity.NewVerifier(identity.RootsSource(src), identity.WithTrustDomains("acme.test"))
+		v, err := identity.NewVerifier(trust.RootsSource(src), identity.WithTrustDomains("acme.test"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 )
 
@@ -99,11 +100,11 @@ func newPKI(t testing.TB) *pki {
 	p.reader = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}, TTL: time.Hour})
 	p.admin = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "bob", Roles: []string{"admin", "reader"}, TTL: time.Hour})
 	p.guest = c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "carol", TTL: time.Hour})
-	b, err := identity.NewBundle([]*x509.Certificate{c.Root})
+	b, err := trust.NewBundle([]*x509.Certificate{c.Root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.clientTrust, err = identity.NewVerifier(identity.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	p.clientTrust, err = identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ type env struct {
 	clk        *clock.Fake
 	authz      *policy.Authorizer
 	policyFile string
-	crl        *identity.CRLFetcher
+	crl        *trust.CRLFetcher
 	audit      *syncBuf
 	tlsLog     *syncBuf
 	policyLog  *syncBuf // what the Authorizer logs (reloads)
@@ -163,12 +164,12 @@ func startServer(t testing.TB, p *pki, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := identity.NewBundle([]*x509.Certificate{p.ca.Root})
+	b, err := trust.NewBundle([]*x509.Certificate{p.ca.Root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := identity.NewBundleStore(b)
-	e.crl, err = identity.NewCRLFetcher(p.ca.URL+"/crl", identity.WithHTTPClient(identity.CAHTTPClient(bundle)))
+	bundle := trust.NewBundleStore(b)
+	e.crl, err = trust.NewCRLFetcher(p.ca.URL+"/crl", trust.WithHTTPClient(trust.CAHTTPClient(bundle)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package identity
+package trust
 
 import (
 	"bytes"
@@ -41,7 +41,7 @@ func (s *FileBundleSource) Reload() error {
 	defer s.mu.Unlock()
 	data, err := fetch(context.Background(), nil, s.path)
 	if err != nil {
-		return errorf("trust bundle: %v", err)
+		return errorf("bundle: %v", err)
 	}
 	sum := sha256.Sum256(data)
 	if sum == s.sum {
@@ -101,13 +101,13 @@ func (s *CABundleSource) Refresh(ctx context.Context) error {
 	defer s.mu.Unlock()
 	data, err := fetch(ctx, s.client, s.url)
 	if err != nil {
-		return errorf("trust bundle: %v", err)
+		return errorf("bundle: %v", err)
 	}
 	var resp struct {
 		Certificates []string `json:"crts"`
 	}
 	if err := json.Unmarshal(data, &resp); err != nil {
-		return errorf("trust bundle from %s: %v", s.url, err)
+		return errorf("bundle from %s: %v", s.url, err)
 	}
 	var pemData bytes.Buffer
 	for _, c := range resp.Certificates {
@@ -116,7 +116,7 @@ func (s *CABundleSource) Refresh(ctx context.Context) error {
 	}
 	b, err := ParseBundlePEM(pemData.Bytes())
 	if err != nil {
-		return errorf("trust bundle from %s: %w", s.url, unprefix(err))
+		return errorf("bundle from %s: %w", s.url, unprefix(err))
 	}
 	if cur, _ := s.store.Bundle(); cur != nil && sameCerts(cur.roots, b.roots) {
 		return nil

@@ -1,4 +1,4 @@
-package identity_test
+package trust_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/clock"
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -22,8 +22,8 @@ func TestFileCertificateSource(t *testing.T) {
 	certFile, keyFile := first.WriteFiles(t, dir)
 	clk := clock.NewFake(time.Now())
 	refreshed := make(chan error, 10)
-	src, err := identity.NewFileCertificateSource(certFile, keyFile, identity.WithClock(clk), identity.WithRefreshInterval(time.Minute),
-		identity.WithLogger(slog.New(slog.DiscardHandler)), identity.WithOnRefresh(func(err error) { refreshed <- err }))
+	src, err := trust.NewFileCertificateSource(certFile, keyFile, trust.WithClock(clk), trust.WithRefreshInterval(time.Minute),
+		trust.WithLogger(slog.New(slog.DiscardHandler)), trust.WithOnRefresh(func(err error) { refreshed <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,13 +52,13 @@ func TestFileCertificateSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Minute)
-	if err := <-refreshed; err == nil || !strings.HasPrefix(err.Error(), "identity: loading "+certFile+" and "+keyFile+": ") {
+	if err := <-refreshed; err == nil || !strings.HasPrefix(err.Error(), "trust: loading "+certFile+" and "+keyFile+": ") {
 		t.Fatalf("mismatched pair: %v", err)
 	}
 	if !src.Current().Leaf.Equal(second.Leaf) {
 		t.Fatal("a pair that does not load replaced the served one")
 	}
-	if _, err := identity.NewFileCertificateSource(dir+"/missing.pem", keyFile); err == nil || !strings.HasPrefix(err.Error(), "identity: reading the certificate: open ") {
+	if _, err := trust.NewFileCertificateSource(dir+"/missing.pem", keyFile); err == nil || !strings.HasPrefix(err.Error(), "trust: reading the certificate: open ") {
 		t.Fatalf("missing file: %v", err)
 	}
 }

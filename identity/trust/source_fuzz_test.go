@@ -1,11 +1,11 @@
-package identity_test
+package trust_test
 
 import (
 	"math/big"
 	"strings"
 	"testing"
 
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -18,9 +18,9 @@ func FuzzParseCRL(f *testing.F) {
 	f.Add([]byte("-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n"))
 	f.Add([]byte{0x30, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := identity.ParseCRL(data)
+		c, err := trust.ParseCRL(data)
 		if err != nil {
-			if c != nil || !strings.HasPrefix(err.Error(), "identity: ") {
+			if c != nil || !strings.HasPrefix(err.Error(), "trust: ") {
 				t.Fatalf("bad error result: %v", err)
 			}
 			return
@@ -43,9 +43,9 @@ func FuzzParseBundlePEM(f *testing.F) {
 	f.Add(testca.CertsPEM(a.CreateSVID(alice).Leaf))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		bundle, err := identity.ParseBundlePEM(data)
+		bundle, err := trust.ParseBundlePEM(data)
 		if err != nil {
-			if bundle != nil || !strings.HasPrefix(err.Error(), "identity: ") {
+			if bundle != nil || !strings.HasPrefix(err.Error(), "trust: ") {
 				t.Fatalf("bad error result: %v", err)
 			}
 			return

@@ -1,4 +1,4 @@
-package identity_test
+package trust_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -20,7 +21,7 @@ func TestParseCRL(t *testing.T) {
 	ca := testca.NewCA(t, td, testca.WithTime(t0))
 	der := ca.CreateCRL(testca.Revoked(big.NewInt(7), big.NewInt(9)), testca.CRLNumber(3))
 	for _, in := range [][]byte{der, testca.CRLPEM(der)} {
-		c, err := identity.ParseCRL(in)
+		c, err := trust.ParseCRL(in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,14 +41,14 @@ func TestParseCRL(t *testing.T) {
 			t.Fatal("Stale")
 		}
 	}
-	_, err := identity.ParseCRL([]byte("junk"))
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: CRL: x509: ") {
+	_, err := trust.ParseCRL([]byte("junk"))
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: CRL: x509: ") {
 		t.Fatalf("junk CRL: %v", err)
 	}
-	_, err = identity.ParseCRL(ca.RootsPEM())
-	assertErr(t, err, `identity: CRL: PEM block is "CERTIFICATE", want X509 CRL`, nil)
-	_, err = identity.NewStaticCRL(nil).CRL()
-	assertErr(t, err, "identity: no CRL loaded", nil)
+	_, err = trust.ParseCRL(ca.RootsPEM())
+	assertErr(t, err, `trust: CRL: PEM block is "CERTIFICATE", want X509 CRL`, nil)
+	_, err = trust.NewStaticCRL(nil).CRL()
+	assertErr(t, err, "trust: no CRL loaded", nil)
 }
 
 func TestCRLFetcherURL(t *testing.T) {
@@ -56,14 +57,14 @@ func TestCRLFetcherURL(t *testing.T) {
 	srv.set(func(s *caServer) { s.crl = ca.CreateCRL(testca.CRLNumber(2)) })
 	clk := clock.NewFake(t0)
 	refreshed := make(chan error, 1)
-	f, err := identity.NewCRLFetcher(srv.URL+"/crl", identity.WithHTTPClient(identity.CAHTTPClient(identity.NewBundleStore(bundleOf(t, ca)), identity.WithClock(clk))),
-		identity.WithClock(clk), identity.WithRefreshInterval(time.Minute), identity.WithLogger(discard),
-		identity.WithOnRefresh(func(err error) { refreshed <- err }))
+	f, err := trust.NewCRLFetcher(srv.URL+"/crl", trust.WithHTTPClient(trust.CAHTTPClient(trust.NewBundleStore(bundleOf(t, ca)), trust.WithClock(clk))),
+		trust.WithClock(clk), trust.WithRefreshInterval(time.Minute), trust.WithLogger(discard),
+		trust.WithOnRefresh(func(err error) { refreshed <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = f.CRL()
-	assertErr(t, err, "identity: no CRL loaded from "+srv.URL+"/crl yet", nil)
+	assertErr(t, err, "trust: no CRL loaded from "+srv.URL+"/crl yet", nil)
 	ctx := context.Background()
 	if err := f.Refresh(ctx); err != nil {
 		t.Fatal(err)
@@ -77,15 +78,15 @@ func TestCRLFetcherURL(t *testing.T) {
 	}
 	// An older CRL number is a replay: refused, the current CRL stays.
 	srv.set(func(s *caServer) { s.crl = ca.CreateCRL(testca.CRLNumber(1)) })
-	assertErr(t, f.Refresh(ctx), "identity: CRL from "+srv.URL+"/crl: number 1 is older than the current 2", nil)
+	assertErr(t, f.Refresh(ctx), "trust: CRL from "+srv.URL+"/crl: number 1 is older than the current 2", nil)
 	srv.set(func(s *caServer) { s.crl = []byte("junk") })
 	err = f.Refresh(ctx)
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: CRL from "+srv.URL+"/crl: CRL: x509: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: CRL from "+srv.URL+"/crl: CRL: x509: ") {
 		t.Fatalf("junk: %v", err)
 	}
 	srv.set(func(s *caServer) { s.code = http.StatusNotFound })
-	assertErr(t, f.Refresh(ctx), "identity: CRL from "+srv.URL+"/crl: GET "+srv.URL+"/crl: 404 Not Found", nil)
-	assertErr(t, f.LastError(), "identity: CRL from "+srv.URL+"/crl: GET "+srv.URL+"/crl: 404 Not Found", nil)
+	assertErr(t, f.Refresh(ctx), "trust: CRL from "+srv.URL+"/crl: GET "+srv.URL+"/crl: 404 Not Found", nil)
+	assertErr(t, f.LastError(), "trust: CRL from "+srv.URL+"/crl: GET "+srv.URL+"/crl: 404 Not Found", nil)
 	if again, _ := f.CRL(); again != first {
 		t.Fatal("failed refreshes replaced the CRL")
 	}
@@ -93,7 +94,7 @@ func TestCRLFetcherURL(t *testing.T) {
 	// Run: a revocation published by the CA reaches the verifier at the
 	// next interval.
 	leaf := ca.CreateSVID(alice)
-	v, err := identity.NewVerifier(identity.NewBundleStore(bundleOf(t, ca)), identity.WithTrustDomains(td), identity.WithClock(clk), identity.WithCRL(f))
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundleOf(t, ca)), identity.WithTrustDomains(td), identity.WithClock(clk), identity.WithCRL(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,16 +129,16 @@ func TestCRLFetcherURL(t *testing.T) {
 func TestCRLFetcherFile(t *testing.T) {
 	ca := testca.NewCA(t, td, testca.WithTime(t0))
 	path := filepath.Join(t.TempDir(), "ca.crl")
-	f, err := identity.NewCRLFetcher(path)
+	f, err := trust.NewCRLFetcher(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = f.Refresh(context.Background())
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: CRL from "+path+": open ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: CRL from "+path+": open ") {
 		t.Fatalf("missing file: %v", err)
 	}
 	_, err = f.CRL()
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: no CRL loaded from "+path+": CRL from "+path+": open ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: no CRL loaded from "+path+": CRL from "+path+": open ") {
 		t.Fatalf("CRL(): %v", err)
 	}
 	if err := os.WriteFile(path, testca.CRLPEM(ca.CreateCRL()), 0o600); err != nil {
@@ -149,19 +150,19 @@ func TestCRLFetcherFile(t *testing.T) {
 	if c, err := f.CRL(); err != nil || c.Len() != 0 {
 		t.Fatalf("%v %v", c, err)
 	}
-	_, err = identity.NewCRLFetcher("")
-	assertErr(t, err, "identity: CRL location is empty: give a URL or a file path", nil)
+	_, err = trust.NewCRLFetcher("")
+	assertErr(t, err, "trust: CRL location is empty: give a URL or a file path", nil)
 }
 
 func TestCRLFetcherChecksBundleIssuer(t *testing.T) {
 	ca := testca.NewCA(t, td, testca.WithTime(t0))
 	impostor := testca.NewCA(t, td, testca.WithTime(t0)) // same names, other keys
-	b, err := identity.NewBundle([]*x509.Certificate{ca.Root()}, ca.Cert)
+	b, err := trust.NewBundle([]*x509.Certificate{ca.Root()}, ca.Cert)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "ca.crl")
-	f, err := identity.NewCRLFetcher(path, identity.WithBundle(identity.NewBundleStore(b)))
+	f, err := trust.NewCRLFetcher(path, trust.WithBundle(trust.NewBundleStore(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestCRLFetcherChecksBundleIssuer(t *testing.T) {
 	}
 	good, _ := f.CRL()
 	write(impostor.CreateCRL(testca.CRLNumber(5)))
-	assertErr(t, f.Refresh(ctx), `identity: CRL from `+path+`: CRL signature does not verify with issuer certificate "example.org Test Intermediate CA": x509: ECDSA verification failure`, nil)
+	assertErr(t, f.Refresh(ctx), `trust: CRL from `+path+`: CRL signature does not verify with issuer certificate "example.org Test Intermediate CA": x509: ECDSA verification failure`, nil)
 	if c, _ := f.CRL(); c != good {
 		t.Fatal("a wrongly signed CRL replaced the good one")
 	}

@@ -1,4 +1,4 @@
-package identity_test
+package trust_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/clock"
-	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -44,20 +44,20 @@ func TestParseBundlePEMErrors(t *testing.T) {
 		in   []byte
 		want string
 	}{
-		{"empty", nil, "identity: trust bundle has no PEM certificates"},
-		{"key block", testca.KeyPEM(t, leaf.Key), `identity: trust bundle: PEM block 1 is "PRIVATE KEY", want CERTIFICATE`},
-		{"garbage certificate", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "identity: trust bundle: PEM block 1: x509: malformed certificate"},
-		{"leaf in bundle", append(ca.RootsPEM(), testca.CertsPEM(leaf.Leaf)...), "identity: trust bundle: spiffe://example.org/client/alice is not a CA certificate"},
+		{"empty", nil, "trust: bundle has no PEM certificates"},
+		{"key block", testca.KeyPEM(t, leaf.Key), `trust: bundle: PEM block 1 is "PRIVATE KEY", want CERTIFICATE`},
+		{"garbage certificate", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "trust: bundle: PEM block 1: x509: malformed certificate"},
+		{"leaf in bundle", append(ca.RootsPEM(), testca.CertsPEM(leaf.Leaf)...), "trust: bundle: spiffe://example.org/client/alice is not a CA certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := identity.ParseBundlePEM(tc.in)
+			_, err := trust.ParseBundlePEM(tc.in)
 			assertErr(t, err, tc.want, nil)
 		})
 	}
-	_, err := identity.NewBundle(nil)
-	assertErr(t, err, "identity: trust bundle has no root certificates", nil)
-	_, err = identity.LoadBundleFile(filepath.Join(t.TempDir(), "none.pem"))
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: trust bundle: open ") {
+	_, err := trust.NewBundle(nil)
+	assertErr(t, err, "trust: bundle has no root certificates", nil)
+	_, err = trust.LoadBundleFile(filepath.Join(t.TempDir(), "none.pem"))
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: bundle: open ") {
 		t.Fatalf("missing file: %v", err)
 	}
 }
@@ -74,8 +74,8 @@ func TestFileBundleSource(t *testing.T) {
 	write(a.RootsPEM())
 	clk := clock.NewFake(time.Now())
 	refreshed := make(chan error, 1)
-	src, err := identity.NewFileBundleSource(path, identity.WithClock(clk), identity.WithRefreshInterval(time.Minute),
-		identity.WithOnRefresh(func(err error) { refreshed <- err }), identity.WithLogger(discard))
+	src, err := trust.NewFileBundleSource(path, trust.WithClock(clk), trust.WithRefreshInterval(time.Minute),
+		trust.WithOnRefresh(func(err error) { refreshed <- err }), trust.WithLogger(discard))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestFileBundleSource(t *testing.T) {
 	}
 	// A broken file keeps the previous bundle.
 	write([]byte("not PEM"))
-	assertErr(t, src.Reload(), "identity: "+path+": trust bundle has no PEM certificates", nil)
+	assertErr(t, src.Reload(), "trust: "+path+": bundle has no PEM certificates", nil)
 	if again, _ := src.Bundle(); again != first {
 		t.Fatal("a broken file replaced the bundle")
 	}
@@ -118,8 +118,8 @@ func TestFileBundleSource(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Run returned %v", err)
 	}
-	_, err = identity.NewFileBundleSource(filepath.Join(dir, "missing.pem"))
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: trust bundle: open ") {
+	_, err = trust.NewFileBundleSource(filepath.Join(dir, "missing.pem"))
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: bundle: open ") {
 		t.Fatalf("missing file: %v", err)
 	}
 }
@@ -179,7 +179,7 @@ func (s *caServer) set(f func(s *caServer)) {
 func TestCABundleSource(t *testing.T) {
 	a, b := testca.NewCA(t, td), testca.NewCA(t, td)
 	srv := newCAServer(t, a)
-	src, err := identity.NewCABundleSource(srv.URL+"/", bundleOf(t, a))
+	src, err := trust.NewCABundleSource(srv.URL+"/", bundleOf(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,43 +199,43 @@ func TestCABundleSource(t *testing.T) {
 		t.Fatalf("roots after rotation: %d", len(now.Roots()))
 	}
 	srv.set(func(s *caServer) { s.code = http.StatusServiceUnavailable })
-	assertErr(t, src.Refresh(ctx), "identity: trust bundle: GET "+srv.URL+"/roots: 503 Service Unavailable", nil)
+	assertErr(t, src.Refresh(ctx), "trust: bundle: GET "+srv.URL+"/roots: 503 Service Unavailable", nil)
 	if now, _ := src.Bundle(); len(now.Roots()) != 2 {
 		t.Fatal("a failed refresh changed the bundle")
 	}
 
 	// A CA whose TLS certificate does not chain to the bundle is refused.
 	other := newCAServer(t, testca.NewCA(t, td))
-	src2, err := identity.NewCABundleSource(other.URL, bundleOf(t, a))
+	src2, err := trust.NewCABundleSource(other.URL, bundleOf(t, a))
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = src2.Refresh(ctx)
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: trust bundle: Get ") || !strings.Contains(err.Error(), ": CA server certificate: x509: certificate signed by unknown authority") {
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: bundle: Get ") || !strings.Contains(err.Error(), ": CA server certificate: x509: certificate signed by unknown authority") {
 		t.Fatalf("untrusted CA server: %v", err)
 	}
 	// The host name is checked.
 	wrongHost := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
-	src3, _ := identity.NewCABundleSource(wrongHost, bundleOf(t, a))
+	src3, _ := trust.NewCABundleSource(wrongHost, bundleOf(t, a))
 	err = src3.Refresh(ctx)
 	if err == nil || !strings.HasSuffix(err.Error(), ": CA server certificate: x509: certificate is not valid for any names, but wanted to match localhost") {
 		t.Fatalf("wrong host: %v", err)
 	}
 	// So is an IP address.
 	byName := newCAServer(t, a, testca.WithDNSNames("ca.example.org"))
-	src4, _ := identity.NewCABundleSource(byName.URL, bundleOf(t, a))
+	src4, _ := trust.NewCABundleSource(byName.URL, bundleOf(t, a))
 	err = src4.Refresh(ctx)
 	if err == nil || !strings.HasSuffix(err.Error(), ": CA server certificate: x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs") {
 		t.Fatalf("IP not in certificate: %v", err)
 	}
-	_, err = identity.NewCABundleSource(srv.URL, nil)
-	assertErr(t, err, "identity: CA bundle source for "+srv.URL+" needs an initial bundle or an HTTP client", nil)
+	_, err = trust.NewCABundleSource(srv.URL, nil)
+	assertErr(t, err, "trust: CA bundle source for "+srv.URL+" needs an initial bundle or an HTTP client", nil)
 }
 
 func TestRootsSource(t *testing.T) {
 	a, b := testca.NewCA(t, td), testca.NewCA(t, td)
 	p := &rootsProvider{roots: []*x509.Certificate{a.Root()}}
-	src := identity.RootsSource(p)
+	src := trust.RootsSource(p)
 	b1, err := src.Bundle()
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package identity
+package trust
 
 import (
 	"crypto/x509"
@@ -28,19 +28,19 @@ var bundleGeneration atomic.Uint64
 // certificate; at least one root is required.
 func NewBundle(roots []*x509.Certificate, intermediates ...*x509.Certificate) (*Bundle, error) {
 	if len(roots) == 0 {
-		return nil, errorf("trust bundle has no root certificates")
+		return nil, errorf("bundle has no root certificates")
 	}
 	b := &Bundle{rootPool: x509.NewCertPool(), interPool: x509.NewCertPool(), generation: bundleGeneration.Add(1)}
 	for _, c := range roots {
 		if c == nil || !c.IsCA {
-			return nil, errorf("trust bundle: %s is not a CA certificate", certName(c))
+			return nil, errorf("bundle: %s is not a CA certificate", certName(c))
 		}
 		b.roots = append(b.roots, c)
 		b.rootPool.AddCert(c)
 	}
 	for _, c := range intermediates {
 		if c == nil || !c.IsCA {
-			return nil, errorf("trust bundle: %s is not a CA certificate", certName(c))
+			return nil, errorf("bundle: %s is not a CA certificate", certName(c))
 		}
 		b.intermediates = append(b.intermediates, c)
 		b.interPool.AddCert(c)
@@ -54,9 +54,9 @@ func ParseBundlePEM(data []byte) (*Bundle, error) {
 	roots, err := pemfile.ParseCertificates(data, pemfile.RefuseOthers)
 	switch {
 	case errors.Is(err, pemfile.ErrNoCertificate):
-		return nil, errorf("trust bundle has no PEM certificates")
+		return nil, errorf("bundle has no PEM certificates")
 	case err != nil:
-		return nil, errorf("trust bundle: %v", err)
+		return nil, errorf("bundle: %v", err)
 	}
 	return NewBundle(roots)
 }
@@ -65,7 +65,7 @@ func ParseBundlePEM(data []byte) (*Bundle, error) {
 func LoadBundleFile(path string) (*Bundle, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, errorf("trust bundle: %v", err)
+		return nil, errorf("bundle: %v", err)
 	}
 	b, err := ParseBundlePEM(data)
 	if err != nil {
@@ -86,6 +86,10 @@ func (b *Bundle) Generation() uint64 { return b.generation }
 
 // RootPool returns the roots as a pool, shared: do not add to it.
 func (b *Bundle) RootPool() *x509.CertPool { return b.rootPool }
+
+// IntermediatePool returns the bundle's intermediates as a pool, shared by
+// every caller: do not add to it (Clone it first, as the verifier does).
+func (b *Bundle) IntermediatePool() *x509.CertPool { return b.interPool }
 
 // Source supplies the current trust bundle. Bundle is called on every
 // verification, so it must be cheap (an atomic load), and it must return
@@ -116,7 +120,7 @@ func (s *BundleStore) Bundle() (*Bundle, error) {
 	if b := s.p.Load(); b != nil {
 		return b, nil
 	}
-	return nil, errorf("no trust bundle loaded")
+	return nil, errorf("no bundle loaded")
 }
 
 // Set replaces the bundle.
