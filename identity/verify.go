@@ -36,14 +36,14 @@ import (
 // clock and CRL freshness. A Verifier is safe for concurrent use.
 type Verifier struct {
 	cfg   verifyConfig
-	src   trust.Source
+	src   trust.BundleSource
 	tds   map[string]bool
 	cache *verifyCache
 }
 
 // NewVerifier returns a Verifier trusting the bundles src supplies. It needs
 // WithTrustDomains or AnyTrustDomain.
-func NewVerifier(src trust.Source, opts ...VerifyOption) (*Verifier, error) {
+func NewVerifier(src trust.BundleSource, opts ...VerifyOption) (*Verifier, error) {
 	cfg := verifyConfig{
 		oids:      DefaultOIDs,
 		maxChain:  DefaultMaxChainLength,

@@ -91,14 +91,14 @@ func (b *Bundle) RootPool() *x509.CertPool { return b.rootPool }
 // every caller: do not add to it (Clone it first, as the verifier does).
 func (b *Bundle) IntermediatePool() *x509.CertPool { return b.interPool }
 
-// Source supplies the current trust bundle. Bundle is called on every
+// BundleSource supplies the current trust bundle. Bundle is called on every
 // verification, so it must be cheap (an atomic load), and it must return
 // the same *Bundle until the bundle changes.
-type Source interface {
+type BundleSource interface {
 	Bundle() (*Bundle, error)
 }
 
-// BundleStore is a Source holding one bundle that can be swapped at any
+// BundleStore is a BundleSource holding one bundle that can be swapped at any
 // time: Set takes effect for the next verification. It is the building
 // block of every refreshing source and is safe for concurrent use.
 type BundleStore struct {
@@ -132,9 +132,9 @@ type RootsProvider interface {
 	Roots() []*x509.Certificate
 }
 
-// RootsSource adapts a RootsProvider to a Source. It builds a new Bundle only
+// RootsSource adapts a RootsProvider to a BundleSource. It builds a new Bundle only
 // when the provider returns a different roots slice.
-func RootsSource(p RootsProvider) Source { return &rootsSource{p: p} }
+func RootsSource(p RootsProvider) BundleSource { return &rootsSource{p: p} }
 
 type rootsSource struct {
 	p   RootsProvider

@@ -11,7 +11,7 @@ import (
 	"sync"
 )
 
-// FileBundleSource is a Source backed by a PEM file, re-read at every
+// FileBundleSource is a BundleSource backed by a PEM file, re-read at every
 // refresh interval while Run is going (and on Reload). A file that fails to
 // parse keeps the previous bundle; an unchanged file keeps the same *Bundle.
 type FileBundleSource struct {
@@ -61,7 +61,7 @@ func (s *FileBundleSource) Run(ctx context.Context) error {
 	return runRefresh(ctx, &s.cfg, "bundle "+s.path, func(context.Context) error { return s.Reload() })
 }
 
-// CABundleSource is a Source that fetches the trust bundle from a CA's
+// CABundleSource is a BundleSource that fetches the trust bundle from a CA's
 // /roots endpoint (HTTPS GET <ca-url>/roots answering
 // {"crts":["<PEM>",...]}) at every refresh interval while Run is going.
 // Unless WithHTTPClient says otherwise, it checks the CA's TLS certificate

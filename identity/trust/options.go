@@ -23,7 +23,7 @@ type sourceConfig struct {
 	interval  time.Duration
 	client    *http.Client
 	onRefresh func(error)
-	bundle    Source
+	bundle    BundleSource
 }
 
 type sourceOptionFunc func(*sourceConfig)
@@ -64,7 +64,7 @@ func WithOnRefresh(f func(error)) SourceOption {
 // it is refused and the previous CRL kept. CRLs of other issuers (typically
 // an intermediate the bundle does not list) are checked by the Verifier
 // against each chain's issuing CA.
-func WithBundle(src Source) SourceOption {
+func WithBundle(src BundleSource) SourceOption {
 	return sourceOptionFunc(func(c *sourceConfig) { c.bundle = src })
 }
 

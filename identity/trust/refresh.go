@@ -88,7 +88,7 @@ func isURL(s string) bool {
 // each connection, so it keeps working across a root rotation the bundle has
 // picked up. It connects directly, never through a proxy. Of the options,
 // only WithClock matters: it sets the time certificates are checked at.
-func CAHTTPClient(src Source, opts ...SourceOption) *http.Client {
+func CAHTTPClient(src BundleSource, opts ...SourceOption) *http.Client {
 	cfg := newSourceConfig(opts)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
@@ -126,7 +126,7 @@ func CAHTTPClient(src Source, opts ...SourceOption) *http.Client {
 
 // verifyCAServer checks a CA server's chain and name. Its errors are not
 // made by errorf: net/http wraps them in the caller's identity error.
-func verifyCAServer(src Source, cs tls.ConnectionState, host string, now time.Time) error {
+func verifyCAServer(src BundleSource, cs tls.ConnectionState, host string, now time.Time) error {
 	b, err := src.Bundle()
 	if err != nil {
 		return err
