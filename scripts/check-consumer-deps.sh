@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A module that imports the library packages a workload uses (agent,
-# identity/mcpauth) must not need the CA's dependencies: after `go mod tidy`
+# agent/daemon, identity/mcpauth) must not need the CA's dependencies: after `go mod tidy`
 # its go.sum has no smallstep/certificates line. The tests of the packages
 # a module imports count for its go.sum, so real-CA tests live in
 # internal/e2e, not beside those packages.
@@ -22,6 +22,7 @@ package main
 
 import (
 	_ "github.com/mcpca/mcpca/agent"
+	_ "github.com/mcpca/mcpca/agent/daemon"
 	_ "github.com/mcpca/mcpca/identity/mcpauth"
 )
 
@@ -29,7 +30,7 @@ func main() {}
 GO
 (cd "$tmp" && GOFLAGS=-mod=mod go mod tidy)
 if grep -q 'smallstep/certificates' "$tmp/go.sum"; then
-	echo "check-consumer-deps: a module importing agent and identity/mcpauth needs smallstep/certificates in its go.sum:" >&2
+	echo "check-consumer-deps: a module importing agent, agent/daemon and identity/mcpauth needs smallstep/certificates in its go.sum:" >&2
 	(cd "$tmp" && go mod why -m github.com/smallstep/certificates) >&2 || true
 	exit 1
 fi

@@ -66,9 +66,11 @@ func withListen(f func(addr string) (net.Listener, error)) Option {
 	return optionFunc(func(d *daemonConfig) { d.listen = f })
 }
 
-// withObtained reports every attempt to get an identity's first certificate
-// (tests).
-func withObtained(f func(name string, err error)) Option {
+// WithOnObtain reports every attempt to get an identity's first
+// certificate (from its files, or enrolling with its token file): nil when
+// it has one, the error otherwise, after the next attempt is scheduled. For
+// programs that embed the daemon and for tests.
+func WithOnObtain(f func(name string, err error)) Option {
 	return optionFunc(func(d *daemonConfig) { d.onObtain = f })
 }
 

@@ -83,7 +83,7 @@ func (e *daemonEnv) start() {
 	e.reload = make(chan struct{})
 	e.d = New(WithClock(e.fk), WithLogger(quiet),
 		WithSourceOptions(agent.WithJitter(0), e.armed.option()),
-		withObtained(func(_ string, err error) { e.obtained <- err }),
+		WithOnObtain(func(_ string, err error) { e.obtained <- err }),
 		withApplied(func() { e.applied <- struct{}{} }))
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel

@@ -224,7 +224,7 @@ func TestRunRefusesAHealthAddressInUseBeforeStarting(t *testing.T) {
 	defer taken.Close()
 	addr := taken.Addr().String()
 	var obtained atomic.Int64
-	d := New(WithLogger(quiet), withObtained(func(string, error) { obtained.Add(1) }))
+	d := New(WithLogger(quiet), WithOnObtain(func(string, error) { obtained.Add(1) }))
 	err = d.Run(context.Background(), healthTestConfig(t, addr), nil)
 	if want := "agent: health endpoint: listen tcp " + addr + ": bind: address already in use"; err == nil || err.Error() != want {
 		t.Fatalf("err = %v\nwant  %s", err, want)

@@ -1,8 +1,9 @@
-package daemon
+package e2e_test
 
 import (
 	"context"
 	"crypto/x509"
+	"github.com/mcpca/mcpca/agent/daemon"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,10 +31,10 @@ func TestEndToEndDaemonAgainstTheRealCA(t *testing.T) {
 	tok := c.Token(ca.TokenRequest{Kind: identity.KindServer, Name: "web", Roles: []string{"reader"},
 		Attributes: map[string]string{"team": "search"}, DNSNames: []string{"localhost"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, TTL: time.Hour})
-	id := IdentityConfig{Name: "web", CAURL: c.URL, Root: root,
+	id := daemon.IdentityConfig{Name: "web", CAURL: c.URL, Root: root,
 		Cert: filepath.Join(dir, "web", "cert.pem"), Key: filepath.Join(dir, "web", "key.pem"),
 		Bundle: filepath.Join(dir, "web", "bundle.pem"), TokenFile: filepath.Join(dir, "web.token"), RenewAt: 0.5,
-		Hooks: []HookConfig{{Exec: []string{"sh", "-c", "echo run >> " + filepath.Join(dir, "hook-runs")}}}}
+		Hooks: []daemon.HookConfig{{Exec: []string{"sh", "-c", "echo run >> " + filepath.Join(dir, "hook-runs")}}}}
 	if err := os.WriteFile(id.TokenFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -41,13 +42,13 @@ func TestEndToEndDaemonAgainstTheRealCA(t *testing.T) {
 	fk := clock.NewFake(time.Now())
 	armed := newArmed()
 	obtained := make(chan error, 10)
-	d := New(WithClock(fk), WithLogger(quiet), WithSourceOptions(agent.WithJitter(0), armed.option()),
-		withObtained(func(_ string, err error) { obtained <- err }))
+	d := daemon.New(daemon.WithClock(fk), daemon.WithLogger(quiet), daemon.WithSourceOptions(agent.WithJitter(0), armed.option()),
+		daemon.WithOnObtain(func(_ string, err error) { obtained <- err }))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- d.Run(ctx, func() (*Config, error) {
-			cfg := &Config{Identities: []IdentityConfig{id}}
+		done <- d.Run(ctx, func() (*daemon.Config, error) {
+			cfg := &daemon.Config{Identities: []daemon.IdentityConfig{id}}
 			return cfg, cfg.Validate()
 		}, nil)
 	}()
@@ -104,7 +105,15 @@ func TestEndToEndDaemonAgainstTheRealCA(t *testing.T) {
 		ic, _ := x509.ParseCertificate(der)
 		inter.AddCert(ic)
 	}
-	if _, err := renewed.Leaf.Verify(x509.VerifyOptions{Roots: poolOf(roots), Intermediates: inter}); err != nil {
+	if _, err := renewed.Leaf.Verify(x509.VerifyOptions{Roots: poolOf(roots...), Intermediates: inter}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func poolOf(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
 }
