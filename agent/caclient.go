@@ -101,13 +101,19 @@ func (c *CAClient) Roots(ctx context.Context) ([]*x509.Certificate, error) {
 // grants (its "sans" claim) and has the CA sign it. An answer of the CA
 // refusing the token wraps a *caclient.APIError.
 func (c *CAClient) Enroll(ctx context.Context, token string) (tls.Certificate, error) {
-	cl, err := c.client()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, errorf("generating a key: %w", err)
+	}
+	return c.EnrollKey(ctx, token, key)
+}
+
+// EnrollKey is Enroll with a key of the caller's (P-384, Ed25519 or RSA
+// instead of the default P-256; the CA refuses what its key policy does).
+func (c *CAClient) EnrollKey(ctx context.Context, token string, key crypto.Signer) (tls.Certificate, error) {
+	cl, err := c.client()
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	csr, err := caclient.CSRForToken(token, key)
 	if err != nil {

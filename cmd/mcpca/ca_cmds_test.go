@@ -17,8 +17,10 @@ func TestCLIEnrolRenewRevokeEndToEnd(t *testing.T) {
 	if strings.Count(tok, ".") != 2 || strings.Contains(tok, "\n") {
 		t.Fatalf("token stdout is not just the token: %q", tok)
 	}
-	// An unwritable destination is found before the token is spent.
-	fails(t, w, "cannot write nodir/reporter.key: ", "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "reporter.crt", "--key", "nodir/reporter.key")
+	// An unwritable destination is found before the token is spent (a
+	// file where the directory should be: tests run as root).
+	writeFile(t, filepath.Join(w, "nodir"), "x", 0o600)
+	fails(t, w, "cannot write nodir/reporter.key: not a directory (the token was not used)", "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "reporter.crt", "--key", "nodir/reporter.key")
 	fails(t, w, "(the token was not used)", "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "pki", "--key", "reporter.key")
 	r := ok(t, w, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "reporter.crt", "--key", "reporter.key")
 	if !strings.Contains(r.stderr, "Enrolled spiffe://acme.test/client/reporter") {

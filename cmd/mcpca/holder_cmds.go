@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
@@ -70,35 +71,39 @@ the key is written 0600. Both are written atomically.`,
 			if certFile == "" || keyFile == "" {
 				return errors.New("missing --cert or --key (where to write the certificate and the key)")
 			}
-			for _, p := range []string{certFile, keyFile} {
-				if err := checkWritable(p); err != nil {
-					return err
-				}
+			// The agent's enrol-and-sink path: the destination is checked
+			// before the token is spent, and the key and chain are written
+			// as one step (both or neither).
+			sink := &agent.FileSink{CertFile: certFile, KeyFile: keyFile}
+			if err := sink.CheckWritable(); err != nil {
+				return err
 			}
-			cl, err := newClient(cf.url, cf.root)
+			pool, _, err := loadRoots(cf.root)
 			if err != nil {
+				return err
+			}
+			if err := checkCAURL(cf.url); err != nil {
 				return err
 			}
 			key, err := generateKey(kt)
 			if err != nil {
 				return err
 			}
-			csr, err := caclient.CSRForToken(token, key)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			chain, err := cl.Sign(ctx, csr, token)
+			client := &agent.CAClient{CAURL: cf.url, TrustRoots: func() *x509.CertPool { return pool }}
+			cert, err := client.EnrollKey(ctx, token, key)
+			if err != nil {
+				return caError(err)
+			}
+			snap, err := agent.NewSnapshot(cert, nil)
 			if err != nil {
 				return err
 			}
-			if err := writeKey(keyFile, key); err != nil {
+			if err := sink.Store(ctx, snap); err != nil {
 				return err
 			}
-			if err := writeChain(certFile, chain); err != nil {
-				return err
-			}
+			chain := snap.Chain()
 			fmt.Fprintf(cmd.ErrOrStderr(), "Enrolled %s (serial %s, valid until %s)\n  certificate: %s\n  key:         %s (0600)\n",
 				subjectOf(chain[0]), serialText(chain[0].SerialNumber), chain[0].NotAfter.UTC().Format(time.RFC3339), certFile, keyFile)
 			return nil

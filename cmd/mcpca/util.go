@@ -14,9 +14,9 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/atomicfile"
@@ -80,14 +80,32 @@ func loadRoots(file string) (*x509.CertPool, []*x509.Certificate, error) {
 }
 
 func newClient(caURL, rootFile string) (*caclient.Client, error) {
-	if caURL == "" {
-		return nil, errors.New("missing --ca-url (e.g. https://127.0.0.1:9443)")
+	if err := checkCAURL(caURL); err != nil {
+		return nil, err
 	}
 	pool, _, err := loadRoots(rootFile)
 	if err != nil {
 		return nil, err
 	}
 	return caclient.New(caURL, pool)
+}
+
+// checkCAURL refuses a missing --ca-url.
+func checkCAURL(caURL string) error {
+	if caURL == "" {
+		return errors.New("missing --ca-url (e.g. https://127.0.0.1:9443)")
+	}
+	return nil
+}
+
+// caError says what the CA answered, from the typed refusal, without the
+// layers of the library that carried it.
+func caError(err error) error {
+	var apiErr *agent.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	return err
 }
 
 // loadPair reads a certificate chain and its key.
@@ -118,33 +136,9 @@ func generateKey(kind string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unknown key type %q: use p256, p384, ed25519 or rsa2048", kind)
 }
 
-// writeKey writes a private key as PKCS#8 PEM, 0600, atomically.
-func writeKey(path string, key crypto.PrivateKey) error {
-	b, err := pemfile.EncodeKey(key)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, 0o600)
-}
-
 // writeChain writes leaf + intermediates as PEM, atomically.
 func writeChain(path string, chain []*x509.Certificate) error {
 	return atomicfile.WriteFile(path, pemfile.EncodeCertificates(chain...), 0o644)
-}
-
-// checkWritable fails early, before a one-time token is spent, when path
-// cannot be written: its directory is missing or read-only, or it is a
-// directory.
-func checkWritable(path string) error {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("cannot write %s: it is a directory (the token was not used)", path)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %v (the token was not used)", path, err)
-	}
-	f.Close()
-	return os.Remove(f.Name())
 }
 
 // readCertificates reads every PEM certificate of file, leaf first.
