@@ -163,31 +163,26 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 
 	// The certificate: from the files, re-read when they change, or renewed
-	// in-process by an agent Source that writes the files back.
+	// in-process (agent.NewWorkload: it starts from the files, renews
+	// through the CA and writes them back).
 	var serving identity.CertificateSource = certs
 	current := func() *x509.Certificate { return certs.Current().Leaf }
 	var renewer *agent.Source
 	if o.caURL != "" {
-		renewer, err = agent.NewSource(*certs.Current(), &agent.CAClient{CAURL: o.caURL, TrustRoots: func() *x509.CertPool {
-			b, err := bundle.Bundle()
-			if err != nil {
-				return x509.NewCertPool()
-			}
-			return b.RootPool()
-		}}, agent.WithStore(&agent.FileSink{CertFile: o.cert, KeyFile: o.key}), agent.WithLogger(log), agent.WithName("mcpca-example"))
+		w, err := agent.NewWorkload(ctx, o.caURL, agent.WithRootFile(o.root), agent.WithKeyPairFiles(o.cert, o.key),
+			agent.WithSourceOptions(agent.WithLogger(log), agent.WithName("mcpca-example")))
 		if err != nil {
 			return err
 		}
+		defer w.Close()
+		renewer = w.Source()
 		serving = renewer
 		current = func() *x509.Certificate { return renewer.Current().Leaf() }
 	}
 
-	server := mcpexample.NewServer()
-	guard.Install(server)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", guard.Handler(mcp.NewStreamableHTTPHandler(
-		func(*http.Request) *mcp.Server { return server },
-		&mcp.StreamableHTTPOptions{Stateless: o.stateless, SessionTimeout: time.Hour})))
+	mux.Handle("/mcp", guard.MCPHandler(mcpexample.NewServer(),
+		&mcp.StreamableHTTPOptions{Stateless: o.stateless, SessionTimeout: time.Hour}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		leaf := current()
 		h := map[string]any{
@@ -221,9 +216,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if renewer != nil {
-		go func() { _ = renewer.Run(ctx) }()
-	} else {
+	if renewer == nil { // the workload runs its own renewal
 		go func() { _ = certs.Run(ctx) }()
 	}
 	go func() { _ = bundle.Run(ctx) }()
