@@ -227,3 +227,56 @@ func certNames(c *x509.Certificate) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// HookServerConfig adds mcpca's verification of clients to an existing
+// server configuration, such as go-spiffe's tlsconfig.MTLSServerConfig or
+// one of the program's own: it keeps what cfg does and then, in
+// VerifyConnection, verifies the client with v as ServerTLSConfig does (the
+// roles and attributes, the key policy, revocation when v has WithCRL, any
+// WithAuthorizer). It requires a client certificate (RequireAnyClientCert
+// unless cfg already demands more) and raises MinVersion to the option's
+// (TLS 1.3 by default). It returns cfg.
+func HookServerConfig(cfg *tls.Config, v *Verifier, opts ...TLSOption) *tls.Config {
+	c := newTLSConfig(opts)
+	if cfg.MinVersion < c.minVersion {
+		cfg.MinVersion = c.minVersion
+	}
+	if cfg.ClientAuth < tls.RequireAnyClientCert {
+		cfg.ClientAuth = tls.RequireAnyClientCert
+	}
+	prev := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		return verifyConnection(v, &c, cs, KindClient)
+	}
+	return cfg
+}
+
+// HookClientConfig adds mcpca's verification of the server to an existing
+// client configuration (go-spiffe's tlsconfig.MTLSClientConfig, say): it
+// keeps what cfg does and then verifies the server with v as
+// ClientTLSConfig does, its host (or WithServerID) included. It raises
+// MinVersion to the option's (TLS 1.3 by default). It returns cfg.
+func HookClientConfig(cfg *tls.Config, v *Verifier, opts ...TLSOption) *tls.Config {
+	c := newTLSConfig(opts)
+	if cfg.MinVersion < c.minVersion {
+		cfg.MinVersion = c.minVersion
+	}
+	if c.serverName != "" && cfg.ServerName == "" {
+		cfg.ServerName = c.serverName
+	}
+	prev := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if prev != nil {
+			if err := prev(cs); err != nil {
+				return err
+			}
+		}
+		return verifyServer(v, &c, cs)
+	}
+	return cfg
+}

@@ -154,6 +154,57 @@ func TestWorkloadWithGoSPIFFE(t *testing.T) {
 	}
 }
 
+// mcpca's verification added to go-spiffe's own server configuration:
+// go-spiffe checks the SVID, mcpca adds what it does not (here, the CRL), so
+// a revoked client that go-spiffe alone accepts is refused.
+func TestHookIntoGoSPIFFEConfig(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	srv := workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(c.Token(ca.TokenRequest{Kind: identity.KindServer, Name: "files", TTL: time.Hour})))
+	cli := workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "intern", TTL: time.Hour})))
+	serial := cli.Source().Current().Leaf().SerialNumber.String()
+	tok, err := ca.MintRevokeToken(c.Dir, c.Password, "", serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Revoke(ctxT(t), serial, tok, "left"); err != nil {
+		t.Fatal(err)
+	}
+	// A verifier that has seen the revocation (a fresh workload loads the
+	// CRL before it returns).
+	checker := workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(c.Token(ca.TokenRequest{Kind: identity.KindServer, Name: "checker", TTL: time.Hour})))
+	serverID := tlsconfig.AuthorizeID(spiffeid.RequireFromString("spiffe://acme.test/server/files"))
+	clientCfg := tlsconfig.MTLSClientConfig(cli, cli, serverID)
+
+	plain := serve(t, tlsconfig.MTLSServerConfig(srv, srv, tlsconfig.AuthorizeAny()))
+	if _, err := get(t, clientCfg, plain); err != nil {
+		t.Fatalf("go-spiffe alone: %v (it does not check revocation, so it serves the revoked client)", err)
+	}
+	var refused error
+	hooked := identity.HookServerConfig(tlsconfig.MTLSServerConfig(srv, srv, tlsconfig.AuthorizeAny()), checker.Verifier())
+	verify := hooked.VerifyConnection
+	hooked.VerifyConnection = func(cs tls.ConnectionState) error {
+		err := verify(cs)
+		if err != nil {
+			refused = err
+		}
+		return err
+	}
+	addr := serve(t, hooked)
+	if _, err := get(t, tlsconfig.MTLSClientConfig(cli, cli, serverID), addr); err == nil {
+		t.Fatal("the hooked configuration served a revoked client")
+	}
+	if identity.ReasonOf(refused) != identity.ReasonRevoked {
+		t.Fatalf("refused with %v, want a revocation", refused)
+	}
+	// The client side: go-spiffe's client configuration with mcpca's check
+	// of the server's SPIFFE ID added.
+	hc := identity.HookClientConfig(tlsconfig.MTLSClientConfig(srv, srv, tlsconfig.AuthorizeAny()), checker.Verifier(),
+		identity.WithServerID(identity.ID{TrustDomain: "acme.test", Kind: identity.KindServer, Name: "payments"}))
+	if _, err := get(t, hc, plain); identity.ReasonOf(err) != identity.ReasonNotAuthorized || !strings.Contains(err.Error(), "is not authorized for this connection (authorized: spiffe://acme.test/server/payments)") {
+		t.Fatalf("hooked client to the wrong server: %v", err)
+	}
+}
+
 func TestWorkloadRefusals(t *testing.T) {
 	c := catest.Start(t, catest.Options{})
 	tok := c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
