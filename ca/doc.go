@@ -27,6 +27,6 @@
 // store), durable before any answer.
 //
 // See SECURITY.md for who holds which secret and what the CA serves to
-// anyone, and docs/reference.md for the CLI (`mcpca init`, `serve`,
+// anyone, and docs/cli.md for the CLI (`mcpca init`, `serve`,
 // `token`, `provisioner`, `revoke`) built on this package.
 package ca

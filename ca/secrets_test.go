@@ -249,7 +249,7 @@ func TestRootKeyOfflineAndWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = srv.Close(context.Background())
-	want := `"level":"WARN","msg":"the root CA key sits in the CA directory, and serving never uses it: move it offline (see The CA directory in docs/reference.md); keep it for signing a new intermediate","event":"root_key_online","file":"` + ca.Layout{Dir: dir}.RootKey() + `"`
+	want := `"level":"WARN","msg":"the root CA key sits in the CA directory, and serving never uses it: move it offline (see docs/operations.md); keep it for signing a new intermediate","event":"root_key_online","file":"` + ca.Layout{Dir: dir}.RootKey() + `"`
 	if !strings.Contains(logs.String(), want) {
 		t.Fatalf("log lacks the warning %s:\n%s", want, logs.String())
 	}

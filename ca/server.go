@@ -156,7 +156,7 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	if _, err := os.Stat(l.RootKey()); err == nil {
 		// Serving signs with the intermediate only: the root key here is
 		// exposed to whoever compromises this host, for nothing.
-		cfg.logger.Warn("the root CA key sits in the CA directory, and serving never uses it: move it offline (see The CA directory in docs/reference.md); keep it for signing a new intermediate",
+		cfg.logger.Warn("the root CA key sits in the CA directory, and serving never uses it: move it offline (see docs/operations.md); keep it for signing a new intermediate",
 			"event", "root_key_online", "file", l.RootKey())
 	}
 	if err := checkPassword(l.IntermediateKey(), password); err != nil {
