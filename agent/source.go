@@ -94,6 +94,13 @@ type Source struct {
 	u      float64 // jitter sample of the current leaf
 	subs   map[int]func(*Snapshot)
 	nextID int
+
+	// unstored is a renewal the store failed to keep; only the Run loop
+	// touches it. The next attempt stores it again instead of renewing
+	// again: the CA lets a superseded certificate renew only for a short
+	// grace (ca.RenewalGrace), so renewing the old one once more could be
+	// refused for good.
+	unstored *Snapshot
 }
 
 // NewSource returns a source serving initial, renewed through r once Run is
@@ -285,32 +292,39 @@ func (s *Source) delay() time.Duration {
 // attempt renews once.
 func (s *Source) attempt(ctx context.Context) {
 	old := s.cur.Load()
-	cert, err := s.renewer.Renew(ctx, old.Certificate)
-	if ctx.Err() != nil {
-		return // stopping: not a failure
-	}
-	if err == nil {
-		cert, err = prepareCertificate(cert)
-	}
-	if err != nil {
-		s.fail(err)
-		return
-	}
-	roots := old.Roots
-	if s.cfg.bundle != nil {
-		if r, err := s.cfg.bundle.Roots(ctx); err != nil {
-			s.cfg.logger.Warn("agent: trust bundle refresh failed; keeping the current one", "error", err.Error())
-		} else if len(r) > 0 && !sameRoots(r, roots) {
-			roots = r // a new slice only when the bundle changed
+	snap := s.unstored
+	if snap == nil || !s.cfg.clock.Now().Before(snap.NotAfter()) {
+		s.unstored = nil
+		cert, err := s.renewer.Renew(ctx, old.Certificate)
+		if ctx.Err() != nil {
+			return // stopping: not a failure
 		}
+		if err == nil {
+			cert, err = prepareCertificate(cert)
+		}
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		roots := old.Roots
+		if s.cfg.bundle != nil {
+			if r, err := s.cfg.bundle.Roots(ctx); err != nil {
+				s.cfg.logger.Warn("agent: trust bundle refresh failed; keeping the current one", "error", err.Error())
+			} else if len(r) > 0 && !sameRoots(r, roots) {
+				roots = r // a new slice only when the bundle changed
+			}
+		}
+		snap = newSnapshot(cert, roots)
 	}
-	snap := newSnapshot(cert, roots)
 	if s.cfg.store != nil {
 		if err := s.cfg.store.Store(ctx, snap); err != nil {
+			s.unstored = snap // stored again next time, not renewed again
 			s.fail(errorf("storing the renewed certificate: %w", err))
 			return
 		}
 	}
+	s.unstored = nil
+	cert := snap.Certificate
 	s.publish(snap)
 
 	now := s.cfg.clock.Now()

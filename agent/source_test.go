@@ -444,3 +444,44 @@ func TestSourceJitterScalesWithAnEarlyRenewPoint(t *testing.T) {
 		t.Fatalf("renewal armed for %v, want between 55s and 60s", at.Sub(t0))
 	}
 }
+
+// A renewal the store could not keep is stored again at the next attempt,
+// not renewed again: the CA lets a superseded certificate renew only for a
+// short grace, so renewing the old one once more could be refused for good.
+func TestSourceStoresAFailedRenewalAgainInsteadOfRenewingAgain(t *testing.T) {
+	ca := newTestCA(t)
+	fk := clock.NewFake(t0)
+	dir := t.TempDir()
+	sink := sinkIn(dir)
+	blocker := filepath.Join(dir, "b")
+	if err := os.WriteFile(blocker, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &countingRenewer{Next: renewerOf(ca, fk.Now, time.Hour)}
+	armed := newArmed()
+	s, err := NewSource(ca.Cert("web", t0, t0.Add(time.Hour)), r, WithClock(fk), WithRenewAt(0.5),
+		WithJitter(0), WithRoots(ca.Roots()), WithStore(sink), WithLogger(quiet), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	armed.next(t)
+	fk.Advance(30 * time.Minute)
+	retry := armed.next(t)
+	if n := r.Calls.Load(); n != 1 || s.Status().LastError == nil {
+		t.Fatalf("after the failed store: %d renewals, last error %v", n, s.Status().LastError)
+	}
+	// The disk is fixed; the retry stores the renewal it has.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	fk.Set(retry)
+	armed.next(t)
+	if n := r.Calls.Load(); n != 1 {
+		t.Fatalf("the CA was asked %d times, want once: the retry renewed again instead of storing", n)
+	}
+	onDisk, err := LoadKeyPair(sink.CertFile, sink.KeyFile)
+	if err != nil || !onDisk.Leaf.Equal(s.Current().Leaf()) || s.Status().LastError != nil {
+		t.Fatalf("on disk %v, serving %v, last error %v", onDisk.Leaf, s.Current().Leaf(), err)
+	}
+}
