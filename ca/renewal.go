@@ -21,7 +21,8 @@ const RenewalGrace = 5 * time.Minute
 
 // checkRenewable applies mcpca's rules to a renewal or rekey of peer,
 // before step-ca signs anything: a certificate superseded by its own
-// renewal more than RenewalGrace (WithRenewalGrace) ago no longer renews, and the provisioner
+// renewal more than RenewalGrace ago (renewalGrace in mcpca.json, else
+// WithRenewalGrace) no longer renews, and the provisioner
 // that issued it must still exist with limits that allow the certificate
 // as it is. A revoked certificate (or one of a revoked identity) is refused
 // by step-ca's own check and, should a revocation race the renewal, by the
@@ -33,7 +34,11 @@ func (s *Server) checkRenewable(st *serverState, peer *x509.Certificate, now tim
 		if err != nil {
 			return http.StatusInternalServerError, err
 		}
-		if !at.IsZero() && !now.Before(at.Add(s.cfg.renewalGrace)) {
+		grace := s.cfg.renewalGrace
+		if g := st.settings.RenewalGrace.Duration; g > 0 {
+			grace = g
+		}
+		if !at.IsZero() && !now.Before(at.Add(grace)) {
 			return http.StatusForbidden, errorf("certificate %s was renewed at %s (newest serial %s): only the newest certificate renews; use it, or enrol again with a new token",
 				serial, at.UTC().Format(time.RFC3339), children[len(children)-1])
 		}

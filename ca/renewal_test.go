@@ -133,6 +133,13 @@ func TestSupersededCertificateNoLongerRenews(t *testing.T) {
 	wantAPIError(t, err, http.StatusForbidden, "only the newest certificate renews")
 	mustRenew(t, c, b)
 
+	// renewalGrace in mcpca.json (reloaded) sets the window.
+	writeSettings(t, c, func(s *ca.Settings) { s.RenewalGrace = ca.Duration{Duration: time.Minute} })
+	cc := mustRenew(t, c, b)
+	fk.Advance(2 * time.Minute)
+	_, err = renew(t, c, b)
+	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("(newest serial %s): only the newest certificate renews", serialOf(cc)))
+
 	// WithRenewalGrace(0): refused at once.
 	c0 := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithRenewalGrace(0)}})
 	a0 := c0.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})

@@ -88,6 +88,9 @@ type Settings struct {
 	// (exp - nbf, and exp - now at redemption); 0 means
 	// DefaultMaxTokenTTL.
 	MaxTokenTTL Duration `json:"maxTokenTTL,omitzero"`
+	// RenewalGrace is how long a certificate may still renew after its
+	// first renewal (0: the server's, RenewalGrace unless WithRenewalGrace).
+	RenewalGrace Duration `json:"renewalGrace,omitzero"`
 	// Provisioners maps a provisioner name to what its tokens may grant.
 	Provisioners map[string]*ProvisionerPolicy `json:"provisioners"`
 	// PublishEncryptedKeys makes the CA serve each provisioner's encrypted
