@@ -23,6 +23,7 @@ func FuzzPolicyLoad(f *testing.F) {
 	f.Add("permit(principal, action, resource) when { [principal, resource, {a: Mcp::Tool::\"x\"}].contains(1) };")
 	f.Add("permit(")
 	f.Add("\"\\")
+	f.Add("forbid(principal, action, resource) when { if principal.attrs has a then principal.attrs.b == 1 else resource.uri like \"x\" };")
 	p := principal(f, "spiffe://td/client/alice", []string{"r", "reader"}, map[string]string{"a": "b"})
 	reqs := []Request{
 		{Method: "tools/call", Target: "x", Time: t0},
@@ -42,6 +43,13 @@ func FuzzPolicyLoad(f *testing.F) {
 			got, want := s.Authorize(p, r), s.reference(p, r)
 			if got.Allow != want.Allow || strings.Join(got.Policies, ",") != strings.Join(want.Policies, ",") {
 				t.Fatalf("indexed %v %v, cedar %v %v", got.Allow, got.Policies, want.Allow, want.Policies)
+			}
+		}
+		// The lint walks every policy's AST: it names a position in the
+		// file for each warning, and never panics.
+		for _, w := range s.Lint() {
+			if w.File != "f.cedar" || w.Line < 1 || w.Column < 1 || w.Message == "" {
+				t.Fatalf("lint warning without a position or message: %+v", w)
 			}
 		}
 	})
