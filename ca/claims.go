@@ -1,13 +1,12 @@
 package ca
 
 import (
-	"encoding/json"
-	"errors"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/caclient"
 )
 
 // ClaimName is the JWT claim that carries Claims in an enrolment token.
@@ -31,32 +30,13 @@ type Claims struct {
 type tokenPayload struct {
 	Issuer    string   `json:"iss"`
 	Subject   string   `json:"sub"`
-	Audience  audience `json:"aud"`
+	Audience  caclient.Audience `json:"aud"`
 	NotBefore *int64   `json:"nbf,omitempty"`
 	IssuedAt  *int64   `json:"iat,omitempty"`
 	Expiry    *int64   `json:"exp,omitempty"`
 	ID        string   `json:"jti"`
 	SANs      []string `json:"sans"`
 	Mcpca     *Claims  `json:"mcpca,omitempty"`
-}
-
-// audience is the "aud" claim: a string or an array of strings (RFC 7519),
-// written as an array.
-type audience []string
-
-// UnmarshalJSON reads a string or an array of strings, and nothing else.
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("the aud claim is not a string or an array of strings")
-	}
-	*a = many
-	return nil
 }
 
 // validateClaims checks a token's identity claims against the identity

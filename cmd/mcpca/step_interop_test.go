@@ -92,7 +92,7 @@ func TestStepCLIInterop(t *testing.T) {
 	if first.SPIFFEID != id || len(first.Roles) != 1 || first.Roles[0] != "reader" || first.Attributes["team"] != "payments" {
 		t.Fatalf("the certificate step obtained: %+v", first)
 	}
-	ok(t, w, "verify", "alice.crt", "--root", ca.root)
+	ok(t, w, "verify", "alice.crt", "--root", ca.root, "--trust-domain", "acme.test")
 
 	// The same token again: refused by the CA, whoever presents it.
 	out := runStep(t, step, w, false, append(append([]string{"ca", "certificate", "--token", tok}, flags...), id, "again.crt", "again.key")...)

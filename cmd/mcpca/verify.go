@@ -21,13 +21,15 @@ func newVerifyCmd() *cobra.Command {
 	var (
 		root, crl, td, as, arc string
 		grace                  time.Duration
+		anyTD                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify CERT --root ROOT [--crl URL|FILE] [--trust-domain TD]",
+		Use:   "verify CERT --root ROOT (--trust-domain TD | --any-trust-domain) [--crl URL|FILE]",
 		Short: "Verify a certificate chain as an MCP peer would: chain, identity, revocation",
 		Long: `Verify checks CERT (a PEM file: the leaf, then any intermediates) the way an
 mcpca verifier checks a TLS peer: the X509-SVID shape, the chain up to a root
-of ROOT, validity now, key usage for its role, the trust domain, and, with
+of ROOT, validity now, key usage for its role, the trust domain (--trust-domain;
+--any-trust-domain accepts any that ROOT signs, and says so), and, with
 --crl, revocation against the CA's CRL (a URL such as https://ca:9443/crl, or a
 file). It prints the identity and exits 1 with the reason when any check fails.`,
 		Args: cobra.ExactArgs(1),
@@ -39,6 +41,12 @@ file). It prints the identity and exits 1 with the reason when any check fails.`
 			if root == "" {
 				return errors.New("missing --root (the CA's root certificate; get it with `mcpca bootstrap`)")
 			}
+			switch {
+			case td == "" && !anyTD:
+				return errors.New("missing --trust-domain (the trust domain the identity must belong to, e.g. acme.test; --any-trust-domain accepts any that the root signs)")
+			case td != "" && anyTD:
+				return errors.New("give one of --trust-domain and --any-trust-domain")
+			}
 			err := runVerify(ctx, cmd.OutOrStdout(), args[0], root, crl, td, as, arc, grace)
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("%s: verification failed: %w", args[0], err)}
@@ -49,7 +57,8 @@ file). It prints the identity and exits 1 with the reason when any check fails.`
 	f := cmd.Flags()
 	f.StringVar(&root, "root", "", "PEM file of trusted root certificates (required)")
 	f.StringVar(&crl, "crl", "", "CRL to check revocation against: the CA's URL (https://.../crl) or a DER/PEM file")
-	f.StringVar(&td, "trust-domain", "", "trust domain the identity must belong to (default: any, and the output says it was not checked)")
+	f.StringVar(&td, "trust-domain", "", "trust domain the identity must belong to (this or --any-trust-domain is required)")
+	f.BoolVar(&anyTD, "any-trust-domain", false, "accept any trust domain the root signs (the output says it was not checked)")
 	f.StringVar(&as, "as", "", `role to verify the certificate for, "client" or "server" (default: the kind its SPIFFE ID names)`)
 	f.StringVar(&arc, "oid-arc", "", "OID arc of the roles/attributes extensions, if the CA was initialised with --oid-arc")
 	f.DurationVar(&grace, "crl-grace", identity.DefaultCRLGrace, "how long past its nextUpdate a CRL is still accepted")
@@ -107,7 +116,7 @@ func runVerify(ctx context.Context, out io.Writer, certFile, rootFile, crlLoc, t
 	fmt.Fprintf(out, "Chain:       OK (%d presented, verified to a root in %s, usage %s)\n", len(chain), rootFile, kind)
 	fmt.Fprintf(out, "SPIFFE ID:   %s\n", id.ID)
 	if td == "" {
-		fmt.Fprintf(out, "Trust domain: %s (not checked: any trust domain of the root is accepted; require one with --trust-domain)\n", id.ID.TrustDomain)
+		fmt.Fprintf(out, "Trust domain: %s (not checked: --any-trust-domain)\n", id.ID.TrustDomain)
 	} else {
 		fmt.Fprintf(out, "Trust domain: %s (required by --trust-domain)\n", id.ID.TrustDomain)
 	}

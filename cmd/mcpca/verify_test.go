@@ -63,15 +63,15 @@ func TestVerifyCommand(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	r = ok(t, dir, "verify", "reporter.crt", "--root", "root.pem")
+	r = ok(t, dir, "verify", "reporter.crt", "--root", "root.pem", "--any-trust-domain")
 	if !strings.Contains(r.stdout, "Revocation:  not checked (no --crl)\n") ||
-		!strings.Contains(r.stdout, "Trust domain: acme.test (not checked: any trust domain of the root is accepted; require one with --trust-domain)\n") {
+		!strings.Contains(r.stdout, "Trust domain: acme.test (not checked: --any-trust-domain)\n") {
 		t.Errorf("without --crl:\n%s", r.stdout)
 	}
 
 	// Revoked, through a CRL file.
 	r = fails(t, dir, fmt.Sprintf("mcpca: reporter.crt: verification failed: identity: spiffe://acme.test/client/reporter: certificate (serial %s) is revoked since ", s.Leaf.SerialNumber.Text(16)),
-		"verify", "reporter.crt", "--root", "root.pem", "--crl", "ca.crl")
+		"verify", "reporter.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "ca.crl")
 	if r.code != 1 || r.stdout != "" {
 		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
 	}
@@ -94,7 +94,7 @@ func TestVerifyCommandCRLURL(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	r := ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--crl", srv.URL+"/crl")
+	r := ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", srv.URL+"/crl")
 	for _, want := range []string{"usage server", "Kind:        server\n", "DNS names:   files.acme.test\n", "Revocation:  not revoked (CRL number 7 from " + srv.URL + "/crl, 0 revoked"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
@@ -102,9 +102,9 @@ func TestVerifyCommandCRLURL(t *testing.T) {
 	}
 	// The CRL cannot be fetched: fail closed.
 	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: trust: no CRL loaded from "+srv.URL+"/nope: CRL from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
-		"verify", "files.crt", "--root", "root.pem", "--crl", srv.URL+"/nope")
+		"verify", "files.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", srv.URL+"/nope")
 	// A server identity checked as a client still passes (servers carry clientAuth).
-	ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--as", "client")
+	ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--as", "client")
 }
 
 func TestVerifyCommandFailures(t *testing.T) {
@@ -133,20 +133,22 @@ func TestVerifyCommandFailures(t *testing.T) {
 		want string
 	}{
 		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "other.test"}, prefix + `spiffe://acme.test/client/a: trust domain "acme.test" is not trusted (trusted: other.test)`},
-		{[]string{"expired.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: certificate expired at "},
-		{[]string{"ca.crt", "--root", "root.pem"}, prefix + "certificate is a CA certificate, not a leaf: not an mcpca X509-SVID"},
-		{[]string{"twouri.crt", "--root", "root.pem"}, prefix + "certificate has 2 URI SANs, an X509-SVID has exactly one: not an mcpca X509-SVID"},
-		{[]string{"critical.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: unknown critical extension 1.3.6.1.4.1.99999.42.1"},
-		{[]string{"eku.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: certificate lacks the clientAuth extended key usage"},
-		{[]string{"good.crt", "--root", "root.pem", "--as", "server"}, prefix + "spiffe://acme.test/client/a: a client identity cannot act as a server"},
-		{[]string{"foreign.crt", "--root", "root.pem"}, prefix + "spiffe://acme.test/client/a: chain does not verify: x509: certificate signed by unknown authority"},
-		{[]string{"good.crt", "--root", "root.pem", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
-		{[]string{"good.crt", "--root", "root.pem", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: trust: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
-		{[]string{"good.crt", "--root", "root.pem", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: trust: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
+		{[]string{"expired.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "spiffe://acme.test/client/a: certificate expired at "},
+		{[]string{"ca.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "certificate is a CA certificate, not a leaf: not an mcpca X509-SVID"},
+		{[]string{"twouri.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "certificate has 2 URI SANs, an X509-SVID has exactly one: not an mcpca X509-SVID"},
+		{[]string{"critical.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "spiffe://acme.test/client/a: unknown critical extension 1.3.6.1.4.1.99999.42.1"},
+		{[]string{"eku.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "spiffe://acme.test/client/a: certificate lacks the clientAuth extended key usage"},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--as", "server"}, prefix + "spiffe://acme.test/client/a: a client identity cannot act as a server"},
+		{[]string{"foreign.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "spiffe://acme.test/client/a: chain does not verify: x509: certificate signed by unknown authority"},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: trust: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: trust: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
 		{[]string{"good.crt"}, "mcpca: missing --root (the CA's root certificate; get it with `mcpca bootstrap`)"},
-		{[]string{"junk.pem", "--root", "root.pem"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
-		{[]string{"good.crt", "--root", "junk.pem"}, "verification failed: trust: junk.pem: bundle has no PEM certificates"},
-		{[]string{"good.crt", "--root", "root.pem", "--as", "robot"}, `verification failed: --as "robot": want client or server`},
+		{[]string{"junk.pem", "--root", "root.pem", "--trust-domain", "acme.test"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
+		{[]string{"good.crt", "--root", "root.pem"}, "mcpca: missing --trust-domain (the trust domain the identity must belong to, e.g. acme.test; --any-trust-domain accepts any that the root signs)"},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--any-trust-domain"}, "mcpca: give one of --trust-domain and --any-trust-domain"},
+		{[]string{"good.crt", "--root", "junk.pem", "--trust-domain", "acme.test"}, "verification failed: trust: junk.pem: bundle has no PEM certificates"},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--as", "robot"}, `verification failed: --as "robot": want client or server`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			r := fails(t, dir, tc.want, append([]string{"verify"}, tc.args...)...)
@@ -189,10 +191,10 @@ func TestVerifyCommandWeakKey(t *testing.T) {
 	write(t, filepath.Join(dir, "p224.crt"), ca.CreateSVID("spiffe://acme.test/client/a", testca.WithPublicKey(&p224.PublicKey)).ChainPEM())
 	write(t, filepath.Join(dir, "rsa1024.crt"), ca.CreateSVID("spiffe://acme.test/server/files", testca.WithPublicKey(&rsa1024.PublicKey)).ChainPEM())
 	r := fails(t, dir, "mcpca: p224.crt: verification failed: identity: spiffe://acme.test/client/a: certificate refused: ECDSA P-224 key: key not allowed: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits",
-		"verify", "p224.crt", "--root", "root.pem")
+		"verify", "p224.crt", "--root", "root.pem", "--trust-domain", "acme.test")
 	if r.code != 1 || r.stdout != "" {
 		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
 	}
 	fails(t, dir, "mcpca: rsa1024.crt: verification failed: identity: spiffe://acme.test/server/files: certificate refused: RSA-1024 key: key not allowed: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits",
-		"verify", "rsa1024.crt", "--root", "root.pem")
+		"verify", "rsa1024.crt", "--root", "root.pem", "--trust-domain", "acme.test")
 }

@@ -70,3 +70,24 @@ func FuzzReadTokenClaims(f *testing.F) {
 		_, _ = CSRForToken(tok, key)
 	})
 }
+
+// The "aud" claim may be one string (RFC 7519, as the step CLI writes it)
+// or an array; anything else is refused before the token is sent.
+func TestReadTokenClaimsAudience(t *testing.T) {
+	for payload, want := range map[string]string{
+		`{"sans":["spiffe://a.test/client/a"],"aud":"https://ca.test/1.0/sign"}`:                   "https://ca.test/1.0/sign",
+		`{"sans":["spiffe://a.test/client/a"],"aud":["https://ca.test/1.0/sign","https://other"]}`: "https://ca.test/1.0/sign https://other",
+	} {
+		c, err := ReadTokenClaims(token(payload))
+		if err != nil {
+			t.Fatalf("%s: %v", payload, err)
+		}
+		if got := strings.Join(c.Audience, " "); got != want {
+			t.Errorf("%s: audience %q, want %q", payload, got, want)
+		}
+	}
+	_, err := ReadTokenClaims(token(`{"sans":["spiffe://a.test/client/a"],"aud":7}`))
+	if want := "the token payload is refused: strictjson: the aud claim is not a string or an array of strings"; err == nil || err.Error() != want {
+		t.Errorf("aud 7: got %v, want %q", err, want)
+	}
+}

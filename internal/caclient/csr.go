@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,8 +21,27 @@ import (
 type TokenClaims struct {
 	Subject  string   `json:"sub"`
 	SANs     []string `json:"sans"`
-	Audience []string `json:"aud"`
+	Audience Audience `json:"aud"`
 	Expiry   int64    `json:"exp"`
+}
+
+// Audience is the "aud" claim: a string or an array of strings (RFC 7519
+// section 4.1.3); other minters, the step CLI among them, write one string.
+type Audience []string
+
+// UnmarshalJSON reads a string or an array of strings, and nothing else.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = Audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("the aud claim is not a string or an array of strings")
+	}
+	*a = many
+	return nil
 }
 
 // ReadTokenClaims decodes the payload of a compact JWS token without
