@@ -28,15 +28,15 @@ type Claims struct {
 // tokenPayload is the JSON payload of an enrolment token: step-ca's JWK token
 // claims plus ours. It is read only with readToken (strictly, once).
 type tokenPayload struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
+	Issuer    string            `json:"iss"`
+	Subject   string            `json:"sub"`
 	Audience  caclient.Audience `json:"aud"`
-	NotBefore *int64   `json:"nbf,omitempty"`
-	IssuedAt  *int64   `json:"iat,omitempty"`
-	Expiry    *int64   `json:"exp,omitempty"`
-	ID        string   `json:"jti"`
-	SANs      []string `json:"sans"`
-	Mcpca     *Claims  `json:"mcpca,omitempty"`
+	NotBefore *int64            `json:"nbf,omitempty"`
+	IssuedAt  *int64            `json:"iat,omitempty"`
+	Expiry    *int64            `json:"exp,omitempty"`
+	ID        string            `json:"jti"`
+	SANs      []string          `json:"sans"`
+	Mcpca     *Claims           `json:"mcpca,omitempty"`
 }
 
 // validateClaims checks a token's identity claims against the identity
