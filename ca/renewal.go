@@ -29,8 +29,11 @@ const RenewalGrace = 5 * time.Minute
 // store when it records the renewal.
 func (s *Server) checkRenewable(st *serverState, peer *x509.Certificate, now time.Time) (int, error) {
 	serial := peer.SerialNumber.String()
+	if err := identity.CheckPublicKey(peer.PublicKey); err != nil {
+		return http.StatusForbidden, errorf("certificate %s: %w: enrol again with a new key", serial, err)
+	}
 	if s.store != nil {
-		at, children, err := s.store.Renewal(serial)
+		rn, err := s.store.Renewal(serial)
 		if err != nil {
 			return http.StatusInternalServerError, err
 		}
@@ -38,9 +41,13 @@ func (s *Server) checkRenewable(st *serverState, peer *x509.Certificate, now tim
 		if g := st.settings.RenewalGrace.Duration; g > 0 {
 			grace = g
 		}
-		if !at.IsZero() && !now.Before(at.Add(grace)) {
+		switch {
+		case rn.ReplacedBy != "":
+			return http.StatusForbidden, errorf("certificate %s was replaced by %s, a later renewal of the certificate it was renewed from: only one chain of renewals goes on; use that one, or enrol again with a new token",
+				serial, rn.ReplacedBy)
+		case !rn.RenewedAt.IsZero() && !now.Before(rn.RenewedAt.Add(grace)):
 			return http.StatusForbidden, errorf("certificate %s was renewed at %s (newest serial %s): only the newest certificate renews; use it, or enrol again with a new token",
-				serial, at.UTC().Format(time.RFC3339), children[len(children)-1])
+				serial, rn.RenewedAt.UTC().Format(time.RFC3339), rn.Children[len(rn.Children)-1])
 		}
 	}
 	p, err := st.auth.LoadProvisionerByCertificate(peer)

@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -117,27 +119,30 @@ func TestRevokingSupersededKeepsRenewals(t *testing.T) {
 
 // After the grace, only the newest certificate of a renewal chain renews:
 // a copy of an old certificate cannot keep a chain of its own. Within it, a
-// holder that lost the answer asks again.
+// holder that lost the answer asks again, and the renewal it lost is
+// replaced: one chain goes on, never two.
 func TestSupersededCertificateNoLongerRenews(t *testing.T) {
 	fk := clock.NewFake(time.Now())
 	c := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithClock(fk)}})
 	a := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})
 	b := mustRenew(t, c, a)
 	fk.Advance(ca.RenewalGrace - time.Second)
-	mustRenew(t, c, a) // within the grace
+	a2 := mustRenew(t, c, a) // within the grace: b is replaced by a2
+	_, err := renew(t, c, b)
+	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("ca: certificate %s was replaced by %s, a later renewal of the certificate it was renewed from: only one chain of renewals goes on; use that one, or enrol again with a new token", serialOf(b), serialOf(a2)))
 	fk.Advance(2 * time.Second)
-	_, err := renew(t, c, a)
+	_, err = renew(t, c, a)
 	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("ca: certificate %s was renewed at ", serialOf(a)))
 	wantAPIError(t, err, http.StatusForbidden, "only the newest certificate renews; use it, or enrol again with a new token")
 	_, err = c.Client.Rekey(context.Background(), a, mustCSR(t, mustKey(t)))
 	wantAPIError(t, err, http.StatusForbidden, "only the newest certificate renews")
-	mustRenew(t, c, b)
+	a3 := mustRenew(t, c, a2)
 
 	// renewalGrace in mcpca.json (reloaded) sets the window.
 	writeSettings(t, c, func(s *ca.Settings) { s.RenewalGrace = ca.Duration{Duration: time.Minute} })
-	cc := mustRenew(t, c, b)
+	cc := mustRenew(t, c, a3)
 	fk.Advance(2 * time.Minute)
-	_, err = renew(t, c, b)
+	_, err = renew(t, c, a3)
 	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("(newest serial %s): only the newest certificate renews", serialOf(cc)))
 
 	// WithRenewalGrace(0): refused at once.
@@ -235,6 +240,60 @@ func TestRenewalRechecksProvisionerLimits(t *testing.T) {
 	writeSettings(t, c, func(s *ca.Settings) { delete(s.Provisioners, "team-a") })
 	_, err = renew(t, c, cert)
 	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf(`ca: provisioner "team-a", which issued certificate %s, has no mcpca policy in %s any more: enrol again with a token of a current provisioner`, serialOf(cert), ca.Layout{Dir: c.Dir}.SettingsFile()))
+
+	// Removed from step-ca's configuration as well: gone.
+	editStepConfig(t, c, func(provs []any) []any {
+		return slices.DeleteFunc(provs, func(p any) bool { return p.(map[string]any)["name"] == "team-a" })
+	})
+	_, err = renew(t, c, cert)
+	wantAPIError(t, err, http.StatusForbidden, fmt.Sprintf("ca: the provisioner that issued certificate %s no longer exists: enrol again with a token of a current provisioner", serialOf(cert)))
+}
+
+// editStepConfig rewrites the provisioners of the CA's config/ca.json with
+// edit applied, and reloads.
+func editStepConfig(t *testing.T, c *catest.CA, edit func([]any) []any) {
+	t.Helper()
+	path := ca.Layout{Dir: c.Dir}.StepConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	auth := cfg["authority"].(map[string]any)
+	auth["provisioners"] = edit(auth["provisioners"].([]any))
+	if b, err = json.MarshalIndent(cfg, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A certificate whose key the key policy refuses does not renew, whenever
+// it was issued.
+func TestRenewRefusesWeakKeys(t *testing.T) {
+	c, _ := startCA(t)
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("spiffe://acme.test/client/old")
+	weak := signLeaf(t, c, &x509.Certificate{
+		SerialNumber: big.NewInt(515151), URIs: []*url.URL{u},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, rsa1024)
+	status, msg := postWithCert(t, c, "/1.0/renew", weak, "{}")
+	if status != http.StatusForbidden || !strings.HasPrefix(msg, "ca: certificate 515151: ") ||
+		!strings.HasSuffix(msg, "RSA-1024 key: key not allowed: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits: enrol again with a new key") {
+		t.Fatalf("renewing an RSA-1024 certificate: %d %q", status, msg)
+	}
 }
 
 func revokeIdentity(t *testing.T, c *catest.CA, prov string, id string) ([]string, error) {

@@ -2,6 +2,7 @@ package ca_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -155,6 +156,18 @@ func postWithCert(t *testing.T, c *catest.CA, path string, cert tls.Certificate,
 // certificate that expired an hour ago.
 func expiredLeaf(t *testing.T, c *catest.CA) tls.Certificate {
 	t.Helper()
+	u, _ := url.Parse("spiffe://acme.test/client/old")
+	return signLeaf(t, c, &x509.Certificate{
+		SerialNumber: big.NewInt(424242), URIs: []*url.URL{u},
+		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, mustKey(t))
+}
+
+// signLeaf signs tmpl for key with the CA's own intermediate, past every
+// check of the CA's API.
+func signLeaf(t *testing.T, c *catest.CA, tmpl *x509.Certificate, key crypto.Signer) tls.Certificate {
+	t.Helper()
 	l := ca.Layout{Dir: c.Dir}
 	ik, err := pemutil.Read(l.IntermediateKey(), pemutil.WithPassword(c.Password))
 	if err != nil {
@@ -163,13 +176,6 @@ func expiredLeaf(t *testing.T, c *catest.CA) tls.Certificate {
 	ic, err := pemutil.ReadCertificate(l.IntermediateCert())
 	if err != nil {
 		t.Fatal(err)
-	}
-	key := mustKey(t)
-	u, _ := url.Parse("spiffe://acme.test/client/old")
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(424242), URIs: []*url.URL{u},
-		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ic, key.Public(), ik)
 	if err != nil {

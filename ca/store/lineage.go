@@ -23,8 +23,13 @@ import (
 //     the key, and a rekey was authorized by the old key, so a compromise of
 //     one is a compromise of its successors.
 //   - StoreRenewedCertificate refuses (RenewalRefusedError) to record a
-//     renewal of a certificate that is revoked by then, or whose identity
-//     was revoked after it was issued.
+//     renewal of a certificate that is revoked by then, whose identity
+//     was revoked after it was issued, or that was replaced.
+//   - A certificate renewed a second time (the CA allows it within a short
+//     grace, for a holder that lost the answer) keeps one chain only: the
+//     earlier renewals, and everything renewed from them, are marked
+//     replaced by the new one and renew no more. A copy of a certificate
+//     therefore cannot start a chain of renewals beside the holder's.
 //   - RevokeIdentity revokes every unexpired certificate of a SPIFFE ID at
 //     once and records when, so that tokens minted before that moment can
 //     be refused (IdentityRevocation).
@@ -48,6 +53,11 @@ type lineage struct {
 	Children  []string `json:"children,omitempty"`   // decimal serials renewed from it
 	RenewedAt int64    `json:"renewed_at,omitempty"` // Unix seconds of its first renewal
 	StoredAt  int64    `json:"stored_at,omitempty"`  // Unix nanoseconds when it was stored
+	// ReplacedBy is set when the certificate this one was renewed from
+	// renewed again (within the CA's grace): the later renewal, whose
+	// serial it holds, is the one chain that goes on, and this certificate
+	// (with whatever was renewed from it) renews no more.
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // IdentityRevocation is the record of a revoked identity: every certificate
@@ -109,6 +119,11 @@ func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string,
 	if tx.Bucket(bucketRevoked).Get(parent) != nil {
 		return "certificate " + string(parent) + " was revoked", nil
 	}
+	if pl, err := getLineage(tx, parent); err != nil {
+		return "", err
+	} else if pl != nil && pl.ReplacedBy != "" {
+		return "certificate " + string(parent) + " was replaced by " + pl.ReplacedBy + ", a later renewal of the certificate it was renewed from", nil
+	}
 	id := spiffeID(leaf)
 	if id == "" {
 		return "", nil
@@ -153,6 +168,13 @@ func recordLineage(tx *bolt.Tx, leaf *x509.Certificate, serial, parent []byte, n
 		if pl == nil {
 			pl = &lineage{ID: l.ID}
 		}
+		// Earlier renewals of parent, and their own renewals, are
+		// replaced by this one: one chain goes on.
+		for _, c := range pl.Children {
+			if err := markReplaced(tx, []byte(c), string(serial)); err != nil {
+				return err
+			}
+		}
 		pl.Children = append(pl.Children, string(serial))
 		if pl.RenewedAt == 0 {
 			pl.RenewedAt = now.Unix()
@@ -167,6 +189,29 @@ func recordLineage(tx *bolt.Tx, leaf *x509.Certificate, serial, parent []byte, n
 	}
 	if l.ID != "" {
 		return tx.Bucket(bucketIdentities).Put(identityKey(l.ID, serial), nil)
+	}
+	return nil
+}
+
+// markReplaced marks serial and its descendants replaced by by (those not
+// marked yet).
+func markReplaced(tx *bolt.Tx, serial []byte, by string) error {
+	ds, err := descendants(tx, serial)
+	if err != nil {
+		return err
+	}
+	for _, d := range append([][]byte{serial}, ds...) {
+		l, err := getLineage(tx, d)
+		if err != nil {
+			return err
+		}
+		if l == nil || l.ReplacedBy != "" {
+			continue
+		}
+		l.ReplacedBy = by
+		if err := putLineage(tx, d, l); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -246,21 +291,33 @@ func revokeCascade(tx *bolt.Tx, rci *db.RevokedCertificateInfo) ([]string, error
 	return revoked, nil
 }
 
-// Renewal reports when the certificate with the decimal serial was first
-// renewed and the serials renewed from it; a zero time when it was not (or
-// was stored before lineage records existed).
-func (s *Store) Renewal(serial string) (time.Time, []string, error) {
-	var at time.Time
-	var children []string
+// Renewal is what the store knows of a certificate's renewals.
+type Renewal struct {
+	// RenewedAt is when it was first renewed (zero: never, or stored
+	// before lineage records existed); Children the serials renewed from
+	// it, oldest first.
+	RenewedAt time.Time
+	Children  []string
+	// ReplacedBy is the serial of a later renewal of the certificate this
+	// one was renewed from, which replaced it ("" when none did).
+	ReplacedBy string
+}
+
+// Renewal reports the renewals of the certificate with the decimal serial.
+func (s *Store) Renewal(serial string) (Renewal, error) {
+	var r Renewal
 	err := s.view(func(tx *bolt.Tx) error {
 		l, err := getLineage(tx, []byte(serial))
-		if err != nil || l == nil || l.RenewedAt == 0 {
+		if err != nil || l == nil {
 			return err
 		}
-		at, children = time.Unix(l.RenewedAt, 0), append([]string(nil), l.Children...)
+		r.ReplacedBy = l.ReplacedBy
+		if l.RenewedAt != 0 {
+			r.RenewedAt, r.Children = time.Unix(l.RenewedAt, 0), append([]string(nil), l.Children...)
+		}
 		return nil
 	})
-	return at, children, err
+	return r, err
 }
 
 // RevokeIdentity revokes, in one transaction, every certificate of the

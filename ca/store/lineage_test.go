@@ -79,12 +79,24 @@ func TestRevokeCascadesToRenewals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	at, children, err := s.Renewal("1")
-	if err != nil || !at.Equal(now) || !slices.Equal(children, []string{"2", "4"}) {
-		t.Fatalf("Renewal(1) = %v %v %v", at, children, err)
+	rn, err := s.Renewal("1")
+	if err != nil || !rn.RenewedAt.Equal(now) || !slices.Equal(rn.Children, []string{"2", "4"}) || rn.ReplacedBy != "" {
+		t.Fatalf("Renewal(1) = %+v %v", rn, err)
 	}
-	if at, _, _ := s.Renewal("3"); !at.IsZero() {
-		t.Fatalf("Renewal(3) = %v, want never renewed", at)
+	if rn, _ := s.Renewal("3"); !rn.RenewedAt.IsZero() {
+		t.Fatalf("Renewal(3) = %+v, want never renewed", rn)
+	}
+	// 1 renewed again (into 4): 2 and what was renewed from it (3) are
+	// replaced by 4, and renew no more; 4 goes on.
+	for _, serial := range []string{"2", "3"} {
+		if rn, _ := s.Renewal(serial); rn.ReplacedBy != "4" {
+			t.Errorf("Renewal(%s).ReplacedBy = %q, want 4", serial, rn.ReplacedBy)
+		}
+	}
+	c6 := leafFor(t, 6, id, now, now.Add(time.Hour))
+	var replaced *RenewalRefusedError
+	if err := s.StoreRenewedCertificate(c3, c6); !errors.As(err, &replaced) || err.Error() != "store: storing certificate 6: renewal refused: certificate 3 was replaced by 4, a later renewal of the certificate it was renewed from" {
+		t.Fatalf("renewing the replaced 3: %v", err)
 	}
 	if err := s.Revoke(&db.RevokedCertificateInfo{Serial: "2", ReasonCode: 1, Reason: "stolen"}); err != nil {
 		t.Fatal(err)
@@ -186,7 +198,7 @@ func TestPruneDropsLineage(t *testing.T) {
 	if got, _ := s.IdentitySerials(id); len(got) != 0 {
 		t.Fatalf("IdentitySerials after prune = %v", got)
 	}
-	if at, _, err := s.Renewal("1"); err != nil || !at.IsZero() {
-		t.Fatalf("Renewal after prune: %v %v", at, err)
+	if rn, err := s.Renewal("1"); err != nil || !rn.RenewedAt.IsZero() {
+		t.Fatalf("Renewal after prune: %+v %v", rn, err)
 	}
 }
