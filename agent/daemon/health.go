@@ -189,7 +189,7 @@ func listenHealth(addr string, listen func(addr string) (net.Listener, error)) (
 // serveHealth serves h on ln until ctx is done (then nil) or serving fails
 // (then the error, at once: it does not wait for ctx).
 func serveHealth(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	var err error
