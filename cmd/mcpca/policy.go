@@ -89,7 +89,7 @@ func printPolicyErrors(w io.Writer, err error) int {
 		if errors.As(e, &le) {
 			fmt.Fprintf(w, "%s:%d:%d: %s\n", le.File, le.Line, le.Column, le.Msg)
 		} else {
-			fmt.Fprintln(w, strings.TrimPrefix(e.Error(), "identity: "))
+			fmt.Fprintln(w, e)
 		}
 	}
 	return len(errs)

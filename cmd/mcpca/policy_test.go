@@ -80,7 +80,7 @@ func TestPolicyCheck(t *testing.T) {
 	if r.stdout != "" {
 		t.Errorf("stdout on failure: %q", r.stdout)
 	}
-	fails(t, dir, "reading policy file: open missing.cedar: no such file or directory", "policy", "check", "missing.cedar")
+	fails(t, dir, "policy: reading policy file: open missing.cedar: no such file or directory", "policy", "check", "missing.cedar")
 	fails(t, dir, "requires at least 1 arg", "policy", "check")
 }
 

@@ -57,7 +57,7 @@ func TestReloadKeepsLastGood(t *testing.T) {
 
 	writeFile(t, dir, "p.cedar", broken)
 	err = a.Reload()
-	if err == nil || !strings.Contains(err.Error(), "identity: "+f+":1:") || !strings.Contains(err.Error(), `unknown action Mcp::Action::"tools/cal"`) {
+	if err == nil || !strings.Contains(err.Error(), "policy: "+f+":1:") || !strings.Contains(err.Error(), `unknown action Mcp::Action::"tools/cal"`) {
 		t.Fatalf("Reload error = %v", err)
 	}
 	if !allowed(a, p, "search") || a.Generation() != 1 {
@@ -81,7 +81,7 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New([]string{writeFile(t, dir, "bad.cedar", broken)}); err == nil || !strings.Contains(err.Error(), "bad.cedar:1:") {
 		t.Errorf("New(broken) = %v", err)
 	}
-	if _, err := New([]string{dir + "/missing.cedar"}); err == nil || !strings.HasPrefix(err.Error(), "identity: reading policy file: ") {
+	if _, err := New([]string{dir + "/missing.cedar"}); err == nil || !strings.HasPrefix(err.Error(), "policy: reading policy file: ") {
 		t.Errorf("New(missing) = %v", err)
 	}
 	a, err := New([]string{writeFile(t, dir, "ok.cedar", allowSearch)}, WithLogger(slog.New(slog.DiscardHandler)))
@@ -91,7 +91,7 @@ func TestNewErrors(t *testing.T) {
 	if err := writeRemove(dir + "/ok.cedar"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Reload(); err == nil || !strings.HasPrefix(err.Error(), "identity: reading policy file: ") {
+	if err := a.Reload(); err == nil || !strings.HasPrefix(err.Error(), "policy: reading policy file: ") {
 		t.Errorf("Reload(missing) = %v", err)
 	}
 	if a.Set().Len() != 1 {

@@ -5,10 +5,13 @@ import (
 	"fmt"
 )
 
+// prefix starts every error of this package, once.
+const prefix = "policy: "
+
 // errorf formats an error with the package's prefix: every error of this
-// package starts with "identity: ".
+// package starts with "policy: ".
 func errorf(format string, args ...any) error {
-	return fmt.Errorf("identity: "+format, args...)
+	return fmt.Errorf(prefix+format, args...)
 }
 
 // ErrInvalidPolicy is wrapped by every load error (syntax, unknown action,
@@ -24,9 +27,9 @@ type LoadError struct {
 	Msg    string
 }
 
-// Error renders "identity: FILE:LINE:COL: MSG".
+// Error renders "policy: FILE:LINE:COL: MSG".
 func (e *LoadError) Error() string {
-	return fmt.Sprintf("identity: %s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
+	return fmt.Sprintf(prefix+"%s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
 }
 
 // Unwrap makes errors.Is(err, ErrInvalidPolicy) true.

@@ -78,7 +78,7 @@ func ExampleCompile_error() {
 	_, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(
 		`permit(principal, action == Mcp::Action::"tools/cal", resource);`)}})
 	fmt.Println(err)
-	// Output: identity: mcp.cedar:1:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"
+	// Output: policy: mcp.cedar:1:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"
 }
 
 func ExampleAuditRecord() {

@@ -7,7 +7,7 @@ import (
 )
 
 // FuzzPolicyLoad compiles arbitrary policy text. Invariants: no panic; an
-// error is a located LoadError starting with "identity: "; a set that
+// error is a located LoadError starting with "policy: "; a set that
 // compiles decides a request identically with and without the index.
 func FuzzPolicyLoad(f *testing.F) {
 	f.Add(basicPolicies)
@@ -34,7 +34,7 @@ func FuzzPolicyLoad(f *testing.F) {
 		s, err := Compile([]Source{{Name: "f.cedar", Data: []byte(src)}}, WithToolArguments())
 		if err != nil {
 			var le *LoadError
-			if !errors.As(err, &le) || !strings.HasPrefix(err.Error(), "identity: f.cedar:") || le.Line < 1 || le.Column < 1 {
+			if !errors.As(err, &le) || !strings.HasPrefix(err.Error(), "policy: f.cedar:") || le.Line < 1 || le.Column < 1 {
 				t.Fatalf("error not located: %q", err)
 			}
 			return

@@ -13,65 +13,65 @@ func TestCompileErrors(t *testing.T) {
 		want      string
 	}{
 		{"syntax: missing semicolon", "permit(principal, action, resource)\n", nil,
-			`identity: bad.cedar:2:1: syntax error: expected ";", got end of input`},
+			`policy: bad.cedar:2:1: syntax error: expected ";", got end of input`},
 		{"syntax: unclosed when", "permit(principal, action, resource)\nwhen { principal.attrs.team == \"x\" ", nil,
-			`identity: bad.cedar:2:36: syntax error: expected "}", got end of input`},
+			`policy: bad.cedar:2:36: syntax error: expected "}", got end of input`},
 		{"syntax: unknown function", "permit(principal, action, resource) when { foo(1) };", nil,
-			"identity: bad.cedar:1:48: syntax error: `foo` is not a function"},
+			"policy: bad.cedar:1:48: syntax error: `foo` is not a function"},
 		{"invalid utf-8", "permit(principal, action, resource)\nwhen { \"\xff\" };", nil,
-			"identity: bad.cedar:2:9: syntax error: invalid UTF-8"},
+			"policy: bad.cedar:2:9: syntax error: invalid UTF-8"},
 		{"unknown action", "\n\npermit(principal, action == Mcp::Action::\"tools/cal\", resource);", nil,
-			`identity: bad.cedar:3:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"`},
+			`policy: bad.cedar:3:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"`},
 		{"unknown action in set", "permit(principal, action in [Mcp::Action::\"tools/call\", Mcp::Action::\"tool/call\"], resource);", nil,
-			`identity: bad.cedar:1:70: unknown action Mcp::Action::"tool/call"`},
+			`policy: bad.cedar:1:70: unknown action Mcp::Action::"tool/call"`},
 		{"unknown action in condition", "permit(principal, action, resource) when { action == Mcp::Action::\"delete\" };", nil,
-			`identity: bad.cedar:1:67: unknown action Mcp::Action::"delete"`},
+			`policy: bad.cedar:1:67: unknown action Mcp::Action::"delete"`},
 		{"always allowed action", "forbid(principal, action == Mcp::Action::\"ping\", resource);", nil,
-			`identity: bad.cedar:1:42: action Mcp::Action::"ping" is always allowed: initialize, ping and notifications cannot be restricted by policy`},
+			`policy: bad.cedar:1:42: action Mcp::Action::"ping" is always allowed: initialize, ping and notifications cannot be restricted by policy`},
 		{"unknown entity type in scope", "permit(principal in Mcp::Group::\"x\", action, resource);", nil,
-			"identity: bad.cedar:1:21: unknown entity type Mcp::Group: expected one of Mcp::Action, Mcp::Client, Mcp::Prompt, Mcp::Resource, Mcp::Role, Mcp::Server, Mcp::Tool, Mcp::TrustDomain"},
+			"policy: bad.cedar:1:21: unknown entity type Mcp::Group: expected one of Mcp::Action, Mcp::Client, Mcp::Prompt, Mcp::Resource, Mcp::Role, Mcp::Server, Mcp::Tool, Mcp::TrustDomain"},
 		{"unknown entity type in is", "permit(principal, action, resource is Mcp::Tol);", nil,
-			"identity: bad.cedar:1:39: unknown entity type Mcp::Tol"},
+			"policy: bad.cedar:1:39: unknown entity type Mcp::Tol"},
 		{"unknown entity type in condition", "permit(principal, action, resource) when { resource in Tool::\"x\" };", nil,
-			"identity: bad.cedar:1:56: unknown entity type Tool"},
+			"policy: bad.cedar:1:56: unknown entity type Tool"},
 		{"role as principal", "permit(principal == Mcp::Role::\"admin\", action, resource);", nil,
-			`identity: bad.cedar:1:21: principal == Mcp::Role::"admin" never matches: expected an entity of type Mcp::Client, Mcp::Server`},
+			`policy: bad.cedar:1:21: principal == Mcp::Role::"admin" never matches: expected an entity of type Mcp::Client, Mcp::Server`},
 		{"tool as principal type", "permit(principal is Mcp::Tool, action, resource);", nil,
-			"identity: bad.cedar:1:21: principal is Mcp::Tool never matches: expected one of Mcp::Client, Mcp::Server"},
+			"policy: bad.cedar:1:21: principal is Mcp::Tool never matches: expected one of Mcp::Client, Mcp::Server"},
 		{"role as resource", "permit(principal, action, resource in Mcp::Role::\"x\");", nil,
-			`identity: bad.cedar:1:39: resource in Mcp::Role::"x" never matches`},
+			`policy: bad.cedar:1:39: resource in Mcp::Role::"x" never matches`},
 		{"client with server id", "permit(principal == Mcp::Client::\"spiffe://td/server/x\", action, resource);", nil,
-			`identity: bad.cedar:1:34: Mcp::Client::"spiffe://td/server/x" never matches: the ID of a Mcp::Client is spiffe://<trust-domain>/client/<name>`},
+			`policy: bad.cedar:1:34: Mcp::Client::"spiffe://td/server/x" never matches: the ID of a Mcp::Client is spiffe://<trust-domain>/client/<name>`},
 		{"unknown principal attribute", "permit(principal, action, resource) when { principal.team == \"x\" };", nil,
-			"identity: bad.cedar:1:53: unknown attribute principal.team: principal has attrs, fingerprint, id, kind, name, not_after, not_before, roles, serial, trust_domain"},
+			"policy: bad.cedar:1:53: unknown attribute principal.team: principal has attrs, fingerprint, id, kind, name, not_after, not_before, roles, serial, trust_domain"},
 		{"unknown context attribute", "permit(principal, action, resource) when { context.time > 3 };", nil,
-			"identity: bad.cedar:1:51: unknown attribute context.time: context has hour, minute, now, source_address, weekday"},
+			"policy: bad.cedar:1:51: unknown attribute context.time: context has hour, minute, now, source_address, weekday"},
 		{"args without option", "permit(principal, action, resource) when { context.args.x == 1 };", nil,
-			"identity: bad.cedar:1:51: context.args is not available: tool arguments reach policies only when enabled (policy.WithToolArguments)"},
+			"policy: bad.cedar:1:51: context.args is not available: tool arguments reach policies only when enabled (policy.WithToolArguments)"},
 		{"action attribute", "permit(principal, action, resource) when { action.name == \"x\" };", nil,
-			"identity: bad.cedar:1:44: actions have no attributes (action.name)"},
+			"policy: bad.cedar:1:44: actions have no attributes (action.name)"},
 		{"tags", "permit(principal, action, resource) when { principal.hasTag(\"x\") };", nil,
-			"identity: bad.cedar:1:54: mcpca entities have no tags: read certificate attributes as principal.attrs.<key>"},
+			"policy: bad.cedar:1:54: mcpca entities have no tags: read certificate attributes as principal.attrs.<key>"},
 		{"tool has no uri", "permit(principal, action, resource is Mcp::Tool) when { resource.uri like \"x*\" };", nil,
-			"identity: bad.cedar:1:65: unknown attribute resource.uri: the resource is a Mcp::Tool, which has only name"},
+			"policy: bad.cedar:1:65: unknown attribute resource.uri: the resource is a Mcp::Tool, which has only name"},
 		{"server has no attributes", "permit(principal, action, resource == Mcp::Server::\"self\") when { resource.name == \"x\" };", nil,
-			"identity: bad.cedar:1:75: unknown attribute resource.name: the resource is a Mcp::Server, which has no attributes"},
+			"policy: bad.cedar:1:75: unknown attribute resource.name: the resource is a Mcp::Server, which has no attributes"},
 		{"unknown resource attribute", "permit(principal, action, resource) when { resource.path == \"x\" };", nil,
-			"identity: bad.cedar:1:52: unknown attribute resource.path: resource has name, uri"},
+			"policy: bad.cedar:1:52: unknown attribute resource.path: resource has name, uri"},
 		{"empty id", "@id(\"\")\npermit(principal, action, resource);", nil,
-			"identity: bad.cedar:1:1: empty policy id: @id needs a name"},
+			"policy: bad.cedar:1:1: empty policy id: @id needs a name"},
 		{"too deep", "permit(principal, action, resource) when { \"((\" == \"\\\"(\" || " + strings.Repeat("(", 300) + "true" + strings.Repeat(")", 300) + " };", nil,
-			"identity: bad.cedar:1:316: nesting deeper than 256 levels"},
+			"policy: bad.cedar:1:316: nesting deeper than 256 levels"},
 		{"too big", "permit(principal, action, resource);" + strings.Repeat(" ", MaxSourceBytes), nil,
-			"identity: bad.cedar:1:1: policy file is 4194340 bytes, the limit is 4194304"},
+			"policy: bad.cedar:1:1: policy file is 4194340 bytes, the limit is 4194304"},
 		{"self as principal", "permit(principal == Mcp::Server::\"self\", action, resource);", nil,
-			`identity: bad.cedar:1:34: principal == Mcp::Server::"self" never matches: Mcp::Server::"self" is the resource of methods without a target, never a principal`},
+			`policy: bad.cedar:1:34: principal == Mcp::Server::"self" never matches: Mcp::Server::"self" is the resource of methods without a target, never a principal`},
 		{"server resource not self", "permit(principal, action, resource == Mcp::Server::\"spiffe://td/server/x\");", nil,
-			`identity: bad.cedar:1:52: resource == Mcp::Server::"spiffe://td/server/x" never matches: the only Mcp::Server resource is Mcp::Server::"self"`},
+			`policy: bad.cedar:1:52: resource == Mcp::Server::"spiffe://td/server/x" never matches: the only Mcp::Server resource is Mcp::Server::"self"`},
 		{"getTag", "permit(principal, action, resource) when { principal.getTag(\"x\") == 1 };", nil,
-			"identity: bad.cedar:1:54: mcpca entities have no tags: read certificate attributes as principal.attrs.<key>"},
+			"policy: bad.cedar:1:54: mcpca entities have no tags: read certificate attributes as principal.attrs.<key>"},
 		{"duplicate id", "@id(\"a\")\npermit(principal, action, resource);\n@id(\"a\")\nforbid(principal, action, resource);", nil,
-			`identity: bad.cedar:3:1: duplicate policy id "a"`},
+			`policy: bad.cedar:3:1: duplicate policy id "a"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +104,7 @@ func TestCompileReportsEveryError(t *testing.T) {
 		t.Fatal("Compile succeeded")
 	}
 	lines := strings.Split(err.Error(), "\n")
-	want := []string{"identity: a.cedar:1:42: unknown action", "identity: a.cedar:2:21: unknown entity type Mcp::Bogus", "identity: b.cedar:1:8: syntax error"}
+	want := []string{"policy: a.cedar:1:42: unknown action", "policy: a.cedar:2:21: unknown entity type Mcp::Bogus", "policy: b.cedar:1:8: syntax error"}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d errors, want %d:\n%s", len(lines), len(want), err)
 	}
@@ -135,7 +135,7 @@ permit(principal, action, resource) when { principal has attrs && principal.attr
 
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load([]string{"/nonexistent/p.cedar"})
-	if err == nil || !strings.HasPrefix(err.Error(), "identity: reading policy file: open /nonexistent/p.cedar:") {
+	if err == nil || !strings.HasPrefix(err.Error(), "policy: reading policy file: open /nonexistent/p.cedar:") {
 		t.Fatalf("err = %v", err)
 	}
 }
