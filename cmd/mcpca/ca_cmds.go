@@ -361,10 +361,11 @@ CA password.`,
 	f.BoolVar(&insecure, "insecure-password", false, insecurePasswordHelp)
 	f.StringArrayVar(&roles, "allow-role", nil, "role its tokens may grant (repeatable)")
 	f.StringArrayVar(&attrKeys, "allow-attr", nil, "attribute key its tokens may set (repeatable)")
-	f.StringArrayVar(&patterns, "allow-name", nil, "name pattern its tokens may use, e.g. 'client/team-a-*' (repeatable, at least one)")
+	f.StringArrayVar(&patterns, "allow-name", nil, "name pattern its tokens may use, e.g. 'client/team-a-*' (repeatable; required)")
 	f.StringArrayVar(&dnsPats, "allow-dns", nil, "DNS name pattern its server identities may carry, e.g. '*.team-a.acme.test' (repeatable; default none)")
 	f.StringArrayVar(&ipNets, "allow-ip", nil, "network (CIDR) its server identities' IP addresses must be in, e.g. 10.1.0.0/16 (repeatable; default none)")
 	_ = add.MarkFlagRequired("dir")
+	_ = add.MarkFlagRequired("allow-name")
 
 	list := &cobra.Command{
 		Use:   "list",

@@ -38,10 +38,11 @@ func (c *caFlags) add(cmd *cobra.Command, fromDir bool) {
 		cmd.Flags().StringVar(&c.root, "root", "", rootHelp+" (default from --dir)")
 		return
 	}
-	// Required, checked by newClient with a message that says where to get
-	// them.
+	// Required. --root is not marked: its own check (loadRoots) says where
+	// to get the root (mcpca bootstrap), as verify's does.
 	cmd.Flags().StringVar(&c.url, "ca-url", "", urlHelp+" (required)")
 	cmd.Flags().StringVar(&c.root, "root", "", rootHelp+" (required)")
+	_ = cmd.MarkFlagRequired("ca-url")
 }
 
 func newEnrollCmd() *cobra.Command {
@@ -111,11 +112,15 @@ the key is written 0600. Both are written atomically.`,
 	}
 	cf.add(cmd, false)
 	f := cmd.Flags()
-	f.StringVar(&token, "token", "", "one-time token from mcpca token")
+	f.StringVar(&token, "token", "", "one-time token from mcpca token (this or --token-file is required)")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the token (instead of --token)")
-	f.StringVar(&certFile, "cert", "", "where to write the certificate chain (PEM)")
-	f.StringVar(&keyFile, "key", "", "where to write the private key (PEM, 0600)")
+	f.StringVar(&certFile, "cert", "", "where to write the certificate chain (PEM) (required)")
+	f.StringVar(&keyFile, "key", "", "where to write the private key (PEM, 0600) (required)")
 	f.StringVar(&kt, "key-type", "p256", "key type: p256, p384, ed25519 or rsa2048")
+	cmd.MarkFlagsOneRequired("token", "token-file")
+	cmd.MarkFlagsMutuallyExclusive("token", "token-file")
+	_ = cmd.MarkFlagRequired("cert")
+	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 
@@ -146,6 +151,8 @@ func newBootstrapCmd() *cobra.Command {
 	f.StringVar(&caURL, "ca-url", "", "URL of the CA (required)")
 	f.StringVar(&fp, "fingerprint", "", "SHA-256 fingerprint of the root, as printed by mcpca init (required)")
 	f.StringVar(&out, "out", "root_ca.crt", "where to write the root certificate")
+	_ = cmd.MarkFlagRequired("ca-url")
+	_ = cmd.MarkFlagRequired("fingerprint")
 	return cmd
 }
 
@@ -181,6 +188,8 @@ func newRenewCmd() *cobra.Command {
 	cf.add(cmd, false)
 	cmd.Flags().StringVar(&certFile, "cert", "", "certificate chain to renew; replaced atomically (required)")
 	cmd.Flags().StringVar(&keyFile, "key", "", "its private key (required)")
+	_ = cmd.MarkFlagRequired("cert")
+	_ = cmd.MarkFlagRequired("key")
 	return cmd
 }
 
@@ -298,6 +307,11 @@ it again with a new token brings the identity back.`,
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password, or the --provisioner's own password (operator; default <dir>/secrets/password)")
 	f.StringVar(&prov, "provisioner", ca.AdminProvisioner, "provisioner whose key signs the revocation token (operator)")
 	f.StringVar(&reason, "reason", "", "reason for the revocation")
+	// One of --serial, --identity or --cert (with --key) is required. That
+	// they exclude one another is RunE's check, whose message names the
+	// roles (operator, holder).
+	cmd.MarkFlagsOneRequired("serial", "identity", "cert")
+	cmd.MarkFlagsRequiredTogether("cert", "key")
 	return cmd
 }
 

@@ -41,6 +41,10 @@ func (f *mcpFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.serverID, "server-id", "", "SPIFFE ID the server must have, e.g. spiffe://acme.test/server/files; replaces the check of the --url host against the server's certificate")
 	fl.StringVar(&f.crl, "crl", "", "refuse a revoked server: the CA's CRL URL (https://.../crl) or a DER/PEM file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
+	// --url and --root are not marked: their own checks (withSession,
+	// loadRoots) say what to give (an https:// endpoint; mcpca bootstrap).
+	_ = cmd.MarkFlagRequired("cert")
+	_ = cmd.MarkFlagRequired("key")
 }
 
 func newMcpCmd() *cobra.Command {
