@@ -44,9 +44,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	helpOut = os.Stdout // --help is data: stdout, as mcpca's commands print it
 	if err := run(ctx, os.Args[1:], os.Stderr, sighup.Notify(ctx)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return // --help: the usage went to stderr
+			return // --help: the usage went to stdout; exit 0
 		}
 		fmt.Fprintln(os.Stderr, "mcpca-example:", err)
 		os.Exit(1)
@@ -60,11 +61,29 @@ type options struct {
 	readHeaderTimeout, idleTimeout                                  time.Duration
 }
 
+// helpOut is where --help prints the usage (main: stdout); nil means the
+// log writer given to run.
+var helpOut io.Writer
+
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	// pflag, as cobra in mcpca: --long flags, and --help is not an error.
 	fs := flag.NewFlagSet("mcpca-example", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		w := helpOut
+		if w == nil {
+			w = stderr
+		}
+		fmt.Fprintf(w, `mcpca-example is an MCP server protected by mcpca: clients present a
+certificate of the CA, a Cedar policy decides every request.
+
+Usage:
+  mcpca-example --cert server.crt --key server.key --root root_ca.crt --policy FILE|DIR [flags]
+
+Flags:
+%s`, fs.FlagUsages())
+	}
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to serve on (port 0: any free port, logged at start)")
 	fs.StringVar(&o.cert, "cert", "", "server certificate chain, PEM (required; re-read when it changes)")
 	fs.StringVar(&o.key, "key", "", "server private key, PEM (required)")
