@@ -43,6 +43,10 @@
 // ended, for every identity, and its client starts a new one. Stateless
 // servers (StreamableHTTPOptions.Stateless, or protocol 2026-07-28 clients)
 // have no sessions to bind; every request is checked on its own either way.
+// What they hold instead, the requestState of an input-required result, is
+// sealed to the caller it was returned to (see WithStateKey): a retry from
+// another identity, or with an altered state, is refused with
+// CodeStateRefused before the handler runs.
 //
 // The Guard does not touch the Authorization header: an application can
 // check its own bearer tokens or API keys inside Handler, on top of mTLS.

@@ -129,6 +129,12 @@ func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error)
 	if cfg.maxSess <= 0 {
 		return nil, errorf("the session limit must be positive, got %d", cfg.maxSess)
 	}
+	switch {
+	case cfg.stateKey == nil:
+		cfg.stateKey = newStateKey()
+	case len(cfg.stateKey) != StateKeySize:
+		return nil, errorf("the state key must be %d bytes, got %d", StateKeySize, len(cfg.stateKey))
+	}
 	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*list.Element),
 		principals: make(map[*identity.Identity]*policy.Principal)}, nil
 }

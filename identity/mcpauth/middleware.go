@@ -79,6 +79,9 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	if !audited {
 		return ctx, nil, errAuditFailed()
 	}
+	if !g.openRequestState(string(c.principal.UID().ID), req) {
+		return ctx, nil, errStateRefused()
+	}
 	return ctx, c, nil
 }
 
@@ -93,6 +96,7 @@ func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
 	if r, ok := res.(*mcp.ReadResourceResult); ok {
 		private(&r.Cacheable)
 	}
+	g.sealResultState(string(c.principal.UID().ID), res)
 }
 
 // methodListen opens the notification stream of protocol 2026-07-28.

@@ -19,6 +19,7 @@ type config struct {
 	toolArgs   bool
 	sessionTTL time.Duration
 	maxSess    int
+	stateKey   []byte
 }
 
 type optionFunc func(*config)
@@ -78,4 +79,13 @@ func WithMaxSessions(n int) Option {
 // keeps are refused (404) before it ends them.
 func WithSessionTTL(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.sessionTTL = d })
+}
+
+// WithStateKey sets the key (StateKeySize bytes) that seals the
+// requestState of input-required results to the caller they are returned
+// to. Give every replica of a server behind one address the same key, so a
+// retry that reaches another replica opens; by default each Guard draws its
+// own at random.
+func WithStateKey(key []byte) Option {
+	return optionFunc(func(c *config) { c.stateKey = append([]byte(nil), key...) })
 }
