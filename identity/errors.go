@@ -1,13 +1,15 @@
 package identity
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 )
 
-// errorf formats an error carrying the package prefix. Every error returned by
-// this package starts with "identity: ".
+// errorf formats an error carrying the package prefix: every error returned
+// by an exported function or method of this package starts with
+// "identity: ", once. Only the exported boundary calls it (directly or
+// through refusal); the unexported helpers behind it (checkPublicKey, ...)
+// return errors without the prefix.
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("identity: "+format, args...)
 }
@@ -22,24 +24,6 @@ var (
 	// ErrNotSVID reports a certificate that is not a valid mcpca X509-SVID.
 	ErrNotSVID = errors.New("not an mcpca X509-SVID")
 )
-
-// unprefix strips the package prefix from an error made by errorf, so that
-// it can be wrapped again without repeating "identity: ".
-func unprefix(err error) error { return prefixless{err} }
-
-type prefixless struct{ err error }
-
-func (p prefixless) Error() string {
-	s := p.err.Error()
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
-}
-
-func (p prefixless) Unwrap() error { return p.err }
-
-const prefix = "identity: "
 
 func quote(s string) string { return fmt.Sprintf("%q", truncate(s)) }
 
@@ -93,19 +77,4 @@ func ReasonOf(err error) Reason {
 		return ve.Reason
 	}
 	return ""
-}
-
-// certName names a certificate in a message: its URI SAN, its common name
-// or its serial.
-func certName(c *x509.Certificate) string {
-	if c == nil {
-		return "a nil certificate"
-	}
-	if len(c.URIs) == 1 {
-		return c.URIs[0].String()
-	}
-	if c.Subject.CommonName != "" {
-		return "certificate " + quote(c.Subject.CommonName)
-	}
-	return "certificate with serial " + c.SerialNumber.Text(16)
 }

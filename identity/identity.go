@@ -13,7 +13,6 @@ package identity
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"math/big"
 	"net"
@@ -131,7 +130,7 @@ func parseCertificate(cert *x509.Certificate, oids OIDs, fp [sha256.Size]byte) (
 	for i := range cert.Extensions {
 		ext := &cert.Extensions[i]
 		switch {
-		case oidEqual(ext.Id, oids.Roles):
+		case ext.Id.Equal(oids.Roles):
 			if seenRoles {
 				return nil, errorf("certificate carries the roles extension twice: %w", ErrMalformedExtension)
 			}
@@ -139,7 +138,7 @@ func parseCertificate(cert *x509.Certificate, oids OIDs, fp [sha256.Size]byte) (
 			if out.Roles, err = DecodeRoles(ext.Value); err != nil {
 				return nil, err
 			}
-		case oidEqual(ext.Id, oids.Attributes):
+		case ext.Id.Equal(oids.Attributes):
 			if seenAttrs {
 				return nil, errorf("certificate carries the attributes extension twice: %w", ErrMalformedExtension)
 			}
@@ -153,16 +152,4 @@ func parseCertificate(cert *x509.Certificate, oids OIDs, fp [sha256.Size]byte) (
 		out.Attributes = map[string]string{}
 	}
 	return out, nil
-}
-
-func oidEqual(a, b asn1.ObjectIdentifier) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -22,6 +22,13 @@ var ErrWeakKey = errors.New("key not allowed")
 // unknown type) is refused with an error that names the key and wraps
 // ErrWeakKey.
 func CheckPublicKey(pub crypto.PublicKey) error {
+	if err := checkPublicKey(pub); err != nil {
+		return errorf("%w", err)
+	}
+	return nil
+}
+
+func checkPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
@@ -48,7 +55,7 @@ func CheckPublicKey(pub crypto.PublicKey) error {
 }
 
 func weakKey(what string) error {
-	return errorf("%s key: %w: use ECDSA P-256 or P-384, Ed25519, or RSA of at least %d bits", what, ErrWeakKey, MinRSABits)
+	return fmt.Errorf("%s key: %w: use ECDSA P-256 or P-384, Ed25519, or RSA of at least %d bits", what, ErrWeakKey, MinRSABits)
 }
 
 func curveName(c elliptic.Curve) string {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/certname"
 )
 
 // Verifier verifies the certificate chains peers present against the trust
@@ -149,8 +151,8 @@ func (v *Verifier) verify(b *trust.Bundle, crls []*trust.CRL, crlErrs []error, c
 	if !v.cfg.anyTD && !v.tds[id.ID.TrustDomain] {
 		return nil, refusal(ReasonTrustDomain, id.ID, "%s: trust domain %q is not trusted (trusted: %s)", sid, id.ID.TrustDomain, v.trustedList())
 	}
-	if err := CheckPublicKey(leaf.PublicKey); err != nil {
-		return nil, refusal(ReasonWeakKey, id.ID, "%s: certificate refused: %w", sid, unprefix(err))
+	if err := checkPublicKey(leaf.PublicKey); err != nil {
+		return nil, refusal(ReasonWeakKey, id.ID, "%s: certificate refused: %w", sid, err)
 	}
 	eku, ekuName := x509.ExtKeyUsageClientAuth, "clientAuth"
 	if as == KindServer {
@@ -164,7 +166,7 @@ func (v *Verifier) verify(b *trust.Bundle, crls []*trust.CRL, crlErrs []error, c
 	}
 	for _, c := range chain {
 		if len(c.UnhandledCriticalExtensions) > 0 {
-			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s", certName(c), c.UnhandledCriticalExtensions[0])
+			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s", certname.Of(c), c.UnhandledCriticalExtensions[0])
 		}
 	}
 	if now.Before(leaf.NotBefore) {
@@ -200,7 +202,7 @@ func (v *Verifier) verify(b *trust.Bundle, crls []*trust.CRL, crlErrs []error, c
 	}
 	for _, c := range best[1:] { // the bundle's certificates too
 		if len(c.UnhandledCriticalExtensions) > 0 {
-			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s in %s", sid, c.UnhandledCriticalExtensions[0], certName(c))
+			return nil, refusal(ReasonBadExtension, id.ID, "%s: unknown critical extension %s in %s", sid, c.UnhandledCriticalExtensions[0], certname.Of(c))
 		}
 	}
 	crl, err := v.checkRevocation(id.ID, leaf, best[1], crls, crlErrs, now)
@@ -247,20 +249,20 @@ func (v *Verifier) checkRevocation(pid ID, leaf, issuer *x509.Certificate, crls 
 			return nil, refusal(ReasonRevoked, pid, "%s: certificate (serial %s) is revoked since %s", sid, leaf.SerialNumber.Text(16), stamp(at))
 		}
 		if c.Stale(now, v.cfg.grace) {
-			unknown = errorf("the CRL is stale: nextUpdate %s plus the grace period of %s has passed (now %s)", stamp(c.NextUpdate()), v.cfg.grace, stamp(now))
+			unknown = fmt.Errorf("the CRL is stale: nextUpdate %s plus the grace period of %s has passed (now %s)", stamp(c.NextUpdate()), v.cfg.grace, stamp(now))
 			stale = c
 			continue
 		}
 		return c, nil
 	}
 	if unknown == nil {
-		unknown = errorf("no CRL covers the issuer %s", certName(issuer))
+		unknown = fmt.Errorf("no CRL covers the issuer %s", certname.Of(issuer))
 	}
 	if v.cfg.stalePolicy == CRLFailOpen {
 		v.cfg.logger.Warn("accepting a certificate whose revocation status is unknown (fail-open)", "id", sid, "err", unknown)
 		return stale, nil
 	}
-	return nil, refusal(ReasonRevocationUnknown, pid, "%s: revocation status unknown: %w", sid, unprefix(unknown))
+	return nil, refusal(ReasonRevocationUnknown, pid, "%s: revocation status unknown: %w", sid, unknown)
 }
 
 func (v *Verifier) trustedList() string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func (c *verifyCache) fingerprint(leaf *x509.Certificate) [sha256.Size]byte {
 func (c *verifyCache) get(b *trust.Bundle, crls []*trust.CRL, k cacheKey, rest []*x509.Certificate) *cacheEntry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.bundle != b || !sameCRLs(c.crls, crls) {
+	if c.bundle != b || !slices.Equal(c.crls, crls) {
 		return nil
 	}
 	e := c.m[k]
@@ -88,7 +89,7 @@ func (c *verifyCache) get(b *trust.Bundle, crls []*trust.CRL, k cacheKey, rest [
 func (c *verifyCache) put(b *trust.Bundle, crls []*trust.CRL, k cacheKey, e *cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.bundle != b || !sameCRLs(c.crls, crls) {
+	if c.bundle != b || !slices.Equal(c.crls, crls) {
 		c.bundle, c.crls = b, append([]*trust.CRL(nil), crls...)
 		clear(c.m)
 	}
@@ -110,18 +111,6 @@ func (e *cacheEntry) usable(now time.Time, cfg *verifyConfig) bool {
 	}
 	if e.crl != nil && cfg.stalePolicy == CRLFailClosed && e.crl.Stale(now, cfg.grace) {
 		return false
-	}
-	return true
-}
-
-func sameCRLs(a, b []*trust.CRL) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
 	}
 	return true
 }

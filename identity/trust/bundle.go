@@ -3,10 +3,13 @@ package trust
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"github.com/mcpca/mcpca/internal/certname"
 	"github.com/mcpca/mcpca/internal/pemfile"
 )
 
@@ -27,20 +30,28 @@ var bundleGeneration atomic.Uint64
 // NewBundle returns a bundle trusting roots. Every certificate must be a CA
 // certificate; at least one root is required.
 func NewBundle(roots []*x509.Certificate, intermediates ...*x509.Certificate) (*Bundle, error) {
+	b, err := newBundle(roots, intermediates)
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	return b, nil
+}
+
+func newBundle(roots, intermediates []*x509.Certificate) (*Bundle, error) {
 	if len(roots) == 0 {
-		return nil, errorf("bundle has no root certificates")
+		return nil, errors.New("bundle has no root certificates")
 	}
 	b := &Bundle{rootPool: x509.NewCertPool(), interPool: x509.NewCertPool(), generation: bundleGeneration.Add(1)}
 	for _, c := range roots {
 		if c == nil || !c.IsCA {
-			return nil, errorf("bundle: %s is not a CA certificate", certName(c))
+			return nil, fmt.Errorf("bundle: %s is not a CA certificate", certname.Of(c))
 		}
 		b.roots = append(b.roots, c)
 		b.rootPool.AddCert(c)
 	}
 	for _, c := range intermediates {
 		if c == nil || !c.IsCA {
-			return nil, errorf("bundle: %s is not a CA certificate", certName(c))
+			return nil, fmt.Errorf("bundle: %s is not a CA certificate", certname.Of(c))
 		}
 		b.intermediates = append(b.intermediates, c)
 		b.interPool.AddCert(c)
@@ -51,14 +62,22 @@ func NewBundle(roots []*x509.Certificate, intermediates ...*x509.Certificate) (*
 // ParseBundlePEM parses PEM CERTIFICATE blocks into a bundle; every
 // certificate becomes a trust anchor. Blocks of other types are errors.
 func ParseBundlePEM(data []byte) (*Bundle, error) {
+	b, err := parseBundlePEM(data)
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	return b, nil
+}
+
+func parseBundlePEM(data []byte) (*Bundle, error) {
 	roots, err := pemfile.ParseCertificates(data, pemfile.RefuseOthers)
 	switch {
 	case errors.Is(err, pemfile.ErrNoCertificate):
-		return nil, errorf("bundle has no PEM certificates")
+		return nil, errors.New("bundle has no PEM certificates")
 	case err != nil:
-		return nil, errorf("bundle: %v", err)
+		return nil, fmt.Errorf("bundle: %v", err)
 	}
-	return NewBundle(roots)
+	return newBundle(roots, nil)
 }
 
 // LoadBundleFile reads a PEM trust bundle file.
@@ -67,9 +86,9 @@ func LoadBundleFile(path string) (*Bundle, error) {
 	if err != nil {
 		return nil, errorf("bundle: %v", err)
 	}
-	b, err := ParseBundlePEM(data)
+	b, err := parseBundlePEM(data)
 	if err != nil {
-		return nil, errorf("%s: %w", path, unprefix(err))
+		return nil, errorf("%s: %w", path, err)
 	}
 	return b, nil
 }
@@ -144,12 +163,12 @@ type rootsSource struct {
 
 func (r *rootsSource) Bundle() (*Bundle, error) {
 	roots := r.p.Roots()
-	if b := r.cur.Load(); b != nil && sameSlice(roots, b.roots) {
+	if b := r.cur.Load(); b != nil && slices.Equal(roots, b.roots) {
 		return b, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.cur.Load(); b != nil && sameSlice(roots, b.roots) {
+	if b := r.cur.Load(); b != nil && slices.Equal(roots, b.roots) {
 		return b, nil
 	}
 	b, err := NewBundle(roots)
@@ -160,29 +179,4 @@ func (r *rootsSource) Bundle() (*Bundle, error) {
 	b.roots = roots
 	r.cur.Store(b)
 	return b, nil
-}
-
-func sameSlice(a, b []*x509.Certificate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func certName(c *x509.Certificate) string {
-	if c == nil {
-		return "a nil certificate"
-	}
-	if len(c.URIs) == 1 {
-		return c.URIs[0].String()
-	}
-	if c.Subject.CommonName != "" {
-		return "certificate " + quote(c.Subject.CommonName)
-	}
-	return "certificate with serial " + c.SerialNumber.Text(16)
 }

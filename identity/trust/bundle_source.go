@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -47,9 +48,9 @@ func (s *FileBundleSource) Reload() error {
 	if sum == s.sum {
 		return nil
 	}
-	b, err := ParseBundlePEM(data)
+	b, err := parseBundlePEM(data)
 	if err != nil {
-		return errorf("%s: %w", s.path, unprefix(err))
+		return errorf("%s: %w", s.path, err)
 	}
 	s.sum = sum
 	s.store.Set(b)
@@ -114,11 +115,11 @@ func (s *CABundleSource) Refresh(ctx context.Context) error {
 		pemData.WriteString(c)
 		pemData.WriteByte('\n')
 	}
-	b, err := ParseBundlePEM(pemData.Bytes())
+	b, err := parseBundlePEM(pemData.Bytes())
 	if err != nil {
-		return errorf("bundle from %s: %w", s.url, unprefix(err))
+		return errorf("bundle from %s: %w", s.url, err)
 	}
-	if cur, _ := s.store.Bundle(); cur != nil && sameCerts(cur.roots, b.roots) {
+	if cur, _ := s.store.Bundle(); cur != nil && slices.EqualFunc(cur.roots, b.roots, (*x509.Certificate).Equal) {
 		return nil
 	}
 	s.store.Set(b)
@@ -128,16 +129,4 @@ func (s *CABundleSource) Refresh(ctx context.Context) error {
 // Run refreshes now and then at every refresh interval until ctx ends.
 func (s *CABundleSource) Run(ctx context.Context) error {
 	return runRefresh(ctx, &s.cfg, "bundle "+s.url, s.Refresh)
-}
-
-func sameCerts(a, b []*x509.Certificate) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !a[i].Equal(b[i]) {
-			return false
-		}
-	}
-	return true
 }

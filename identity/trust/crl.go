@@ -5,10 +5,14 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpca/mcpca/internal/certname"
 )
 
 // CRL is an immutable, parsed certificate revocation list with a generation
@@ -27,15 +31,23 @@ var crlGeneration atomic.Uint64
 
 // ParseCRL parses a DER or PEM ("X509 CRL") certificate revocation list.
 func ParseCRL(data []byte) (*CRL, error) {
+	c, err := parseCRL(data)
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	return c, nil
+}
+
+func parseCRL(data []byte) (*CRL, error) {
 	if block, _ := pem.Decode(data); block != nil {
 		if block.Type != "X509 CRL" {
-			return nil, errorf("CRL: PEM block is %q, want X509 CRL", block.Type)
+			return nil, fmt.Errorf("CRL: PEM block is %q, want X509 CRL", block.Type)
 		}
 		data = block.Bytes
 	}
 	l, err := x509.ParseRevocationList(data)
 	if err != nil {
-		return nil, errorf("CRL: %v", err)
+		return nil, fmt.Errorf("CRL: %v", err)
 	}
 	c := &CRL{list: l, raw: bytes.Clone(data), revoked: make(map[string]time.Time, len(l.RevokedCertificateEntries)), generation: crlGeneration.Add(1)}
 	for _, e := range l.RevokedCertificateEntries {
@@ -91,11 +103,18 @@ func (c *CRL) Stale(now time.Time, grace time.Duration) bool {
 	return now.After(due.Add(grace))
 }
 
-var errOK = errorf("ok")
+var errOK = errors.New("ok")
 
 // CheckSignatureFrom checks the CRL's signature against issuer, remembering
 // the answer.
 func (c *CRL) CheckSignatureFrom(issuer *x509.Certificate) error {
+	if err := c.checkSignatureFrom(issuer); err != nil {
+		return errorf("%w", err)
+	}
+	return nil
+}
+
+func (c *CRL) checkSignatureFrom(issuer *x509.Certificate) error {
 	key := sha256.Sum256(issuer.Raw)
 	if v, ok := c.sigs.Load(key); ok {
 		if v.(error) == errOK {
@@ -105,7 +124,7 @@ func (c *CRL) CheckSignatureFrom(issuer *x509.Certificate) error {
 	}
 	var err error
 	if e := c.list.CheckSignatureFrom(issuer); e != nil {
-		err = errorf("CRL signature does not verify with issuer %s: %v", certName(issuer), e)
+		err = fmt.Errorf("CRL signature does not verify with issuer %s: %v", certname.Of(issuer), e)
 	}
 	if err == nil {
 		c.sigs.Store(key, errOK)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -20,8 +22,9 @@ type CRLFetcher struct {
 	client   *http.Client
 	cur      atomic.Pointer[CRL]
 
-	mu      sync.Mutex // serializes refreshes and guards lastErr
-	lastErr error
+	mu        sync.Mutex // serializes refreshes and guards lastErr and lastCause
+	lastErr   error      // what Refresh returned
+	lastCause error      // the same, without the package prefix, for CRL
 }
 
 // NewCRLFetcher returns a fetcher for location, an http(s) URL or a file
@@ -51,8 +54,8 @@ func (f *CRLFetcher) CRL() (*CRL, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.lastErr != nil {
-		return nil, errorf("no CRL loaded from %s: %w", f.location, unprefix(f.lastErr))
+	if f.lastCause != nil {
+		return nil, errorf("no CRL loaded from %s: %w", f.location, f.lastCause)
 	}
 	return nil, errorf("no CRL loaded from %s yet", f.location)
 }
@@ -69,32 +72,36 @@ func (f *CRLFetcher) LastError() error {
 func (f *CRLFetcher) Refresh(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err := f.refresh(ctx)
-	f.lastErr = err
-	return err
+	f.lastErr, f.lastCause = nil, f.refresh(ctx)
+	if f.lastCause != nil {
+		f.lastErr = errorf("CRL from %s: %w", f.location, f.lastCause)
+	}
+	return f.lastErr
 }
+
+// refresh loads the CRL; its errors do not name the location.
 
 func (f *CRLFetcher) refresh(ctx context.Context) error {
 	data, err := fetch(ctx, f.client, f.location)
 	if err != nil {
-		return errorf("CRL from %s: %v", f.location, err)
+		return err
 	}
 	cur := f.cur.Load()
 	if cur != nil && (bytes.Equal(cur.raw, data)) {
 		return nil
 	}
-	c, err := ParseCRL(data)
+	c, err := parseCRL(data)
 	if err != nil {
-		return errorf("CRL from %s: %w", f.location, unprefix(err))
+		return err
 	}
 	if cur != nil && bytes.Equal(cur.raw, c.raw) {
 		return nil
 	}
 	if err := f.checkIssuer(c); err != nil {
-		return errorf("CRL from %s: %w", f.location, unprefix(err))
+		return err
 	}
 	if cur != nil && cur.Number() != nil && c.Number() != nil && c.Number().Cmp(cur.Number()) < 0 {
-		return errorf("CRL from %s: number %v is older than the current %v", f.location, c.Number(), cur.Number())
+		return fmt.Errorf("number %v is older than the current %v", c.Number(), cur.Number())
 	}
 	f.cur.Store(c)
 	return nil
@@ -113,8 +120,8 @@ func (f *CRLFetcher) checkIssuer(c *CRL) error {
 		return nil
 	}
 	b, err := f.cfg.bundle.Bundle()
-	if err != nil {
-		return err
+	if err != nil { //nolint:nilerr // every BundleSource error means "no bundle yet"
+		return errors.New("no trust bundle loaded to check its signature against")
 	}
 	var lastErr error
 	for _, set := range [][]*x509.Certificate{b.roots, b.intermediates} {
@@ -122,7 +129,7 @@ func (f *CRLFetcher) checkIssuer(c *CRL) error {
 			if !bytes.Equal(ca.RawSubject, c.list.RawIssuer) {
 				continue
 			}
-			if lastErr = c.CheckSignatureFrom(ca); lastErr == nil {
+			if lastErr = c.checkSignatureFrom(ca); lastErr == nil {
 				return nil
 			}
 		}

@@ -138,7 +138,7 @@ func TestCRLFetcherFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 	_, err = f.CRL()
-	if err == nil || !strings.HasPrefix(err.Error(), "trust: no CRL loaded from "+path+": CRL from "+path+": open ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "trust: no CRL loaded from "+path+": open "+path+": ") {
 		t.Fatalf("CRL(): %v", err)
 	}
 	if err := os.WriteFile(path, testca.CRLPEM(ca.CreateCRL()), 0o600); err != nil {

@@ -8,29 +8,14 @@ package trust
 
 import "fmt"
 
-const prefix = "trust: "
-
 // errorf formats an error carrying the package prefix: every error returned
-// by this package starts with "trust: ".
+// by an exported function or method of this package starts with "trust: ",
+// once. Only the exported boundary calls it; the unexported helpers behind
+// it (parseCRL, newBundle, parseBundlePEM, ...) return errors without the
+// prefix, so an exported function wrapping one adds the prefix exactly once.
 func errorf(format string, args ...any) error {
-	return fmt.Errorf(prefix+format, args...)
+	return fmt.Errorf("trust: "+format, args...)
 }
-
-// unprefix lets an error of this package be wrapped again by this package
-// without repeating "trust: ".
-func unprefix(err error) error { return prefixless{err} }
-
-type prefixless struct{ err error }
-
-func (p prefixless) Error() string {
-	s := p.err.Error()
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):]
-	}
-	return s
-}
-
-func (p prefixless) Unwrap() error { return p.err }
 
 func quote(s string) string { return fmt.Sprintf("%q", truncate(s)) }
 
