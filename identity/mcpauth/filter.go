@@ -9,7 +9,7 @@ import (
 // filter removes from a list result the items c may not use with action,
 // and marks the result private to the caller's cache: it depends on who
 // asked.
-func (g *Guard) filter(c *caller, action string, res mcp.Result) {
+func (g *Guard) filter(c *Caller, action string, res mcp.Result) {
 	base := policy.Request{Method: action, Source: c.source, Time: g.cfg.clock.Now()}
 	switch l := res.(type) {
 	case *mcp.ListToolsResult:
@@ -34,7 +34,7 @@ func private(c *mcp.Cacheable) {
 
 // keep returns the items whose name the policy lets c use, in order.
 // The input slice is not modified: the SDK may share it between calls.
-func keep[T any](g *Guard, c *caller, base policy.Request, items []T, name func(T) string) []T {
+func keep[T any](g *Guard, c *Caller, base policy.Request, items []T, name func(T) string) []T {
 	names := make([]string, len(items))
 	for i, it := range items {
 		names[i] = name(it)

@@ -36,7 +36,7 @@ type Guard struct {
 
 	// reqs maps the value of refHeader, set by Handler on each HTTP
 	// request, to the caller of that request, for Middleware to find.
-	reqs   sync.Map // string -> *caller
+	reqs   sync.Map // string -> *Caller
 	nextID atomic.Uint64
 
 	// installed is set once Middleware is made (Install, Server,
@@ -61,11 +61,18 @@ type Guard struct {
 	principals map[*identity.Identity]*policy.Principal
 }
 
-// caller is the authenticated peer of one HTTP request.
-type caller struct {
+// Caller is the verified peer of one HTTP request: its identity, the
+// Cedar principal built from it, and its source address.
+type Caller struct {
 	principal *policy.Principal
 	source    netip.Addr
 }
+
+// Identity returns the caller's verified identity.
+func (c *Caller) Identity() *identity.Identity { return c.principal.Identity() }
+
+// ID returns the caller's SPIFFE ID.
+func (c *Caller) ID() string { return string(c.principal.UID().ID) }
 
 // binding ties an MCP session to the SPIFFE ID that created it.
 type binding struct {
@@ -193,7 +200,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				"connect over TLS with a certificate issued by this server's CA")
 			return
 		}
-		c, err := g.caller(r)
+		c, err := g.Authenticate(r)
 		if err != nil {
 			writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
 			return
@@ -234,7 +241,7 @@ func writeForeign(w http.ResponseWriter) {
 }
 
 // lookupRef returns the caller Handler registered under ref.
-func (g *Guard) lookupRef(ref string) *caller {
+func (g *Guard) lookupRef(ref string) *Caller {
 	if ref == "" {
 		return nil
 	}
@@ -242,17 +249,21 @@ func (g *Guard) lookupRef(ref string) *caller {
 	if !ok {
 		return nil
 	}
-	return v.(*caller)
+	return v.(*Caller)
 }
 
-// caller verifies the peer of r and returns its principal, from the
-// connection's cache when the verified identity has not changed.
-func (g *Guard) caller(r *http.Request) (*caller, error) {
+// Authenticate verifies the TLS peer of r now (so a certificate that
+// expired or was revoked since the handshake is refused) and returns the
+// caller, its principal from the connection's cache (ConnContext) when the
+// verified identity has not changed. Handler calls it on every request; an
+// intermediary that decides raw JSON-RPC messages (AuthorizeMessage) calls
+// it itself.
+func (g *Guard) Authenticate(r *http.Request) (*Caller, error) {
 	ident, err := g.v.Verify(r.TLS.PeerCertificates, identity.KindClient)
 	if err != nil {
 		return nil, err
 	}
-	c := &caller{source: remoteAddr(r.RemoteAddr)}
+	c := &Caller{source: remoteAddr(r.RemoteAddr)}
 	cs, _ := r.Context().Value(connKey{}).(*connState)
 	if cs == nil {
 		c.principal = g.principal(ident)

@@ -52,7 +52,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 // authorize decides req and audits the decision. It returns the context
 // for the handler (carrying the caller's identity), the caller when the
 // result may need filtering, and errDenied when req must not be handled.
-func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (context.Context, *caller, error) {
+func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (context.Context, *Caller, error) {
 	c := g.lookup(req)
 	if c == nil {
 		if alwaysAllowed(method) {
@@ -65,11 +65,12 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	if alwaysAllowed(method) {
 		return ctx, nil, nil
 	}
+	params := req.GetParams()
 	if method == methodListen {
-		g.filterListen(req, c)
+		g.filterListen(params, c)
 		return ctx, nil, nil
 	}
-	r := g.request(method, req, c)
+	r := g.request(method, params, c)
 	start := g.cfg.clock.Now()
 	d := g.authz.Authorize(c.principal, r)
 	audited := g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
@@ -79,7 +80,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 	if !audited {
 		return ctx, nil, errAuditFailed()
 	}
-	if !g.openRequestState(string(c.principal.UID().ID), req) {
+	if !g.openRequestState(c.ID(), params) {
 		return ctx, nil, errStateRefused()
 	}
 	return ctx, c, nil
@@ -88,7 +89,7 @@ func (g *Guard) authorize(ctx context.Context, method string, req mcp.Request) (
 // filterResult keeps in a list result only what c may use, and marks
 // every result that depends on who asked private to caches: the lists, and
 // resources/read, which was authorized for c alone.
-func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
+func (g *Guard) filterResult(c *Caller, method string, res mcp.Result) {
 	if action, ok := policy.ListAction(method); ok {
 		g.filter(c, action, res)
 		return
@@ -96,7 +97,7 @@ func (g *Guard) filterResult(c *caller, method string, res mcp.Result) {
 	if r, ok := res.(*mcp.ReadResourceResult); ok {
 		private(&r.Cacheable)
 	}
-	g.sealResultState(string(c.principal.UID().ID), res)
+	g.sealResultState(c.ID(), res)
 }
 
 // methodListen opens the notification stream of protocol 2026-07-28.
@@ -107,24 +108,30 @@ const methodListen = "subscriptions/listen"
 // resources it asks to be told about only those the policy lets it
 // subscribe to (resources/subscribe), each decision audited. The server then
 // acknowledges that subset, as the protocol provides.
-func (g *Guard) filterListen(req mcp.Request, c *caller) {
-	p, ok := req.GetParams().(*mcp.SubscriptionsListenParams)
+func (g *Guard) filterListen(params any, c *Caller) {
+	p, ok := params.(*mcp.SubscriptionsListenParams)
 	if !ok || p == nil || p.Notifications == nil || len(p.Notifications.ResourceSubscriptions) == 0 {
 		return
 	}
+	p.Notifications.ResourceSubscriptions = g.subscribable(c, p.Notifications.ResourceSubscriptions)
+}
+
+// subscribable returns the resources of uris that c may subscribe to, each
+// decision audited.
+func (g *Guard) subscribable(c *Caller, uris []string) []string {
 	var kept []string
-	for _, uri := range p.Notifications.ResourceSubscriptions {
+	for _, uri := range uris {
 		r := policy.Request{Method: "resources/subscribe", Target: uri, Source: c.source, Time: g.cfg.clock.Now()}
 		d := g.authz.Authorize(c.principal, r)
 		if g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(r.Time)) && d.Allow {
 			kept = append(kept, uri)
 		}
 	}
-	p.Notifications.ResourceSubscriptions = kept
+	return kept
 }
 
 // lookup finds the caller Handler registered for req.
-func (g *Guard) lookup(req mcp.Request) *caller {
+func (g *Guard) lookup(req mcp.Request) *Caller {
 	extra := req.GetExtra()
 	if extra == nil || extra.Header == nil {
 		return nil
@@ -132,10 +139,11 @@ func (g *Guard) lookup(req mcp.Request) *caller {
 	return g.lookupRef(extra.Header.Get(refHeader))
 }
 
-// request builds the policy request for method.
-func (g *Guard) request(method string, req mcp.Request, c *caller) policy.Request {
+// request builds the policy request for method from its params (the
+// go-sdk's types, as the SDK decoded them or as paramsFor decodes raw ones).
+func (g *Guard) request(method string, params any, c *Caller) policy.Request {
 	r := policy.Request{Method: method, Source: c.source, Time: g.cfg.clock.Now()}
-	switch p := req.GetParams().(type) {
+	switch p := params.(type) {
 	case *mcp.CallToolParamsRaw:
 		r.Target = p.Name
 		if g.cfg.toolArgs && len(p.Arguments) > 0 {

@@ -25,7 +25,7 @@ import (
 // Each method is decided on the right target.
 func TestRequestTargets(t *testing.T) {
 	g := &Guard{cfg: config{clock: clock.Real{}, toolArgs: true}}
-	c := &caller{source: netip.MustParseAddr("127.0.0.1")}
+	c := &Caller{source: netip.MustParseAddr("127.0.0.1")}
 	for _, tc := range []struct {
 		method string
 		req    mcp.Request
@@ -43,7 +43,7 @@ func TestRequestTargets(t *testing.T) {
 		{"completion/complete", &mcp.CompleteRequest{Params: &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: "file:///{x}"}}}, "file:///{x}", "Mcp::Resource", nil},
 		{"tools/list", &mcp.ListToolsRequest{Params: &mcp.ListToolsParams{}}, "", "", nil},
 	} {
-		r := g.request(tc.method, tc.req, c)
+		r := g.request(tc.method, tc.req.GetParams(), c)
 		if r.Method != tc.method || r.Target != tc.target || r.TargetType != tc.typ || !reflect.DeepEqual(r.Args, tc.args) || r.Source != c.source || r.Time.IsZero() {
 			t.Errorf("%s %T: got %+v", tc.method, tc.req.GetParams(), r)
 		}
@@ -63,7 +63,7 @@ func TestListenFiltersResources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+	g.reqs.Store("r1", &Caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
 	params := &mcp.SubscriptionsListenParams{Notifications: &mcp.NotificationSubscriptions{
 		ToolsListChanged:      true,
 		ResourceSubscriptions: []string{"docs://handbook", "file:///secrets/keys.txt", "file:///docs/a.md"},
@@ -95,7 +95,7 @@ func TestListenFailsClosedWithoutAudit(t *testing.T) {
 	}
 	g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: audit.New(failingWriter{}), logger: slog.New(slog.DiscardHandler)}}
 	id, _ := identity.ParseID("spiffe://acme.test/client/alice")
-	g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+	g.reqs.Store("r1", &Caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
 	params := &mcp.SubscriptionsListenParams{Notifications: &mcp.NotificationSubscriptions{ResourceSubscriptions: []string{"docs://handbook"}}}
 	req := &mcp.ServerRequest[*mcp.SubscriptionsListenParams]{Params: params, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
 	h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { return nil, nil })
@@ -123,7 +123,7 @@ func TestAuditFailureLogged(t *testing.T) {
 		g := &Guard{authz: set, cfg: config{clock: clock.Real{}, audit: audit.New(failingWriter{}), failOpen: failOpen,
 			logger: slog.New(slog.NewTextHandler(&logs, nil))}}
 		id, _ := identity.ParseID("spiffe://acme.test/client/alice")
-		g.reqs.Store("r1", &caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
+		g.reqs.Store("r1", &Caller{principal: policy.NewPrincipal(&identity.Identity{ID: id, Roles: []string{"reader"}, Serial: big.NewInt(1)})})
 		req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "search_docs"}, Extra: &mcp.RequestExtra{Header: http.Header{refHeader: {"r1"}}}}
 		called := false
 		h := g.Middleware()(func(context.Context, string, mcp.Request) (mcp.Result, error) { called = true; return nil, nil })

@@ -81,16 +81,8 @@ func (g *Guard) openState(id, sealed string) (string, bool) {
 
 // openRequestState replaces the sealed requestState of req's params, if
 // any, with the handler's own; false when it is not sealed for id.
-func (g *Guard) openRequestState(id string, req mcp.Request) bool {
-	var p *string
-	switch params := req.GetParams().(type) {
-	case *mcp.CallToolParamsRaw:
-		p = &params.RequestState
-	case *mcp.GetPromptParams:
-		p = &params.RequestState
-	case *mcp.ReadResourceParams:
-		p = &params.RequestState
-	}
+func (g *Guard) openRequestState(id string, params any) bool {
+	p := requestState(params)
 	if p == nil || *p == "" {
 		return true
 	}
@@ -99,6 +91,21 @@ func (g *Guard) openRequestState(id string, req mcp.Request) bool {
 		*p = state
 	}
 	return ok
+}
+
+// requestState points at the requestState of params, nil for params that
+// have none.
+func requestState(params any) *string {
+	var p *string
+	switch params := params.(type) {
+	case *mcp.CallToolParamsRaw:
+		p = &params.RequestState
+	case *mcp.GetPromptParams:
+		p = &params.RequestState
+	case *mcp.ReadResourceParams:
+		p = &params.RequestState
+	}
+	return p
 }
 
 // sealResultState seals the requestState of an input-required result to id.
