@@ -101,7 +101,7 @@ func TestVerifyCommandCRLURL(t *testing.T) {
 		}
 	}
 	// The CRL cannot be fetched: fail closed.
-	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: trust: no CRL loaded from "+srv.URL+"/nope: CRL from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
+	fails(t, dir, "mcpca: files.crt: verification failed: identity: spiffe://acme.test/server/files: revocation status unknown: trust: no CRL loaded from "+srv.URL+"/nope: GET "+srv.URL+"/nope: 404 Not Found",
 		"verify", "files.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", srv.URL+"/nope")
 	// A server identity checked as a client still passes (servers carry clientAuth).
 	ok(t, dir, "verify", "files.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--as", "client")
@@ -142,7 +142,7 @@ func TestVerifyCommandFailures(t *testing.T) {
 		{[]string{"foreign.crt", "--root", "root.pem", "--trust-domain", "acme.test"}, prefix + "spiffe://acme.test/client/a: chain does not verify: x509: certificate signed by unknown authority"},
 		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "stale.crl"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: the CRL is stale: nextUpdate "},
 		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "forged.crl"}, prefix + `spiffe://acme.test/client/a: revocation status unknown: trust: CRL signature does not verify with issuer certificate "acme.test Test Intermediate CA": x509: ECDSA verification failure`},
-		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: trust: no CRL loaded from junk.pem: CRL from junk.pem: CRL: x509: "},
+		{[]string{"good.crt", "--root", "root.pem", "--trust-domain", "acme.test", "--crl", "junk.pem"}, prefix + "spiffe://acme.test/client/a: revocation status unknown: trust: no CRL loaded from junk.pem: CRL: x509: "},
 		{[]string{"good.crt"}, "mcpca: missing --root (the CA's root certificate; get it with `mcpca bootstrap`)"},
 		{[]string{"junk.pem", "--root", "root.pem", "--trust-domain", "acme.test"}, "mcpca: junk.pem: verification failed: junk.pem: no PEM certificate found"},
 		{[]string{"good.crt", "--root", "root.pem"}, "mcpca: missing --trust-domain (the trust domain the identity must belong to, e.g. acme.test; --any-trust-domain accepts any that the root signs)"},
