@@ -39,14 +39,28 @@ func keep[T any](g *Guard, c *Caller, base policy.Request, items []T, name func(
 	for i, it := range items {
 		names[i] = name(it)
 	}
-	allowed := g.authz.Filter(c.principal, base, names)
-	out := make([]T, 0, len(allowed))
-	j := 0
+	mask := g.usable(c, base, names)
+	out := make([]T, 0, len(items))
 	for i, it := range items {
-		if j < len(allowed) && allowed[j] == names[i] {
+		if mask[i] {
 			out = append(out, it)
-			j++
 		}
 	}
 	return out
+}
+
+// usable tells, for each of names in order, whether the policy lets c use
+// it by base's action: the one filtering decision of Middleware and
+// FilterResult.
+func (g *Guard) usable(c *Caller, base policy.Request, names []string) []bool {
+	allowed := g.authz.Filter(c.principal, base, names)
+	mask := make([]bool, len(names))
+	j := 0
+	for i := range names {
+		if j < len(allowed) && allowed[j] == names[i] {
+			mask[i] = true
+			j++
+		}
+	}
+	return mask
 }

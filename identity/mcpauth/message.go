@@ -1,0 +1,231 @@
+package mcpauth
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/internal/strictjson"
+)
+
+// Deciding raw JSON-RPC messages
+//
+// An intermediary (mcpca's gateway) sees JSON-RPC messages as bytes, not
+// as the go-sdk's typed requests. AuthorizeMessage and FilterResult give it
+// the same decisions, audit records, list filtering and request-state
+// sealing as Middleware, from the same code: the params are decoded into
+// the go-sdk's own types and handed to the builders Middleware uses.
+//
+// The bytes must be read once, by one reader, the way every party reads
+// them: a message with duplicate keys, or keys that differ only in case, is
+// refused (CodeInvalidMessage), since encoding/json, which decodes params
+// here, would read {"name":"a","NAME":"b"} as "b" where a JavaScript server
+// reads "a".
+
+// CodeInvalidMessage is the JSON-RPC error code ("invalid request") of a
+// message refused before any decision: not JSON-RPC, ambiguous keys, or
+// params of the wrong shape.
+const CodeInvalidMessage = -32600
+
+func invalidMessage(why string) error {
+	return &jsonrpc.Error{Code: CodeInvalidMessage, Message: "invalid request: " + why}
+}
+
+// CheckMessage reads data as one JSON-RPC message, strictly (no duplicate
+// or case-variant keys at any depth), and returns it. Errors are
+// *jsonrpc.Error values with CodeInvalidMessage, for the client.
+func CheckMessage(data []byte) (jsonrpc.Message, error) {
+	var probe any
+	if err := strictjson.Unmarshal(data, &probe); err != nil {
+		return nil, invalidMessage(err.Error())
+	}
+	if _, ok := probe.(map[string]any); !ok {
+		return nil, invalidMessage("a JSON-RPC message is a JSON object")
+	}
+	msg, err := jsonrpc.DecodeMessage(data)
+	if err != nil {
+		return nil, invalidMessage(err.Error())
+	}
+	return msg, nil
+}
+
+// paramsFor returns a new value of the go-sdk's params type for method,
+// for the methods whose params name a target or carry state; nil for the
+// others.
+func paramsFor(method string) any {
+	switch method {
+	case "tools/call":
+		return new(mcp.CallToolParamsRaw)
+	case "resources/read":
+		return new(mcp.ReadResourceParams)
+	case "resources/subscribe":
+		return new(mcp.SubscribeParams)
+	case "resources/unsubscribe":
+		return new(mcp.UnsubscribeParams)
+	case "prompts/get":
+		return new(mcp.GetPromptParams)
+	case "completion/complete":
+		return new(mcp.CompleteParams)
+	case methodListen:
+		return new(mcp.SubscriptionsListenParams)
+	}
+	return nil
+}
+
+// AuthorizeMessage decides the JSON-RPC request req of caller c exactly as
+// Middleware decides it (the method table, the policy, the audit record,
+// the subscriptions of subscriptions/listen, the sealed requestState) and
+// returns the params to pass on: req.Params itself, or a copy with the
+// requestState opened and the subscriptions cut to those allowed. Other
+// fields of the params are passed on as they came. A refusal is a
+// *jsonrpc.Error for the client: CodeDenied, CodeAuditFailed,
+// CodeStateRefused or CodeInvalidMessage. Read req with CheckMessage.
+func (g *Guard) AuthorizeMessage(c *Caller, req *jsonrpc.Request) (json.RawMessage, error) {
+	method := req.Method
+	if policy.AlwaysAllowed(method) {
+		return req.Params, nil
+	}
+	var params any
+	if p := paramsFor(method); p != nil && len(req.Params) > 0 && string(req.Params) != "null" {
+		if err := json.Unmarshal(req.Params, p); err != nil {
+			return nil, invalidMessage("params of " + method + ": " + err.Error())
+		}
+		params = p
+	}
+	if method == methodListen {
+		p, _ := params.(*mcp.SubscriptionsListenParams)
+		if p == nil || p.Notifications == nil || len(p.Notifications.ResourceSubscriptions) == 0 {
+			return req.Params, nil
+		}
+		kept := g.subscribable(c, p.Notifications.ResourceSubscriptions)
+		return setPath(req.Params, kept, "notifications", "resourceSubscriptions")
+	}
+	r := g.request(method, params, c)
+	start := g.cfg.clock.Now()
+	d := g.authz.Authorize(c.principal, r)
+	audited := g.audit(c.principal, r, d, g.cfg.clock.Now().Sub(start))
+	if !d.Allow {
+		return nil, errDenied()
+	}
+	if !audited {
+		return nil, errAuditFailed()
+	}
+	p := requestState(params)
+	if p == nil || *p == "" {
+		return req.Params, nil
+	}
+	if !g.openRequestState(c.ID(), params) {
+		return nil, errStateRefused()
+	}
+	return setPath(req.Params, *p, "requestState")
+}
+
+// listKeys maps the key of a list result's items to its list method.
+var listKeys = []struct{ key, method, name string }{
+	{"tools", "tools/list", "name"},
+	{"resources", "resources/list", "uri"},
+	{"resourceTemplates", "resources/templates/list", "uriTemplate"},
+	{"prompts", "prompts/list", "name"},
+}
+
+// FilterResult prepares the result of a request that AuthorizeMessage
+// allowed for caller c, as Middleware prepares it: a list result (known by
+// its shape, so a replayed stream is filtered too) keeps only the items c
+// may use, lists and resource contents are marked private to c's cache, and
+// the requestState of an input-required result is sealed to c. Other
+// fields pass as they came. A result that cannot be read is refused
+// (CodeInvalidMessage), never passed on unfiltered.
+func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := strictjson.Unmarshal(result, &obj); err != nil || obj == nil {
+		return nil, invalidMessage("the upstream's result is not a JSON object")
+	}
+	changed := false
+	for _, l := range listKeys {
+		raw, ok := obj[l.key]
+		if !ok {
+			continue
+		}
+		kept, err := g.filterItems(c, l.method, l.name, raw)
+		if err != nil {
+			return nil, err
+		}
+		obj[l.key] = kept
+		changed = true
+	}
+	if _, ok := obj["contents"]; ok || changed {
+		obj["cacheScope"], obj["ttlMs"] = json.RawMessage(`"private"`), json.RawMessage(`0`)
+		changed = true
+	}
+	if raw, ok := obj["requestState"]; ok {
+		var state string
+		if err := json.Unmarshal(raw, &state); err != nil {
+			return nil, invalidMessage("the upstream's requestState is not a string")
+		}
+		if state != "" {
+			obj["requestState"], _ = json.Marshal(g.sealState(c.ID(), state))
+			changed = true
+		}
+	}
+	if !changed {
+		return result, nil
+	}
+	return json.Marshal(obj)
+}
+
+// filterItems keeps of the JSON array raw the items whose name (the key
+// nameKey) c may use by the list method's action, in order, as they came.
+func (g *Guard) filterItems(c *Caller, method, nameKey string, raw json.RawMessage) (json.RawMessage, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, invalidMessage("the upstream's " + method + " result is not a list")
+	}
+	names := make([]string, len(items))
+	for i, it := range items {
+		var named map[string]json.RawMessage
+		if err := json.Unmarshal(it, &named); err != nil {
+			return nil, invalidMessage("an item of the upstream's " + method + " result is not an object")
+		}
+		if err := json.Unmarshal(named[nameKey], &names[i]); err != nil || names[i] == "" {
+			return nil, invalidMessage("an item of the upstream's " + method + " result has no " + nameKey)
+		}
+	}
+	action, _ := policy.ListAction(method)
+	base := policy.Request{Method: action, Source: c.source, Time: g.cfg.clock.Now()}
+	mask := g.usable(c, base, names)
+	kept := make([]json.RawMessage, 0, len(items))
+	for i, it := range items {
+		if mask[i] {
+			kept = append(kept, it)
+		}
+	}
+	return json.Marshal(kept)
+}
+
+// setPath returns the JSON object raw with the value at the path of keys
+// replaced by v (objects on the way are kept, other keys untouched).
+func setPath(raw json.RawMessage, v any, keys ...string) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return nil, invalidMessage("params are not a JSON object")
+	}
+	var val json.RawMessage
+	var err error
+	if len(keys) == 1 {
+		val, err = json.Marshal(v)
+	} else {
+		val, err = setPath(obj[keys[0]], v, keys[1:]...)
+	}
+	if err != nil {
+		var je *jsonrpc.Error
+		if errors.As(err, &je) {
+			return nil, err
+		}
+		return nil, invalidMessage(err.Error())
+	}
+	obj[keys[0]] = val
+	return json.Marshal(obj)
+}
