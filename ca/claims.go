@@ -41,14 +41,17 @@ type tokenPayload struct {
 
 // validateClaims checks a token's identity claims against the identity
 // contract and the CA's settings, and returns the ID and certificate lifetime.
-// Errors name the offending value.
+// Errors name the offending value. A claim that breaks the identity contract
+// is refused with package identity's error as it is ("identity: 33 roles,
+// the limit is 32"): it already says what went wrong, so it is not wrapped
+// in a second prefix.
 func validateClaims(s *Settings, sub string, sans []string, c *Claims) (identity.ID, time.Duration, error) {
 	if c == nil {
 		return identity.ID{}, 0, errorf("token has no %q claim: mint enrolment tokens with `mcpca token`", ClaimName)
 	}
 	id, err := identity.NewID(s.TrustDomain, c.Kind, c.Name)
 	if err != nil {
-		return identity.ID{}, 0, errorf("token claims: %w", err)
+		return identity.ID{}, 0, err // identity's message names the value
 	}
 	if sub != id.String() {
 		return identity.ID{}, 0, errorf("token subject %q does not match its identity %q", sub, id)
@@ -70,10 +73,10 @@ func validateClaims(s *Settings, sub string, sans []string, c *Claims) (identity
 		return identity.ID{}, 0, errorf("token SANs do not include the SPIFFE ID %q", id)
 	}
 	if err := identity.ValidateRoles(c.Roles); err != nil {
-		return identity.ID{}, 0, errorf("token claims: %w", err)
+		return identity.ID{}, 0, err // identity's message names the value
 	}
 	if err := identity.ValidateAttributes(c.Attributes); err != nil {
-		return identity.ID{}, 0, errorf("token claims: %w", err)
+		return identity.ID{}, 0, err // identity's message names the value
 	}
 	ttl := s.DefaultTTL.Duration
 	if c.TTL != "" {

@@ -110,7 +110,7 @@ func (m *Minter) Token(req TokenRequest) (string, error) {
 	}
 	id, err := identity.NewID(m.settings.TrustDomain, req.Kind, req.Name)
 	if err != nil {
-		return "", errorf("%w", err)
+		return "", err // identity's message names the value
 	}
 	sans := []string{id.String()}
 	sans = append(sans, req.DNSNames...)

@@ -36,7 +36,8 @@ const MaxDepth = 32
 const MaxKeys = 256
 
 // Unmarshal decodes data into v (a pointer) after the checks above. Errors
-// name the offending key and start with "strictjson: ".
+// name the offending key and carry no prefix (this package is internal: the
+// caller's exported boundary adds its own), e.g. `duplicate key "exp"`.
 func Unmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -45,19 +46,15 @@ func Unmarshal(data []byte, v any) error {
 		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf("data after the top-level value")
+		return errors.New("data after the top-level value")
 	}
 	if err := checkCase(tree, reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return errorf("%v", err)
+		return err
 	}
 	return nil
-}
-
-func errorf(format string, args ...any) error {
-	return fmt.Errorf("strictjson: "+format, args...)
 }
 
 // object keeps an object's keys in order, for checkCase.
@@ -77,7 +74,7 @@ func readValue(dec *json.Decoder, depth int) (any, error) {
 		return tok, nil
 	}
 	if depth >= MaxDepth {
-		return nil, errorf("nested deeper than %d levels", MaxDepth)
+		return nil, fmt.Errorf("nested deeper than %d levels", MaxDepth)
 	}
 	switch d {
 	case '[':
@@ -103,17 +100,17 @@ func readValue(dec *json.Decoder, depth int) (any, error) {
 			}
 			k, ok := kt.(string)
 			if !ok {
-				return nil, errorf("object key is not a string")
+				return nil, fmt.Errorf("object key is not a string")
 			}
 			if len(obj.keys) == MaxKeys {
-				return nil, errorf("an object has more than %d keys", MaxKeys)
+				return nil, fmt.Errorf("an object has more than %d keys", MaxKeys)
 			}
 			f := fold(k)
 			if prev, dup := seen[f]; dup {
 				if prev == k {
-					return nil, errorf("duplicate key %q", k)
+					return nil, fmt.Errorf("duplicate key %q", k)
 				}
-				return nil, errorf("keys %q and %q differ only in case", prev, k)
+				return nil, fmt.Errorf("keys %q and %q differ only in case", prev, k)
 			}
 			seen[f] = k
 			v, err := readValue(dec, depth+1)
@@ -128,14 +125,14 @@ func readValue(dec *json.Decoder, depth int) (any, error) {
 		}
 		return obj, nil
 	}
-	return nil, errorf("unexpected %v", d)
+	return nil, fmt.Errorf("unexpected %v", d)
 }
 
 func syntaxError(err error) error {
 	if errors.Is(err, io.EOF) {
-		return errorf("unexpected end of JSON input")
+		return fmt.Errorf("unexpected end of JSON input")
 	}
-	return errorf("%v", err)
+	return err
 }
 
 // fold maps s to a canonical member of its case-folding class: two strings
@@ -178,7 +175,7 @@ func checkCase(v any, t reflect.Type, path string) error {
 				if !exact {
 					for name := range fields {
 						if strings.EqualFold(name, k) {
-							return errorf("key %q%s is not %q: keys are case-sensitive", k, at(path), name)
+							return fmt.Errorf("key %q%s is not %q: keys are case-sensitive", k, at(path), name)
 						}
 					}
 					continue

@@ -25,21 +25,21 @@ type payload struct {
 
 func TestUnmarshalRefuses(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{`{"iss":"a","iss":"b"}`, `strictjson: duplicate key "iss"`},
-		{`{"iss":"team-a","ISS":"admin"}`, `strictjson: keys "iss" and "ISS" differ only in case`},
-		{`{"ISS":"admin"}`, `strictjson: key "ISS" is not "iss": keys are case-sensitive`},
-		{`{"ſub":"x"}`, `strictjson: key "ſub" is not "sub": keys are case-sensitive`},
-		{`{"sub":"x","ſub":"y"}`, `strictjson: keys "sub" and "ſub" differ only in case`},
-		{`{"EXP":1}`, `strictjson: key "EXP" is not "exp": keys are case-sensitive`},
-		{`{"mcpca":{"kind":"client","Kind":"server"}}`, `strictjson: keys "kind" and "Kind" differ only in case`},
-		{`{"mcpca":{"KIND":"server"}}`, `strictjson: key "KIND" in mcpca is not "kind": keys are case-sensitive`},
-		{`{"items":[{"kind":"a"},{"Roles":["x"]}]}`, `strictjson: key "Roles" in items[1] is not "roles": keys are case-sensitive`},
-		{`{"mcpca":{"attrs":{"k":"a","k":"b"}}}`, `strictjson: duplicate key "k"`},
-		{`{"unknown":{"x":1,"X":2}}`, `strictjson: keys "x" and "X" differ only in case`},
-		{`{"iss":"a"} {}`, `strictjson: data after the top-level value`},
-		{`{"iss":"a"`, `strictjson: unexpected end of JSON input`},
-		{`{"exp":1.5}`, `strictjson: json: cannot unmarshal number 1.5 into Go struct field payload.exp of type int64`},
-		{strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), `strictjson: nested deeper than 32 levels`},
+		{`{"iss":"a","iss":"b"}`, `duplicate key "iss"`},
+		{`{"iss":"team-a","ISS":"admin"}`, `keys "iss" and "ISS" differ only in case`},
+		{`{"ISS":"admin"}`, `key "ISS" is not "iss": keys are case-sensitive`},
+		{`{"ſub":"x"}`, `key "ſub" is not "sub": keys are case-sensitive`},
+		{`{"sub":"x","ſub":"y"}`, `keys "sub" and "ſub" differ only in case`},
+		{`{"EXP":1}`, `key "EXP" is not "exp": keys are case-sensitive`},
+		{`{"mcpca":{"kind":"client","Kind":"server"}}`, `keys "kind" and "Kind" differ only in case`},
+		{`{"mcpca":{"KIND":"server"}}`, `key "KIND" in mcpca is not "kind": keys are case-sensitive`},
+		{`{"items":[{"kind":"a"},{"Roles":["x"]}]}`, `key "Roles" in items[1] is not "roles": keys are case-sensitive`},
+		{`{"mcpca":{"attrs":{"k":"a","k":"b"}}}`, `duplicate key "k"`},
+		{`{"unknown":{"x":1,"X":2}}`, `keys "x" and "X" differ only in case`},
+		{`{"iss":"a"} {}`, `data after the top-level value`},
+		{`{"iss":"a"`, `unexpected end of JSON input`},
+		{`{"exp":1.5}`, `json: cannot unmarshal number 1.5 into Go struct field payload.exp of type int64`},
+		{strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1), `nested deeper than 32 levels`},
 	} {
 		var p payload
 		err := Unmarshal([]byte(tc.in), &p)
@@ -57,7 +57,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 	}
 	b.WriteString("}")
 	var m map[string]int
-	if err := Unmarshal([]byte(b.String()), &m); err == nil || err.Error() != "strictjson: an object has more than 256 keys" {
+	if err := Unmarshal([]byte(b.String()), &m); err == nil || err.Error() != "an object has more than 256 keys" {
 		t.Errorf("too many keys: %v", err)
 	}
 }
