@@ -69,7 +69,7 @@ func (f *FileSink) CheckWritable() error {
 		}
 		tmp, err := os.CreateTemp(filepath.Dir(path), ".mcpca-check-*")
 		if err != nil {
-			return errorf("cannot write %s: %v (the token was not used)", path, errors.Unwrap(err))
+			return errorf("cannot write %s: %v (the token was not used)", path, pathErr(err))
 		}
 		name := tmp.Name()
 		_ = tmp.Close()

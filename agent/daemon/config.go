@@ -111,7 +111,7 @@ func ParseConfig(b []byte) (*Config, error) {
 		if errors.As(err, &te) {
 			return nil, errorf("%s", strings.Join(te.Errors, "; "))
 		}
-		return nil, errorf("%v", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, errorf("%w", err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

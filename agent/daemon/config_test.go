@@ -66,7 +66,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"empty", "", "agent: no identities"},
 		{"no identities", "health_addr: 127.0.0.1:1\n", "agent: no identities"},
 		{"unknown key", "identities:\n" + id + "    renew_after: 0.5\n", "agent: line 7: field renew_after not found in type daemon.IdentityConfig"},
-		{"not yaml", "identities: [", "agent: line 1: did not find expected node content"},
+		{"not yaml", "identities: [", "agent: yaml: line 1: did not find expected node content"},
 		{"no name", "identities:\n  - ca_url: https://x\n", "agent: identity 1: name is required"},
 		{"twice", "identities:\n" + id + id, `agent: identity "web" appears twice`},
 		{"http", strings.Replace("identities:\n"+id, "https://ca:9000", "http://ca:9000", 1), `agent: identity "web": ca_url "http://ca:9000" must start with https://`},
