@@ -24,7 +24,7 @@ import (
 // $ROOT_DIR). `ca-reload [DIR]` sends it SIGHUP and waits until it has
 // reloaded.
 // `replace FILE OLD NEW` replaces OLD (which must be there) in FILE, e.g. to
-// edit config/mcpca.json.
+// edit config/mcpca.json; `sleep DURATION` waits.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: filepath.Join("testdata", "script"),
@@ -37,6 +37,7 @@ func TestScripts(t *testing.T) {
 			"ca-serve":  caServe,
 			"ca-reload": caReload,
 			"replace":   replace,
+			"sleep":     sleep,
 		},
 	})
 }
@@ -173,4 +174,13 @@ func caServe(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("CAURL"+suffix, "https://"+addr)
 	ts.Setenv("CAADDR"+suffix, addr)
 	ts.Setenv("ROOT"+suffix, filepath.Join(dir, pki, "certs", "root_ca.crt"))
+}
+
+func sleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
 }
