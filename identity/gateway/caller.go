@@ -1,0 +1,274 @@
+package gateway
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/internal/strictjson"
+)
+
+// The caller assertion
+//
+// With WithCallerAssertion, every request the gateway forwards carries the
+// header Mcpca-Caller: a compact JWS (RFC 7515) whose protected header
+// names its type ("typ": "mcpca-caller+jwt") and carries the gateway's own
+// certificate chain ("x5c", leaf first), signed with that certificate's
+// key (ES256, ES384, EdDSA or RS256 by the key). Its payload:
+//
+//	{"iss": "spiffe://td/server/gateway",   the gateway's SPIFFE ID
+//	 "sub": "spiffe://td/client/alice",     the caller's SPIFFE ID
+//	 "aud": "http://127.0.0.1:3001/mcp",    the upstream URL, as configured
+//	 "iat": 1767225600, "exp": 1767225660,  Unix seconds, a minute apart
+//	 "jti": "…",                             random, unique per request
+//	 "roles": ["reader"], "attrs": {"team": "payments"},
+//	 "serial": "0x1f…"}                      the caller certificate's serial
+//
+// A client cannot forge it: it would need the gateway's key, and whatever
+// Mcpca-Caller header a client sends is dropped. An upstream checks it with
+// VerifyCaller (the chain against the CA's bundle, the gateway's SPIFFE
+// ID, the signature, the audience and the time), or by hand from this
+// description with any JOSE library.
+
+// CallerType is the "typ" of a caller assertion's protected header.
+const CallerType = "mcpca-caller+jwt"
+
+// CallerHeader is the HTTP header of the caller assertion.
+const CallerHeader = callerHeader
+
+// Caller is what a caller assertion says.
+type Caller struct {
+	Gateway    string            `json:"iss"`
+	ID         string            `json:"sub"`
+	Audience   string            `json:"aud"`
+	IssuedAt   int64             `json:"iat"`
+	Expiry     int64             `json:"exp"`
+	Nonce      string            `json:"jti"`
+	Roles      []string          `json:"roles,omitempty"`
+	Attributes map[string]string `json:"attrs,omitempty"`
+	Serial     string            `json:"serial"`
+}
+
+// assertCaller signs the caller assertion of c for the upstream.
+func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
+	cert, err := gw.cfg.signer.GetCertificate(nil)
+	if err != nil {
+		return "", err
+	}
+	if cert == nil || len(cert.Certificate) == 0 {
+		return "", fmt.Errorf("no certificate to sign with")
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return "", err
+		}
+	}
+	self, err := identity.FromCertificate(leaf)
+	if err != nil {
+		return "", err
+	}
+	alg, err := algorithmOf(cert.PrivateKey)
+	if err != nil {
+		return "", err
+	}
+	x5c := make([]string, len(cert.Certificate))
+	for i, der := range cert.Certificate {
+		x5c[i] = base64.StdEncoding.EncodeToString(der)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cert.PrivateKey}, (&jose.SignerOptions{}).
+		WithType(CallerType).WithHeader("x5c", x5c))
+	if err != nil {
+		return "", err
+	}
+	id := c.Identity()
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	now := gw.cfg.clock.Now()
+	claims := Caller{
+		Gateway: self.ID.String(), ID: id.ID.String(), Audience: gw.upstream.String(),
+		IssuedAt: now.Unix(), Expiry: now.Add(DefaultCallerAssertTTL).Unix(),
+		Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Roles: id.Roles, Attributes: id.Attributes,
+	}
+	if id.Serial != nil {
+		claims.Serial = "0x" + id.Serial.Text(16)
+	}
+	payload, err := json.Marshal(&claims)
+	if err != nil {
+		return "", err
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
+}
+
+func algorithmOf(key crypto.PrivateKey) (jose.SignatureAlgorithm, error) {
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			return jose.ES256, nil
+		case 384:
+			return jose.ES384, nil
+		}
+	case ed25519.PrivateKey:
+		return jose.EdDSA, nil
+	case *rsa.PrivateKey:
+		return jose.RS256, nil
+	}
+	return "", fmt.Errorf("the gateway's key (%T) cannot sign caller assertions", key)
+}
+
+// VerifyOption configures VerifyCaller.
+type VerifyOption interface{ apply(*verifyConfig) }
+
+type verifyConfig struct {
+	gateways []string
+	audience string
+	clock    clock.Clock
+	skew     time.Duration
+}
+
+type verifyOptionFunc func(*verifyConfig)
+
+func (f verifyOptionFunc) apply(c *verifyConfig) { f(c) }
+
+// WithGateways names the SPIFFE IDs of the gateways whose assertions are
+// accepted (required: any other server of the CA could sign one too).
+func WithGateways(ids ...string) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.gateways = append(c.gateways, ids...) })
+}
+
+// WithAudience requires the assertion's audience to be aud, the upstream
+// URL the gateway is configured with (required).
+func WithAudience(aud string) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.audience = aud })
+}
+
+// WithVerifyClock sets the clock the assertion's times are checked on
+// (default clock.Real), and WithSkew how far they may be off (default 30s).
+func WithVerifyClock(c clock.Clock) VerifyOption {
+	return verifyOptionFunc(func(cfg *verifyConfig) { cfg.clock = c })
+}
+
+// WithSkew sets how far the assertion's times may be off this clock.
+func WithSkew(d time.Duration) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.skew = d })
+}
+
+// VerifyCaller checks the caller assertion of an upstream request r (its
+// Mcpca-Caller header): the gateway's certificate chain with v (as a
+// server identity: chain, expiry, revocation when v checks a CRL), that the
+// gateway is one of WithGateways, the signature with that certificate's
+// key, the audience and the time. It returns what the assertion says.
+func VerifyCaller(r *http.Request, v *identity.Verifier, opts ...VerifyOption) (*Caller, error) {
+	cfg := verifyConfig{skew: 30 * time.Second}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	cfg.clock = clock.Or(cfg.clock)
+	if len(cfg.gateways) == 0 || cfg.audience == "" {
+		return nil, errorf("VerifyCaller needs WithGateways and WithAudience")
+	}
+	h := r.Header.Values(callerHeader)
+	switch len(h) {
+	case 0:
+		return nil, errorf("no %s header: the request did not come through an mcpca gateway", callerHeader)
+	case 1:
+	default:
+		return nil, errorf("%d %s headers, want one", len(h), callerHeader)
+	}
+	jws, err := jose.ParseSigned(h[0], []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.RS256})
+	if err != nil {
+		return nil, errorf("caller assertion: %v", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errorf("caller assertion: %d signatures, want one", len(jws.Signatures))
+	}
+	// The protected header as signed (go-jose keeps x5c to itself).
+	var ph struct {
+		Type string   `json:"typ"`
+		X5C  []string `json:"x5c"`
+	}
+	seg, _, _ := strings.Cut(h[0], ".")
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, errorf("caller assertion: header: %v", err)
+	}
+	if err := strictjson.Unmarshal(raw, &ph); err != nil {
+		return nil, errorf("caller assertion: header: %v", err)
+	}
+	if ph.Type != CallerType {
+		return nil, errorf("caller assertion: type %q, want %q", ph.Type, CallerType)
+	}
+	chain, err := x5cChain(ph.X5C)
+	if err != nil {
+		return nil, errorf("caller assertion: %v", err)
+	}
+	gw, err := v.Verify(chain, identity.KindServer)
+	if err != nil {
+		return nil, errorf("caller assertion: the gateway's certificate: %v", err)
+	}
+	if !slices.Contains(cfg.gateways, gw.ID.String()) {
+		return nil, errorf("caller assertion signed by %s, which is not an accepted gateway", gw.ID)
+	}
+	payload, err := jws.Verify(chain[0].PublicKey)
+	if err != nil {
+		return nil, errorf("caller assertion: signature: %v", err)
+	}
+	var c Caller
+	if err := strictjson.Unmarshal(payload, &c); err != nil {
+		return nil, errorf("caller assertion: payload: %v", err)
+	}
+	now := cfg.clock.Now()
+	switch {
+	case c.Gateway != gw.ID.String():
+		return nil, errorf("caller assertion: issuer %q is not the signing gateway %s", c.Gateway, gw.ID)
+	case c.Audience != cfg.audience:
+		return nil, errorf("caller assertion: audience %q, want %q", c.Audience, cfg.audience)
+	case c.Expiry == 0 || now.After(time.Unix(c.Expiry, 0).Add(cfg.skew)):
+		return nil, errorf("caller assertion expired at %s", time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
+	case now.Add(cfg.skew).Before(time.Unix(c.IssuedAt, 0)):
+		return nil, errorf("caller assertion issued in the future (%s)", time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
+	}
+	if _, err := identity.ParseID(c.ID); err != nil {
+		return nil, errorf("caller assertion: subject: %v", err)
+	}
+	return &c, nil
+}
+
+func x5cChain(list []string) ([]*x509.Certificate, error) {
+	if len(list) == 0 || len(list) > 8 {
+		return nil, fmt.Errorf("want an x5c certificate chain of 1 to 8 certificates, got %d", len(list))
+	}
+	chain := make([]*x509.Certificate, 0, len(list))
+	for _, s := range list {
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("x5c: %v", err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("x5c: %v", err)
+		}
+		chain = append(chain, c)
+	}
+	return chain, nil
+}

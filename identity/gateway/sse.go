@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/mcpca/mcpca/identity/mcpauth"
+)
+
+// maxEventBytes bounds one server-sent event from the upstream.
+const maxEventBytes = 16 << 20
+
+// event is one server-sent event: its fields as they came, data joined.
+type event struct {
+	id, name, retry string
+	hasID           bool
+	data            []byte
+	hasData         bool
+}
+
+// readEvent reads the next event of an SSE stream (WHATWG HTML, "event
+// stream interpretation"); io.EOF at the end. Comments are dropped.
+func readEvent(br *bufio.Reader) (*event, error) {
+	ev := &event{}
+	size := 0
+	seen := false
+	for {
+		line, err := readLine(br, maxEventBytes-size)
+		if err != nil && (len(line) == 0 || !errors.Is(err, io.EOF)) {
+			if errors.Is(err, io.EOF) && seen {
+				return ev, nil
+			}
+			return nil, err
+		}
+		size += len(line)
+		if size > maxEventBytes {
+			return nil, fmt.Errorf("an event exceeds %d bytes", maxEventBytes)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			if seen {
+				return ev, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		seen = true
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "data":
+			if ev.hasData {
+				ev.data = append(ev.data, '\n')
+			}
+			ev.data = append(ev.data, value...)
+			ev.hasData = true
+		case "id":
+			ev.id, ev.hasID = string(value), true
+		case "event":
+			ev.name = string(value)
+		case "retry":
+			ev.retry = string(value)
+		}
+		if err != nil {
+			return ev, nil
+		}
+	}
+}
+
+// readLine reads one line of at most limit bytes (its newline included).
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		part, err := br.ReadSlice('\n')
+		if len(line)+len(part) > limit {
+			return nil, fmt.Errorf("an event exceeds %d bytes", maxEventBytes)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			line = append(line, part...)
+			continue
+		}
+		if line == nil {
+			return part, err
+		}
+		return append(line, part...), err
+	}
+}
+
+// write writes ev to w in SSE form.
+func (ev *event) write(w io.Writer) error {
+	var b bytes.Buffer
+	if ev.name != "" {
+		fmt.Fprintf(&b, "event: %s\n", ev.name)
+	}
+	if ev.hasID {
+		fmt.Fprintf(&b, "id: %s\n", ev.id)
+	}
+	if ev.retry != "" {
+		fmt.Fprintf(&b, "retry: %s\n", ev.retry)
+	}
+	if ev.hasData {
+		for _, l := range bytes.Split(ev.data, []byte("\n")) {
+			fmt.Fprintf(&b, "data: %s\n", l)
+		}
+	}
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// relayStream relays an SSE stream of the upstream to w, event by event,
+// each JSON-RPC message prepared for c (relayMessage), flushing after each.
+// An event the gateway cannot check ends the stream (the client's SDK then
+// reports the request failed, or resumes), never passes unchecked.
+func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth.Caller) error {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	br := bufio.NewReaderSize(body, 64<<10)
+	for {
+		ev, err := readEvent(br)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if ev.hasData && (ev.name == "" || ev.name == "message") {
+			out, err := gw.relayMessage(ev.data, c)
+			if err != nil {
+				gw.cfg.metrics.upstreamError()
+				return fmt.Errorf("upstream event %q: %w", ev.id, err)
+			}
+			ev.data = out
+		}
+		if err := ev.write(w); err != nil {
+			return err
+		}
+		if err := rc.Flush(); err != nil {
+			return err
+		}
+	}
+}
