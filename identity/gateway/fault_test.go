@@ -1,0 +1,130 @@
+package gateway_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity/gateway"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+const ping = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"x"}}}`
+
+// An upstream that is down, too slow or not MCP gives the caller a JSON-RPC
+// error naming the upstream and the problem, within the timeout.
+func TestGatewayUpstreamFaults(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/mcp"
+	ln.Close()
+
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(hang); slow.Close() })
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"hello":"world"}`))
+	}))
+	t.Cleanup(garbage.Close)
+	badList := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"nameless\":true}]}}\n\n"))
+	}))
+	t.Cleanup(badList.Close)
+	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html>"))
+	}))
+	t.Cleanup(html.Close)
+
+	for _, tc := range []struct {
+		name, upstream, want string
+	}{
+		{"down", down, `"code":-32030,"message":"upstream ` + down + ` failed: Post \"` + down + `\": dial tcp ` + strings.TrimSuffix(strings.TrimPrefix(down, "http://"), "/mcp") + `: connect: connection refused"`},
+		{"slow", slow.URL, `"code":-32030,"message":"upstream ` + slow.URL + ` failed: Post \"` + slow.URL + `\": net/http: timeout awaiting response headers"`},
+		{"garbage", garbage.URL, `"code":-32030,"message":"upstream ` + garbage.URL + ` failed: it answered something that is not a JSON-RPC message (invalid request: `},
+		{"html", html.URL, `"code":-32030,"message":"upstream ` + html.URL + ` failed: it answered with content of type \"text/html\", which is not MCP"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{stateless: true, upstream: tc.upstream, gwOpts: []gateway.Option{gateway.WithUpstreamTimeout(300 * time.Millisecond)}})
+			alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+			status, body := e.post(t, alice, ping, nil)
+			if status != 200 || !strings.Contains(body, `"id":7`) || !strings.Contains(body, tc.want) {
+				t.Fatalf("%d %s\nwant %s", status, body, tc.want)
+			}
+		})
+	}
+	// A list the gateway cannot read is not passed on: the stream ends
+	// before the event, and the client never sees the unfiltered list.
+	e := newEnv(t, envOptions{stateless: true, upstream: badList.URL})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	status, body := e.post(t, alice, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`, nil)
+	if status != 200 || strings.Contains(body, "nameless") {
+		t.Fatalf("an unreadable list: %d %q", status, body)
+	}
+}
+
+// One identity may not hold more than its share of requests in flight;
+// others are not held up by it.
+func TestGatewayBoundsRequestsPerIdentity(t *testing.T) {
+	e := newEnv(t, envOptions{stateless: true, gwOpts: []gateway.Option{gateway.WithMaxPerIdentity(1)}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	bob := e.tca.CreateSVID("spiffe://acme.test/client/bob", testca.WithRoles("reader"))
+	done := make(chan string, 1)
+	go func() {
+		_, body := e.post(t, alice, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{}}}`, nil)
+		done <- body
+	}()
+	<-e.up.started
+	status, body := e.post(t, alice, ping, nil)
+	if status != 200 || !strings.Contains(body, `"code":-32031,"message":"too many requests in flight for spiffe://acme.test/client/alice (at most 1 at once): retry when one completes"`) {
+		t.Fatalf("alice's second request: %d %s", status, body)
+	}
+	if status, body := e.post(t, bob, ping, nil); status != 200 || !strings.Contains(body, "mention") && !strings.Contains(body, "no document") {
+		t.Fatalf("bob meanwhile: %d %s", status, body)
+	}
+	e.up.release <- struct{}{}
+	if body := <-done; !strings.Contains(body, "released") {
+		t.Fatalf("alice's slow call: %s", body)
+	}
+	if _, body := e.post(t, alice, ping, nil); strings.Contains(body, "-32031") {
+		t.Fatalf("alice after her call ended: %s", body)
+	}
+}
+
+// A client that goes away cancels its request upstream.
+func TestGatewayCancelsWhenTheClientGoesAway(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	cs := e.connect(t, alice, nil, false)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "slow"})
+		errc <- err
+	}()
+	<-e.up.started
+	cancel()
+	select {
+	case <-e.up.canceled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream's call was not cancelled")
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("the cancelled call succeeded")
+	}
+}
