@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,13 +30,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	flag "github.com/spf13/pflag"
 
-	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
-	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/mcpstack"
 	"github.com/mcpca/mcpca/internal/sighup"
 )
 
@@ -129,93 +125,20 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(logw, nil))
-
-	certs, err := trust.NewFileCertificateSource(o.cert, o.key, trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
+	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-example", Cert: o.cert, Key: o.key, Root: o.root,
+		Policy: o.policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
+		CAURL: o.caURL, Poll: o.poll, Logger: log})
 	if err != nil {
 		return err
 	}
-	self, err := identity.FromCertificate(certs.Current().Leaf)
-	if err != nil {
-		return fmt.Errorf("%s: %w", o.cert, err)
-	}
-	td := o.trustDomain
-	if td == "" {
-		td = self.ID.TrustDomain
-	}
-	bundle, err := trust.NewFileBundleSource(o.root, trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
-	if err != nil {
-		return err
-	}
-	vopts := []identity.VerifyOption{identity.WithTrustDomains(td), identity.WithLogger(log)}
-	var crl *trust.CRLFetcher
-	if o.crl != "" {
-		crl, err = trust.NewCRLFetcher(o.crl, trust.WithHTTPClient(trust.CAHTTPClient(bundle)),
-			trust.WithRefreshInterval(o.poll), trust.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		if err := crl.Refresh(ctx); err != nil {
-			return fmt.Errorf("loading the CRL: %w", err)
-		}
-		vopts = append(vopts, identity.WithCRL(crl))
-	}
-	v, err := identity.NewVerifier(bundle, vopts...)
-	if err != nil {
-		return err
-	}
-	authz, err := policy.New([]string{o.policy}, policy.WithLogger(log), policy.WithPollInterval(o.poll))
-	if err != nil {
-		return err
-	}
-	gopts := []mcpauth.Option{mcpauth.WithLogger(log)}
-	if o.audit != "" {
-		audit, err := audit.Open(o.audit, audit.WithFlushInterval(o.auditFlush))
-		if err != nil {
-			return err
-		}
-		defer audit.Close()
-		gopts = append(gopts, mcpauth.WithAuditLog(audit))
-	}
-	guard, err := mcpauth.New(v, authz, gopts...)
-	if err != nil {
-		return err
-	}
-
-	// The certificate: from the files, re-read when they change, or renewed
-	// in-process (agent.NewWorkload: it starts from the files, renews
-	// through the CA and writes them back).
-	var serving identity.CertificateSource = certs
-	current := func() *x509.Certificate { return certs.Current().Leaf }
-	var renewer *agent.Source
-	if o.caURL != "" {
-		w, err := agent.NewWorkload(ctx, o.caURL, agent.WithRootFile(o.root), agent.WithKeyPairFiles(o.cert, o.key),
-			agent.WithSourceOptions(agent.WithLogger(log), agent.WithName("mcpca-example")))
-		if err != nil {
-			return err
-		}
-		defer w.Close()
-		renewer = w.Source()
-		serving = renewer
-		current = func() *x509.Certificate { return renewer.Current().Leaf() }
-	}
+	defer st.Close()
 
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", guard.MCPHandler(mcpexample.NewServer(),
+	mux.Handle("/mcp", st.Guard.MCPHandler(mcpexample.NewServer(),
 		&mcp.StreamableHTTPOptions{Stateless: o.stateless, SessionTimeout: time.Hour}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		leaf := current()
-		h := map[string]any{
-			"status":            "ok",
-			"server":            self.ID.String(),
-			"certificate_until": leaf.NotAfter.UTC().Format(time.RFC3339),
-			"policy_generation": authz.Generation(),
-		}
-		if crl != nil {
-			if c, err := crl.CRL(); err == nil {
-				h["crl_number"] = c.Number().String()
-				h["crl_revoked"] = c.Len()
-			}
-		}
+		h := st.Health()
+		h["server"] = h["identity"]
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h)
 	})
@@ -226,8 +149,8 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	hs := &http.Server{
 		Handler:           mux,
-		TLSConfig:         identity.ServerTLSConfig(serving, v),
-		ConnContext:       guard.ConnContext,
+		TLSConfig:         identity.ServerTLSConfig(st.Certificates(), st.Verifier),
+		ConnContext:       st.Guard.ConnContext,
 		ReadHeaderTimeout: o.readHeaderTimeout,
 		IdleTimeout:       o.idleTimeout,
 		MaxHeaderBytes:    1 << 20,
@@ -235,31 +158,11 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if renewer == nil { // the workload runs its own renewal
-		go func() { _ = certs.Run(ctx) }()
-	}
-	go func() { _ = bundle.Run(ctx) }()
-	go func() { _ = authz.Watch(ctx) }()
-	if crl != nil {
-		go func() { _ = crl.Run(ctx) }()
-	}
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-reload:
-				if renewer != nil {
-					renewer.RenewNow()
-				}
-				reloadAll(ctx, log, certs, bundle, authz, crl)
-			}
-		}
-	}()
+	go st.Run(ctx, reload)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+"/mcp",
-		"server", self.ID.String(), "trust_domain", td, "policy", o.policy, "crl", o.crl, "stateless", o.stateless)
+		"server", st.Self.ID.String(), "trust_domain", st.TrustDomain, "policy", o.policy, "crl", o.crl, "stateless", o.stateless)
 	select {
 	case err := <-errc:
 		return err
@@ -270,32 +173,4 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	_ = hs.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
-}
-
-// reloadAll reloads everything at once (SIGHUP) and logs one line saying
-// what happened, so scripts can wait for it.
-func reloadAll(ctx context.Context, log *slog.Logger, certs *trust.FileCertificateSource, bundle *trust.FileBundleSource, authz *policy.Authorizer, crl *trust.CRLFetcher) {
-	var errs []error
-	if _, err := certs.Reload(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := bundle.Reload(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := authz.Reload(); err != nil {
-		errs = append(errs, err)
-	}
-	attrs := []any{"policy_generation", authz.Generation()}
-	if crl != nil {
-		if err := crl.Refresh(ctx); err != nil {
-			errs = append(errs, err)
-		} else if c, err := crl.CRL(); err == nil {
-			attrs = append(attrs, "crl_number", c.Number().String(), "crl_revoked", c.Len())
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		log.Warn("reloaded with errors (the previous state stays where a reload failed)", append(attrs, "error", err.Error())...)
-		return
-	}
-	log.Info("reloaded", attrs...)
 }

@@ -1,0 +1,220 @@
+// Package mcpstack is what every mTLS MCP endpoint fed by files needs, in
+// one place: its own certificate (files watched, or renewed in process
+// through the CA), the CA's bundle and CRL, a verifier, the Cedar policy,
+// the audit log and the Guard, each kept fresh, all reloaded at once on
+// SIGHUP. mcpca-example and mcpca gateway are built on it.
+package mcpstack
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mcpca/mcpca/agent"
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
+)
+
+// Config names the files of an endpoint.
+type Config struct {
+	Name        string // for the logs and the renewing source
+	Cert, Key   string // the endpoint's own certificate chain and key, PEM
+	Root        string // the CA bundle clients must chain to, PEM
+	Policy      string // Cedar file or directory
+	Audit       string // audit log file ("": none)
+	AuditFlush  time.Duration
+	CRL         string // CRL URL or file ("": revocation not checked)
+	TrustDomain string // clients' trust domain ("": the certificate's)
+	CAURL       string // renew Cert/Key in process through this CA ("": watch the files)
+	Poll        time.Duration
+	Logger      *slog.Logger
+}
+
+// Stack is the loaded endpoint. Run keeps it fresh; Close releases it.
+type Stack struct {
+	Self        *identity.Identity
+	TrustDomain string
+	Verifier    *identity.Verifier
+	Authz       *policy.Authorizer
+	Guard       *mcpauth.Guard
+	CRL         *trust.CRLFetcher // nil without Config.CRL
+
+	cfg      Config
+	log      *slog.Logger
+	files    *trust.FileCertificateSource
+	bundle   *trust.FileBundleSource
+	renewer  *agent.Source
+	workload *agent.Workload
+	audit    *audit.Log
+}
+
+// Open loads everything Config names, failing on the first thing that
+// cannot be loaded, with guardOpts for the Guard.
+func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stack, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 30 * time.Second
+	}
+	s := &Stack{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.files, err = trust.NewFileCertificateSource(cfg.Cert, cfg.Key, trust.WithRefreshInterval(cfg.Poll), trust.WithLogger(log)); err != nil {
+		return nil, err
+	}
+	if s.Self, err = identity.FromCertificate(s.files.Current().Leaf); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Cert, err)
+	}
+	s.TrustDomain = cfg.TrustDomain
+	if s.TrustDomain == "" {
+		s.TrustDomain = s.Self.ID.TrustDomain
+	}
+	if s.bundle, err = trust.NewFileBundleSource(cfg.Root, trust.WithRefreshInterval(cfg.Poll), trust.WithLogger(log)); err != nil {
+		return nil, err
+	}
+	vopts := []identity.VerifyOption{identity.WithTrustDomains(s.TrustDomain), identity.WithLogger(log)}
+	if cfg.CRL != "" {
+		s.CRL, err = trust.NewCRLFetcher(cfg.CRL, trust.WithHTTPClient(trust.CAHTTPClient(s.bundle)),
+			trust.WithRefreshInterval(cfg.Poll), trust.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.CRL.Refresh(ctx); err != nil {
+			return nil, fmt.Errorf("loading the CRL: %w", err)
+		}
+		vopts = append(vopts, identity.WithCRL(s.CRL))
+	}
+	if s.Verifier, err = identity.NewVerifier(s.bundle, vopts...); err != nil {
+		return nil, err
+	}
+	if s.Authz, err = policy.New([]string{cfg.Policy}, policy.WithLogger(log), policy.WithPollInterval(cfg.Poll)); err != nil {
+		return nil, err
+	}
+	gopts := append([]mcpauth.Option{mcpauth.WithLogger(log)}, guardOpts...)
+	if cfg.Audit != "" {
+		if s.audit, err = audit.Open(cfg.Audit, audit.WithFlushInterval(cfg.AuditFlush)); err != nil {
+			return nil, err
+		}
+		gopts = append(gopts, mcpauth.WithAuditLog(s.audit))
+	}
+	if s.Guard, err = mcpauth.New(s.Verifier, s.Authz, gopts...); err != nil {
+		return nil, err
+	}
+	if cfg.CAURL != "" {
+		s.workload, err = agent.NewWorkload(ctx, cfg.CAURL, agent.WithRootFile(cfg.Root), agent.WithKeyPairFiles(cfg.Cert, cfg.Key),
+			agent.WithSourceOptions(agent.WithLogger(log), agent.WithName(cfg.Name)))
+		if err != nil {
+			return nil, err
+		}
+		s.renewer = s.workload.Source()
+	}
+	return s, nil
+}
+
+// Certificates is the endpoint's own certificate, as TLS presents it.
+func (s *Stack) Certificates() identity.CertificateSource {
+	if s.renewer != nil {
+		return s.renewer
+	}
+	return s.files
+}
+
+// Current is the endpoint's current leaf certificate.
+func (s *Stack) Current() *x509.Certificate {
+	if s.renewer != nil {
+		return s.renewer.Current().Leaf()
+	}
+	return s.files.Current().Leaf
+}
+
+// Run keeps everything fresh until ctx is done: the files, the bundle,
+// the policy and the CRL are polled, and each value from reload (SIGHUP)
+// reloads them all at once (and renews now, when renewing in process),
+// logging one line that says what happened.
+func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
+	if s.renewer == nil { // the workload runs its own renewal
+		go func() { _ = s.files.Run(ctx) }()
+	}
+	go func() { _ = s.bundle.Run(ctx) }()
+	go func() { _ = s.Authz.Watch(ctx) }()
+	if s.CRL != nil {
+		go func() { _ = s.CRL.Run(ctx) }()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			if s.renewer != nil {
+				s.renewer.RenewNow()
+			}
+			s.ReloadAll(ctx)
+		}
+	}
+}
+
+// ReloadAll reloads everything at once and logs one line ("reloaded", or
+// "reloaded with errors"), so scripts can wait for it.
+func (s *Stack) ReloadAll(ctx context.Context) {
+	var errs []error
+	if _, err := s.files.Reload(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.bundle.Reload(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.Authz.Reload(); err != nil {
+		errs = append(errs, err)
+	}
+	attrs := []any{"policy_generation", s.Authz.Generation()}
+	if s.CRL != nil {
+		if err := s.CRL.Refresh(ctx); err != nil {
+			errs = append(errs, err)
+		} else if c, err := s.CRL.CRL(); err == nil {
+			attrs = append(attrs, "crl_number", c.Number().String(), "crl_revoked", c.Len())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Warn("reloaded with errors (the previous state stays where a reload failed)", append(attrs, "error", err.Error())...)
+		return
+	}
+	s.log.Info("reloaded", attrs...)
+}
+
+// Health is the endpoint's health document (/healthz).
+func (s *Stack) Health() map[string]any {
+	h := map[string]any{
+		"status":            "ok",
+		"identity":          s.Self.ID.String(),
+		"certificate_until": s.Current().NotAfter.UTC().Format(time.RFC3339),
+		"policy_generation": s.Authz.Generation(),
+	}
+	if s.CRL != nil {
+		if c, err := s.CRL.CRL(); err == nil {
+			h["crl_number"] = c.Number().String()
+			h["crl_revoked"] = c.Len()
+		}
+	}
+	return h
+}
+
+// Close stops renewing and writes what the audit log holds.
+func (s *Stack) Close() {
+	if s.workload != nil {
+		s.workload.Close()
+	}
+	if s.audit != nil {
+		_ = s.audit.Close()
+	}
+}
