@@ -12,12 +12,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/internal/agentcmd"
+	"github.com/mcpca/mcpca/internal/gatewaycmd"
 )
 
 // commands holds the constructors of the top-level subcommands. Each file of
 // this package registers its own in an init function, so files do not touch
 // one another.
-var commands = []func() *cobra.Command{agentcmd.New}
+var commands = []func() *cobra.Command{agentcmd.New, gatewaycmd.New}
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

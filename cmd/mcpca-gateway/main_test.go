@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+var gatewayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcpca-gateway-test")
+	if err != nil {
+		panic(err)
+	}
+	gatewayBin = filepath.Join(dir, "mcpca-gateway")
+	if out, err := exec.Command("go", "build", "-o", gatewayBin, ".").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running mcpca-gateway and what it logged.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs []map[string]any
+	seen chan struct{} // a line was logged
+	done chan error
+}
+
+func startGateway(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(gatewayBin, args...), seen: make(chan struct{}, 64), done: make(chan error, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				m = map[string]any{"msg": sc.Text()}
+			}
+			p.mu.Lock()
+			p.logs = append(p.logs, m)
+			p.mu.Unlock()
+			select {
+			case p.seen <- struct{}{}:
+			default:
+			}
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+	})
+	return p
+}
+
+// waitLog waits for a log line with msg and returns it.
+func (p *proc) waitLog(t *testing.T, msg string, after int) (map[string]any, int) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		p.mu.Lock()
+		for i := after; i < len(p.logs); i++ {
+			if p.logs[i]["msg"] == msg {
+				l := p.logs[i]
+				p.mu.Unlock()
+				return l, i + 1
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.seen:
+		case err := <-p.done:
+			t.Fatalf("mcpca-gateway exited (%v) before logging %q: %v", err, msg, p.logs)
+		case <-deadline:
+			t.Fatalf("no %q in the log: %v", msg, p.logs)
+		}
+	}
+}
+
+const procPolicy = `
+@id("list") permit (principal, action == Mcp::Action::"tools/list", resource);
+@id("readers") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"tools/call", resource)
+  when { ["search_docs", "whoami"].contains(resource.name) };
+`
+
+// The binary end to end: a go-sdk upstream that knows nothing of mcpca,
+// the gateway process in front of it, a go-sdk client; policy decisions
+// and their audit records, /healthz and /metrics, SIGHUP reloading an
+// edited policy, SIGTERM stopping cleanly.
+func TestGatewayProcess(t *testing.T) {
+	tca := testca.NewCA(t, "acme.test")
+	dir := t.TempDir()
+	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	cert, key := gw.WriteFiles(t, dir)
+	root := filepath.Join(dir, "root.crt")
+	policyFile := filepath.Join(dir, "policy.cedar")
+	auditFile := filepath.Join(dir, "audit.log")
+	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(procPolicy)} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpexample.NewServer() },
+		&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(up.Close)
+
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
+		"--policy", policyFile, "--audit", auditFile, "--upstream", up.URL+"/mcp", "--poll", "1h", "--drain-timeout", "5s")
+	serving, next := p.waitLog(t, "serving", 0)
+	addr := serving["addr"].(string)
+	if serving["upstream"] != up.URL+"/mcp" || serving["gateway"] != "spiffe://acme.test/server/gateway" {
+		t.Errorf("serving line: %v", serving)
+	}
+
+	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
+	t.Cleanup(hc.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: "https://" + addr + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 2 {
+		t.Fatalf("alice's tools: %v %v", tools, err)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolSearchDocs, Arguments: map[string]any{"query": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolDeleteRecord, Arguments: map[string]any{"id": "1"}})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcpauth.CodeDenied {
+		t.Fatalf("delete_record: %v", err)
+	}
+
+	get := func(path string) string {
+		resp, err := hc.Get("https://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if h := get("/healthz"); !strings.Contains(h, `"status":"ok"`) || !strings.Contains(h, `"upstream":"`+up.URL+`/mcp"`) {
+		t.Errorf("healthz: %s", h)
+	}
+	m := get("/metrics")
+	for _, want := range []string{`mcpca_gateway_decisions_total{action="tools/call",outcome="allow"} 1`,
+		`mcpca_gateway_decisions_total{action="tools/call",outcome="deny"} 1`, `mcpca_gateway_sessions_open 1`, "mcpca_gateway_upstream_seconds_count"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	// SIGHUP reloads an edited policy: search_docs is gone for readers.
+	if err := os.WriteFile(policyFile, []byte(strings.Replace(procPolicy, `"search_docs", `, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "reloaded", next)
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolSearchDocs, Arguments: map[string]any{"query": "x"}})
+	if !errors.As(err, &je) || je.Code != mcpauth.CodeDenied {
+		t.Fatalf("search_docs after the reload: %v", err)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	f, err := os.Open(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := audit.Verify(f); err != nil || n != 4 {
+		t.Errorf("audit log: %d records, %v; want 4 (list, call, denied call, denied call)", n, err)
+	}
+}
+
+// Invalid invocations exit 1 at once with their message.
+func TestGatewayBadInvocations(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, `mcpca-gateway: required flag(s) "cert", "key", "policy", "root", "upstream" not set`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--path", "mcp"}, `mcpca-gateway: --path "mcp" must start with /`},
+		{[]string{"--cert", "nope.crt", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp"}, "mcpca-gateway: trust: "},
+	} {
+		out, err := exec.Command(gatewayBin, tc.args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: exit %v, output %q; want 1 and %q", tc.args, err, out, tc.want)
+		}
+	}
+	if out, err := exec.Command(gatewayBin, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--upstream string") {
+		t.Errorf("--help: %v %s", err, out)
+	}
+}

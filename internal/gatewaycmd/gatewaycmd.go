@@ -1,0 +1,176 @@
+// Package gatewaycmd is the `gateway` command, shared by mcpca and
+// mcpca-gateway (which links no CA code).
+package gatewaycmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/gateway"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/internal/mcpstack"
+	"github.com/mcpca/mcpca/internal/sighup"
+)
+
+type options struct {
+	listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream string
+	upstreamMTLS, noAssert                                                          bool
+	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout        time.Duration
+	maxBody                                                                         int64
+	maxPerIdentity                                                                  int
+}
+
+// New returns the gateway command.
+func New() *cobra.Command {
+	o := &options{}
+	cmd := &cobra.Command{
+		Use:   "gateway --cert CRT --key KEY --root ROOT --policy FILE|DIR --upstream URL [flags]",
+		Short: "Serve an MCP server of any language behind mcpca's mTLS, policies and audit",
+		Long: `gateway is an MCP-aware reverse proxy. Clients connect over mTLS with a
+certificate of the CA (verified on every request: expiry, revocation with
+--crl, trust domain); every JSON-RPC request is decided by the Cedar policy,
+with the same decisions, list filtering and audit log as an in-process mcpca
+server; what passes is forwarded to the upstream MCP server (Streamable
+HTTP) as it came, and the upstream learns who called from a signed
+Mcpca-Caller header. MCP is served at https://LISTEN/PATH, with /healthz
+and /metrics (Prometheus) beside it. SIGHUP reloads the certificate,
+bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return Run(ctx, o, cmd.ErrOrStderr(), sighup.Notify(ctx))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to serve on (port 0: any free port, logged at start)")
+	f.StringVar(&o.path, "path", "/mcp", "path of the MCP endpoint")
+	f.StringVar(&o.cert, "cert", "", "the gateway's certificate chain, PEM (re-read when it changes)")
+	f.StringVar(&o.key, "key", "", "the gateway's private key, PEM")
+	f.StringVar(&o.root, "root", "", "CA root bundle that client certificates must chain to, PEM")
+	f.StringVar(&o.policy, "policy", "", "Cedar policy file or directory (reloaded when it changes)")
+	f.StringVar(&o.audit, "audit", "", "append one hash-chained JSON line per decision to this file")
+	f.DurationVar(&o.auditFlush, "audit-flush", 0, "write audit lines in batches, at most this long after the first of a batch (0: each line before its request goes on)")
+	f.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
+	f.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the gateway certificate's)")
+	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
+	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
+	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root")
+	f.BoolVar(&o.noAssert, "no-caller-assertion", false, "do not send the signed Mcpca-Caller header to the upstream")
+	f.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to start answering a request")
+	f.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes")
+	f.IntVar(&o.maxPerIdentity, "max-per-identity", gateway.DefaultMaxPerIdentity, "requests one identity may have in flight at once")
+	f.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
+	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on shutdown, how long open requests and streams may take to finish")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", mcpauth.IdleTimeout, "close a keep-alive connection idle for this long")
+	for _, name := range []string{"cert", "key", "root", "policy", "upstream"} {
+		_ = cmd.MarkFlagRequired(name)
+	}
+	return cmd
+}
+
+func (o *options) check() error {
+	switch {
+	case !strings.HasPrefix(o.path, "/"):
+		return fmt.Errorf("--path %q must start with /", o.path)
+	case o.poll <= 0:
+		return fmt.Errorf("--poll must be positive, got %v", o.poll)
+	case o.drain < 0 || o.auditFlush < 0:
+		return fmt.Errorf("--drain-timeout and --audit-flush must not be negative")
+	case o.readHeaderTimeout <= 0 || o.idleTimeout <= 0:
+		return fmt.Errorf("--read-header-timeout and --idle-timeout must be positive")
+	}
+	return nil
+}
+
+// Run serves the gateway until ctx is done, logging JSON to logw.
+func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(logw, nil))
+	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-gateway", Cert: o.cert, Key: o.key, Root: o.root,
+		Policy: o.policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
+		CAURL: o.caURL, Poll: o.poll, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gopts := []gateway.Option{gateway.WithLogger(log), gateway.WithMetrics(gateway.NewMetrics(reg)),
+		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(o.maxPerIdentity)}
+	if !o.noAssert {
+		gopts = append(gopts, gateway.WithCallerAssertion(st.Certificates()))
+	}
+	if o.upstreamMTLS {
+		gopts = append(gopts, gateway.WithUpstreamTLS(identity.ClientTLSConfig(st.Certificates(), st.Verifier)))
+	}
+	gw, err := gateway.New(st.Guard, o.upstream, gopts...)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(o.path, gw)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := st.Health()
+		h["upstream"] = gw.Upstream()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           mux,
+		TLSConfig:         identity.ServerTLSConfig(st.Certificates(), st.Verifier),
+		ConnContext:       st.Guard.ConnContext,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		IdleTimeout:       o.idleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go st.Run(ctx, reload)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+o.path,
+		"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain, "upstream", gw.Upstream(), "policy", o.policy, "crl", o.crl)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), o.drain)
+	defer scancel()
+	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("drain timed out: closing the streams still open", "drain_timeout", o.drain.String())
+		_ = hs.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
