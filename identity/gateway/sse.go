@@ -133,7 +133,10 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 			}
 			return err
 		}
-		if ev.hasData && (ev.name == "" || ev.name == "message") {
+		// An event with empty data carries no message: the priming event
+		// (an event ID for Last-Event-ID, MCP 2025-11-25) and keep-alives
+		// pass as they came.
+		if len(ev.data) > 0 && (ev.name == "" || ev.name == "message") {
 			out, err := gw.relayMessage(ev.data, c)
 			if err != nil {
 				gw.cfg.metrics.upstreamError()
