@@ -101,7 +101,7 @@ func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
 	_, _ = rand.Read(nonce[:])
 	now := gw.cfg.clock.Now()
 	claims := Caller{
-		Gateway: self.ID.String(), ID: id.ID.String(), Audience: gw.upstream.String(),
+		Gateway: self.ID.String(), ID: id.ID.String(), Audience: gw.Upstream(),
 		IssuedAt: now.Unix(), Expiry: now.Add(DefaultCallerAssertTTL).Unix(),
 		Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Roles: id.Roles, Attributes: id.Attributes,
 	}

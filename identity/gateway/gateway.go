@@ -32,10 +32,13 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,19 +147,25 @@ func WithMetrics(m *Metrics) Option {
 }
 
 // New returns a gateway that decides with guard and forwards to the MCP
-// endpoint at upstream (an http:// or https:// URL).
-func New(guard *mcpauth.Guard, upstream string, opts ...Option) (*Gateway, error) {
+// endpoint at upstream: an http:// or https:// URL, or a Stdio's URL (with
+// WithHTTPClient(&http.Client{Transport: stdio})).
+func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err error) {
 	if guard == nil {
 		return nil, errorf("a Guard is required")
-	}
-	u, err := url.Parse(upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errorf("upstream %q is not an http:// or https:// URL", upstream)
 	}
 	cfg := config{maxBody: DefaultMaxBodyBytes, maxResponse: defaultMaxResponseBytes,
 		upstreamTimeout: DefaultUpstreamTimeout, maxPerIdentity: DefaultMaxPerIdentity}
 	for _, o := range opts {
 		o.apply(&cfg)
+	}
+	var u *url.URL
+	if rest, ok := strings.CutPrefix(upstream, "stdio:"); ok {
+		if cfg.client == nil {
+			return nil, errorf("a stdio upstream needs WithHTTPClient(&http.Client{Transport: stdio})")
+		}
+		u = &url.URL{Scheme: "stdio", Opaque: rest}
+	} else if u, err = url.Parse(upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errorf("upstream %q is not an http:// or https:// URL", upstream)
 	}
 	switch {
 	case cfg.maxBody <= 0:
@@ -183,8 +192,19 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (*Gateway, error
 	return &Gateway{guard: guard, upstream: u, client: client, cfg: cfg, inflight: make(map[string]int)}, nil
 }
 
-// Upstream returns the upstream's URL.
-func (gw *Gateway) Upstream() string { return gw.upstream.String() }
+// Upstream returns the upstream's URL (without a password it may hold).
+func (gw *Gateway) Upstream() string { return gw.upstream.Redacted() }
+
+// newRequest is a request to the upstream.
+func (gw *Gateway) newRequest(ctx context.Context, method string, body io.Reader) (*http.Request, error) {
+	r, err := http.NewRequestWithContext(ctx, method, "http://upstream.invalid/", body)
+	if err != nil {
+		return nil, err
+	}
+	r.URL = gw.upstream
+	r.Host = gw.upstream.Host
+	return r, nil
+}
 
 // acquire takes one of id's in-flight slots; false when all are taken.
 func (gw *Gateway) acquire(id string) bool {

@@ -128,6 +128,7 @@ type env struct {
 }
 
 type envOptions struct {
+	policy    string // instead of testPolicy
 	stateless bool
 	upstream  string // instead of the test's own
 	gwOpts    []gateway.Option
@@ -153,7 +154,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	dir := t.TempDir()
 	e.policyF = filepath.Join(dir, "policy.cedar")
-	if err := os.WriteFile(e.policyF, []byte(testPolicy), 0o600); err != nil {
+	pol := testPolicy
+	if o.policy != "" {
+		pol = o.policy
+	}
+	if err := os.WriteFile(e.policyF, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if e.authz, err = policy.New([]string{e.policyF}, policy.WithLogger(slog.New(slog.DiscardHandler))); err != nil {

@@ -188,7 +188,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	up, err := http.NewRequestWithContext(ctx, r.Method, gw.upstream.String(), rd)
+	up, err := gw.newRequest(ctx, r.Method, rd)
 	if err != nil {
 		gw.upstreamFailed(w, req, err)
 		return
@@ -254,7 +254,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(resp.StatusCode)
 		if err := gw.relayStream(w, resp.Body, c); err != nil && ctx.Err() == nil {
-			gw.cfg.logger.Warn("gateway: upstream event stream ended", "upstream", gw.upstream.String(), "error", err)
+			gw.cfg.logger.Warn("gateway: upstream event stream ended", "upstream", gw.Upstream(), "error", err)
 		}
 		if ctx.Err() != nil {
 			gw.cancelUpstream(r, req, c)
@@ -317,11 +317,11 @@ func (gw *Gateway) relayMessage(data []byte, c *mcpauth.Caller) ([]byte, error) 
 func (gw *Gateway) upstreamFailed(w http.ResponseWriter, req *jsonrpc.Request, err error) {
 	gw.cfg.metrics.upstreamError()
 	var je *jsonrpc.Error
-	msg := fmt.Sprintf("upstream %s failed: %v", gw.upstream.Redacted(), err)
+	msg := fmt.Sprintf("upstream %s failed: %v", gw.Upstream(), err)
 	if errors.As(err, &je) {
-		msg = fmt.Sprintf("upstream %s answered a result the gateway cannot check: %s", gw.upstream.Redacted(), je.Message)
+		msg = fmt.Sprintf("upstream %s answered a result the gateway cannot check: %s", gw.Upstream(), je.Message)
 	}
-	gw.cfg.logger.Warn("gateway: upstream failed", "upstream", gw.upstream.Redacted(), "error", err)
+	gw.cfg.logger.Warn("gateway: upstream failed", "upstream", gw.Upstream(), "error", err)
 	if req != nil && req.IsCall() {
 		writeRPCError(w, http.StatusOK, req.ID, rpcError(CodeUpstream, msg))
 		return
@@ -342,7 +342,7 @@ func (gw *Gateway) cancelUpstream(r *http.Request, req *jsonrpc.Request, c *mcpa
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, gw.upstream.String(), bytes.NewReader(note))
+	up, err := gw.newRequest(ctx, http.MethodPost, bytes.NewReader(note))
 	if err != nil {
 		return
 	}

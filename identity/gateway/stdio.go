@@ -1,0 +1,695 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/mcpca/mcpca/clock"
+)
+
+// Stdio is an upstream MCP server run as a command that speaks MCP on its
+// standard input and output (the stdio transport: one JSON-RPC message
+// per line). Use it as the Transport of the gateway's HTTP client:
+//
+//	up, _ := gateway.NewStdio([]string{"node", "server.js", "stdio"})
+//	gw, _ := gateway.New(guard, up.URL(), gateway.WithHTTPClient(&http.Client{Transport: up}))
+//
+// Every MCP session gets a process of its own, started by the client's
+// initialize and stopped when the session ends (DELETE), when it has been
+// idle for longer than the idle limit, or when the gateway stops: no
+// process ever serves two sessions, so never two identities. At most a
+// bounded number run at once. A process that dies fails the calls it had
+// in flight with a JSON-RPC error saying so, and its session ends (the
+// client's next request is answered 404, and it starts a new session, with
+// a fresh process); processes that keep dying at start are started again
+// only after a growing delay.
+//
+// Messages from the process reach the client on the stream of the request
+// they belong to: its response, progress notifications naming its
+// progress token, and (while calls are in flight) the server's own
+// requests and notifications, on the stream of the newest call; otherwise
+// on the client's standalone GET stream, or kept (a bounded number) until
+// the client opens one.
+type Stdio struct {
+	argv   []string
+	cfg    stdioConfig
+	mu     sync.Mutex
+	byID   map[string]*stdioSession
+	fails  int       // processes that died soon after starting, in a row
+	waitTo time.Time // no process is started before
+	lastEx string    // how the last one ended
+	closed bool
+	stop   chan struct{}
+}
+
+// StdioOption configures NewStdio.
+type StdioOption interface{ applyStdio(*stdioConfig) }
+
+type stdioOptionFunc func(*stdioConfig)
+
+func (f stdioOptionFunc) applyStdio(c *stdioConfig) { f(c) }
+
+type stdioConfig struct {
+	maxProcs int
+	idle     time.Duration
+	env      []string
+	dir      string
+	logger   *slog.Logger
+	clock    clock.Clock
+}
+
+// Defaults of the stdio upstream.
+const (
+	DefaultMaxStdioProcesses = 64
+	DefaultStdioIdle         = 15 * time.Minute
+	maxStdioQueued           = 256
+	maxStdioLine             = 16 << 20
+)
+
+// WithMaxProcesses bounds the processes running at once (default
+// DefaultMaxStdioProcesses); when all are taken, the least recently used
+// idle one is stopped, and when none is idle a new session is refused.
+func WithMaxProcesses(n int) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.maxProcs = n })
+}
+
+// WithIdleTimeout stops a session's process after it has been idle this
+// long (default DefaultStdioIdle).
+func WithIdleTimeout(d time.Duration) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.idle = d })
+}
+
+// WithEnv sets the processes' environment (default: the gateway's).
+func WithEnv(env []string) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.env = env })
+}
+
+// WithDir sets the processes' working directory.
+func WithDir(dir string) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.dir = dir })
+}
+
+// WithStdioLogger sets where the processes' standard error and their
+// starts and ends are logged (default slog.Default()).
+func WithStdioLogger(l *slog.Logger) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.logger = l })
+}
+
+// NewStdio returns a stdio upstream running argv (no shell: argv[0] is the
+// program, the rest its arguments).
+func NewStdio(argv []string, opts ...StdioOption) (*Stdio, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return nil, errorf("the stdio upstream needs a command")
+	}
+	cfg := stdioConfig{maxProcs: DefaultMaxStdioProcesses, idle: DefaultStdioIdle}
+	for _, o := range opts {
+		o.applyStdio(&cfg)
+	}
+	if cfg.maxProcs <= 0 || cfg.idle <= 0 {
+		return nil, errorf("the process limit and the idle timeout must be positive")
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	cfg.clock = clock.Or(cfg.clock)
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return nil, errorf("stdio upstream: %v", err)
+	}
+	s := &Stdio{argv: append([]string(nil), argv...), cfg: cfg, byID: make(map[string]*stdioSession), stop: make(chan struct{})}
+	go s.reap()
+	return s, nil
+}
+
+// URL names the upstream in messages and caller assertions:
+// "stdio:" and the command.
+func (s *Stdio) URL() string { return "stdio:" + strings.Join(s.argv, " ") }
+
+// Close stops every process and refuses new sessions.
+func (s *Stdio) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	sessions := make([]*stdioSession, 0, len(s.byID))
+	for _, ss := range s.byID {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.kill("the gateway stopped")
+	}
+	for _, ss := range sessions {
+		<-ss.exited
+	}
+	return nil
+}
+
+// Processes returns how many processes run.
+func (s *Stdio) Processes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+func (s *Stdio) reap() {
+	t := time.NewTicker(max(s.cfg.idle/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.clock.Now()
+		s.mu.Lock()
+		var idle []*stdioSession
+		for _, ss := range s.byID {
+			if ss.idleSince(now) >= s.cfg.idle {
+				idle = append(idle, ss)
+			}
+		}
+		s.mu.Unlock()
+		for _, ss := range idle {
+			ss.kill("idle for longer than " + s.cfg.idle.String())
+		}
+	}
+}
+
+// RoundTrip serves one HTTP request of the Streamable HTTP transport as
+// the stdio server's side of it.
+func (s *Stdio) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		defer r.Body.Close()
+	}
+	sid := r.Header.Get(sessionHeader)
+	var ss *stdioSession
+	if sid != "" {
+		s.mu.Lock()
+		ss = s.byID[sid]
+		s.mu.Unlock()
+		if ss == nil {
+			return textResponse(r, http.StatusNotFound, "session not found"), nil
+		}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		if ss == nil {
+			return textResponse(r, http.StatusBadRequest, "GET needs an Mcp-Session-Id"), nil
+		}
+		return ss.listen(r), nil
+	case http.MethodDelete:
+		if ss == nil {
+			return textResponse(r, http.StatusBadRequest, "DELETE needs an Mcp-Session-Id"), nil
+		}
+		ss.kill("the client ended the session")
+		return textResponse(r, http.StatusOK, ""), nil
+	case http.MethodPost:
+	default:
+		return textResponse(r, http.StatusMethodNotAllowed, "method not allowed"), nil
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		return textResponse(r, http.StatusBadRequest, err.Error()), nil
+	}
+	req, isReq := msg.(*jsonrpc.Request)
+	if ss == nil {
+		if !isReq || req.Method != "initialize" || !req.IsCall() {
+			return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream,
+				"the stdio upstream "+s.URL()+" serves MCP sessions only: send initialize first, and its Mcp-Session-Id with every request")), nil
+		}
+		if ss, err = s.start(); err != nil {
+			return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream, err.Error())), nil
+		}
+	}
+	if !isReq || !req.IsCall() {
+		if err := ss.send(body); err != nil {
+			return jsonResponse(r, http.StatusOK, "", errorMessage(nil, CodeUpstream, err.Error())), nil
+		}
+		return textResponse(r, http.StatusAccepted, ""), nil
+	}
+	return ss.call(r, req, body), nil
+}
+
+// start starts a process for a new session.
+func (s *Stdio) start() (*stdioSession, error) {
+	now := s.cfg.clock.Now()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("the gateway is stopping")
+	}
+	if now.Before(s.waitTo) {
+		wait, last := s.waitTo.Sub(now).Round(time.Second), s.lastEx
+		s.mu.Unlock()
+		return nil, fmt.Errorf("the stdio upstream %s keeps exiting at start (%s): next start in %v", s.URL(), last, wait)
+	}
+	var victim *stdioSession
+	if len(s.byID) >= s.cfg.maxProcs {
+		for _, ss := range s.byID {
+			if ss.idleSince(now) > 0 && (victim == nil || ss.lastUsed().Before(victim.lastUsed())) {
+				victim = ss
+			}
+		}
+		if victim == nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("the gateway runs at most %d processes of %s and all are busy: retry later", s.cfg.maxProcs, s.URL())
+		}
+	}
+	s.mu.Unlock()
+	if victim != nil {
+		victim.kill("the least recently used of the gateway's processes")
+		<-victim.exited
+	}
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	cmd.Env, cmd.Dir = s.cfg.env, s.cfg.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the stdio upstream %s: %v", s.URL(), err)
+	}
+	ss := &stdioSession{s: s, id: rand.Text(), cmd: cmd, stdin: stdin, started: now, used: now,
+		pending: make(map[string]*stdioCall), exited: make(chan struct{})}
+	s.mu.Lock()
+	s.byID[ss.id] = ss
+	s.mu.Unlock()
+	s.cfg.logger.Info("gateway: stdio upstream started", "session", ss.id, "pid", cmd.Process.Pid, "command", s.URL())
+	go ss.logStderr(stderr)
+	go ss.readLoop(stdout)
+	return ss, nil
+}
+
+// ended records how a session's process ended, and backs off starts when
+// processes keep dying soon after they start.
+func (s *Stdio) ended(ss *stdioSession, how string, early bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byID, ss.id)
+	s.lastEx = how
+	if !early {
+		s.fails = 0
+		return
+	}
+	s.fails++
+	backoff := min(time.Second<<min(s.fails-1, 6), time.Minute)
+	if s.fails >= 3 {
+		s.waitTo = s.cfg.clock.Now().Add(backoff)
+	}
+}
+
+// stdioSession is one process and the session it serves.
+type stdioSession struct {
+	s       *Stdio
+	id      string
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	started time.Time
+	exited  chan struct{}
+
+	wmu sync.Mutex // one line at a time on stdin
+
+	mu       sync.Mutex
+	used     time.Time
+	pending  map[string]*stdioCall // by the client's request ID
+	order    []*stdioCall          // in-flight calls, oldest first
+	listener chan []byte           // the standalone GET stream, if open
+	queued   [][]byte              // for the next GET stream
+	dead     string                // why the process ended ("" while it runs)
+	killed   string
+}
+
+// stdioCall is one request in flight and the stream it is answered on.
+type stdioCall struct {
+	out      chan []byte // messages for the client, closed after the response
+	progress string      // its progress token, if any
+}
+
+func (ss *stdioSession) lastUsed() time.Time {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.used
+}
+
+// idleSince returns how long the session has been idle at now: zero
+// while a call is in flight or a GET stream is open.
+func (ss *stdioSession) idleSince(now time.Time) time.Duration {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.pending) > 0 || ss.listener != nil {
+		return 0
+	}
+	return max(now.Sub(ss.used), time.Nanosecond)
+}
+
+func (ss *stdioSession) touch() {
+	ss.mu.Lock()
+	ss.used = ss.s.cfg.clock.Now()
+	ss.mu.Unlock()
+}
+
+// send writes one message to the process.
+func (ss *stdioSession) send(msg []byte) error {
+	ss.touch()
+	line := append(bytes.TrimSpace(bytes.Clone(msg)), '\n')
+	if bytes.IndexByte(line[:len(line)-1], '\n') >= 0 {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, msg); err != nil {
+			return err
+		}
+		line = append(compact.Bytes(), '\n')
+	}
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	if _, err := ss.stdin.Write(line); err != nil {
+		return fmt.Errorf("the stdio upstream %s is gone: %v", ss.s.URL(), err)
+	}
+	return nil
+}
+
+// call sends req and answers with an SSE stream of what belongs to it,
+// ending with its response.
+func (ss *stdioSession) call(r *http.Request, req *jsonrpc.Request, body []byte) *http.Response {
+	key := idKey(req.ID)
+	c := &stdioCall{out: make(chan []byte, 16), progress: progressToken(req.Params)}
+	ss.mu.Lock()
+	if ss.dead != "" {
+		ss.mu.Unlock()
+		return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream, ss.dead))
+	}
+	if _, dup := ss.pending[key]; dup {
+		ss.mu.Unlock()
+		return jsonResponse(r, http.StatusOK, "", errorMessage(req, jsonrpc.CodeInvalidRequest, "invalid request: a request with this id is already in flight in the session"))
+	}
+	ss.pending[key] = c
+	ss.order = append(ss.order, c)
+	ss.mu.Unlock()
+	if err := ss.send(body); err != nil {
+		ss.finish(key, c)
+		return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream, err.Error()))
+	}
+	sid := ""
+	if req.Method == "initialize" {
+		sid = ss.id
+	}
+	return streamResponse(r, sid, c.out, func() { ss.finish(key, c) })
+}
+
+// finish forgets call c (its stream ended, answered or not).
+func (ss *stdioSession) finish(key string, c *stdioCall) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.pending[key] == c {
+		delete(ss.pending, key)
+	}
+	for i, o := range ss.order {
+		if o == c {
+			ss.order = append(ss.order[:i], ss.order[i+1:]...)
+			break
+		}
+	}
+	ss.used = ss.s.cfg.clock.Now()
+}
+
+// listen opens the standalone stream: queued messages first.
+func (ss *stdioSession) listen(r *http.Request) *http.Response {
+	ch := make(chan []byte, maxStdioQueued)
+	ss.mu.Lock()
+	if ss.listener != nil {
+		close(ss.listener) // the newer stream replaces it
+	}
+	ss.listener = ch
+	for _, m := range ss.queued {
+		ch <- m
+	}
+	ss.queued = nil
+	ss.mu.Unlock()
+	return streamResponse(r, "", ch, func() {
+		ss.mu.Lock()
+		if ss.listener == ch {
+			ss.listener = nil
+		}
+		ss.mu.Unlock()
+	})
+}
+
+// readLoop reads the process's messages and routes them until it exits.
+func (ss *stdioSession) readLoop(stdout io.Reader) {
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), maxStdioLine)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		ss.route(bytes.Clone(line))
+	}
+	readErr := sc.Err()
+	err := ss.cmd.Wait()
+	how := "exited"
+	if err != nil {
+		how = err.Error()
+	}
+	if readErr != nil {
+		how += "; reading its output: " + readErr.Error()
+	}
+	ss.mu.Lock()
+	killed := ss.killed
+	ss.mu.Unlock()
+	early := killed == "" && ss.s.cfg.clock.Now().Sub(ss.started) < 10*time.Second
+	why := fmt.Sprintf("the stdio upstream %s ended (%s)", ss.s.URL(), how)
+	if killed != "" {
+		why = fmt.Sprintf("the stdio upstream's session ended: %s", killed)
+	}
+	ss.mu.Lock()
+	ss.dead = why
+	for key, c := range ss.pending {
+		c.out <- errorMessageID(key, CodeUpstream, why+" during the call")
+		close(c.out)
+		delete(ss.pending, key)
+	}
+	ss.order = nil
+	if ss.listener != nil {
+		close(ss.listener)
+		ss.listener = nil
+	}
+	ss.mu.Unlock()
+	ss.s.ended(ss, how, early)
+	level := slog.LevelWarn
+	if killed != "" {
+		level = slog.LevelInfo
+	}
+	ss.s.cfg.logger.Log(context.Background(), level, "gateway: stdio upstream ended", "session", ss.id, "how", how, "why", killed)
+	close(ss.exited)
+}
+
+// route delivers one message of the process to the stream it belongs to.
+func (ss *stdioSession) route(line []byte) {
+	msg, err := jsonrpc.DecodeMessage(line)
+	if err != nil {
+		ss.s.cfg.logger.Warn("gateway: the stdio upstream wrote a line that is not JSON-RPC; dropped", "session", ss.id, "error", err)
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if resp, ok := msg.(*jsonrpc.Response); ok {
+		key := idKey(resp.ID)
+		if c := ss.pending[key]; c != nil {
+			c.out <- line
+			close(c.out)
+			delete(ss.pending, key)
+			for i, o := range ss.order {
+				if o == c {
+					ss.order = append(ss.order[:i], ss.order[i+1:]...)
+					break
+				}
+			}
+			return
+		}
+		ss.s.cfg.logger.Warn("gateway: the stdio upstream answered a request not in flight; dropped", "session", ss.id, "id", key)
+		return
+	}
+	req := msg.(*jsonrpc.Request)
+	if req.Method == "notifications/progress" {
+		if tok := progressToken(req.Params); tok != "" {
+			for _, c := range ss.order {
+				if c.progress == tok {
+					deliver(c.out, line)
+					return
+				}
+			}
+		}
+	}
+	if n := len(ss.order); n > 0 {
+		deliver(ss.order[n-1].out, line)
+		return
+	}
+	if ss.listener != nil {
+		deliver(ss.listener, line)
+		return
+	}
+	if len(ss.queued) >= maxStdioQueued {
+		ss.s.cfg.logger.Warn("gateway: no stream open for the stdio upstream's message, and the queue is full; the oldest is dropped", "session", ss.id)
+		ss.queued = ss.queued[1:]
+	}
+	ss.queued = append(ss.queued, line)
+}
+
+// deliver hands line to a stream; a stream that does not keep up is given
+// time rather than losing messages, up to a bound.
+func deliver(ch chan []byte, line []byte) {
+	select {
+	case ch <- line:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// kill stops the process (its group: SIGTERM, then SIGKILL after 2s).
+func (ss *stdioSession) kill(why string) {
+	ss.mu.Lock()
+	if ss.killed == "" {
+		ss.killed = why
+	}
+	ss.mu.Unlock()
+	_ = ss.stdin.Close()
+	if p := ss.cmd.Process; p != nil {
+		_ = syscall.Kill(-p.Pid, syscall.SIGTERM)
+		go func() {
+			select {
+			case <-ss.exited:
+			case <-time.After(2 * time.Second):
+				_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+			}
+		}()
+	}
+}
+
+func (ss *stdioSession) logStderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		ss.s.cfg.logger.Info("gateway: stdio upstream stderr", "session", ss.id, "line", sc.Text())
+	}
+}
+
+// idKey is the map key of a JSON-RPC id.
+func idKey(id jsonrpc.ID) string {
+	b, _ := json.Marshal(id.Raw())
+	return string(b)
+}
+
+func progressToken(params json.RawMessage) string {
+	var p struct {
+		Meta struct {
+			Token json.RawMessage `json:"progressToken"`
+		} `json:"_meta"`
+	}
+	if json.Unmarshal(params, &p) != nil || len(p.Meta.Token) == 0 {
+		return ""
+	}
+	return string(p.Meta.Token)
+}
+
+func errorMessage(req *jsonrpc.Request, code int64, msg string) []byte {
+	var id jsonrpc.ID
+	if req != nil {
+		id = req.ID
+	}
+	b, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: rpcError(code, msg)})
+	if err != nil {
+		b, _ = json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": rpcError(code, msg)})
+	}
+	return b
+}
+
+func errorMessageID(key string, code int64, msg string) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(key), "error": rpcError(code, msg)})
+	return b
+}
+
+func newResponse(r *http.Request, status int, contentType string, body io.ReadCloser) *http.Response {
+	h := http.Header{}
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	return &http.Response{Status: http.StatusText(status), StatusCode: status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: body, Request: r, ContentLength: -1}
+}
+
+func textResponse(r *http.Request, status int, text string) *http.Response {
+	ct := ""
+	if text != "" {
+		ct = "text/plain; charset=utf-8"
+	}
+	return newResponse(r, status, ct, io.NopCloser(strings.NewReader(text)))
+}
+
+func jsonResponse(r *http.Request, status int, sid string, body []byte) *http.Response {
+	resp := newResponse(r, status, "application/json", io.NopCloser(bytes.NewReader(body)))
+	if sid != "" {
+		resp.Header.Set(sessionHeader, sid)
+	}
+	return resp
+}
+
+// streamResponse answers with an SSE stream of the messages from ch, until
+// ch is closed, the request's context is done or the body is closed; done
+// runs once at the end.
+func streamResponse(r *http.Request, sid string, ch <-chan []byte, done func()) *http.Response {
+	pr, pw := io.Pipe()
+	resp := newResponse(r, http.StatusOK, "text/event-stream", pr)
+	if sid != "" {
+		resp.Header.Set(sessionHeader, sid)
+	}
+	go func() {
+		defer done()
+		for {
+			select {
+			case m, ok := <-ch:
+				if !ok {
+					pw.Close()
+					return
+				}
+				ev := &event{data: m, hasData: true}
+				if err := ev.write(pw); err != nil {
+					return
+				}
+			case <-r.Context().Done():
+				pw.CloseWithError(r.Context().Err())
+				return
+			}
+		}
+	}()
+	return resp
+}

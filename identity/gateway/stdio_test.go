@@ -1,0 +1,145 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpca/mcpca/identity/gateway"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+// The test binary doubles as the stdio MCP server behind the gateway: run
+// with MCPCA_GATEWAY_STDIO=1 it serves the example server's tools plus
+// ask (elicits), pid (its process id) and crash (exits mid-call) on its
+// standard input and output.
+func TestMain(m *testing.M) {
+	if os.Getenv("MCPCA_GATEWAY_STDIO") == "1" {
+		serveStdio()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func serveStdio() {
+	s := mcpexample.NewServer()
+	obj := map[string]any{"type": "object"}
+	s.AddTool(&mcp.Tool{Name: "ask", InputSchema: obj}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "your name?",
+			RequestedSchema: map[string]any{"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}}})
+		if err != nil {
+			return nil, err
+		}
+		return textResult(fmt.Sprintf("%s: %v", res.Action, res.Content["name"])), nil
+	})
+	s.AddTool(&mcp.Tool{Name: "pid", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return textResult(fmt.Sprint(os.Getpid())), nil
+	})
+	s.AddTool(&mcp.Tool{Name: "crash", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		os.Exit(3)
+		return nil, nil
+	})
+	_ = s.Run(context.Background(), &mcp.StdioTransport{})
+}
+
+const stdioPolicy = `
+@id("list") permit (principal, action == Mcp::Action::"tools/list", resource);
+@id("readers") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"tools/call", resource)
+  when { ["search_docs", "ask", "pid", "crash"].contains(resource.name) };
+`
+
+func newStdio(t *testing.T, opts ...gateway.StdioOption) *gateway.Stdio {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := gateway.NewStdio([]string{exe}, append([]gateway.StdioOption{gateway.WithEnv(append(os.Environ(), "MCPCA_GATEWAY_STDIO=1")),
+		gateway.WithStdioLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Close() })
+	return up
+}
+
+// A stdio server behind the gateway: each session its own process (never
+// one for two identities), lists filtered, denials, an elicitation round
+// trip, a process that dies mid-call failing that call with a message and
+// the next session getting a fresh process, processes stopped with their
+// sessions.
+func TestGatewayStdioUpstream(t *testing.T) {
+	up := newStdio(t)
+	e := newEnv(t, envOptions{policy: stdioPolicy, upstream: up.URL(), gwOpts: []gateway.Option{gateway.WithHTTPClient(&http.Client{Transport: up})}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	bob := e.tca.CreateSVID("spiffe://acme.test/client/bob", testca.WithRoles("reader"))
+	elicit := &mcp.ClientOptions{ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+		return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Alice"}}, nil
+	}}
+	as := e.connect(t, alice, elicit, false)
+	bs := e.connect(t, bob, nil, false)
+	if got := strings.Join(toolNames(t, as), ","); got != "ask,crash,pid,search_docs" {
+		t.Errorf("alice's tools: %s", got)
+	}
+	_, err := callText(t, as, mcpexample.ToolDeleteRecord, map[string]any{"id": "1"})
+	wantRPCError(t, err, mcpauth.CodeDenied, mcpauth.DeniedMessage)
+	if got, err := callText(t, as, "ask", nil); err != nil || got != "accept: Alice" {
+		t.Fatalf("elicitation through stdio: %q %v", got, err)
+	}
+	pa, err := callText(t, as, "pid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := callText(t, bs, "pid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa == pb || up.Processes() != 2 {
+		t.Fatalf("alice's process %s, bob's %s, %d running: want one each", pa, pb, up.Processes())
+	}
+
+	// Alice's process dies mid-call: her call fails saying so; bob's
+	// session goes on; alice's next session gets a new process.
+	_, err = callText(t, as, "crash", nil)
+	wantRPCError(t, err, gateway.CodeUpstream, "the stdio upstream "+up.URL()+" ended (exit status 3) during the call")
+	if got, err := callText(t, bs, "pid", nil); err != nil || got != pb {
+		t.Fatalf("bob after alice's crash: %q %v", got, err)
+	}
+	as2 := e.connect(t, alice, nil, false)
+	if p2, err := callText(t, as2, "pid", nil); err != nil || p2 == pa {
+		t.Fatalf("alice's new session: process %q (was %s), %v", p2, pa, err)
+	}
+	// Ending a session stops its process.
+	_ = bs.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for up.Processes() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d processes after bob's session ended, want 1", up.Processes())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A 2026-07-28 request without a session, to a stdio upstream, gets a
+// JSON-RPC error that says what the upstream needs.
+func TestGatewayStdioNeedsASession(t *testing.T) {
+	up := newStdio(t)
+	e := newEnv(t, envOptions{policy: stdioPolicy, upstream: up.URL(), gwOpts: []gateway.Option{gateway.WithHTTPClient(&http.Client{Transport: up})}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	status, body := e.post(t, alice, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, nil)
+	if status != 200 || !strings.Contains(body, `"code":-32030,"message":"the stdio upstream `+up.URL()+` serves MCP sessions only: send initialize first, and its Mcp-Session-Id with every request"`) {
+		t.Fatalf("%d %s", status, body)
+	}
+	if up.Processes() != 0 {
+		t.Errorf("%d processes started for a refused request", up.Processes())
+	}
+}
