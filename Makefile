@@ -14,8 +14,9 @@ build:
 test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above are not formatted"; exit 1; }
 	$(GO) vet ./...
-	$(GO) test $(TESTFLAGS) -skip '^TestInteropNode$$' ./...
+	$(GO) test $(TESTFLAGS) -skip '^TestInterop(Node|Gateway)$$' ./...
 	./scripts/interop-node/run.sh
+	./scripts/interop-gateway/run.sh
 	./scripts/check-consumer-deps.sh
 
 # The main job: a CA, enrolment, renewal and revocation on embedded defaults.

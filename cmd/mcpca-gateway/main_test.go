@@ -33,6 +33,10 @@ import (
 var gatewayBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv("MCPCA_GATEWAY_STDIO") == "1" { // the stdio upstream of TestGatewayProcessStdio
+		_ = mcpexample.NewServer().Run(context.Background(), &mcp.StdioTransport{})
+		return
+	}
 	dir, err := os.MkdirTemp("", "mcpca-gateway-test")
 	if err != nil {
 		panic(err)
@@ -58,6 +62,7 @@ type proc struct {
 func startGateway(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(gatewayBin, args...), seen: make(chan struct{}, 64), done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), "MCPCA_GATEWAY_STDIO=1") // for a stdio upstream that is this test binary
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +239,9 @@ func TestGatewayBadInvocations(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, `mcpca-gateway: required flag(s) "cert", "key", "policy", "root", "upstream" not set`},
+		{nil, `mcpca-gateway: required flag(s) "cert", "key", "policy", "root" not set`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p"}, `mcpca-gateway: at least one of the flags in the group [upstream upstream-cmd] is required`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--upstream-cmd", "x"}, `mcpca-gateway: if any flags in the group [upstream upstream-cmd] are set none of the others can be`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--path", "mcp"}, `mcpca-gateway: --path "mcp" must start with /`},
 		{[]string{"--cert", "nope.crt", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp"}, "mcpca-gateway: trust: "},
 	} {
@@ -246,5 +253,74 @@ func TestGatewayBadInvocations(t *testing.T) {
 	}
 	if out, err := exec.Command(gatewayBin, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--upstream string") {
 		t.Errorf("--help: %v %s", err, out)
+	}
+}
+
+// The binary with a stdio upstream (this test binary serving the example
+// server on stdio): calls decided and served, the process stopped with
+// the gateway.
+func TestGatewayProcessStdio(t *testing.T) {
+	tca := testca.NewCA(t, "acme.test")
+	dir := t.TempDir()
+	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	cert, key := gw.WriteFiles(t, dir)
+	root := filepath.Join(dir, "root.crt")
+	policyFile := filepath.Join(dir, "policy.cedar")
+	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(procPolicy)} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
+		"--policy", policyFile, "--upstream-cmd", exe, "--poll", "1h")
+	serving, _ := p.waitLog(t, "serving", 0)
+	addr := serving["addr"].(string)
+	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
+	t.Cleanup(hc.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: "https://" + addr + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolWhoAmI})
+	if err != nil || res.IsError {
+		t.Fatalf("whoami over stdio: %+v %v", res, err)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolDeleteRecord, Arguments: map[string]any{"id": "1"}})
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != mcpauth.CodeDenied {
+		t.Fatalf("delete_record over stdio: %v", err)
+	}
+	_ = cs.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var started, ended bool
+	for _, l := range p.logs {
+		started = started || l["msg"] == "gateway: stdio upstream started"
+		ended = ended || l["msg"] == "gateway: stdio upstream ended"
+	}
+	if !started || !ended {
+		t.Errorf("the log does not show the stdio process started and ended: %v", p.logs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -29,26 +30,29 @@ import (
 )
 
 type options struct {
-	listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream string
-	upstreamMTLS, noAssert                                                          bool
-	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout        time.Duration
-	maxBody                                                                         int64
-	maxPerIdentity                                                                  int
+	listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream, upstreamCmd, upstreamID string
+	maxProcs                                                                                                 int
+	procIdle                                                                                                 time.Duration
+	upstreamMTLS, noAssert                                                                                   bool
+	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                 time.Duration
+	maxBody                                                                                                  int64
+	maxPerIdentity                                                                                           int
 }
 
 // New returns the gateway command.
 func New() *cobra.Command {
 	o := &options{}
 	cmd := &cobra.Command{
-		Use:   "gateway --cert CRT --key KEY --root ROOT --policy FILE|DIR --upstream URL [flags]",
+		Use:   "gateway --cert CRT --key KEY --root ROOT --policy FILE|DIR (--upstream URL | --upstream-cmd CMD) [flags]",
 		Short: "Serve an MCP server of any language behind mcpca's mTLS, policies and audit",
 		Long: `gateway is an MCP-aware reverse proxy. Clients connect over mTLS with a
 certificate of the CA (verified on every request: expiry, revocation with
 --crl, trust domain); every JSON-RPC request is decided by the Cedar policy,
 with the same decisions, list filtering and audit log as an in-process mcpca
 server; what passes is forwarded to the upstream MCP server (Streamable
-HTTP) as it came, and the upstream learns who called from a signed
-Mcpca-Caller header. MCP is served at https://LISTEN/PATH, with /healthz
+HTTP at --upstream, or a command speaking MCP on stdio, one process per
+session, with --upstream-cmd) as it came, and an HTTP upstream learns who
+called from a signed Mcpca-Caller header. MCP is served at https://LISTEN/PATH, with /healthz
 and /metrics (Prometheus) beside it. SIGHUP reloads the certificate,
 bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 		Args: cobra.NoArgs,
@@ -75,7 +79,11 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the gateway certificate's)")
 	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
-	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root")
+	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split on spaces, no shell)`)
+	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
+	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
+	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root (its DNS/IP names must hold the --upstream host)")
+	f.StringVar(&o.upstreamID, "upstream-id", "", "with --upstream-mtls: the upstream's SPIFFE ID, checked instead of its host name")
 	f.BoolVar(&o.noAssert, "no-caller-assertion", false, "do not send the signed Mcpca-Caller header to the upstream")
 	f.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to start answering a request")
 	f.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes")
@@ -84,9 +92,11 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on shutdown, how long open requests and streams may take to finish")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", mcpauth.IdleTimeout, "close a keep-alive connection idle for this long")
-	for _, name := range []string{"cert", "key", "root", "policy", "upstream"} {
+	for _, name := range []string{"cert", "key", "root", "policy"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
+	cmd.MarkFlagsOneRequired("upstream", "upstream-cmd")
+	cmd.MarkFlagsMutuallyExclusive("upstream", "upstream-cmd")
 	return cmd
 }
 
@@ -121,13 +131,36 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gopts := []gateway.Option{gateway.WithLogger(log), gateway.WithMetrics(gateway.NewMetrics(reg)),
 		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(o.maxPerIdentity)}
-	if !o.noAssert {
+	if !o.noAssert && o.upstreamCmd == "" { // a stdio process reads no headers
 		gopts = append(gopts, gateway.WithCallerAssertion(st.Certificates()))
 	}
 	if o.upstreamMTLS {
-		gopts = append(gopts, gateway.WithUpstreamTLS(identity.ClientTLSConfig(st.Certificates(), st.Verifier)))
+		u, err := url.Parse(o.upstream)
+		if err != nil || u.Scheme != "https" {
+			return fmt.Errorf("--upstream-mtls needs an https:// --upstream, got %q", o.upstream)
+		}
+		check := identity.WithServerName(u.Hostname())
+		if o.upstreamID != "" {
+			id, err := identity.ParseID(o.upstreamID)
+			if err != nil {
+				return fmt.Errorf("--upstream-id: %w", err)
+			}
+			check = identity.WithServerID(id)
+		}
+		gopts = append(gopts, gateway.WithUpstreamTLS(identity.ClientTLSConfig(st.Certificates(), st.Verifier, check)))
 	}
-	gw, err := gateway.New(st.Guard, o.upstream, gopts...)
+	target := o.upstream
+	if o.upstreamCmd != "" {
+		up, err := gateway.NewStdio(strings.Fields(o.upstreamCmd), gateway.WithMaxProcesses(o.maxProcs),
+			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		target = up.URL()
+		gopts = append(gopts, gateway.WithHTTPClient(&http.Client{Transport: up}))
+	}
+	gw, err := gateway.New(st.Guard, target, gopts...)
 	if err != nil {
 		return err
 	}
