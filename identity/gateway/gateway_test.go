@@ -120,7 +120,7 @@ type env struct {
 	gw       *gateway.Gateway
 	url      string // the gateway's MCP URL
 	crl      *trust.StaticCRL
-	authz    *policy.Authorizer
+	authz    *policy.Live
 	policyF  string
 	auditF   string
 	gwCert   *testca.SVID

@@ -61,7 +61,7 @@
 // it are not logged one by one.
 //
 // Because the policy is consulted on every request, reloading it
-// (policy.Authorizer.Reload or Watch) changes decisions for live sessions
+// (policy.Live.Reload or Watch) changes decisions for live sessions
 // at once, and because the peer certificate is re-verified on every request
 // (a cache hit in the Verifier), a certificate that expires or is revoked
 // (once the CRL source has refreshed) stops working on connections that are

@@ -19,9 +19,9 @@ import (
 	"github.com/mcpca/mcpca/identity/policy"
 )
 
-// Authorizer decides MCP requests. *policy.Authorizer (reloadable) and
-// *policy.Set (fixed) implement it.
-type Authorizer interface {
+// Policy decides MCP requests: *policy.Live (reloaded from its files) and
+// *policy.Set (fixed) are policies.
+type Policy interface {
 	Authorize(p *policy.Principal, r policy.Request) policy.Decision
 	Filter(p *policy.Principal, base policy.Request, targets []string) []string
 }
@@ -31,7 +31,7 @@ type Authorizer interface {
 // concurrent use.
 type Guard struct {
 	v     *identity.Verifier
-	authz Authorizer
+	authz Policy
 	cfg   config
 
 	// reqs maps the value of refHeader, set by Handler on each HTTP
@@ -115,7 +115,7 @@ const maxPrincipals = 4096
 
 // New returns a Guard that verifies client certificates with v and decides
 // requests with authz.
-func New(v *identity.Verifier, authz Authorizer, opts ...Option) (*Guard, error) {
+func New(v *identity.Verifier, authz Policy, opts ...Option) (*Guard, error) {
 	if v == nil {
 		return nil, errorf("a verifier is required")
 	}

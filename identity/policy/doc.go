@@ -4,7 +4,7 @@
 // hot reload that keeps the last good policy set, and list filtering.
 //
 // A server builds one [Principal] per connection from the verified peer's
-// identity.Identity, and asks [Authorizer.Authorize] (or [Set.Authorize])
+// identity.Identity, and asks [Live.Authorize] (or [Set.Authorize])
 // about every JSON-RPC request; list results go through [Set.Filter] and its
 // FilterTools, FilterResources and FilterPrompts shorthands, which make the
 // same decisions. [AuditRecord] turns a decision into an audit.Record.

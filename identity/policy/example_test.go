@@ -37,7 +37,7 @@ func exampleIdentity(roles []string, attrs map[string]string) *identity.Identity
 }
 
 func ExampleSet_Authorize() {
-	set, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
+	set, err := policy.Compile([]policy.File{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
 	if err != nil {
 		panic(err)
 	}
@@ -65,7 +65,7 @@ func ExampleSet_Authorize() {
 }
 
 func ExampleSet_FilterTools() {
-	set, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
+	set, err := policy.Compile([]policy.File{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
 	if err != nil {
 		panic(err)
 	}
@@ -75,14 +75,14 @@ func ExampleSet_FilterTools() {
 }
 
 func ExampleCompile_error() {
-	_, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(
+	_, err := policy.Compile([]policy.File{{Name: "mcp.cedar", Data: []byte(
 		`permit(principal, action == Mcp::Action::"tools/cal", resource);`)}})
 	fmt.Println(err)
 	// Output: policy: mcp.cedar:1:42: unknown action Mcp::Action::"tools/cal": expected an MCP method such as "tools/call", "resources/read" or "prompts/get"
 }
 
 func ExampleAuditRecord() {
-	set, err := policy.Compile([]policy.Source{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
+	set, err := policy.Compile([]policy.File{{Name: "mcp.cedar", Data: []byte(examplePolicies)}})
 	if err != nil {
 		panic(err)
 	}

@@ -31,7 +31,7 @@ func FuzzPolicyLoad(f *testing.F) {
 		{Method: "tools/list", Time: t0},
 	}
 	f.Fuzz(func(t *testing.T, src string) {
-		s, err := Compile([]Source{{Name: "f.cedar", Data: []byte(src)}}, WithToolArguments())
+		s, err := Compile([]File{{Name: "f.cedar", Data: []byte(src)}}, WithToolArguments())
 		if err != nil {
 			var le *LoadError
 			if !errors.As(err, &le) || !strings.HasPrefix(err.Error(), "policy: f.cedar:") || le.Line < 1 || le.Column < 1 {

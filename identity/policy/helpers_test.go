@@ -34,7 +34,7 @@ func principal(t testing.TB, id string, roles []string, attrs map[string]string)
 
 func compileString(t testing.TB, src string, opts ...Option) *Set {
 	t.Helper()
-	s, err := Compile([]Source{{Name: "test.cedar", Data: []byte(src)}}, opts...)
+	s, err := Compile([]File{{Name: "test.cedar", Data: []byte(src)}}, opts...)
 	if err != nil {
 		t.Fatalf("Compile: %v", err)
 	}

@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 )
 
-// Authorizer is a policy Set loaded from files that can be reloaded while in
+// Live is a policy Set loaded from files that can be reloaded while in
 // use: Reload (wire it to SIGHUP) and Watch (polls the files) swap in a new
 // Set only when every file compiles, and otherwise keep the last good one and
 // log why. It is safe for concurrent use.
-type Authorizer struct {
+type Live struct {
 	cfg   *config
 	paths []string
 	cur   atomic.Pointer[Set]
@@ -23,12 +23,12 @@ type Authorizer struct {
 	readErr string // the last read error Watch logged
 }
 
-// New loads the policy files into an Authorizer. A path that is a directory
+// New loads the policy files into a Live policy. A path that is a directory
 // stands for the *.cedar files in it, listed again at every reload, so files
 // added later are picked up. Any problem in any file is an error: at start
 // there is no last good set to fall back on.
-func New(paths []string, opts ...Option) (*Authorizer, error) {
-	a := &Authorizer{cfg: newConfig(opts), paths: append([]string(nil), paths...)}
+func New(paths []string, opts ...Option) (*Live, error) {
+	a := &Live{cfg: newConfig(opts), paths: append([]string(nil), paths...)}
 	srcs, sum, err := a.read()
 	if err != nil {
 		return nil, err
@@ -44,32 +44,32 @@ func New(paths []string, opts ...Option) (*Authorizer, error) {
 }
 
 // Set returns the policy set in force.
-func (a *Authorizer) Set() *Set { return a.cur.Load() }
+func (a *Live) Set() *Set { return a.cur.Load() }
 
 // Generation counts the policy sets loaded so far: 1 after New, plus one for
 // each successful reload.
-func (a *Authorizer) Generation() uint64 { return a.gen.Load() }
+func (a *Live) Generation() uint64 { return a.gen.Load() }
 
 // Authorize decides r with the policy set in force; see Set.Authorize.
-func (a *Authorizer) Authorize(p *Principal, r Request) Decision { return a.cur.Load().Authorize(p, r) }
+func (a *Live) Authorize(p *Principal, r Request) Decision { return a.cur.Load().Authorize(p, r) }
 
 // Filter filters targets with the policy set in force; see Set.Filter.
-func (a *Authorizer) Filter(p *Principal, base Request, targets []string) []string {
+func (a *Live) Filter(p *Principal, base Request, targets []string) []string {
 	return a.cur.Load().Filter(p, base, targets)
 }
 
 // FilterTools returns the tool names p may call; see Set.FilterTools.
-func (a *Authorizer) FilterTools(p *Principal, names []string) []string {
+func (a *Live) FilterTools(p *Principal, names []string) []string {
 	return a.cur.Load().FilterTools(p, names)
 }
 
 // FilterResources returns the resource URIs p may read; see Set.FilterResources.
-func (a *Authorizer) FilterResources(p *Principal, uris []string) []string {
+func (a *Live) FilterResources(p *Principal, uris []string) []string {
 	return a.cur.Load().FilterResources(p, uris)
 }
 
 // FilterPrompts returns the prompt names p may get; see Set.FilterPrompts.
-func (a *Authorizer) FilterPrompts(p *Principal, names []string) []string {
+func (a *Live) FilterPrompts(p *Principal, names []string) []string {
 	return a.cur.Load().FilterPrompts(p, names)
 }
 
@@ -79,7 +79,7 @@ func (a *Authorizer) FilterPrompts(p *Principal, names []string) []string {
 //	c := make(chan os.Signal, 1)
 //	signal.Notify(c, syscall.SIGHUP)
 //	go authz.ReloadOn(ctx, c)
-func (a *Authorizer) ReloadOn(ctx context.Context, c <-chan os.Signal) {
+func (a *Live) ReloadOn(ctx context.Context, c <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -96,7 +96,7 @@ func (a *Authorizer) ReloadOn(ctx context.Context, c <-chan os.Signal) {
 // Reload reads and compiles the files again. On success the new set takes
 // effect for the next request; on failure the current set stays in force,
 // the error is logged and returned.
-func (a *Authorizer) Reload() error {
+func (a *Live) Reload() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	srcs, sum, err := a.read()
@@ -108,7 +108,7 @@ func (a *Authorizer) Reload() error {
 }
 
 // install compiles srcs and swaps them in; a.mu is held.
-func (a *Authorizer) install(srcs []Source, sum [sha256.Size]byte) error {
+func (a *Live) install(srcs []File, sum [sha256.Size]byte) error {
 	a.seen = sum
 	s, err := compile(srcs, a.cfg)
 	if err != nil {
@@ -127,7 +127,7 @@ func (a *Authorizer) install(srcs []Source, sum [sha256.Size]byte) error {
 // even when it keeps the size and modification time. A
 // broken edit is logged once and the last good set stays in force until the
 // files change again. Watch returns ctx.Err().
-func (a *Authorizer) Watch(ctx context.Context) error {
+func (a *Live) Watch(ctx context.Context) error {
 	t := a.cfg.clock.NewTimer(a.cfg.interval)
 	defer t.Stop()
 	for {
@@ -142,7 +142,7 @@ func (a *Authorizer) Watch(ctx context.Context) error {
 }
 
 // poll reloads if the files' content differs from what was last seen.
-func (a *Authorizer) poll() {
+func (a *Live) poll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	srcs, sum, err := a.read()
@@ -161,4 +161,4 @@ func (a *Authorizer) poll() {
 }
 
 // read reads the policy files.
-func (a *Authorizer) read() ([]Source, [sha256.Size]byte, error) { return readSources(a.paths) }
+func (a *Live) read() ([]File, [sha256.Size]byte, error) { return readSources(a.paths) }

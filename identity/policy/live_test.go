@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func allowed(a *Authorizer, p *Principal, tool string) bool {
+func allowed(a *Live, p *Principal, tool string) bool {
 	return a.Authorize(p, Request{Method: "tools/call", Target: tool, Time: t0}).Allow
 }
 

@@ -22,9 +22,9 @@ import (
 	"github.com/mcpca/mcpca/identity"
 )
 
-// Source is one policy document: Name (usually the file path) locates errors
+// File is one policy document: Name (usually the file path) locates errors
 // and names policies without an @id.
-type Source struct {
+type File struct {
 	Name string
 	Data []byte
 }
@@ -66,7 +66,7 @@ func Load(paths []string, opts ...Option) (*Set, error) {
 
 // readSources reads the files paths name (directories: their *.cedar files)
 // and digests their names and contents.
-func readSources(paths []string) ([]Source, [sha256.Size]byte, error) {
+func readSources(paths []string) ([]File, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	var files []string
 	for _, p := range paths {
@@ -82,7 +82,7 @@ func readSources(paths []string) ([]Source, [sha256.Size]byte, error) {
 		files = append(files, matches...)
 	}
 	h := sha256.New()
-	srcs := make([]Source, 0, len(files))
+	srcs := make([]File, 0, len(files))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -94,7 +94,7 @@ func readSources(paths []string) ([]Source, [sha256.Size]byte, error) {
 		h.Write(n[:])
 		h.Write([]byte(f))
 		h.Write(data)
-		srcs = append(srcs, Source{Name: f, Data: data})
+		srcs = append(srcs, File{Name: f, Data: data})
 	}
 	h.Sum(sum[:0])
 	return srcs, sum, nil
@@ -105,11 +105,11 @@ func readSources(paths []string) ([]Source, [sha256.Size]byte, error) {
 // with errors.Join: syntax errors, unknown entity types, unknown actions,
 // unknown attributes, principals or resources that can never match, and
 // duplicate policy IDs.
-func Compile(srcs []Source, opts ...Option) (*Set, error) {
+func Compile(srcs []File, opts ...Option) (*Set, error) {
 	return compile(srcs, newConfig(opts))
 }
 
-func compile(srcs []Source, cfg *config) (*Set, error) {
+func compile(srcs []File, cfg *config) (*Set, error) {
 	s := &Set{cfg: cfg, cedar: cedar.NewPolicySet()}
 	var errs []error
 	seen := map[types.PolicyID]bool{}
@@ -193,7 +193,7 @@ const (
 )
 
 // checkBounds enforces MaxSourceBytes and MaxNesting.
-func checkBounds(src Source) error {
+func checkBounds(src File) error {
 	if len(src.Data) > MaxSourceBytes {
 		return &LoadError{File: src.Name, Line: 1, Column: 1, Msg: fmt.Sprintf("policy file is %d bytes, the limit is %d", len(src.Data), MaxSourceBytes)}
 	}

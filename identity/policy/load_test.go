@@ -75,7 +75,7 @@ func TestCompileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Compile([]Source{{Name: "bad.cedar", Data: []byte(tt.src)}}, tt.opts...)
+			_, err := Compile([]File{{Name: "bad.cedar", Data: []byte(tt.src)}}, tt.opts...)
 			if err == nil {
 				t.Fatal("Compile succeeded")
 			}
@@ -94,7 +94,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestCompileReportsEveryError(t *testing.T) {
-	srcs := []Source{
+	srcs := []File{
 		{Name: "a.cedar", Data: []byte("permit(principal, action == Mcp::Action::\"nope\", resource);\npermit(principal is Mcp::Bogus, action, resource);")},
 		{Name: "b.cedar", Data: []byte("permit(")},
 		{Name: "c.cedar", Data: []byte("permit(principal, action, resource);")},

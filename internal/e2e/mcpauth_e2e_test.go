@@ -593,7 +593,7 @@ func step(t testing.TB, fc *clock.Fake, d time.Duration) {
 }
 
 // Editing the policy file changes a live session's decisions through
-// Authorizer.Watch, the mechanism cmd/mcpca-example runs; a broken edit
+// Live.Watch, the mechanism cmd/mcpca-example runs; a broken edit
 // keeps the last good policy.
 func TestPolicyFileWatch(t *testing.T) {
 	p := newPKI(t)

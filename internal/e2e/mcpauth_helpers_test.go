@@ -116,12 +116,12 @@ type env struct {
 	*pki
 	url        string
 	clk        *clock.Fake
-	authz      *policy.Authorizer
+	authz      *policy.Live
 	policyFile string
 	crl        *trust.CRLFetcher
 	audit      *syncBuf
 	tlsLog     *syncBuf
-	policyLog  *syncBuf // what the Authorizer logs (reloads)
+	policyLog  *syncBuf // what the Live policy logs (reloads)
 }
 
 type envOptions struct {

@@ -41,7 +41,7 @@ type Stack struct {
 	Self        *identity.Identity
 	TrustDomain string
 	Verifier    *identity.Verifier
-	Authz       *policy.Authorizer
+	Authz       *policy.Live
 	Guard       *mcpauth.Guard
 	CRL         *trust.CRLFetcher // nil without Config.CRL
 
