@@ -13,7 +13,9 @@
 # (1000), FILTER_COUNT (5), NGINX (path of nginx; installed with apt-get
 # when missing and run as root), GATEWAY_CPUPROFILE (a file: the gateway
 # runs in-process in the bench program under the CPU profiler; read it with
-# go tool pprof). Extra arguments go to scripts/bench-gateway.
+# go tool pprof; SIGUSR1 to it writes FILE.heap, done with the sessions open),
+# GATEWAY_ARGS (extra gateway flags, e.g. --no-caller-assertion), GATEWAY_ENV
+# (extra environment of the gateway only, e.g. GOGC=50). Extra arguments go to scripts/bench-gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
@@ -33,6 +35,8 @@ go build -o bin/bench-gateway ./scripts/bench-gateway
 args=(-gateway bin/mcpca-gateway -nginx "$NGINX" -rounds "${ROUNDS:-5}" -calls "${CALLS:-2000}"
   -c "${CONC:-16}" -duration "${DURATION:-2s}" -sessions "${SESSIONS:-1000}")
 [ -n "${GATEWAY_CPUPROFILE:-}" ] && args+=(-gateway-cpuprofile "$GATEWAY_CPUPROFILE")
+[ -n "${GATEWAY_ARGS:-}" ] && args+=(-gateway-args "$GATEWAY_ARGS")
+[ -n "${GATEWAY_ENV:-}" ] && args+=(-gateway-env "$GATEWAY_ENV")
 bin/bench-gateway "${args[@]}" "$@"
 echo
 echo "go test -run '^\$' -bench FilterResult1000 -count ${FILTER_COUNT:-5} ./identity/gateway/"

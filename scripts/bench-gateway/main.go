@@ -61,6 +61,8 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory")
 	upstreamDir := flag.String("serve-upstream", "", "internal: run as the upstream MCP server with this directory's certificates")
 	cpuProfile := flag.String("gateway-cpuprofile", "", "run the gateway as this program (the same code as mcpca-gateway, in-process) and write its CPU profile here")
+	gwArgs := flag.String("gateway-args", "", "extra mcpca-gateway flags, space-separated (e.g. --no-caller-assertion)")
+	gwEnv := flag.String("gateway-env", "", "extra environment of the gateway process, space-separated (e.g. GOGC=50 GOMEMLIMIT=60MiB)")
 	asGateway := flag.String("as-gateway", "", "internal: run mcpca-gateway with the remaining arguments, writing a CPU profile to this file")
 	flag.Parse()
 	if *asGateway != "" {
@@ -89,7 +91,7 @@ func main() {
 			*nginxBin = p
 		}
 	}
-	o := opts{cpuProfile: *cpuProfile, gatewayBin: *gatewayBin, nginxBin: *nginxBin, calls: *calls, rounds: *rounds, conc: *conc, dur: *dur, sessions: *sessions, keep: *keep}
+	o := opts{gwArgs: strings.Fields(*gwArgs), gwEnv: strings.Fields(*gwEnv), cpuProfile: *cpuProfile, gatewayBin: *gatewayBin, nginxBin: *nginxBin, calls: *calls, rounds: *rounds, conc: *conc, dur: *dur, sessions: *sessions, keep: *keep}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1)
@@ -97,6 +99,7 @@ func main() {
 }
 
 type opts struct {
+	gwArgs, gwEnv        []string
 	cpuProfile           string
 	gatewayBin, nginxBin string
 	calls, rounds, conc  int
@@ -324,6 +327,8 @@ func startGateway(o opts, p *pki, work, name, upstream string) (*process, string
 	cmd := exec.Command(bin, append(pre, "--listen", "127.0.0.1:0", "--cert", p.cert, "--key", p.key, "--root", p.root,
 		"--policy", policyFile, "--audit", filepath.Join(work, name+"-audit.log"), "--upstream", upstream,
 		"--poll", "1h", "--drain-timeout", "2s", "--idle-timeout", "10m")...)
+	cmd.Args = append(cmd.Args, o.gwArgs...)
+	cmd.Env = append(os.Environ(), o.gwEnv...)
 	proc, line, err := startLine(name, cmd, cmd.StderrPipe, func(m map[string]any) bool { return m["msg"] == "serving" })
 	if err != nil {
 		return nil, "", err
@@ -589,6 +594,9 @@ func run(o opts) error {
 
 	fmt.Printf("tools/call search_docs, go-sdk client and upstream (stateful Streamable HTTP, SSE responses), %d CPUs\n", numCPU())
 	fmt.Printf("direct: mTLS straight to the upstream; gateway: mcpca-gateway (mTLS, Cedar policy, audit log per call, caller assertion); nginx: mTLS proxy, no policy\n")
+	if len(o.gwArgs)+len(o.gwEnv) > 0 {
+		fmt.Printf("gateway started with %s %s\n", strings.Join(o.gwEnv, " "), strings.Join(o.gwArgs, " "))
+	}
 	fmt.Printf("latency: %d sequential calls per variant per round on one warm connection; throughput: %d clients (a session and connection each) for %v; %d rounds in rotation\n\n",
 		o.calls, o.conc, o.dur, o.rounds)
 	p50 := map[string][]float64{}
