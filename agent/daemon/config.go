@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"syscall"
@@ -146,6 +147,24 @@ func (c *Config) Validate() error {
 		}
 		seen[id.Name] = true
 		if err := id.validate(); err != nil {
+			return errorf("identity %q: %w", id.Name, err)
+		}
+	}
+	return nil
+}
+
+// CheckFiles checks what the identities' files hold now, so that a
+// configuration that cannot work fails at once instead of retrying
+// forever: every root file must hold certificates, and a certificate and
+// key that exist must load and match (both missing is fine: the token file
+// enrols; an expired certificate is fine too: it waits for a token).
+func (c *Config) CheckFiles() error {
+	for i := range c.Identities {
+		id := &c.Identities[i]
+		if _, err := agent.LoadCertificates(id.Root); err != nil {
+			return errorf("identity %q: the CA root: %w", id.Name, err)
+		}
+		if _, err := agent.LoadKeyPair(id.Cert, id.Key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return errorf("identity %q: %w", id.Name, err)
 		}
 	}

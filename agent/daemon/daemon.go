@@ -116,6 +116,9 @@ func New(opts ...Option) *Daemon {
 // fails later the daemon stops every identity and returns its error.
 func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <-chan struct{}) error {
 	cfg, err := load()
+	if err == nil {
+		err = cfg.CheckFiles()
+	}
 	if err != nil {
 		return err
 	}
@@ -155,6 +158,9 @@ func (d *Daemon) Run(ctx context.Context, load func() (*Config, error), reload <
 			return nil
 		case <-reload:
 			cfg, err := load()
+			if err == nil {
+				err = cfg.CheckFiles()
+			}
 			if err != nil {
 				d.cfg.logger.Error("agent: reloading the configuration failed; keeping the running one", "error", err.Error())
 				if d.cfg.onApplied != nil {

@@ -483,7 +483,10 @@ func TestDaemonServesHealth(t *testing.T) {
 	}
 }
 
-func TestDaemonReportsBrokenFiles(t *testing.T) {
+// Files that cannot work (a root that is not there, a certificate and key
+// that do not load) stop the daemon at start, naming the file; on reload
+// they are refused and the running configuration is kept.
+func TestDaemonRefusesBrokenFiles(t *testing.T) {
 	e := newDaemonEnv(t)
 	web := e.identity("web")
 	web.Root = filepath.Join(e.dir, "missing-root.pem")
@@ -491,23 +494,35 @@ func TestDaemonReportsBrokenFiles(t *testing.T) {
 	os.MkdirAll(filepath.Join(e.dir, "api"), 0o755)
 	os.WriteFile(api.Cert, []byte("not a certificate"), 0o644)
 	os.WriteFile(api.Key, []byte("not a key"), 0o600)
-	e.setConfig(web, api)
-	e.start()
-	got := map[string]bool{}
-	for i := 0; i < 2; i++ {
-		got[e.nextObtained().Error()] = true
-	}
-	for _, want := range []string{
-		`agent: identity "web": the CA root: reading certificates: open ` + web.Root + `: no such file or directory`,
-		`agent: identity "api": loading ` + api.Cert + ` and ` + api.Key + `: tls: failed to find any PEM data in certificate input`,
+	for _, tc := range []struct {
+		id   IdentityConfig
+		want string
+	}{
+		{web, `agent: identity "web": the CA root: reading certificates: open ` + web.Root + `: no such file or directory`},
+		{api, `agent: identity "api": loading ` + api.Cert + ` and ` + api.Key + `: tls: failed to find any PEM data in certificate input`},
 	} {
-		if !got[want] {
-			t.Errorf("missing error %q in %v", want, got)
+		d := New(WithLogger(quiet))
+		err := d.Run(context.Background(), func() (*Config, error) {
+			c := &Config{Identities: []IdentityConfig{tc.id}}
+			return c, c.Validate()
+		}, nil)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Run: %v\nwant %s", err, tc.want)
 		}
 	}
-	// Neither stops the daemon nor the other identity.
-	if st := e.d.Statuses(); len(st) != 2 {
-		t.Fatalf("%+v", st)
+	// On reload: refused, the running identity goes on.
+	e.writeToken("good")
+	good := e.identity("good")
+	e.setConfig(good)
+	e.start()
+	if err := e.nextObtained(); err != nil {
+		t.Fatal(err)
+	}
+	e.setConfig(good, web)
+	e.reload <- struct{}{}
+	<-e.applied
+	if st := e.d.Statuses(); len(st) != 1 || st[0].Name != "good" {
+		t.Fatalf("after a refused reload: %+v", st)
 	}
 }
 

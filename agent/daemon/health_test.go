@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -182,6 +183,10 @@ func (l failingListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127,
 // no token): it waits, so only the health endpoint can end Run.
 func healthTestConfig(t *testing.T, healthAddr string) func() (*Config, error) {
 	dir := t.TempDir()
+	srv := agenttest.NewCAServer(t, agenttest.NewCA(t), time.Now, time.Hour)
+	if err := os.WriteFile(filepath.Join(dir, "root.pem"), srv.RootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return func() (*Config, error) {
 		cfg := &Config{HealthAddr: healthAddr, Identities: []IdentityConfig{{Name: "web", CAURL: "https://127.0.0.1:1",
 			Root: filepath.Join(dir, "root.pem"), Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem")}}}

@@ -206,6 +206,12 @@ func TestCLIAgentBadInvocations(t *testing.T) {
 	fails(t, dir, `mcpca: agent: identity "default": renew_at 1.5 is not between 0 and 1`, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "r", "--renew-at", "1.5")
 	fails(t, dir, `mcpca: agent: health address "0.0.0.0:9465" is not a loopback address`, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "r", "--health-addr", "0.0.0.0:9465")
 	fails(t, dir, `mcpca: agent: identity "default": ca_url "http://ca" must start with https://`, "agent", "--cert", "c", "--key", "k", "--ca-url", "http://ca", "--root", "r")
+	// Files that cannot work exit at start too, naming the file.
+	fails(t, dir, `mcpca: agent: identity "default": the CA root: reading certificates: open r: no such file or directory`, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "r")
+	if err := os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, dir, `mcpca: agent: identity "default": the CA root: `, "agent", "--cert", "c", "--key", "k", "--ca-url", "https://ca", "--root", "junk.pem")
 }
 
 // The single-identity flag form with every option that acts: it enrols from
