@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-gateway soak fuzz vet clean
 
 all: build
 
@@ -30,6 +30,10 @@ bench:
 # Issuance throughput: mcpca versus upstream step-ca v0.30.2, same run.
 bench-issue: build
 	./scripts/bench-issue.sh
+
+# The MCP gateway versus nginx as a plain mTLS proxy: same upstream, same run.
+bench-gateway:
+	./scripts/bench-gateway.sh
 
 # The store's growth test at full length: 100,000 issuances with 5-minute
 # tokens on an injected clock; the live records and the file stay bounded.
