@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 
@@ -38,11 +39,10 @@ func invalidMessage(why string) error {
 // or case-variant keys at any depth), and returns it. Errors are
 // *jsonrpc.Error values with CodeInvalidMessage, for the client.
 func CheckMessage(data []byte) (jsonrpc.Message, error) {
-	var probe any
-	if err := strictjson.Unmarshal(data, &probe); err != nil {
+	if err := strictjson.Check(data); err != nil {
 		return nil, invalidMessage(err.Error())
 	}
-	if _, ok := probe.(map[string]any); !ok {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, invalidMessage("a JSON-RPC message is a JSON object")
 	}
 	msg, err := jsonrpc.DecodeMessage(data)
@@ -139,70 +139,125 @@ var listKeys = []struct{ key, method, name string }{
 // fields pass as they came. A result that cannot be read is refused
 // (CodeInvalidMessage), never passed on unfiltered.
 func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := strictjson.Unmarshal(result, &obj); err != nil || obj == nil {
+	if err := strictjson.Check(result); err != nil {
+		return nil, invalidMessage("the upstream's result: " + err.Error())
+	}
+	ms, err := strictjson.Members(result)
+	if err != nil {
 		return nil, invalidMessage("the upstream's result is not a JSON object")
 	}
-	changed := false
-	for _, l := range listKeys {
-		raw, ok := obj[l.key]
-		if !ok {
-			continue
+	changed, private := false, false
+	for i := range ms {
+		for _, l := range listKeys {
+			if ms[i].Key != l.key {
+				continue
+			}
+			kept, err := g.filterItems(c, l.method, l.name, ms[i].Value)
+			if err != nil {
+				return nil, err
+			}
+			ms[i].Value, changed, private = kept, true, true
 		}
-		kept, err := g.filterItems(c, l.method, l.name, raw)
-		if err != nil {
-			return nil, err
+		switch ms[i].Key {
+		case "contents":
+			private = true
+		case "requestState":
+			state, ok := strictjson.StringValue(ms[i].Value)
+			if !ok {
+				return nil, invalidMessage("the upstream's requestState is not a string")
+			}
+			if state != "" {
+				ms[i].Value, _ = json.Marshal(g.sealState(c.ID(), state))
+				changed = true
+			}
 		}
-		obj[l.key] = kept
-		changed = true
 	}
-	if _, ok := obj["contents"]; ok || changed {
-		obj["cacheScope"], obj["ttlMs"] = json.RawMessage(`"private"`), json.RawMessage(`0`)
+	if private {
+		ms = setMember(ms, "cacheScope", []byte(`"private"`))
+		ms = setMember(ms, "ttlMs", []byte(`0`))
 		changed = true
-	}
-	if raw, ok := obj["requestState"]; ok {
-		var state string
-		if err := json.Unmarshal(raw, &state); err != nil {
-			return nil, invalidMessage("the upstream's requestState is not a string")
-		}
-		if state != "" {
-			obj["requestState"], _ = json.Marshal(g.sealState(c.ID(), state))
-			changed = true
-		}
 	}
 	if !changed {
 		return result, nil
 	}
-	return json.Marshal(obj)
+	return encodeMembers(ms), nil
+}
+
+// setMember sets key to v in ms, in place or at the end.
+func setMember(ms []strictjson.Member, key string, v []byte) []strictjson.Member {
+	for i := range ms {
+		if ms[i].Key == key {
+			ms[i].Value = v
+			return ms
+		}
+	}
+	return append(ms, strictjson.Member{Key: key, Value: v})
+}
+
+// encodeMembers writes ms as a JSON object, in order, values as they are
+// (each one valid JSON already).
+func encodeMembers(ms []strictjson.Member) json.RawMessage {
+	n := 2
+	for _, m := range ms {
+		n += len(m.Key) + len(m.Value) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, m := range ms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kb, _ := json.Marshal(m.Key)
+		b = append(b, kb...)
+		b = append(b, ':')
+		b = append(b, m.Value...)
+	}
+	return append(b, '}')
+}
+
+// encodeArray writes items as a JSON array, each as it is.
+func encodeArray(items [][]byte) json.RawMessage {
+	n := 2
+	for _, it := range items {
+		n += len(it) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
 }
 
 // filterItems keeps of the JSON array raw the items whose name (the key
 // nameKey) c may use by the list method's action, in order, as they came.
-func (g *Guard) filterItems(c *Caller, method, nameKey string, raw json.RawMessage) (json.RawMessage, error) {
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
+func (g *Guard) filterItems(c *Caller, method, nameKey string, raw []byte) ([]byte, error) {
+	items, err := strictjson.Elements(raw)
+	if err != nil {
 		return nil, invalidMessage("the upstream's " + method + " result is not a list")
 	}
 	names := make([]string, len(items))
 	for i, it := range items {
-		var named map[string]json.RawMessage
-		if err := json.Unmarshal(it, &named); err != nil {
-			return nil, invalidMessage("an item of the upstream's " + method + " result is not an object")
+		if v, ok := strictjson.Lookup(it, nameKey); ok {
+			names[i], _ = strictjson.StringValue(v)
 		}
-		if err := json.Unmarshal(named[nameKey], &names[i]); err != nil || names[i] == "" {
+		if names[i] == "" {
 			return nil, invalidMessage("an item of the upstream's " + method + " result has no " + nameKey)
 		}
 	}
 	action, _ := policy.ListAction(method)
 	base := policy.Request{Method: action, Source: c.source, Time: g.cfg.clock.Now()}
 	mask := g.usable(c, base, names)
-	kept := make([]json.RawMessage, 0, len(items))
+	kept := make([][]byte, 0, len(items))
 	for i, it := range items {
 		if mask[i] {
 			kept = append(kept, it)
 		}
 	}
-	return json.Marshal(kept)
+	return encodeArray(kept), nil
 }
 
 // setPath returns the JSON object raw with the value at the path of keys

@@ -35,10 +35,31 @@ const MaxDepth = 32
 // MaxKeys bounds the keys of one object.
 const MaxKeys = 256
 
+// Check applies the checks above to data, for a caller that only needs to
+// know that every reader reads it alike (and decodes it itself, with any
+// reader).
+func Check(data []byte) error {
+	if fastCheck(data) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if _, err := readValue(dec, 0); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the top-level value")
+	}
+	return nil
+}
+
 // Unmarshal decodes data into v (a pointer) after the checks above. Errors
 // name the offending key and carry no prefix (this package is internal: the
 // caller's exported boundary adds its own), e.g. `duplicate key "exp"`.
 func Unmarshal(data []byte, v any) error {
+	if fastCheck(data) && !needsTree(reflect.TypeOf(v)) {
+		return json.Unmarshal(data, v)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tree, err := readValue(dec, 0)

@@ -1,6 +1,9 @@
 package strictjson
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,4 +105,44 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("%q: strict %+v, go-jose %+v", data, p, q)
 		}
 	})
+}
+
+// FuzzFastCheck holds the fast path to the full reader: it never vouches
+// for a document the full reader refuses (whatever the target type).
+func FuzzFastCheck(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"A":2}`, `{"a":{"b":1,"b":2}}`, `[{"x":1},{"x":1}]`, `{"\u0061":1,"a":2}`, `{"ſ":1,"S":2}`,
+		`{"k":1,"\u212a":2}`, `{"a":"\"b\":1","b":2}`, `{"a":[{"a":1}],"b":{"a":1}}`, `"x"`, `1`, `{} []`,
+		strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth), strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !fastCheck(data) {
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if _, err := readValue(dec, 0); err != nil {
+			t.Fatalf("fast path vouched for %q, the full reader refuses it: %v", data, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("fast path vouched for %q, which has data after its value", data)
+		}
+	})
+}
+
+func TestFastCheck(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}`: true,
+		`{"a":1,"A":2}`:         false,
+		`{"\u0061":1,"a":2}`:    false,
+		`{"k":1,"\u212a":2}`:    false,
+		`{"a":"\"b\":1","b":2}`: true,
+		`{"a":1}x`:              false,
+	} {
+		if got := fastCheck([]byte(in)); got != want {
+			t.Errorf("fastCheck(%s) = %v, want %v", in, got, want)
+		}
+	}
 }

@@ -1,0 +1,59 @@
+package strictjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// FuzzWalk holds Members and Elements to encoding/json on every document
+// Check accepts: the same keys, in order, with the same values.
+func FuzzWalk(f *testing.F) {
+	for _, s := range []string{
+		`{"tools":[{"name":"a","x":{"y":[1,2,"]"]}},{"name":"b\"c"}],"n":1.5e3,"t":true,"z":null}`,
+		`{"\u006eame":"x"}`, `[1, "a", {"b":[]}, [ ], { } ]`, ` { "a" : "b" } `, `[]`, `{}`, `"s"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if Check(data) != nil {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(data, &obj) == nil && obj != nil {
+			ms, err := Members(data)
+			if err != nil || len(ms) != len(obj) {
+				t.Fatalf("Members(%q) = %v, %v; encoding/json has %d keys", data, ms, err, len(obj))
+			}
+			for _, m := range ms {
+				if !bytes.Equal(bytes.TrimSpace(obj[m.Key]), m.Value) {
+					t.Fatalf("Members(%q): %q = %q, encoding/json says %q", data, m.Key, m.Value, obj[m.Key])
+				}
+				if v, ok := Lookup(data, m.Key); !ok || !bytes.Equal(v, m.Value) {
+					t.Fatalf("Lookup(%q, %q) = %q %v, want %q", data, m.Key, v, ok, m.Value)
+				}
+			}
+			if v, ok := Lookup(data, "\x00absent"); ok {
+				t.Fatalf("Lookup of an absent key: %q", v)
+			}
+		}
+		var arr []json.RawMessage
+		if json.Unmarshal(data, &arr) == nil && arr != nil {
+			es, err := Elements(data)
+			if err != nil || len(es) != len(arr) {
+				t.Fatalf("Elements(%q) = %q, %v; encoding/json has %d", data, es, err, len(arr))
+			}
+			for i := range es {
+				if !bytes.Equal(bytes.TrimSpace(arr[i]), es[i]) {
+					t.Fatalf("Elements(%q)[%d] = %q, encoding/json says %q", data, i, es[i], arr[i])
+				}
+			}
+		}
+		var s string
+		if json.Unmarshal(data, &s) == nil {
+			if got, ok := StringValue(bytes.TrimSpace(data)); !ok || got != s {
+				t.Fatalf("StringValue(%q) = %q %v, want %q", data, got, ok, s)
+			}
+		}
+	})
+}
