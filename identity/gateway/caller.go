@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto"
+	"crypto/tls"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -35,11 +37,13 @@ import (
 //	 "sub": "spiffe://td/client/alice",     the caller's SPIFFE ID
 //	 "aud": "http://127.0.0.1:3001/mcp",    the upstream URL, as configured
 //	 "iat": 1767225600, "exp": 1767225660,  Unix seconds, a minute apart
-//	 "jti": "…",                             random, unique per request
+//	 "jti": "…",                             random, unique per assertion
 //	 "roles": ["reader"], "attrs": {"team": "payments"},
 //	 "serial": "0x1f…"}                      the caller certificate's serial
 //
-// A client cannot forge it: it would need the gateway's key, and whatever
+// One assertion is signed per caller and half-minute (and again when the
+// gateway's certificate changes), and sent with that caller's requests in
+// between. A client cannot forge it: it would need the gateway's key, and whatever
 // Mcpca-Caller header a client sends is dropped. An upstream checks it with
 // VerifyCaller (the chain against the CA's bundle, the gateway's SPIFFE
 // ID, the signature, the audience and the time), or by hand from this
@@ -64,7 +68,32 @@ type Caller struct {
 	Serial     string            `json:"serial"`
 }
 
-// assertCaller signs the caller assertion of c for the upstream.
+// assertionReuse is how long one signed assertion is sent for the same
+// caller (half its lifetime), so that the gateway signs once per caller
+// and half-minute rather than once per request.
+const assertionReuse = DefaultCallerAssertTTL / 2
+
+// maxCachedAssertions bounds the cache of signed assertions.
+const maxCachedAssertions = 4096
+
+// assertions caches the signer of the gateway's current certificate and
+// the assertions signed with it.
+type assertions struct {
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	signer jose.Signer
+	self   string
+	signed map[string]signedAssertion // caller ID and serial
+}
+
+type signedAssertion struct {
+	jws string
+	at  time.Time
+}
+
+// assertCaller returns the caller assertion of c for the upstream: one
+// signed within assertionReuse with the gateway's current certificate, or
+// a new one.
 func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
 	cert, err := gw.cfg.signer.GetCertificate(nil)
 	if err != nil {
@@ -73,19 +102,53 @@ func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
 	if cert == nil || len(cert.Certificate) == 0 {
 		return "", fmt.Errorf("no certificate to sign with")
 	}
+	id := c.Identity()
+	key := id.ID.String()
+	if id.Serial != nil {
+		key += "#" + id.Serial.Text(16)
+	}
+	now := gw.cfg.clock.Now()
+	a := &gw.assert
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cert != cert {
+		signer, self, err := newAssertionSigner(cert)
+		if err != nil {
+			return "", err
+		}
+		a.cert, a.signer, a.self, a.signed = cert, signer, self, make(map[string]signedAssertion)
+	}
+	if sa, ok := a.signed[key]; ok && now.Sub(sa.at) < assertionReuse && !now.Before(sa.at) {
+		return sa.jws, nil
+	}
+	jws, err := gw.signAssertion(a.signer, a.self, c, now)
+	if err != nil {
+		return "", err
+	}
+	if len(a.signed) >= maxCachedAssertions {
+		clear(a.signed)
+	}
+	a.signed[key] = signedAssertion{jws: jws, at: now}
+	return jws, nil
+}
+
+// newAssertionSigner returns the JWS signer of cert (its chain in x5c)
+// and the SPIFFE ID it names.
+func newAssertionSigner(cert *tls.Certificate) (jose.Signer, string, error) {
+	var err error
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
 	self, err := identity.FromCertificate(leaf)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	alg, err := algorithmOf(cert.PrivateKey)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	x5c := make([]string, len(cert.Certificate))
 	for i, der := range cert.Certificate {
@@ -94,14 +157,18 @@ func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: cert.PrivateKey}, (&jose.SignerOptions{}).
 		WithType(CallerType).WithHeader("x5c", x5c))
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
+	return signer, self.ID.String(), nil
+}
+
+// signAssertion signs a new assertion of c at now.
+func (gw *Gateway) signAssertion(signer jose.Signer, self string, c *mcpauth.Caller, now time.Time) (string, error) {
 	id := c.Identity()
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	now := gw.cfg.clock.Now()
 	claims := Caller{
-		Gateway: self.ID.String(), ID: id.ID.String(), Audience: gw.Upstream(),
+		Gateway: self, ID: id.ID.String(), Audience: gw.Upstream(),
 		IssuedAt: now.Unix(), Expiry: now.Add(DefaultCallerAssertTTL).Unix(),
 		Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Roles: id.Roles, Attributes: id.Attributes,
 	}

@@ -68,6 +68,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	inflight map[string]int // SPIFFE ID -> requests in flight
+
+	assert assertions
 }
 
 // Option configures New.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
@@ -247,5 +248,27 @@ func TestVerifyCallerRefusals(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// One assertion is signed per caller and half-minute, then a new one.
+func TestCallerAssertionIsReusedForHalfAMinute(t *testing.T) {
+	fk := clock.NewFake(time.Now())
+	e := newEnv(t, envOptions{stateless: true, gwOpts: []gateway.Option{gateway.WithClock(fk)}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	bob := e.tca.CreateSVID("spiffe://acme.test/client/bob", testca.WithRoles("reader"))
+	last := func(svid *testca.SVID) string {
+		e.post(t, svid, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+		e.up.mu.Lock()
+		defer e.up.mu.Unlock()
+		return e.up.headers[len(e.up.headers)-1].Get(gateway.CallerHeader)
+	}
+	a1, a2, b1 := last(alice), last(alice), last(bob)
+	if a1 == "" || a1 != a2 || a1 == b1 {
+		t.Fatalf("alice twice: same %v; alice and bob: same %v", a1 == a2, a1 == b1)
+	}
+	fk.Advance(31 * time.Second)
+	if a3 := last(alice); a3 == a1 {
+		t.Fatal("the assertion was reused after half a minute")
 	}
 }
