@@ -72,15 +72,18 @@ say "7. Renew over mTLS: same identity, roles and attributes, new serial"
 run "$M" renew --cert reader.crt --key reader.key --ca-url "$URL" --root root_ca.crt
 run "$M" inspect reader.crt --json | grep -E '"(spiffe_id|serial|roles)"|"reader"'
 
-say "8. An MCP server enforces a policy on every request of these identities"
+say "8. An MCP server in TypeScript behind mcpca gateway: the same policies, enforced from outside"
+BIN="$BIN" "$ROOT/scripts/demo-gateway.sh" "$DEMO" "$URL"
+
+say "9. An MCP server in Go enforces a policy on every request of these identities"
 BIN="$BIN" "$ROOT/scripts/demo-mcp.sh" "$DEMO" "$URL"
 
-say "9. The revoked reader can no longer renew either"
+say "10. The revoked reader can no longer renew either"
 if "$M" renew --cert reader.crt --key reader.key --ca-url "$URL" --root root_ca.crt; then
   echo "unexpected: a revoked certificate renewed" >&2; exit 1
 fi
 
-say "10. The CA's log: one JSON line per issuance, renewal and revocation"
+say "11. The CA's log: one JSON line per issuance, renewal and revocation"
 grep -E '"event":"(issue|renew|revoke)"' ca.log | cut -c1-220
 
 say "Done. Everything is in $DEMO; the CA is being stopped."
