@@ -40,8 +40,9 @@ args=(-gateway bin/mcpca-gateway -nginx "$NGINX" -rounds "${ROUNDS:-5}" -calls "
 bin/bench-gateway "${args[@]}" "$@"
 echo
 echo "go test -run '^\$' -bench FilterResult1000 -count ${FILTER_COUNT:-5} ./identity/gateway/"
-go test -run '^$' -bench FilterResult1000 -count "${FILTER_COUNT:-5}" ./identity/gateway/ | tee /dev/stderr |
-awk '/^BenchmarkFilterResult1000/ { v[++n] = $3 }
+out=$(go test -run '^$' -bench FilterResult1000 -count "${FILTER_COUNT:-5}" ./identity/gateway/)
+echo "$out"
+echo "$out" | awk '/^BenchmarkFilterResult1000/ { v[++n] = $3 }
 END {
   for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j] < v[j-1]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
   m = v[int((n + 1) / 2)] / 1e6
