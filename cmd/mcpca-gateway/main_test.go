@@ -193,7 +193,7 @@ func TestGatewayProcess(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return string(body)
 	}
-	if h := get("/healthz"); !strings.Contains(h, `"status":"ok"`) || !strings.Contains(h, `"upstream":"`+up.URL+`/mcp"`) {
+	if h := get("/healthz"); !strings.Contains(h, `"status":"ok"`) || !strings.Contains(h, `"upstreams":{"/mcp":"`+up.URL+`/mcp"}`) {
 		t.Errorf("healthz: %s", h)
 	}
 	m := get("/metrics")
@@ -239,9 +239,11 @@ func TestGatewayBadInvocations(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, `mcpca-gateway: required flag(s) "cert", "key", "policy", "root" not set`},
-		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p"}, `mcpca-gateway: at least one of the flags in the group [upstream upstream-cmd] is required`},
-		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--upstream-cmd", "x"}, `mcpca-gateway: if any flags in the group [upstream upstream-cmd] are set none of the others can be`},
+		{nil, `mcpca-gateway: required flag(s) "cert", "key", "root" not set`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p"}, `mcpca-gateway: at least one of the flags in the group [upstream upstream-cmd config] is required`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--upstream-cmd", "x"}, `mcpca-gateway: if any flags in the group [upstream upstream-cmd config] are set none of the others can be; [upstream upstream-cmd] were all set`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--upstream", "http://x/mcp"}, `mcpca-gateway: --policy is required (or --config with a policy per route)`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--config", "nope.yaml"}, `mcpca-gateway: --config: open nope.yaml: no such file or directory`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--path", "mcp"}, `mcpca-gateway: --path "mcp" must start with /`},
 		{[]string{"--cert", "nope.crt", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp"}, "mcpca-gateway: trust: "},
 	} {
@@ -322,5 +324,85 @@ func TestGatewayProcessStdio(t *testing.T) {
 	}
 	if !started || !ended {
 		t.Errorf("the log does not show the stdio process started and ended: %v", p.logs)
+	}
+}
+
+// Several routes from --config, each with its upstream and policy: the
+// same client is decided by each route's own policy; a bad file is
+// refused at start with its message.
+func TestGatewayProcessRoutes(t *testing.T) {
+	tca := testca.NewCA(t, "acme.test")
+	dir := t.TempDir()
+	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	cert, key := gw.WriteFiles(t, dir)
+	root := filepath.Join(dir, "root.crt")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpexample.NewServer() },
+		&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(up.Close)
+	cfg := "routes:\n" +
+		"  - path: /docs/mcp\n    upstream: " + up.URL + "/mcp\n    policy: docs.cedar\n" +
+		"  - path: /stdio/mcp\n    upstream_cmd: [" + exe + "]\n    policy: stdio.cedar\n"
+	for f, b := range map[string]string{
+		root:                               string(tca.RootsPEM()),
+		filepath.Join(dir, "docs.cedar"):   procPolicy,
+		filepath.Join(dir, "stdio.cedar"):  `@id("w") permit (principal, action == Mcp::Action::"tools/call", resource) when { resource.name == "whoami" };`,
+		filepath.Join(dir, "gateway.yaml"): cfg,
+		filepath.Join(dir, "bad.yaml"):     "routes:\n  - path: /x\n    policy: p.cedar\n",
+		filepath.Join(dir, "unknown.yaml"): "routes:\n  - path: /x\n    upstream: http://x\n    policy: p\n    polcy: q\n",
+	} {
+		if err := os.WriteFile(f, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for file, want := range map[string]string{
+		"bad.yaml":     "route 1: give one of upstream and upstream_cmd",
+		"unknown.yaml": "field polcy not found",
+	} {
+		out, err := exec.Command(gatewayBin, "--cert", cert, "--key", key, "--root", root, "--config", filepath.Join(dir, file)).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("%s: %v %s; want %q", file, err, out, want)
+		}
+	}
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
+		"--config", filepath.Join(dir, "gateway.yaml"), "--poll", "1h")
+	serving, _ := p.waitLog(t, "serving", 0)
+	addr := serving["addr"].(string)
+	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
+	t.Cleanup(hc.CloseIdleConnections)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	connect := func(path string) *mcp.ClientSession {
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+			&mcp.StreamableClientTransport{Endpoint: "https://" + addr + path, HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.Close() })
+		return cs
+	}
+	docs, stdio := connect("/docs/mcp"), connect("/stdio/mcp")
+	var je *jsonrpc.Error
+	// search_docs: allowed on /docs (its policy), denied on /stdio (its own).
+	if _, err := docs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolSearchDocs, Arguments: map[string]any{"query": "x"}}); err != nil {
+		t.Fatalf("search_docs on /docs: %v", err)
+	}
+	if _, err := stdio.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolSearchDocs, Arguments: map[string]any{"query": "x"}}); !errors.As(err, &je) || je.Code != mcpauth.CodeDenied {
+		t.Fatalf("search_docs on /stdio: %v", err)
+	}
+	if _, err := stdio.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolWhoAmI}); err != nil {
+		t.Fatalf("whoami on /stdio: %v", err)
 	}
 }

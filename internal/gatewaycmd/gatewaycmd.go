@@ -32,13 +32,13 @@ import (
 )
 
 type options struct {
-	listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream, upstreamCmd, upstreamID string
-	maxProcs                                                                                                 int
-	procIdle                                                                                                 time.Duration
-	upstreamMTLS, noAssert                                                                                   bool
-	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                 time.Duration
-	maxBody, memLimit                                                                                        int64
-	maxPerIdentity                                                                                           int
+	config, listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream, upstreamCmd, upstreamID string
+	maxProcs                                                                                                         int
+	procIdle                                                                                                         time.Duration
+	upstreamMTLS, noAssert                                                                                           bool
+	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
+	maxBody, memLimit                                                                                                int64
+	maxPerIdentity                                                                                                   int
 }
 
 // New returns the gateway command.
@@ -80,6 +80,7 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
 	f.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the gateway certificate's)")
 	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
+	f.StringVar(&o.config, "config", "", "a YAML file of several routes, each a path, an upstream (or upstream_cmd) and a policy, instead of --path, --upstream(-cmd) and --policy")
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
 	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split on spaces, no shell)`)
 	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
@@ -95,16 +96,20 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on shutdown, how long open requests and streams may take to finish")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", mcpauth.IdleTimeout, "close a keep-alive connection idle for this long")
-	for _, name := range []string{"cert", "key", "root", "policy"} {
+	for _, name := range []string{"cert", "key", "root"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
-	cmd.MarkFlagsOneRequired("upstream", "upstream-cmd")
-	cmd.MarkFlagsMutuallyExclusive("upstream", "upstream-cmd")
+	cmd.MarkFlagsOneRequired("upstream", "upstream-cmd", "config")
+	cmd.MarkFlagsMutuallyExclusive("upstream", "upstream-cmd", "config")
+	cmd.MarkFlagsMutuallyExclusive("config", "policy")
+	cmd.MarkFlagsMutuallyExclusive("config", "path")
 	return cmd
 }
 
 func (o *options) check() error {
 	switch {
+	case o.config == "" && o.policy == "":
+		return errors.New("--policy is required (or --config with a policy per route)")
 	case !strings.HasPrefix(o.path, "/"):
 		return fmt.Errorf("--path %q must start with /", o.path)
 	case o.poll <= 0:
@@ -126,8 +131,18 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	if o.memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(o.memLimit)
 	}
+	routes := []route{{Path: o.path, Upstream: o.upstream, Policy: o.policy, UpstreamMTLS: o.upstreamMTLS, UpstreamID: o.upstreamID}}
+	if o.upstreamCmd != "" {
+		routes[0].Upstream, routes[0].UpstreamCmd = "", strings.Fields(o.upstreamCmd)
+	}
+	if o.config != "" {
+		var err error
+		if routes, err = loadRoutes(o.config); err != nil {
+			return err
+		}
+	}
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-gateway", Cert: o.cert, Key: o.key, Root: o.root,
-		Policy: o.policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
+		Policy: routes[0].Policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
 		CAURL: o.caURL, Poll: o.poll, Logger: log})
 	if err != nil {
 		return err
@@ -135,46 +150,21 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	defer st.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gopts := []gateway.Option{gateway.WithLogger(log), gateway.WithMetrics(gateway.NewMetrics(reg)),
-		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(o.maxPerIdentity)}
-	if !o.noAssert && o.upstreamCmd == "" { // a stdio process reads no headers
-		gopts = append(gopts, gateway.WithCallerAssertion(st.Certificates()))
-	}
-	if o.upstreamMTLS {
-		u, err := url.Parse(o.upstream)
-		if err != nil || u.Scheme != "https" {
-			return fmt.Errorf("--upstream-mtls needs an https:// --upstream, got %q", o.upstream)
-		}
-		check := identity.WithServerName(u.Hostname())
-		if o.upstreamID != "" {
-			id, err := identity.ParseID(o.upstreamID)
-			if err != nil {
-				return fmt.Errorf("--upstream-id: %w", err)
-			}
-			check = identity.WithServerID(id)
-		}
-		gopts = append(gopts, gateway.WithUpstreamTLS(identity.ClientTLSConfig(st.Certificates(), st.Verifier, check)))
-	}
-	target := o.upstream
-	if o.upstreamCmd != "" {
-		up, err := gateway.NewStdio(strings.Fields(o.upstreamCmd), gateway.WithMaxProcesses(o.maxProcs),
-			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
-		if err != nil {
-			return err
-		}
-		defer up.Close()
-		target = up.URL()
-		gopts = append(gopts, gateway.WithHTTPClient(&http.Client{Transport: up}))
-	}
-	gw, err := gateway.New(st.Guard, target, gopts...)
-	if err != nil {
-		return err
-	}
+	metrics := gateway.NewMetrics(reg)
 	mux := http.NewServeMux()
-	mux.Handle(o.path, gw)
+	upstreams := map[string]string{}
+	for _, r := range routes {
+		gw, closeUp, err := o.newRoute(st, r, r.Policy == routes[0].Policy, metrics, log)
+		if err != nil {
+			return fmt.Errorf("route %s: %w", r.Path, err)
+		}
+		defer closeUp()
+		mux.Handle(r.Path, gw)
+		upstreams[r.Path] = gw.Upstream()
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		h := st.Health()
-		h["upstream"] = gw.Upstream()
+		h["upstreams"] = upstreams
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h)
 	})
@@ -197,8 +187,8 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	go st.Run(ctx, reload)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+o.path,
-		"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain, "upstream", gw.Upstream(), "policy", o.policy, "crl", o.crl)
+	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+routes[0].Path,
+		"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain, "upstream", upstreams[routes[0].Path], "routes", upstreams, "crl", o.crl)
 	select {
 	case err := <-errc:
 		return err
@@ -212,4 +202,58 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newRoute builds the gateway of one route, with a Guard of its own
+// policy (the stack's own for a route that shares the stack's policy), and
+// what to close when the gateway stops.
+func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metrics *gateway.Metrics, log *slog.Logger) (*gateway.Gateway, func(), error) {
+	guard := st.Guard
+	if !stackPolicy {
+		g, err := st.NewGuard([]string{r.Policy})
+		if err != nil {
+			return nil, nil, err
+		}
+		guard = g
+	}
+	limit := o.maxPerIdentity
+	if r.MaxPerIdentity > 0 {
+		limit = r.MaxPerIdentity
+	}
+	gopts := []gateway.Option{gateway.WithLogger(log), gateway.WithMetrics(metrics),
+		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(limit)}
+	if !o.noAssert && len(r.UpstreamCmd) == 0 { // a stdio process reads no headers
+		gopts = append(gopts, gateway.WithCallerAssertion(st.Certificates()))
+	}
+	if r.UpstreamMTLS {
+		u, err := url.Parse(r.Upstream)
+		if err != nil || u.Scheme != "https" {
+			return nil, nil, fmt.Errorf("mTLS to the upstream needs an https:// upstream, got %q", r.Upstream)
+		}
+		check := identity.WithServerName(u.Hostname())
+		if r.UpstreamID != "" {
+			id, err := identity.ParseID(r.UpstreamID)
+			if err != nil {
+				return nil, nil, fmt.Errorf("the upstream's ID: %w", err)
+			}
+			check = identity.WithServerID(id)
+		}
+		gopts = append(gopts, gateway.WithUpstreamTLS(identity.ClientTLSConfig(st.Certificates(), st.Verifier, check)))
+	}
+	target, closeUp := r.Upstream, func() {}
+	if len(r.UpstreamCmd) > 0 {
+		up, err := gateway.NewStdio(r.UpstreamCmd, gateway.WithMaxProcesses(o.maxProcs),
+			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
+		if err != nil {
+			return nil, nil, err
+		}
+		target, closeUp = up.URL(), func() { _ = up.Close() }
+		gopts = append(gopts, gateway.WithHTTPClient(&http.Client{Transport: up}))
+	}
+	gw, err := gateway.New(guard, target, gopts...)
+	if err != nil {
+		closeUp()
+		return nil, nil, err
+	}
+	return gw, closeUp, nil
 }

@@ -52,6 +52,7 @@ type Stack struct {
 	renewer  *agent.Source
 	workload *agent.Workload
 	audit    *audit.Log
+	more     []*policy.Live // other policies kept fresh with the rest (AddPolicy)
 }
 
 // Open loads everything Config names, failing on the first thing that
@@ -122,6 +123,27 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 	return s, nil
 }
 
+// NewGuard loads another policy from paths and returns a Guard deciding
+// with it, on the stack's verifier and audit log; the policy is kept
+// fresh and reloaded with the rest (Run, ReloadAll). For endpoints that
+// serve several routes, each with its policy.
+func (s *Stack) NewGuard(paths []string, opts ...mcpauth.Option) (*mcpauth.Guard, error) {
+	live, err := policy.New(paths, policy.WithLogger(s.log), policy.WithPollInterval(s.cfg.Poll))
+	if err != nil {
+		return nil, err
+	}
+	gopts := append([]mcpauth.Option{mcpauth.WithLogger(s.log)}, opts...)
+	if s.audit != nil {
+		gopts = append(gopts, mcpauth.WithAuditLog(s.audit))
+	}
+	g, err := mcpauth.New(s.Verifier, live, gopts...)
+	if err != nil {
+		return nil, err
+	}
+	s.more = append(s.more, live)
+	return g, nil
+}
+
 // Certificates is the endpoint's own certificate, as TLS presents it.
 func (s *Stack) Certificates() identity.CertificateSource {
 	if s.renewer != nil {
@@ -148,6 +170,9 @@ func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
 	}
 	go func() { _ = s.bundle.Run(ctx) }()
 	go func() { _ = s.Authz.Watch(ctx) }()
+	for _, p := range s.more {
+		go func() { _ = p.Watch(ctx) }()
+	}
 	if s.CRL != nil {
 		go func() { _ = s.CRL.Run(ctx) }()
 	}
@@ -176,6 +201,11 @@ func (s *Stack) ReloadAll(ctx context.Context) {
 	}
 	if err := s.Authz.Reload(); err != nil {
 		errs = append(errs, err)
+	}
+	for _, p := range s.more {
+		if err := p.Reload(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	attrs := []any{"policy_generation", s.Authz.Generation()}
 	if s.CRL != nil {

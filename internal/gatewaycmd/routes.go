@@ -1,0 +1,84 @@
+package gatewaycmd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// route is one MCP endpoint of the gateway: a path, the upstream behind
+// it and the policy that decides its requests.
+type route struct {
+	Path           string   `yaml:"path"`
+	Upstream       string   `yaml:"upstream"`
+	UpstreamCmd    []string `yaml:"upstream_cmd"`
+	Policy         string   `yaml:"policy"`
+	UpstreamMTLS   bool     `yaml:"upstream_mtls"`
+	UpstreamID     string   `yaml:"upstream_id"`
+	MaxPerIdentity int      `yaml:"max_per_identity"`
+}
+
+// fileConfig is the --config file: the routes.
+//
+//	routes:
+//	  - path: /files/mcp
+//	    upstream: http://127.0.0.1:3001/mcp
+//	    policy: files.cedar            # relative to this file
+//	  - path: /search/mcp
+//	    upstream_cmd: [node, search.js, stdio]
+//	    policy: search.cedar
+type fileConfig struct {
+	Routes []route `yaml:"routes"`
+}
+
+// loadRoutes reads and checks a --config file.
+func loadRoutes(path string) ([]route, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	if len(fc.Routes) == 0 {
+		return nil, fmt.Errorf("--config %s: no routes", path)
+	}
+	seen := map[string]bool{}
+	for i := range fc.Routes {
+		r := &fc.Routes[i]
+		if err := r.check(seen); err != nil {
+			return nil, fmt.Errorf("--config %s: route %d: %w", path, i+1, err)
+		}
+		if !filepath.IsAbs(r.Policy) {
+			r.Policy = filepath.Join(filepath.Dir(path), r.Policy)
+		}
+	}
+	return fc.Routes, nil
+}
+
+func (r *route) check(seen map[string]bool) error {
+	switch {
+	case !strings.HasPrefix(r.Path, "/"):
+		return fmt.Errorf("path %q must start with /", r.Path)
+	case seen[r.Path]:
+		return fmt.Errorf("path %q appears twice", r.Path)
+	case (r.Upstream == "") == (len(r.UpstreamCmd) == 0):
+		return errors.New("give one of upstream and upstream_cmd")
+	case r.Policy == "":
+		return errors.New("policy is required")
+	case r.MaxPerIdentity < 0:
+		return errors.New("max_per_identity must not be negative")
+	case r.UpstreamID != "" && !r.UpstreamMTLS:
+		return errors.New("upstream_id needs upstream_mtls")
+	}
+	seen[r.Path] = true
+	return nil
+}
