@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -45,11 +47,90 @@ func CheckMessage(data []byte) (jsonrpc.Message, error) {
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, invalidMessage("a JSON-RPC message is a JSON object")
 	}
-	msg, err := jsonrpc.DecodeMessage(data)
+	msg, err := decodeMessage(data)
 	if err != nil {
 		return nil, invalidMessage(err.Error())
 	}
 	return msg, nil
+}
+
+// wireKeys are the keys of a JSON-RPC message.
+var wireKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+// decodeMessage decodes a checked JSON-RPC message as the go-sdk's
+// jsonrpc.DecodeMessage does (a "method" key makes it a request; else it is
+// a response, which needs an id), from the bytes as they are: without a
+// second pass over the document. Its keys are exact: one that differs from
+// a JSON-RPC key only in case is refused, since the go-sdk's reader (like
+// encoding/json) would take it for that key where a JavaScript one would
+// not.
+func decodeMessage(data []byte) (jsonrpc.Message, error) {
+	ms, err := strictjson.Members(data)
+	if err != nil {
+		return nil, errors.New("a JSON-RPC message is a JSON object")
+	}
+	var version, idRaw, methodRaw, params, result, errRaw []byte
+	for _, m := range ms {
+		switch m.Key {
+		case "jsonrpc":
+			version = m.Value
+		case "id":
+			idRaw = m.Value
+		case "method":
+			methodRaw = m.Value
+		case "params":
+			params = m.Value
+		case "result":
+			result = m.Value
+		case "error":
+			errRaw = m.Value
+		default:
+			for _, k := range wireKeys {
+				if strings.EqualFold(k, m.Key) {
+					return nil, fmt.Errorf("key %q is not %q: keys are case-sensitive", m.Key, k)
+				}
+			}
+		}
+	}
+	if v, ok := strictjson.StringValue(version); !ok || v != "2.0" {
+		return nil, fmt.Errorf("invalid message version tag %s; expected \"2.0\"", orAbsent(version))
+	}
+	var idv any
+	if idRaw != nil {
+		if err := json.Unmarshal(idRaw, &idv); err != nil {
+			return nil, fmt.Errorf("id: %v", err)
+		}
+	}
+	id, err := jsonrpc.MakeID(idv)
+	if err != nil {
+		return nil, err
+	}
+	if methodRaw != nil {
+		method, ok := strictjson.StringValue(methodRaw)
+		if !ok {
+			return nil, errors.New("the method is not a string")
+		}
+		return &jsonrpc.Request{Method: method, ID: id, Params: params}, nil
+	}
+	if !id.IsValid() {
+		return nil, errors.New("a message without a method (a response) needs an id")
+	}
+	resp := &jsonrpc.Response{ID: id, Result: result}
+	if errRaw != nil && string(errRaw) != "null" {
+		we := new(jsonrpc.Error)
+		if err := strictjson.Unmarshal(errRaw, we); err != nil {
+			return nil, fmt.Errorf("error: %v", err)
+		}
+		resp.Error = we
+	}
+	return resp, nil
+}
+
+func orAbsent(raw []byte) string {
+	if raw == nil {
+		return "(none)"
+	}
+	return string(raw)
 }
 
 // paramsFor returns a new value of the go-sdk's params type for method,
