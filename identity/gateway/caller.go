@@ -2,11 +2,11 @@ package gateway
 
 import (
 	"crypto"
-	"crypto/tls"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"

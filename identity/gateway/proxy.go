@@ -253,7 +253,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		h.Set("Cache-Control", cc+", no-transform")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(resp.StatusCode)
-		if err := gw.relayStream(w, resp.Body, c); err != nil && ctx.Err() == nil {
+		if err := gw.relayStream(w, resp.Body, c, req); err != nil && ctx.Err() == nil {
 			gw.cfg.logger.Warn("gateway: upstream event stream ended", "upstream", gw.Upstream(), "error", err)
 		}
 		if ctx.Err() != nil {
@@ -268,7 +268,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 			gw.upstreamFailed(w, req, err)
 			return
 		}
-		out, err := gw.relayMessage(data, c)
+		out, _, err := gw.relayMessage(data, c)
 		if err != nil {
 			gw.upstreamFailed(w, req, err)
 			return
@@ -291,24 +291,25 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 // relayMessage prepares one JSON-RPC message from the upstream for c: the
 // result of a response goes through Guard.FilterResult; requests and
 // notifications from the server pass as they came.
-func (gw *Gateway) relayMessage(data []byte, c *mcpauth.Caller) ([]byte, error) {
+func (gw *Gateway) relayMessage(data []byte, c *mcpauth.Caller) ([]byte, jsonrpc.Message, error) {
 	msg, err := mcpauth.CheckMessage(data)
 	if err != nil {
-		return nil, fmt.Errorf("it answered something that is not a JSON-RPC message (%v)", err)
+		return nil, nil, fmt.Errorf("it answered something that is not a JSON-RPC message (%v)", err)
 	}
 	resp, ok := msg.(*jsonrpc.Response)
 	if !ok || resp.Error != nil || len(resp.Result) == 0 {
-		return data, nil
+		return data, msg, nil
 	}
 	res, err := gw.guard.FilterResult(c, resp.Result)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if bytes.Equal(res, resp.Result) {
-		return data, nil
+		return data, msg, nil
 	}
 	resp.Result = res
-	return jsonrpc.EncodeMessage(resp)
+	out, err := jsonrpc.EncodeMessage(resp)
+	return out, msg, err
 }
 
 // upstreamFailed answers a request the upstream did not answer properly:

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"io"
 	"net/http"
 
@@ -118,12 +119,20 @@ func (ev *event) write(w io.Writer) error {
 }
 
 // relayStream relays an SSE stream of the upstream to w, event by event,
-// each JSON-RPC message prepared for c (relayMessage), flushing after each.
-// An event the gateway cannot check ends the stream (the client's SDK then
-// reports the request failed, or resumes), never passes unchecked.
-func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth.Caller) error {
+// each JSON-RPC message prepared for c (relayMessage), flushing after each
+// but the response to req (the stream's own request, nil for a GET
+// stream), after which the upstream ends the stream and the end of the
+// handler writes it out: headers, events and end in as few writes as the
+// stream allows. An event the gateway cannot check ends the stream (the
+// client's SDK then reports the request failed, or resumes), never passes
+// unchecked.
+func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth.Caller, req *jsonrpc.Request) error {
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
+	if req == nil || !req.IsCall() {
+		// A standalone (GET) stream may stay silent for long: its client
+		// waits for the headers to know it is open.
+		_ = rc.Flush()
+	}
 	br := bufio.NewReaderSize(body, 64<<10)
 	for {
 		ev, err := readEvent(br)
@@ -136,19 +145,25 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 		// An event with empty data carries no message: the priming event
 		// (an event ID for Last-Event-ID, MCP 2025-11-25) and keep-alives
 		// pass as they came.
+		final := false
 		if len(ev.data) > 0 && (ev.name == "" || ev.name == "message") {
-			out, err := gw.relayMessage(ev.data, c)
+			out, msg, err := gw.relayMessage(ev.data, c)
 			if err != nil {
 				gw.cfg.metrics.upstreamError()
 				return fmt.Errorf("upstream event %q: %w", ev.id, err)
 			}
 			ev.data = out
+			if resp, ok := msg.(*jsonrpc.Response); ok && req != nil && req.IsCall() && resp.ID == req.ID {
+				final = true
+			}
 		}
 		if err := ev.write(w); err != nil {
 			return err
 		}
-		if err := rc.Flush(); err != nil {
-			return err
+		if !final {
+			if err := rc.Flush(); err != nil {
+				return err
+			}
 		}
 	}
 }
