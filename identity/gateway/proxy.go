@@ -108,6 +108,14 @@ func (gw *Gateway) post(w http.ResponseWriter, r *http.Request, c *mcpauth.Calle
 			return
 		}
 	}
+	if isRequest && !req.IsCall() && !strings.HasPrefix(req.Method, "notifications/") {
+		// Only notifications go without an id: anything else would be a
+		// request the gateway never decided (a server may well run a
+		// tools/call that comes without an id).
+		writeRPCError(w, http.StatusBadRequest, jsonrpc.ID{}, rpcError(mcpauth.CodeInvalidMessage,
+			fmt.Sprintf("invalid request: %q needs an id; only notifications/* are sent without one", req.Method)))
+		return
+	}
 	if !isRequest || !req.IsCall() {
 		// A notification, or the client's answer to a server-to-client
 		// request (sampling, elicitation, roots): always passed on.
