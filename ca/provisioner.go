@@ -190,13 +190,14 @@ func ExportProvisioner(dir, name, out string) error {
 			return errorf("creating %s: %w", d, err)
 		}
 	}
-	for _, f := range []struct {
-		path string
-		data []byte
-	}{{o.StepConfig(), append(stepCfg, '\n')}, {o.SettingsFile(), append(teamSettings, '\n')}, {o.RootCert(), root}} {
-		if err := atomicfile.WriteFile(f.path, f.data, 0o600); err != nil {
-			return err
-		}
+	// All or nothing: a team never gets half a directory.
+	if err := atomicfile.WriteFiles(
+		atomicfile.File{Path: o.StepConfig(), Data: append(stepCfg, '\n'), Mode: 0o600},
+		atomicfile.File{Path: o.SettingsFile(), Data: append(teamSettings, '\n'), Mode: 0o600},
+		atomicfile.File{Path: o.RootCert(), Data: root, Mode: 0o600},
+	); err != nil {
+		_ = os.RemoveAll(out)
+		return errorf("writing %s: %w", out, err)
 	}
 	return nil
 }

@@ -166,6 +166,8 @@ func TestLooseTokensAreRefused(t *testing.T) {
 			`ca: token rejected: audience "https://localhost:1/sign" is not this CA's ` + c.URL + "/1.0/sign"},
 		{"audience of another endpoint", func(r *rawToken) { r.aud = c.URL + "/1.0/revoke" }, 401,
 			`ca: token rejected: audience "` + c.URL + `/1.0/revoke" is not this CA's`},
+		{"no audience", func(r *rawToken) { r.aud = "" }, 401,
+			"ca: token rejected: it has no audience (aud); this CA accepts " + c.URL + "/1.0/sign"},
 		{"audience of the wrong type", func(r *rawToken) { r.extra = `"aud":5`; r.aud = "" }, 400,
 			"ca: token payload refused: the aud claim is not a string or an array of strings"},
 		{"sans of the wrong type", func(r *rawToken) { r.sans = `"spiffe://acme.test/client/bob"` }, 400,
