@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -126,5 +127,52 @@ func TestGatewayCancelsWhenTheClientGoesAway(t *testing.T) {
 	}
 	if err := <-errc; err == nil {
 		t.Fatal("the cancelled call succeeded")
+	}
+}
+
+// What the upstream answers is checked whatever the event is called, and
+// a result key that differs from one the gateway acts on only in case is
+// refused (a case-folding client would read it unfiltered).
+func TestGatewayChecksEveryUpstreamEvent(t *testing.T) {
+	for name, body := range map[string]string{
+		"event name with a trailing space": "event: message \ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[{\"name\":\"delete_record\"},{\"name\":\"search_docs\"}]}}\n\n",
+		"a case-variant result key":        "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"Tools\":[{\"name\":\"delete_record\"}]}}\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = w.Write([]byte(body))
+			}))
+			t.Cleanup(up.Close)
+			e := newEnv(t, envOptions{stateless: true, upstream: up.URL})
+			alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+			status, got := e.post(t, alice, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`, nil)
+			if status != 200 || strings.Contains(got, "delete_record") {
+				t.Fatalf("%d %q: the reader saw delete_record", status, got)
+			}
+		})
+	}
+}
+
+// A header the gateway checks, sent twice, is refused: the gateway and the
+// upstream could read different copies.
+func TestGatewayRefusesRepeatedHeaders(t *testing.T) {
+	e := newEnv(t, envOptions{stateless: true})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodPost, e.url, strings.NewReader(ping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("Mcp-Name", "search_docs")
+	req.Header.Add("Mcp-Name", "delete_record")
+	resp, err := e.client(t, alice).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || !strings.Contains(string(b), `"detail":"Mcp-Name appears more than once: send it once"`) {
+		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
 }

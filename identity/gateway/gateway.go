@@ -183,13 +183,16 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 	cfg.clock = clock.Or(cfg.clock)
 	client := cfg.client
 	if client == nil {
-		client = &http.Client{Transport: &http.Transport{
-			TLSClientConfig:       cfg.upstreamTLS,
-			ResponseHeaderTimeout: cfg.upstreamTimeout,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     cfg.upstreamTLS != nil,
-		}}
+		client = &http.Client{
+			// A redirect would carry the caller assertion elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport: &http.Transport{
+				TLSClientConfig:       cfg.upstreamTLS,
+				ResponseHeaderTimeout: cfg.upstreamTimeout,
+				MaxIdleConnsPerHost:   64,
+				IdleConnTimeout:       90 * time.Second,
+				ForceAttemptHTTP2:     cfg.upstreamTLS != nil,
+			}}
 	}
 	return &Gateway{guard: guard, upstream: u, client: client, cfg: cfg, inflight: make(map[string]int)}, nil
 }

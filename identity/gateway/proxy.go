@@ -56,6 +56,12 @@ func (gw *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
 		return
 	}
+	for _, k := range []string{sessionHeader, versionHeader, methodHeader, nameHeader, lastEventID} {
+		if len(r.Header.Values(k)) > 1 {
+			writeError(w, http.StatusBadRequest, "ambiguous request", k+" appears more than once: send it once")
+			return
+		}
+	}
 	if sid := r.Header.Get(sessionHeader); sid != "" {
 		switch err := gw.guard.CheckSession(sid, c); {
 		case errors.Is(err, mcpauth.ErrForeignSession):

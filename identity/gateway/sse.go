@@ -146,7 +146,9 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 		// (an event ID for Last-Event-ID, MCP 2025-11-25) and keep-alives
 		// pass as they came.
 		final := false
-		if len(ev.data) > 0 && (ev.name == "" || ev.name == "message") {
+		// Every event with data is checked, whatever its name says:
+		// clients differ on which names they read as "message".
+		if len(ev.data) > 0 {
 			out, msg, err := gw.relayMessage(ev.data, c)
 			if err != nil {
 				gw.cfg.metrics.upstreamError()

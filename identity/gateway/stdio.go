@@ -162,6 +162,17 @@ func (s *Stdio) Close() error {
 	return nil
 }
 
+// sessions returns the running sessions.
+func (s *Stdio) sessions() []*stdioSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*stdioSession, 0, len(s.byID))
+	for _, ss := range s.byID {
+		out = append(out, ss)
+	}
+	return out
+}
+
 // Processes returns how many processes run.
 func (s *Stdio) Processes() int {
 	s.mu.Lock()
@@ -179,16 +190,10 @@ func (s *Stdio) reap() {
 		case <-t.C:
 		}
 		now := s.cfg.clock.Now()
-		s.mu.Lock()
-		var idle []*stdioSession
-		for _, ss := range s.byID {
+		for _, ss := range s.sessions() { // each session's lock is taken alone
 			if ss.idleSince(now) >= s.cfg.idle {
-				idle = append(idle, ss)
+				ss.kill("idle for longer than " + s.cfg.idle.String())
 			}
-		}
-		s.mu.Unlock()
-		for _, ss := range idle {
-			ss.kill("idle for longer than " + s.cfg.idle.String())
 		}
 	}
 }
@@ -265,19 +270,19 @@ func (s *Stdio) start() (*stdioSession, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("the stdio upstream %s keeps exiting at start (%s): next start in %v", s.URL(), last, wait)
 	}
+	full := len(s.byID) >= s.cfg.maxProcs
+	s.mu.Unlock()
 	var victim *stdioSession
-	if len(s.byID) >= s.cfg.maxProcs {
-		for _, ss := range s.byID {
+	if full {
+		for _, ss := range s.sessions() {
 			if ss.idleSince(now) > 0 && (victim == nil || ss.lastUsed().Before(victim.lastUsed())) {
 				victim = ss
 			}
 		}
 		if victim == nil {
-			s.mu.Unlock()
 			return nil, fmt.Errorf("the gateway runs at most %d processes of %s and all are busy: retry later", s.cfg.maxProcs, s.URL())
 		}
 	}
-	s.mu.Unlock()
 	if victim != nil {
 		victim.kill("the least recently used of the gateway's processes")
 		<-victim.exited
@@ -344,16 +349,50 @@ type stdioSession struct {
 	used     time.Time
 	pending  map[string]*stdioCall // by the client's request ID
 	order    []*stdioCall          // in-flight calls, oldest first
-	listener chan []byte           // the standalone GET stream, if open
+	listener *stdioStream          // the standalone GET stream, if open
 	queued   [][]byte              // for the next GET stream
 	dead     string                // why the process ended ("" while it runs)
 	killed   string
 }
 
+// stdioStream is one SSE stream to the client: messages go to out (closed
+// only by the session's reader goroutine, after the last one), stop asks
+// its writer to end, done is closed when its writer has ended (then
+// nothing reads out any more).
+type stdioStream struct {
+	out      chan []byte
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+func newStream() *stdioStream {
+	return &stdioStream{out: make(chan []byte, 16), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (st *stdioStream) halt()  { st.stopOnce.Do(func() { close(st.stop) }) }
+func (st *stdioStream) ended() { st.doneOnce.Do(func() { close(st.done) }) }
+
+// send hands line to the stream's writer, never under a lock: false when
+// the writer has ended or does not take it within the bound (a client that
+// stopped reading), and the message is then dropped for this stream.
+func (st *stdioStream) send(line []byte) bool {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case st.out <- line:
+		return true
+	case <-st.done:
+	case <-t.C:
+	}
+	return false
+}
+
 // stdioCall is one request in flight and the stream it is answered on.
 type stdioCall struct {
-	out      chan []byte // messages for the client, closed after the response
-	progress string      // its progress token, if any
+	*stdioStream
+	progress string // its progress token, if any
 }
 
 func (ss *stdioSession) lastUsed() time.Time {
@@ -402,7 +441,7 @@ func (ss *stdioSession) send(msg []byte) error {
 // ending with its response.
 func (ss *stdioSession) call(r *http.Request, req *jsonrpc.Request, body []byte) *http.Response {
 	key := idKey(req.ID)
-	c := &stdioCall{out: make(chan []byte, 16), progress: progressToken(req.Params)}
+	c := &stdioCall{stdioStream: newStream(), progress: progressToken(req.Params)}
 	ss.mu.Lock()
 	if ss.dead != "" {
 		ss.mu.Unlock()
@@ -423,7 +462,7 @@ func (ss *stdioSession) call(r *http.Request, req *jsonrpc.Request, body []byte)
 	if req.Method == "initialize" {
 		sid = ss.id
 	}
-	return streamResponse(r, sid, c.out, func() { ss.finish(key, c) })
+	return streamResponse(r, sid, c.stdioStream, func() { ss.finish(key, c) })
 }
 
 // finish forgets call c (its stream ended, answered or not).
@@ -433,31 +472,27 @@ func (ss *stdioSession) finish(key string, c *stdioCall) {
 	if ss.pending[key] == c {
 		delete(ss.pending, key)
 	}
-	for i, o := range ss.order {
-		if o == c {
-			ss.order = append(ss.order[:i], ss.order[i+1:]...)
-			break
-		}
-	}
+	ss.dropOrder(c)
 	ss.used = ss.s.cfg.clock.Now()
 }
 
 // listen opens the standalone stream: queued messages first.
 func (ss *stdioSession) listen(r *http.Request) *http.Response {
-	ch := make(chan []byte, maxStdioQueued)
+	st := newStream()
+	st.out = make(chan []byte, maxStdioQueued)
 	ss.mu.Lock()
 	if ss.listener != nil {
-		close(ss.listener) // the newer stream replaces it
+		ss.listener.halt() // the newer stream replaces it
 	}
-	ss.listener = ch
+	ss.listener = st
 	for _, m := range ss.queued {
-		ch <- m
+		st.out <- m // fits: the queue is at most maxStdioQueued long
 	}
 	ss.queued = nil
 	ss.mu.Unlock()
-	return streamResponse(r, "", ch, func() {
+	return streamResponse(r, "", st, func() {
 		ss.mu.Lock()
-		if ss.listener == ch {
+		if ss.listener == st {
 			ss.listener = nil
 		}
 		ss.mu.Unlock()
@@ -494,17 +529,18 @@ func (ss *stdioSession) readLoop(stdout io.Reader) {
 	}
 	ss.mu.Lock()
 	ss.dead = why
-	for key, c := range ss.pending {
-		c.out <- errorMessageID(key, CodeUpstream, why+" during the call")
-		close(c.out)
-		delete(ss.pending, key)
-	}
-	ss.order = nil
-	if ss.listener != nil {
-		close(ss.listener)
-		ss.listener = nil
-	}
+	pending := ss.pending
+	ss.pending, ss.order = map[string]*stdioCall{}, nil
+	listener := ss.listener
+	ss.listener = nil
 	ss.mu.Unlock()
+	for key, c := range pending {
+		c.send(errorMessageID(key, CodeUpstream, why+" during the call"))
+		close(c.out)
+	}
+	if listener != nil {
+		listener.halt()
+	}
 	ss.s.ended(ss, how, early)
 	level := slog.LevelWarn
 	if killed != "" {
@@ -515,63 +551,72 @@ func (ss *stdioSession) readLoop(stdout io.Reader) {
 }
 
 // route delivers one message of the process to the stream it belongs to.
+// It picks the stream under the session's lock and sends after releasing
+// it, so a client that stops reading holds up only its own stream.
 func (ss *stdioSession) route(line []byte) {
 	msg, err := jsonrpc.DecodeMessage(line)
 	if err != nil {
 		ss.s.cfg.logger.Warn("gateway: the stdio upstream wrote a line that is not JSON-RPC; dropped", "session", ss.id, "error", err)
 		return
 	}
+	target, last := ss.pick(msg, line)
+	if target == nil {
+		return
+	}
+	if !target.send(line) {
+		ss.s.cfg.logger.Warn("gateway: a stream of the stdio upstream's session did not take a message (its client went away or stopped reading); dropped", "session", ss.id)
+	}
+	if last {
+		close(target.out)
+	}
+}
+
+// pick returns the stream msg goes to (nil: queued or dropped) and
+// whether it is the stream's last message (the response to its call).
+func (ss *stdioSession) pick(msg jsonrpc.Message, line []byte) (*stdioStream, bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if resp, ok := msg.(*jsonrpc.Response); ok {
 		key := idKey(resp.ID)
-		if c := ss.pending[key]; c != nil {
-			c.out <- line
-			close(c.out)
-			delete(ss.pending, key)
-			for i, o := range ss.order {
-				if o == c {
-					ss.order = append(ss.order[:i], ss.order[i+1:]...)
-					break
-				}
-			}
-			return
+		c := ss.pending[key]
+		if c == nil {
+			ss.s.cfg.logger.Warn("gateway: the stdio upstream answered a request not in flight; dropped", "session", ss.id, "id", key)
+			return nil, false
 		}
-		ss.s.cfg.logger.Warn("gateway: the stdio upstream answered a request not in flight; dropped", "session", ss.id, "id", key)
-		return
+		delete(ss.pending, key)
+		ss.dropOrder(c)
+		return c.stdioStream, true
 	}
 	req := msg.(*jsonrpc.Request)
 	if req.Method == "notifications/progress" {
 		if tok := progressToken(req.Params); tok != "" {
 			for _, c := range ss.order {
 				if c.progress == tok {
-					deliver(c.out, line)
-					return
+					return c.stdioStream, false
 				}
 			}
 		}
 	}
 	if n := len(ss.order); n > 0 {
-		deliver(ss.order[n-1].out, line)
-		return
+		return ss.order[n-1].stdioStream, false
 	}
 	if ss.listener != nil {
-		deliver(ss.listener, line)
-		return
+		return ss.listener, false
 	}
 	if len(ss.queued) >= maxStdioQueued {
 		ss.s.cfg.logger.Warn("gateway: no stream open for the stdio upstream's message, and the queue is full; the oldest is dropped", "session", ss.id)
 		ss.queued = ss.queued[1:]
 	}
 	ss.queued = append(ss.queued, line)
+	return nil, false
 }
 
-// deliver hands line to a stream; a stream that does not keep up is given
-// time rather than losing messages, up to a bound.
-func deliver(ch chan []byte, line []byte) {
-	select {
-	case ch <- line:
-	case <-time.After(10 * time.Second):
+func (ss *stdioSession) dropOrder(c *stdioCall) {
+	for i, o := range ss.order {
+		if o == c {
+			ss.order = append(ss.order[:i], ss.order[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -663,10 +708,10 @@ func jsonResponse(r *http.Request, status int, sid string, body []byte) *http.Re
 	return resp
 }
 
-// streamResponse answers with an SSE stream of the messages from ch, until
-// ch is closed, the request's context is done or the body is closed; done
-// runs once at the end.
-func streamResponse(r *http.Request, sid string, ch <-chan []byte, done func()) *http.Response {
+// streamResponse answers with an SSE stream of the messages of st, until
+// st.out is closed, st is halted, the request's context is done or the
+// body is closed; st is marked ended, and done runs, once at the end.
+func streamResponse(r *http.Request, sid string, st *stdioStream, done func()) *http.Response {
 	pr, pw := io.Pipe()
 	resp := newResponse(r, http.StatusOK, "text/event-stream", pr)
 	if sid != "" {
@@ -674,9 +719,10 @@ func streamResponse(r *http.Request, sid string, ch <-chan []byte, done func()) 
 	}
 	go func() {
 		defer done()
+		defer st.ended()
 		for {
 			select {
-			case m, ok := <-ch:
+			case m, ok := <-st.out:
 				if !ok {
 					pw.Close()
 					return
@@ -685,6 +731,9 @@ func streamResponse(r *http.Request, sid string, ch <-chan []byte, done func()) 
 				if err := ev.write(pw); err != nil {
 					return
 				}
+			case <-st.stop:
+				pw.Close()
+				return
 			case <-r.Context().Done():
 				pw.CloseWithError(r.Context().Err())
 				return

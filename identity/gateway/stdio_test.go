@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -43,6 +44,12 @@ func serveStdio() {
 	})
 	s.AddTool(&mcp.Tool{Name: "pid", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return textResult(fmt.Sprint(os.Getpid())), nil
+	})
+	s.AddTool(&mcp.Tool{Name: "chatty", InputSchema: obj}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		for i := range 64 {
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i)})
+		}
+		return textResult("said a lot"), nil
 	})
 	s.AddTool(&mcp.Tool{Name: "crash", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		os.Exit(3)
@@ -141,5 +148,62 @@ func TestGatewayStdioNeedsASession(t *testing.T) {
 	}
 	if up.Processes() != 0 {
 		t.Errorf("%d processes started for a refused request", up.Processes())
+	}
+}
+
+// A client that stops reading its stream holds up only that stream: the
+// other sessions of the stdio upstream go on, and so do new ones.
+func TestStdioStalledReaderHoldsUpNoOne(t *testing.T) {
+	up := newStdio(t)
+	rt := func(sid, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://stdio/", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+		}
+		resp, err := up.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	open := func() string {
+		resp := rt("", initialize)
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		sid := resp.Header.Get("Mcp-Session-Id")
+		rt(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+		return sid
+	}
+	stalled := open()
+	resp := rt(stalled, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"chatty","arguments":{},"_meta":{"progressToken":"p"}}}`)
+	// Never read until the end: 64 progress notifications pile up.
+	done := make(chan string, 1)
+	go func() {
+		sid := open()
+		resp := rt(sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pid","arguments":{}}}`)
+		b, _ := io.ReadAll(resp.Body)
+		done <- string(b)
+	}()
+	select {
+	case b := <-done:
+		if !strings.Contains(b, `"result"`) {
+			t.Fatalf("the other session's call: %s", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled reader in one session held up another session")
+	}
+	// Its client goes away at last: the session's reader is not stuck on
+	// it, and the upstream stops.
+	resp.Body.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- up.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close hung on the stalled session")
 	}
 }

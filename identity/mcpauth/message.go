@@ -204,6 +204,9 @@ func (g *Guard) AuthorizeMessage(c *Caller, req *jsonrpc.Request) (json.RawMessa
 	return setPath(req.Params, *p, "requestState")
 }
 
+// resultKeys are the keys of a result FilterResult acts on.
+var resultKeys = []string{"tools", "resources", "resourceTemplates", "prompts", "contents", "requestState", "cacheScope", "ttlMs"}
+
 // listKeys maps the key of a list result's items to its list method.
 var listKeys = []struct{ key, method, name string }{
 	{"tools", "tools/list", "name"},
@@ -228,6 +231,13 @@ func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage
 		return nil, invalidMessage("the upstream's result is not a JSON object")
 	}
 	changed, private := false, false
+	for _, m := range ms {
+		for _, k := range resultKeys {
+			if m.Key != k && strings.EqualFold(m.Key, k) {
+				return nil, invalidMessage(fmt.Sprintf("the upstream's result has the key %q, not %q: keys are case-sensitive", m.Key, k))
+			}
+		}
+	}
 	for i := range ms {
 		for _, l := range listKeys {
 			if ms[i].Key != l.key {
