@@ -200,6 +200,10 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 // Upstream returns the upstream's URL (without a password it may hold).
 func (gw *Gateway) Upstream() string { return gw.upstream.Redacted() }
 
+// callerKey carries the caller of a forwarded request in its context, for
+// an in-process upstream (Stdio).
+type callerKey struct{}
+
 // newRequest is a request to the upstream.
 func (gw *Gateway) newRequest(ctx context.Context, method string, body io.Reader) (*http.Request, error) {
 	r, err := http.NewRequestWithContext(ctx, method, "http://upstream.invalid/", body)

@@ -202,7 +202,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	up, err := gw.newRequest(ctx, r.Method, rd)
+	up, err := gw.newRequest(context.WithValue(ctx, callerKey{}, c), r.Method, rd)
 	if err != nil {
 		gw.upstreamFailed(w, req, err)
 		return

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/identity/mcpauth"
 )
 
 // Stdio is an upstream MCP server run as a command that speaks MCP on its
@@ -66,6 +69,7 @@ func (f stdioOptionFunc) applyStdio(c *stdioConfig) { f(c) }
 
 type stdioConfig struct {
 	maxProcs int
+	perID    int
 	idle     time.Duration
 	env      []string
 	dir      string
@@ -76,6 +80,7 @@ type stdioConfig struct {
 // Defaults of the stdio upstream.
 const (
 	DefaultMaxStdioProcesses = 64
+	DefaultMaxStdioPerCaller = 8
 	DefaultStdioIdle         = 15 * time.Minute
 	maxStdioQueued           = 256
 	maxStdioLine             = 16 << 20
@@ -86,6 +91,14 @@ const (
 // idle one is stopped, and when none is idle a new session is refused.
 func WithMaxProcesses(n int) StdioOption {
 	return stdioOptionFunc(func(c *stdioConfig) { c.maxProcs = n })
+}
+
+// WithMaxProcessesPerCaller bounds the processes one identity may hold at
+// once (default DefaultMaxStdioPerCaller): beyond it its own least recently
+// used idle process makes way, or its new session is refused, and it never
+// evicts another identity's process to make room for its own.
+func WithMaxProcessesPerCaller(n int) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.perID = n })
 }
 
 // WithIdleTimeout stops a session's process after it has been idle this
@@ -116,12 +129,12 @@ func NewStdio(argv []string, opts ...StdioOption) (*Stdio, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errorf("the stdio upstream needs a command")
 	}
-	cfg := stdioConfig{maxProcs: DefaultMaxStdioProcesses, idle: DefaultStdioIdle}
+	cfg := stdioConfig{maxProcs: DefaultMaxStdioProcesses, perID: DefaultMaxStdioPerCaller, idle: DefaultStdioIdle}
 	for _, o := range opts {
 		o.applyStdio(&cfg)
 	}
-	if cfg.maxProcs <= 0 || cfg.idle <= 0 {
-		return nil, errorf("the process limit and the idle timeout must be positive")
+	if cfg.maxProcs <= 0 || cfg.perID <= 0 || cfg.idle <= 0 {
+		return nil, errorf("the process limits and the idle timeout must be positive")
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -244,7 +257,8 @@ func (s *Stdio) RoundTrip(r *http.Request) (*http.Response, error) {
 			return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream,
 				"the stdio upstream "+s.URL()+" serves MCP sessions only: send initialize first, and its Mcp-Session-Id with every request")), nil
 		}
-		if ss, err = s.start(); err != nil {
+		c, _ := r.Context().Value(callerKey{}).(*mcpauth.Caller)
+		if ss, err = s.start(c); err != nil {
 			return jsonResponse(r, http.StatusOK, "", errorMessage(req, CodeUpstream, err.Error())), nil
 		}
 	}
@@ -257,9 +271,14 @@ func (s *Stdio) RoundTrip(r *http.Request) (*http.Response, error) {
 	return ss.call(r, req, body), nil
 }
 
-// start starts a process for a new session.
-func (s *Stdio) start() (*stdioSession, error) {
+// start starts a process for a new session of caller c (nil when the
+// request did not come through a Gateway).
+func (s *Stdio) start(c *mcpauth.Caller) (*stdioSession, error) {
 	now := s.cfg.clock.Now()
+	owner := ""
+	if c != nil {
+		owner = c.ID()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -272,14 +291,24 @@ func (s *Stdio) start() (*stdioSession, error) {
 	}
 	full := len(s.byID) >= s.cfg.maxProcs
 	s.mu.Unlock()
-	var victim *stdioSession
-	if full {
-		for _, ss := range s.sessions() {
-			if ss.idleSince(now) > 0 && (victim == nil || ss.lastUsed().Before(victim.lastUsed())) {
-				victim = ss
-			}
+	// The caller's own processes first: at its own limit, its least
+	// recently used idle one makes way; at the global limit, anyone's,
+	// since the caller is below its share.
+	var own []*stdioSession
+	all := s.sessions()
+	for _, ss := range all {
+		if ss.owner == owner {
+			own = append(own, ss)
 		}
-		if victim == nil {
+	}
+	var victim *stdioSession
+	switch {
+	case len(own) >= s.cfg.perID:
+		if victim = leastRecentIdle(own, now); victim == nil {
+			return nil, fmt.Errorf("%s already runs %d processes of %s, all busy (at most %d per identity): retry later", orAnon(owner), len(own), s.URL(), s.cfg.perID)
+		}
+	case full:
+		if victim = leastRecentIdle(all, now); victim == nil {
 			return nil, fmt.Errorf("the gateway runs at most %d processes of %s and all are busy: retry later", s.cfg.maxProcs, s.URL())
 		}
 	}
@@ -288,7 +317,7 @@ func (s *Stdio) start() (*stdioSession, error) {
 		<-victim.exited
 	}
 	cmd := exec.Command(s.argv[0], s.argv[1:]...)
-	cmd.Env, cmd.Dir = s.cfg.env, s.cfg.dir
+	cmd.Env, cmd.Dir = callerEnv(s.cfg.env, c), s.cfg.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -305,7 +334,7 @@ func (s *Stdio) start() (*stdioSession, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the stdio upstream %s: %v", s.URL(), err)
 	}
-	ss := &stdioSession{s: s, id: rand.Text(), cmd: cmd, stdin: stdin, started: now, used: now,
+	ss := &stdioSession{s: s, id: rand.Text(), owner: owner, cmd: cmd, stdin: stdin, started: now, used: now,
 		pending: make(map[string]*stdioCall), exited: make(chan struct{})}
 	s.mu.Lock()
 	s.byID[ss.id] = ss
@@ -314,6 +343,57 @@ func (s *Stdio) start() (*stdioSession, error) {
 	go ss.logStderr(stderr)
 	go ss.readLoop(stdout)
 	return ss, nil
+}
+
+func leastRecentIdle(sessions []*stdioSession, now time.Time) *stdioSession {
+	var victim *stdioSession
+	for _, ss := range sessions {
+		if ss.idleSince(now) > 0 && (victim == nil || ss.lastUsed().Before(victim.lastUsed())) {
+			victim = ss
+		}
+	}
+	return victim
+}
+
+func orAnon(id string) string {
+	if id == "" {
+		return "this caller"
+	}
+	return id
+}
+
+// callerEnv is the environment of a process started for caller c: base
+// (the gateway's own when nil) with what the process may want to know of
+// the one identity it serves, MCPCA_CALLER (the SPIFFE ID),
+// MCPCA_CALLER_ROLES (comma-separated) and MCPCA_CALLER_ATTR_<KEY> for
+// each attribute (the key upper-cased, "." and "-" as "_"). Any such
+// variable already in base is dropped first. A stdio process reads no
+// headers; this is its Mcpca-Caller, and only the gateway can set it.
+func callerEnv(base []string, c *mcpauth.Caller) []string {
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+4)
+	for _, kv := range base {
+		if !strings.HasPrefix(kv, "MCPCA_CALLER") {
+			env = append(env, kv)
+		}
+	}
+	if c == nil {
+		return env
+	}
+	id := c.Identity()
+	env = append(env, "MCPCA_CALLER="+id.ID.String(), "MCPCA_CALLER_ROLES="+strings.Join(id.Roles, ","))
+	keys := make([]string, 0, len(id.Attributes))
+	for k := range id.Attributes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		name := strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(k))
+		env = append(env, "MCPCA_CALLER_ATTR_"+name+"="+id.Attributes[k])
+	}
+	return env
 }
 
 // ended records how a session's process ended, and backs off starts when
@@ -338,6 +418,7 @@ func (s *Stdio) ended(ss *stdioSession, how string, early bool) {
 type stdioSession struct {
 	s       *Stdio
 	id      string
+	owner   string // the SPIFFE ID whose session it is ("" if unknown)
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	started time.Time

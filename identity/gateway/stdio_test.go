@@ -51,6 +51,9 @@ func serveStdio() {
 		}
 		return textResult("said a lot"), nil
 	})
+	s.AddTool(&mcp.Tool{Name: "caller", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return textResult(os.Getenv("MCPCA_CALLER") + " " + os.Getenv("MCPCA_CALLER_ROLES") + " " + os.Getenv("MCPCA_CALLER_ATTR_TEAM")), nil
+	})
 	s.AddTool(&mcp.Tool{Name: "crash", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		os.Exit(3)
 		return nil, nil
@@ -61,7 +64,7 @@ func serveStdio() {
 const stdioPolicy = `
 @id("list") permit (principal, action == Mcp::Action::"tools/list", resource);
 @id("readers") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"tools/call", resource)
-  when { ["search_docs", "ask", "pid", "crash"].contains(resource.name) };
+  when { ["search_docs", "ask", "pid", "crash", "caller"].contains(resource.name) };
 `
 
 func newStdio(t *testing.T, opts ...gateway.StdioOption) *gateway.Stdio {
@@ -94,7 +97,7 @@ func TestGatewayStdioUpstream(t *testing.T) {
 	}}
 	as := e.connect(t, alice, elicit, false)
 	bs := e.connect(t, bob, nil, false)
-	if got := strings.Join(toolNames(t, as), ","); got != "ask,crash,pid,search_docs" {
+	if got := strings.Join(toolNames(t, as), ","); got != "ask,caller,crash,pid,search_docs" {
 		t.Errorf("alice's tools: %s", got)
 	}
 	_, err := callText(t, as, mcpexample.ToolDeleteRecord, map[string]any{"id": "1"})
@@ -205,5 +208,38 @@ func TestStdioStalledReaderHoldsUpNoOne(t *testing.T) {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close hung on the stalled session")
+	}
+}
+
+// A stdio process knows whom it serves (MCPCA_CALLER...), whatever its
+// environment claimed; one identity holds at most its share of processes,
+// making way with its own, never another's.
+func TestStdioCallerAndShare(t *testing.T) {
+	up := newStdio(t, gateway.WithMaxProcessesPerCaller(1), gateway.WithEnv(append(os.Environ(), "MCPCA_GATEWAY_STDIO=1", "MCPCA_CALLER=spiffe://acme.test/client/forged")))
+	e := newEnv(t, envOptions{policy: stdioPolicy, upstream: up.URL(), gwOpts: []gateway.Option{gateway.WithHTTPClient(&http.Client{Transport: up})}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader", "auditor"), testca.WithAttributes(map[string]string{"team": "payments"}))
+	bob := e.tca.CreateSVID("spiffe://acme.test/client/bob", testca.WithRoles("reader"))
+	a1 := e.connect(t, alice, nil, false)
+	if got, err := callText(t, a1, "caller", nil); err != nil || got != "spiffe://acme.test/client/alice reader,auditor payments" {
+		t.Fatalf("the process's caller: %q %v", got, err)
+	}
+	bs := e.connect(t, bob, nil, false)
+	pb, err := callText(t, bs, "pid", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Alice's second session takes the place of her first, not bob's.
+	a2 := e.connect(t, alice, nil, false)
+	if _, err := callText(t, a2, "pid", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := callText(t, bs, "pid", nil); err != nil || got != pb {
+		t.Fatalf("bob's process after alice's second session: %q %v (was %s)", got, err, pb)
+	}
+	if _, err := callText(t, a1, "pid", nil); err == nil {
+		t.Fatal("alice's first session still has its process")
+	}
+	if n := up.Processes(); n != 2 {
+		t.Fatalf("%d processes, want alice's one and bob's one", n)
 	}
 }

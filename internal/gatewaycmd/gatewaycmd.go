@@ -38,7 +38,7 @@ type options struct {
 	upstreamMTLS, noAssert                                                                                           bool
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
-	maxPerIdentity                                                                                                   int
+	maxPerIdentity, maxProcsPerID                                                                                    int
 }
 
 // New returns the gateway command.
@@ -84,6 +84,7 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
 	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split on spaces, no shell)`)
 	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
+	f.IntVar(&o.maxProcsPerID, "max-processes-per-caller", gateway.DefaultMaxStdioPerCaller, "with --upstream-cmd: processes one identity may hold (its own least recently used idle one makes way)")
 	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
 	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root (its DNS/IP names must hold the --upstream host)")
 	f.StringVar(&o.upstreamID, "upstream-id", "", "with --upstream-mtls: the upstream's SPIFFE ID, checked instead of its host name")
@@ -242,7 +243,7 @@ func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metric
 	}
 	target, closeUp := r.Upstream, func() {}
 	if len(r.UpstreamCmd) > 0 {
-		up, err := gateway.NewStdio(r.UpstreamCmd, gateway.WithMaxProcesses(o.maxProcs),
+		up, err := gateway.NewStdio(r.UpstreamCmd, gateway.WithMaxProcesses(o.maxProcs), gateway.WithMaxProcessesPerCaller(o.maxProcsPerID),
 			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
 		if err != nil {
 			return nil, nil, err
