@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -174,5 +175,90 @@ func TestGatewayRefusesRepeatedHeaders(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 400 || !strings.Contains(string(b), `"detail":"Mcp-Name appears more than once: send it once"`) {
 		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+}
+
+// A client whose resumable stream breaks comes back with Last-Event-ID and
+// gets the rest, its call's answer included; its request was not cancelled
+// meanwhile (disconnection is not cancellation when it can resume).
+func TestGatewayResumesStreams(t *testing.T) {
+	e := newEnv(t, envOptions{resumable: true})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	hc := e.client(t, alice)
+	do := func(ctx context.Context, method, sid, body, last string) *http.Response {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, e.url, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+		}
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := do(ctxT(t), http.MethodPost, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`, "")
+	sid := resp.Header.Get("Mcp-Session-Id")
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if sid == "" {
+		t.Fatal("no session")
+	}
+	do(ctxT(t), http.MethodPost, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, "").Body.Close()
+
+	ctx, cancel := context.WithCancel(ctxT(t))
+	resp = do(ctx, http.MethodPost, sid, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{}}}`, "")
+	br := bufio.NewReader(resp.Body)
+	var lastID string
+	for lastID == "" {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream: %v", err)
+		}
+		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "id:"); ok {
+			lastID = strings.TrimSpace(id)
+		}
+	}
+	<-e.up.started
+	cancel() // the client goes away in the middle of the call
+	resp.Body.Close()
+	e.up.release <- struct{}{}
+
+	resp = do(ctxT(t), http.MethodGet, sid, "", lastID)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("resuming: %d %s", resp.StatusCode, b)
+	}
+	br = bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the resumed stream ended before the answer: %v", err)
+		}
+		if strings.HasPrefix(line, "data:") && strings.Contains(line, `"id":5`) {
+			if !strings.Contains(line, "released") {
+				t.Fatalf("the answer: %s", line)
+			}
+			break
+		}
+	}
+	select {
+	case <-e.up.canceled:
+		t.Fatal("the upstream call was cancelled although the stream could resume")
+	default:
 	}
 }

@@ -60,7 +60,7 @@ type upstream struct {
 	verify  func(*http.Request) (*gateway.Caller, error)
 }
 
-func newUpstream(t *testing.T, stateless bool) *upstream {
+func newUpstream(t *testing.T, stateless bool, store ...mcp.EventStore) *upstream {
 	t.Helper()
 	u := &upstream{server: mcpexample.NewServer(), release: make(chan struct{}), started: make(chan struct{}, 8), canceled: make(chan struct{}, 8)}
 	obj := map[string]any{"type": "object"}
@@ -97,7 +97,7 @@ func newUpstream(t *testing.T, stateless bool) *upstream {
 		return textResult(c.ID + " " + strings.Join(c.Roles, ",")), nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
-		&mcp.StreamableHTTPOptions{Stateless: stateless, Logger: slog.New(slog.DiscardHandler)})
+		&mcp.StreamableHTTPOptions{Stateless: stateless, Logger: slog.New(slog.DiscardHandler), EventStore: firstStore(store)})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.headers = append(u.headers, r.Header.Clone())
@@ -107,6 +107,13 @@ func newUpstream(t *testing.T, stateless bool) *upstream {
 	t.Cleanup(srv.Close)
 	u.url = srv.URL + "/mcp"
 	return u
+}
+
+func firstStore(s []mcp.EventStore) mcp.EventStore {
+	if len(s) == 0 {
+		return nil
+	}
+	return s[0]
 }
 
 func textResult(s string) *mcp.CallToolResult {
@@ -130,6 +137,7 @@ type env struct {
 type envOptions struct {
 	policy    string // instead of testPolicy
 	stateless bool
+	resumable bool   // the upstream keeps its events (an EventStore)
 	upstream  string // instead of the test's own
 	gwOpts    []gateway.Option
 }
@@ -137,7 +145,11 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{tca: testca.NewCA(t, "acme.test")}
-	e.up = newUpstream(t, o.stateless)
+	if o.resumable {
+		e.up = newUpstream(t, o.stateless, mcp.NewMemoryEventStore(nil))
+	} else {
+		e.up = newUpstream(t, o.stateless)
+	}
 	b, err := trust.NewBundle([]*x509.Certificate{e.tca.Root()})
 	if err != nil {
 		t.Fatal(err)

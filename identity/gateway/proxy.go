@@ -267,10 +267,15 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		h.Set("Cache-Control", cc+", no-transform")
 		h.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(resp.StatusCode)
-		if err := gw.relayStream(w, resp.Body, c, req); err != nil && ctx.Err() == nil {
+		resumable, err := gw.relayStream(w, resp.Body, c, req)
+		if err != nil && ctx.Err() == nil {
 			gw.cfg.logger.Warn("gateway: upstream event stream ended", "upstream", gw.Upstream(), "error", err)
 		}
-		if ctx.Err() != nil {
+		// A client that goes away cancels its request, unless its stream
+		// was resumable (its events had IDs): then it may come back with
+		// Last-Event-ID, and disconnection is not cancellation (MCP's
+		// transport rules).
+		if ctx.Err() != nil && !resumable {
 			gw.cancelUpstream(r, req, c)
 		}
 	case mt == "application/json":

@@ -126,7 +126,9 @@ func (ev *event) write(w io.Writer) error {
 // stream allows. An event the gateway cannot check ends the stream (the
 // client's SDK then reports the request failed, or resumes), never passes
 // unchecked.
-func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth.Caller, req *jsonrpc.Request) error {
+//
+// It reports whether the stream is resumable: whether an event had an ID.
+func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth.Caller, req *jsonrpc.Request) (resumable bool, _ error) {
 	rc := http.NewResponseController(w)
 	if req == nil || !req.IsCall() {
 		// A standalone (GET) stream may stay silent for long: its client
@@ -138,10 +140,11 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 		ev, err := readEvent(br)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return resumable, nil
 			}
-			return err
+			return resumable, err
 		}
+		resumable = resumable || (ev.hasID && ev.id != "")
 		// An event with empty data carries no message: the priming event
 		// (an event ID for Last-Event-ID, MCP 2025-11-25) and keep-alives
 		// pass as they came.
@@ -152,7 +155,7 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 			out, msg, err := gw.relayMessage(ev.data, c)
 			if err != nil {
 				gw.cfg.metrics.upstreamError()
-				return fmt.Errorf("upstream event %q: %w", ev.id, err)
+				return resumable, fmt.Errorf("upstream event %q: %w", ev.id, err)
 			}
 			ev.data = out
 			if resp, ok := msg.(*jsonrpc.Response); ok && req != nil && req.IsCall() && resp.ID == req.ID {
@@ -160,11 +163,11 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 			}
 		}
 		if err := ev.write(w); err != nil {
-			return err
+			return resumable, err
 		}
 		if !final {
 			if err := rc.Flush(); err != nil {
-				return err
+				return resumable, err
 			}
 		}
 	}
