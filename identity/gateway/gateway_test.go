@@ -38,7 +38,7 @@ import (
 const testPolicy = `
 @id("list") permit (principal, action in [Mcp::Action::"tools/list", Mcp::Action::"resources/list", Mcp::Action::"prompts/list", Mcp::Action::"resources/templates/list"], resource);
 @id("readers") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"tools/call", resource)
-  when { ["search_docs", "ask", "slow", "add_tool", "who"].contains(resource.name) };
+  when { ["search_docs", "ask", "slow", "add_tool", "who", "progress"].contains(resource.name) };
 @id("readers-docs") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"resources/read", resource is Mcp::Resource)
   when { resource.uri like "docs://*" };
 @id("admins") permit (principal in Mcp::Role::"admin", action, resource);
@@ -81,6 +81,14 @@ func newUpstream(t *testing.T, stateless bool, store ...mcp.EventStore) *upstrea
 			u.canceled <- struct{}{}
 			return nil, ctx.Err()
 		}
+	})
+	u.server.AddTool(&mcp.Tool{Name: "progress", InputSchema: obj}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		for i := range 3 {
+			if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i + 1), Total: 3}); err != nil {
+				return nil, err
+			}
+		}
+		return textResult("done"), nil
 	})
 	u.server.AddTool(&mcp.Tool{Name: "add_tool", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		u.server.AddTool(&mcp.Tool{Name: "search_more", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -288,11 +296,11 @@ func TestGatewayEnforcesThePolicy(t *testing.T) {
 			admin := e.tca.CreateSVID("spiffe://acme.test/client/root", testca.WithRoles("admin"))
 			rs := e.connect(t, reader, nil, false)
 			as := e.connect(t, admin, nil, false)
-			if got := strings.Join(toolNames(t, rs), ","); got != "add_tool,ask,search_docs,slow,who" {
+			if got := strings.Join(toolNames(t, rs), ","); got != "add_tool,ask,progress,search_docs,slow,who" {
 				t.Errorf("reader's tools: %s", got)
 			}
-			if got := len(toolNames(t, as)); got != 8 {
-				t.Errorf("admin sees %d tools, want 8", got)
+			if got := len(toolNames(t, as)); got != 9 {
+				t.Errorf("admin sees %d tools, want 9", got)
 			}
 			if got, err := callText(t, rs, mcpexample.ToolSearchDocs, map[string]any{"query": "roles"}); err != nil || !strings.Contains(got, "mention") {
 				t.Errorf("reader's search_docs: %q %v", got, err)

@@ -273,3 +273,21 @@ func TestCallerAssertionIsReusedForHalfAMinute(t *testing.T) {
 		t.Fatal("the assertion was reused after half a minute")
 	}
 }
+
+// Progress notifications of a call reach the client that made it, on the
+// call's stream, before its answer.
+func TestGatewayPassesProgress(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	var got []float64
+	cs := e.connect(t, alice, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+		got = append(got, req.Params.Progress)
+	}}, false)
+	res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "progress", Meta: mcp.Meta{"progressToken": "p1"}})
+	if err != nil || res.IsError {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if len(got) != 3 || got[0] != 1 || got[2] != 3 {
+		t.Fatalf("progress seen by the client: %v, want 1, 2, 3", got)
+	}
+}
