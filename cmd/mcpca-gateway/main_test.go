@@ -406,3 +406,89 @@ func TestGatewayProcessRoutes(t *testing.T) {
 		t.Fatalf("whoami on /stdio: %v", err)
 	}
 }
+
+// SIGTERM drains: a call in flight is answered before the gateway exits;
+// one that outlives --drain-timeout is cut, and the log says so.
+func TestGatewayDrainsOnSIGTERM(t *testing.T) {
+	tca := testca.NewCA(t, "acme.test")
+	dir := t.TempDir()
+	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	cert, key := gw.WriteFiles(t, dir)
+	root := filepath.Join(dir, "root.crt")
+	policyFile := filepath.Join(dir, "policy.cedar")
+	pol := `@id("all") permit (principal, action, resource);`
+	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(pol)} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	for _, tc := range []struct {
+		name, drain string
+		release     bool
+	}{{"answered", "30s", true}, {"cut", "200ms", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			started, release := make(chan struct{}, 4), make(chan struct{})
+			srv := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
+			srv.AddTool(&mcp.Tool{Name: "slow", InputSchema: map[string]any{"type": "object"}}, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				started <- struct{}{}
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "released"}}}, nil
+			})
+			up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
+				&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
+			t.Cleanup(up.Close)
+			p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
+				"--policy", policyFile, "--upstream", up.URL+"/mcp", "--poll", "1h", "--drain-timeout", tc.drain)
+			serving, next := p.waitLog(t, "serving", 0)
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
+			t.Cleanup(hc.CloseIdleConnections)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+				&mcp.StreamableClientTransport{Endpoint: "https://" + serving["addr"].(string) + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			answer := make(chan error, 1)
+			go func() {
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "slow"})
+				if err == nil && (res.IsError || len(res.Content) == 0) {
+					err = errors.New("no answer")
+				}
+				answer <- err
+			}()
+			<-started
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if tc.release {
+				close(release)
+				if err := <-answer; err != nil {
+					t.Fatalf("the call in flight during the drain: %v", err)
+				}
+			} else {
+				p.waitLog(t, "drain timed out: closing the streams still open", next)
+				if err := <-answer; err == nil {
+					t.Fatal("the call outliving the drain was answered")
+				}
+			}
+			if err := <-p.done; err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		})
+	}
+}
