@@ -262,3 +262,35 @@ func TestGatewayResumesStreams(t *testing.T) {
 	default:
 	}
 }
+
+// Standalone streams have a per-identity bound of their own.
+func TestGatewayBoundsStreamsPerIdentity(t *testing.T) {
+	e := newEnv(t, envOptions{gwOpts: []gateway.Option{gateway.WithMaxStreamsPerIdentity(1)}})
+	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	cs := e.connect(t, alice, nil, false)
+	get := func() *http.Response {
+		req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, e.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Mcp-Session-Id", cs.ID())
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		resp, err := e.client(t, alice).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	first := get()
+	defer first.Body.Close()
+	if first.StatusCode != 200 {
+		t.Fatalf("first stream: %d", first.StatusCode)
+	}
+	second := get()
+	defer second.Body.Close()
+	b, _ := io.ReadAll(second.Body)
+	if second.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "has 1 standalone streams open (at most 1): close one first") {
+		t.Fatalf("second stream: %d %s", second.StatusCode, b)
+	}
+}

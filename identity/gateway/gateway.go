@@ -49,11 +49,12 @@ import (
 
 // Defaults of the options.
 const (
-	DefaultMaxBodyBytes     = 4 << 20
-	DefaultUpstreamTimeout  = 30 * time.Second
-	DefaultMaxPerIdentity   = 32
-	DefaultCallerAssertTTL  = time.Minute
-	defaultMaxResponseBytes = 16 << 20
+	DefaultMaxBodyBytes          = 4 << 20
+	DefaultUpstreamTimeout       = 30 * time.Second
+	DefaultMaxPerIdentity        = 32
+	DefaultMaxStreamsPerIdentity = 8
+	DefaultCallerAssertTTL       = time.Minute
+	defaultMaxResponseBytes      = 16 << 20
 )
 
 // Gateway proxies one MCP endpoint to one upstream. Use it as the
@@ -86,6 +87,7 @@ type config struct {
 	maxResponse     int64
 	upstreamTimeout time.Duration
 	maxPerIdentity  int
+	maxStreams      int
 	signer          identity.CertificateSource
 	logger          *slog.Logger
 	clock           clock.Clock
@@ -124,6 +126,13 @@ func WithMaxPerIdentity(n int) Option {
 	return optionFunc(func(cfg *config) { cfg.maxPerIdentity = n })
 }
 
+// WithMaxStreamsPerIdentity bounds the standalone (GET) streams one
+// identity may hold open at once (default DefaultMaxStreamsPerIdentity);
+// beyond it a GET is answered 429.
+func WithMaxStreamsPerIdentity(n int) Option {
+	return optionFunc(func(cfg *config) { cfg.maxStreams = n })
+}
+
 // WithCallerAssertion has the gateway tell the upstream who called, in
 // the Mcpca-Caller header of every request it forwards: a JWS signed with
 // the key of src's current certificate (the gateway's own), carrying that
@@ -156,7 +165,7 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 		return nil, errorf("a Guard is required")
 	}
 	cfg := config{maxBody: DefaultMaxBodyBytes, maxResponse: defaultMaxResponseBytes,
-		upstreamTimeout: DefaultUpstreamTimeout, maxPerIdentity: DefaultMaxPerIdentity}
+		upstreamTimeout: DefaultUpstreamTimeout, maxPerIdentity: DefaultMaxPerIdentity, maxStreams: DefaultMaxStreamsPerIdentity}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -174,8 +183,8 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 		return nil, errorf("the body limit must be positive, got %d", cfg.maxBody)
 	case cfg.upstreamTimeout <= 0:
 		return nil, errorf("the upstream timeout must be positive, got %v", cfg.upstreamTimeout)
-	case cfg.maxPerIdentity <= 0:
-		return nil, errorf("the per-identity limit must be positive, got %d", cfg.maxPerIdentity)
+	case cfg.maxPerIdentity <= 0 || cfg.maxStreams <= 0:
+		return nil, errorf("the per-identity limits must be positive, got %d and %d", cfg.maxPerIdentity, cfg.maxStreams)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -215,14 +224,15 @@ func (gw *Gateway) newRequest(ctx context.Context, method string, body io.Reader
 	return r, nil
 }
 
-// acquire takes one of id's in-flight slots; false when all are taken.
-func (gw *Gateway) acquire(id string) bool {
+// acquire takes one of key's slots, at most limit; false when all are
+// taken.
+func (gw *Gateway) acquire(key string, limit int) bool {
 	gw.mu.Lock()
 	defer gw.mu.Unlock()
-	if gw.inflight[id] >= gw.cfg.maxPerIdentity {
+	if gw.inflight[key] >= limit {
 		return false
 	}
-	gw.inflight[id]++
+	gw.inflight[key]++
 	return true
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,15 +280,26 @@ func TestCallerAssertionIsReusedForHalfAMinute(t *testing.T) {
 func TestGatewayPassesProgress(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	var got []float64
+	seen := make(chan float64, 8)
 	cs := e.connect(t, alice, &mcp.ClientOptions{ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
-		got = append(got, req.Params.Progress)
+		seen <- req.Params.Progress
 	}}, false)
 	res, err := cs.CallTool(ctxT(t), &mcp.CallToolParams{Name: "progress", Meta: mcp.Meta{"progressToken": "p1"}})
 	if err != nil || res.IsError {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if len(got) != 3 || got[0] != 1 || got[2] != 3 {
-		t.Fatalf("progress seen by the client: %v, want 1, 2, 3", got)
+	// The SDK hands notifications to the handler on its own goroutines.
+	var got []float64
+	for len(got) < 3 {
+		select {
+		case p := <-seen:
+			got = append(got, p)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("progress seen by the client: %v, want 1, 2 and 3", got)
+		}
+	}
+	slices.Sort(got)
+	if got[0] != 1 || got[2] != 3 {
+		t.Fatalf("progress seen by the client: %v, want 1, 2 and 3", got)
 	}
 }

@@ -76,7 +76,16 @@ func (gw *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
 		gw.post(w, r, c)
-	case http.MethodGet, http.MethodDelete:
+	case http.MethodGet:
+		// Standalone streams live long: they have a bound of their own.
+		if !gw.acquire("GET "+c.ID(), gw.cfg.maxStreams) {
+			writeError(w, http.StatusTooManyRequests, "too many streams",
+				fmt.Sprintf("%s has %d standalone streams open (at most %d): close one first", c.ID(), gw.cfg.maxStreams, gw.cfg.maxStreams))
+			return
+		}
+		defer gw.release("GET " + c.ID())
+		gw.forward(w, r, c, nil, nil)
+	case http.MethodDelete:
 		gw.forward(w, r, c, nil, nil)
 	default:
 		w.Header().Set("Allow", "GET, POST, DELETE")
@@ -122,19 +131,24 @@ func (gw *Gateway) post(w http.ResponseWriter, r *http.Request, c *mcpauth.Calle
 			fmt.Sprintf("invalid request: %q needs an id; only notifications/* are sent without one", req.Method)))
 		return
 	}
-	if !isRequest || !req.IsCall() {
-		// A notification, or the client's answer to a server-to-client
-		// request (sampling, elicitation, roots): always passed on.
-		gw.forward(w, r, c, body, nil)
-		return
-	}
-	if !gw.acquire(c.ID()) {
+	if !gw.acquire(c.ID(), gw.cfg.maxPerIdentity) {
+		if !isRequest || !req.IsCall() {
+			writeError(w, http.StatusTooManyRequests, "too many requests in flight",
+				fmt.Sprintf("%s has %d requests in flight (at most %d at once): retry when one completes", c.ID(), gw.cfg.maxPerIdentity, gw.cfg.maxPerIdentity))
+			return
+		}
 		gw.cfg.metrics.decision(req.Method, "busy")
 		writeRPCError(w, http.StatusOK, req.ID, rpcError(CodeBusy,
 			fmt.Sprintf("too many requests in flight for %s (at most %d at once): retry when one completes", c.ID(), gw.cfg.maxPerIdentity)))
 		return
 	}
 	defer gw.release(c.ID())
+	if !isRequest || !req.IsCall() {
+		// A notification, or the client's answer to a server-to-client
+		// request (sampling, elicitation, roots): always passed on.
+		gw.forward(w, r, c, body, nil)
+		return
+	}
 	params, err := gw.guard.AuthorizeMessage(c, req)
 	if err != nil {
 		gw.cfg.metrics.decision(req.Method, "deny")
