@@ -38,7 +38,7 @@ type options struct {
 	upstreamMTLS, noAssert                                                                                           bool
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
-	maxPerIdentity, maxProcsPerID                                                                                    int
+	maxPerIdentity, maxProcsPerID, maxStreams                                                                        int
 }
 
 // New returns the gateway command.
@@ -93,6 +93,7 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes")
 	f.Int64Var(&o.memLimit, "memory-limit", 64<<20, "soft memory limit of the Go runtime, in bytes (GOMEMLIMIT wins when set; 0: none): the collector works harder near it instead of letting idle connections' garbage grow")
 	f.IntVar(&o.maxPerIdentity, "max-per-identity", gateway.DefaultMaxPerIdentity, "requests one identity may have in flight at once")
+	f.IntVar(&o.maxStreams, "max-streams-per-identity", gateway.DefaultMaxStreamsPerIdentity, "standalone (GET) streams one identity may hold open at once")
 	f.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
 	f.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on shutdown, how long open requests and streams may take to finish")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
@@ -222,7 +223,7 @@ func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metric
 		limit = r.MaxPerIdentity
 	}
 	gopts := []gateway.Option{gateway.WithLogger(log), gateway.WithMetrics(metrics),
-		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(limit)}
+		gateway.WithUpstreamTimeout(o.upstreamTimeout), gateway.WithMaxBodyBytes(o.maxBody), gateway.WithMaxPerIdentity(limit), gateway.WithMaxStreamsPerIdentity(o.maxStreams)}
 	if !o.noAssert && len(r.UpstreamCmd) == 0 { // a stdio process reads no headers
 		gopts = append(gopts, gateway.WithCallerAssertion(st.Certificates()))
 	}
