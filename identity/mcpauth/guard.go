@@ -52,6 +52,7 @@ type Guard struct {
 	mu       sync.Mutex
 	sessions map[string]*list.Element // of *binding
 	lru      list.List
+	perID    map[string]int // bindings per SPIFFE ID
 
 	// principals remembers the Cedar principal of each identity the
 	// Verifier returned (it returns the same *Identity for a certificate
@@ -110,6 +111,10 @@ const sessionHeader = "Mcp-Session-Id"
 // does not say otherwise.
 const DefaultMaxSessions = 100000
 
+// DefaultMaxSessionsPerIdentity bounds the bindings of one identity when
+// WithMaxSessionsPerIdentity does not say otherwise.
+const DefaultMaxSessionsPerIdentity = 1000
+
 // maxPrincipals bounds the principal cache; it is emptied when full.
 const maxPrincipals = 4096
 
@@ -122,7 +127,7 @@ func New(v *identity.Verifier, authz Policy, opts ...Option) (*Guard, error) {
 	if authz == nil {
 		return nil, errorf("an authorizer is required")
 	}
-	cfg := config{sessionTTL: DefaultSessionTTL, maxSess: DefaultMaxSessions}
+	cfg := config{sessionTTL: DefaultSessionTTL, maxSess: DefaultMaxSessions, maxSessPerID: DefaultMaxSessionsPerIdentity}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -142,7 +147,10 @@ func New(v *identity.Verifier, authz Policy, opts ...Option) (*Guard, error) {
 	case len(cfg.stateKey) != StateKeySize:
 		return nil, errorf("the state key must be %d bytes, got %d", StateKeySize, len(cfg.stateKey))
 	}
-	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*list.Element),
+	if cfg.maxSessPerID <= 0 {
+		return nil, errorf("the per-identity session limit must be positive, got %d", cfg.maxSessPerID)
+	}
+	return &Guard{v: v, authz: authz, cfg: cfg, sessions: make(map[string]*list.Element), perID: make(map[string]int),
 		principals: make(map[*identity.Identity]*policy.Principal)}, nil
 }
 
@@ -335,12 +343,27 @@ func (g *Guard) bindSession(sid, id string) {
 		}
 		g.removeLocked(e)
 	}
+	// One identity at its own limit makes way with its own least recently
+	// used binding, never another identity's.
+	if g.perID[id] >= g.cfg.maxSessPerID {
+		for e := g.lru.Back(); e != nil; e = e.Prev() {
+			if e.Value.(*binding).id == id {
+				g.removeLocked(e)
+				break
+			}
+		}
+	}
 	g.sessions[sid] = g.lru.PushFront(&binding{sid: sid, id: id, lastSeen: now})
+	g.perID[id]++
 }
 
 func (g *Guard) removeLocked(e *list.Element) {
+	b := e.Value.(*binding)
 	g.lru.Remove(e)
-	delete(g.sessions, e.Value.(*binding).sid)
+	delete(g.sessions, b.sid)
+	if g.perID[b.id]--; g.perID[b.id] <= 0 {
+		delete(g.perID, b.id)
+	}
 }
 
 func (g *Guard) dropSession(sid string) {

@@ -12,14 +12,15 @@ import (
 type Option interface{ apply(*config) }
 
 type config struct {
-	audit      *audit.Log
-	failOpen   bool
-	clock      clock.Clock
-	logger     *slog.Logger
-	toolArgs   bool
-	sessionTTL time.Duration
-	maxSess    int
-	stateKey   []byte
+	audit        *audit.Log
+	failOpen     bool
+	clock        clock.Clock
+	logger       *slog.Logger
+	toolArgs     bool
+	sessionTTL   time.Duration
+	maxSess      int
+	maxSessPerID int
+	stateKey     []byte
 }
 
 type optionFunc func(*config)
@@ -71,6 +72,15 @@ func WithToolArguments() Option {
 // starts a new one (see Guard.Handler).
 func WithMaxSessions(n int) Option {
 	return optionFunc(func(c *config) { c.maxSess = n })
+}
+
+// WithMaxSessionsPerIdentity bounds the session bindings of one identity
+// (default DefaultMaxSessionsPerIdentity): an identity at its limit that
+// starts another session drops its own least recently used binding (that
+// session is answered 404 from then on), so that one identity cannot push
+// everyone else's sessions out of the table.
+func WithMaxSessionsPerIdentity(n int) Option {
+	return optionFunc(func(c *config) { c.maxSessPerID = n })
 }
 
 // WithSessionTTL sets how long a session binding outlives the last request
