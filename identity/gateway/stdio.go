@@ -83,6 +83,7 @@ const (
 	DefaultMaxStdioPerCaller = 8
 	DefaultStdioIdle         = 15 * time.Minute
 	maxStdioQueued           = 256
+	maxStdioQueuedBytes      = 8 << 20
 	maxStdioLine             = 16 << 20
 )
 
@@ -426,14 +427,15 @@ type stdioSession struct {
 
 	wmu sync.Mutex // one line at a time on stdin
 
-	mu       sync.Mutex
-	used     time.Time
-	pending  map[string]*stdioCall // by the client's request ID
-	order    []*stdioCall          // in-flight calls, oldest first
-	listener *stdioStream          // the standalone GET stream, if open
-	queued   [][]byte              // for the next GET stream
-	dead     string                // why the process ended ("" while it runs)
-	killed   string
+	mu          sync.Mutex
+	used        time.Time
+	pending     map[string]*stdioCall // by the client's request ID
+	order       []*stdioCall          // in-flight calls, oldest first
+	listener    *stdioStream          // the standalone GET stream, if open
+	queued      [][]byte              // for the next GET stream
+	queuedBytes int
+	dead        string // why the process ended ("" while it runs)
+	killed      string
 }
 
 // stdioStream is one SSE stream to the client: messages go to out (closed
@@ -569,7 +571,7 @@ func (ss *stdioSession) listen(r *http.Request) *http.Response {
 	for _, m := range ss.queued {
 		st.out <- m // fits: the queue is at most maxStdioQueued long
 	}
-	ss.queued = nil
+	ss.queued, ss.queuedBytes = nil, 0
 	ss.mu.Unlock()
 	return streamResponse(r, "", st, func() {
 		ss.mu.Lock()
@@ -684,11 +686,13 @@ func (ss *stdioSession) pick(msg jsonrpc.Message, line []byte) (*stdioStream, bo
 	if ss.listener != nil {
 		return ss.listener, false
 	}
-	if len(ss.queued) >= maxStdioQueued {
+	ss.queued = append(ss.queued, line)
+	ss.queuedBytes += len(line)
+	for len(ss.queued) > maxStdioQueued || (ss.queuedBytes > maxStdioQueuedBytes && len(ss.queued) > 1) {
 		ss.s.cfg.logger.Warn("gateway: no stream open for the stdio upstream's message, and the queue is full; the oldest is dropped", "session", ss.id)
+		ss.queuedBytes -= len(ss.queued[0])
 		ss.queued = ss.queued[1:]
 	}
-	ss.queued = append(ss.queued, line)
 	return nil, false
 }
 
