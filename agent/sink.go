@@ -193,3 +193,32 @@ func parseKey(b []byte) (crypto.Signer, error) {
 	}
 	return k, nil
 }
+
+// Enroll redeems token with c for a certificate of key (a new P-256 key
+// when nil) and stores it in s, the agent's one enrol-and-store path: the
+// destination is checked before the token is spent (a token redeemed for
+// a certificate that cannot be kept is lost), and the key and chain are
+// written as one step.
+func (s *FileSink) Enroll(ctx context.Context, c *CAClient, token string, key crypto.Signer) (*Snapshot, error) {
+	if err := s.CheckWritable(); err != nil {
+		return nil, err
+	}
+	var cert tls.Certificate
+	var err error
+	if key == nil {
+		cert, err = c.Enroll(ctx, token)
+	} else {
+		cert, err = c.EnrollKey(ctx, token, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	snap, err := NewSnapshot(cert, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Store(ctx, snap); err != nil {
+		return nil, errorf("writing the enrolled certificate: %w", err)
+	}
+	return snap, nil
+}

@@ -205,27 +205,14 @@ func workloadCertificate(ctx context.Context, client *CAClient, cfg *workloadCon
 			return cert, err
 		}
 	}
-	var sink *FileSink
-	if cfg.certFile != "" {
-		sink = &FileSink{CertFile: cfg.certFile, KeyFile: cfg.keyFile}
-		if err := sink.CheckWritable(); err != nil {
-			return tls.Certificate{}, err // before the token is spent
-		}
+	if cfg.certFile == "" {
+		return client.Enroll(ctx, cfg.token)
 	}
-	cert, err := client.Enroll(ctx, cfg.token)
+	snap, err := (&FileSink{CertFile: cfg.certFile, KeyFile: cfg.keyFile}).Enroll(ctx, client, cfg.token, nil)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if sink != nil {
-		snap, err := NewSnapshot(cert, nil)
-		if err != nil {
-			return tls.Certificate{}, err
-		}
-		if err := sink.Store(ctx, snap); err != nil {
-			return tls.Certificate{}, errorf("writing the enrolled certificate: %w", err)
-		}
-	}
-	return cert, nil
+	return snap.Certificate, nil
 }
 
 // Source returns the Source that serves and renews the certificate.

@@ -77,7 +77,7 @@ the key is written 0600. Both are written atomically.`,
 			// as one step (both or neither).
 			sink := &agent.FileSink{CertFile: certFile, KeyFile: keyFile}
 			if err := sink.CheckWritable(); err != nil {
-				return err
+				return err // before anything else: nothing is fetched for a path that cannot be written
 			}
 			pool, _, err := loadRoots(cf.root)
 			if err != nil {
@@ -93,16 +93,9 @@ the key is written 0600. Both are written atomically.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			client := &agent.CAClient{CAURL: cf.url, TrustRoots: func() *x509.CertPool { return pool }}
-			cert, err := client.EnrollKey(ctx, token, key)
+			snap, err := sink.Enroll(ctx, client, token, key)
 			if err != nil {
 				return caError(err)
-			}
-			snap, err := agent.NewSnapshot(cert, nil)
-			if err != nil {
-				return err
-			}
-			if err := sink.Store(ctx, snap); err != nil {
-				return err
 			}
 			chain := snap.Chain()
 			fmt.Fprintf(cmd.ErrOrStderr(), "Enrolled %s (serial %s, valid until %s)\n  certificate: %s\n  key:         %s (0600)\n",
