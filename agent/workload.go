@@ -26,6 +26,7 @@ import (
 type Workload struct {
 	src      *Source
 	crl      *trust.CRLFetcher
+	bundle   trust.BundleSource
 	verifier *identity.Verifier
 	id       identity.ID
 	cancel   context.CancelFunc
@@ -154,6 +155,7 @@ func NewWorkload(ctx context.Context, caURL string, opts ...WorkloadOption) (*Wo
 	}
 	w.id = ident.ID
 	bundleSrc := trust.RootsSource(src)
+	w.bundle = bundleSrc
 	w.crl, err = trust.NewCRLFetcher(caURL+"/1.0/crl", trust.WithHTTPClient(trust.CAHTTPClient(bundleSrc)), trust.WithBundle(bundleSrc))
 	if err != nil {
 		return nil, err
@@ -221,6 +223,11 @@ func (w *Workload) Source() *Source { return w.src }
 // Verifier returns the Verifier of peers: the CA's current bundle, its
 // CRL, the workload's trust domain unless WithVerifyOptions said otherwise.
 func (w *Workload) Verifier() *identity.Verifier { return w.verifier }
+
+// Bundle returns the CA's trust bundle, kept fresh with the certificate,
+// as mcpca's verifiers and CRL fetchers take it (go-spiffe's form is
+// GetX509BundleForTrustDomain).
+func (w *Workload) Bundle() trust.BundleSource { return w.bundle }
 
 // ID returns the workload's own SPIFFE ID.
 func (w *Workload) ID() identity.ID { return w.id }

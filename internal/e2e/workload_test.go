@@ -85,6 +85,10 @@ func TestWorkloadOneCall(t *testing.T) {
 		t.Fatalf("key file: %v %v", st, err)
 	}
 	addr := serve(t, srv.ServerTLSConfig())
+	// The bundle, in mcpca's form, is the CA's root.
+	if b, err := srv.Bundle().Bundle(); err != nil || len(b.Roots()) != 1 || !b.Roots()[0].Equal(c.Root) {
+		t.Fatalf("the workload's bundle: %v", err)
+	}
 
 	cli := workload(t, c, agent.WithRootFile(rootFile(t, c)), agent.WithToken(c.Token(ca.TokenRequest{Kind: identity.KindClient, Name: "reporter", TTL: time.Hour})))
 	body, err := get(t, cli.ClientTLSConfig(identity.WithServerName("127.0.0.1")), addr)
