@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/internal/nodetest"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -178,19 +177,11 @@ func writeInteropFile(t *testing.T, path string, data []byte) string {
 // Streamable HTTP) as the upstream, each a real process; and a second
 // gateway in front of mcpca-example over mTLS. It needs node and npm, and
 // npm must be able to install the packages of scripts/interop-gateway
-// (once: they are cached in $MCPCA_NODE_CACHE, default the user cache
-// directory); otherwise it skips and says why. scripts/interop-gateway/run.sh
+// (internal/nodetest: once, cached); otherwise it skips and says why, or
+// fails under MCPCA_REQUIRE_NODE=1 (CI). scripts/interop-gateway/run.sh
 // runs it verbosely.
 func TestInteropGateway(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("interop-gateway SKIPPED: node is not installed")
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Skip("interop-gateway SKIPPED: npm is not installed")
-	}
-	work := interopNPMInstall(t, npm)
+	work, node := nodetest.Install(t, "interop-gateway", filepath.Join("..", "..", "scripts", "interop-gateway"), "interop.mjs", "everything.mjs")
 
 	// The binaries, built from this tree.
 	bin := t.TempDir()
@@ -299,53 +290,4 @@ func TestInteropGateway(t *testing.T) {
 	if n, err := audit.Verify(f); err != nil || n < 20 {
 		t.Errorf("the gateway's audit log: %d records, %v", n, err)
 	}
-}
-
-// interopNPMInstall installs the packages of scripts/interop-gateway into a cache
-// directory keyed by package.json (once), copies the scripts beside them
-// and returns the directory.
-func interopNPMInstall(t *testing.T, npm string) string {
-	t.Helper()
-	src := filepath.Join("..", "..", "scripts", "interop-gateway")
-	pkg, err := os.ReadFile(filepath.Join(src, "package.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(pkg)
-	cache := os.Getenv("MCPCA_NODE_CACHE")
-	if cache == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			base = os.TempDir()
-		}
-		cache = filepath.Join(base, "mcpca")
-	}
-	work := filepath.Join(cache, "interop-gateway-"+hex.EncodeToString(sum[:6]))
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		t.Skipf("interop-gateway SKIPPED: cannot create the npm cache directory: %v", err)
-	}
-	for _, name := range []string{"package.json", "interop.mjs", "everything.mjs"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(work, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	done := filepath.Join(work, "node_modules", ".mcpca-installed")
-	if _, err := os.Stat(done); err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, npm, "install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error",
-			"--fetch-retries=1", "--fetch-timeout=30000")
-		cmd.Dir = work
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Skipf("interop-gateway SKIPPED: npm install failed (offline, or the registry is unreachable): %v\n%s", err, out)
-		}
-		if err := os.WriteFile(done, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return work
 }
