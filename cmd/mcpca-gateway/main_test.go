@@ -117,6 +117,69 @@ func (p *proc) waitLog(t *testing.T, msg string, after int) (map[string]any, int
 	}
 }
 
+// fixture is a test CA with the gateway's certificate, its root and a
+// policy in files, and a verifier of the CA's certificates for clients.
+type fixture struct {
+	tca                       *testca.CA
+	dir, cert, key, root, pol string
+	v                         *identity.Verifier
+}
+
+func newFixture(t *testing.T, policy string) *fixture {
+	t.Helper()
+	f := &fixture{tca: testca.NewCA(t, "acme.test"), dir: t.TempDir()}
+	gw := f.tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
+	f.cert, f.key = gw.WriteFiles(t, f.dir)
+	f.root = f.write(t, "root.crt", string(f.tca.RootsPEM()))
+	f.pol = f.write(t, "policy.cedar", policy)
+	bundle, err := trust.ParseBundlePEM(f.tca.RootsPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.v, err = identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test")); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// write writes a file of the fixture's directory and returns its path.
+func (f *fixture) write(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(f.dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// client is an mTLS HTTP client of svid that checks the gateway's
+// certificate for 127.0.0.1.
+func (f *fixture) client(t *testing.T, svid *testca.SVID) *http.Client {
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &svid.TLS}, f.v, identity.WithServerName("127.0.0.1"))}}
+	t.Cleanup(hc.CloseIdleConnections)
+	return hc
+}
+
+// connect opens an MCP session as svid at url, closed when the test ends.
+func (f *fixture) connect(t *testing.T, ctx context.Context, url string, svid *testca.SVID) *mcp.ClientSession {
+	t.Helper()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: url, HTTPClient: f.client(t, svid), DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// upstream serves srv over plain HTTP on loopback and returns its MCP URL.
+func upstream(t *testing.T, srv *mcp.Server) string {
+	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
+		&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
+	t.Cleanup(up.Close)
+	return up.URL + "/mcp"
+}
+
 const procPolicy = `
 @id("list") permit (principal, action == Mcp::Action::"tools/list", resource);
 @id("readers") permit (principal in Mcp::Role::"reader", action == Mcp::Action::"tools/call", resource)
@@ -128,49 +191,23 @@ const procPolicy = `
 // and their audit records, /healthz and /metrics, SIGHUP reloading an
 // edited policy, SIGTERM stopping cleanly.
 func TestGatewayProcess(t *testing.T) {
-	tca := testca.NewCA(t, "acme.test")
-	dir := t.TempDir()
-	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
-	cert, key := gw.WriteFiles(t, dir)
-	root := filepath.Join(dir, "root.crt")
-	policyFile := filepath.Join(dir, "policy.cedar")
-	auditFile := filepath.Join(dir, "audit.log")
-	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(procPolicy)} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpexample.NewServer() },
-		&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(up.Close)
+	f := newFixture(t, procPolicy)
+	auditFile := filepath.Join(f.dir, "audit.log")
+	upURL := upstream(t, mcpexample.NewServer())
 
-	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
-		"--policy", policyFile, "--audit", auditFile, "--upstream", up.URL+"/mcp", "--poll", "1h", "--drain-timeout", "5s")
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", f.cert, "--key", f.key, "--root", f.root,
+		"--policy", f.pol, "--audit", auditFile, "--upstream", upURL, "--poll", "1h", "--drain-timeout", "5s")
 	serving, next := p.waitLog(t, "serving", 0)
 	addr := serving["addr"].(string)
-	if serving["upstream"] != up.URL+"/mcp" || serving["gateway"] != "spiffe://acme.test/server/gateway" {
+	if serving["upstream"] != upURL || serving["gateway"] != "spiffe://acme.test/server/gateway" {
 		t.Errorf("serving line: %v", serving)
 	}
 
-	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
-	t.Cleanup(hc.CloseIdleConnections)
+	alice := f.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	hc := f.client(t, alice)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: "https://" + addr + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := f.connect(t, ctx, "https://"+addr+"/mcp", alice)
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil || len(tools.Tools) != 2 {
 		t.Fatalf("alice's tools: %v %v", tools, err)
@@ -193,7 +230,7 @@ func TestGatewayProcess(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return string(body)
 	}
-	if h := get("/healthz"); !strings.Contains(h, `"status":"ok"`) || !strings.Contains(h, `"upstreams":{"/mcp":"`+up.URL+`/mcp"}`) {
+	if h := get("/healthz"); !strings.Contains(h, `"status":"ok"`) || !strings.Contains(h, `"upstreams":{"/mcp":"`+upURL+`"}`) {
 		t.Errorf("healthz: %s", h)
 	}
 	m := get("/metrics")
@@ -205,9 +242,7 @@ func TestGatewayProcess(t *testing.T) {
 	}
 
 	// SIGHUP reloads an edited policy: search_docs is gone for readers.
-	if err := os.WriteFile(policyFile, []byte(strings.Replace(procPolicy, `"search_docs", `, "", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f.write(t, "policy.cedar", strings.Replace(procPolicy, `"search_docs", `, "", 1))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -223,12 +258,12 @@ func TestGatewayProcess(t *testing.T) {
 	if err := <-p.done; err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	f, err := os.Open(auditFile)
+	log, err := os.Open(auditFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if n, err := audit.Verify(f); err != nil || n != 4 {
+	defer log.Close()
+	if n, err := audit.Verify(log); err != nil || n != 4 {
 		t.Errorf("audit log: %d records, %v; want 4 (list, call, denied call, denied call)", n, err)
 	}
 }
@@ -262,43 +297,18 @@ func TestGatewayBadInvocations(t *testing.T) {
 // server on stdio): calls decided and served, the process stopped with
 // the gateway.
 func TestGatewayProcessStdio(t *testing.T) {
-	tca := testca.NewCA(t, "acme.test")
-	dir := t.TempDir()
-	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
-	cert, key := gw.WriteFiles(t, dir)
-	root := filepath.Join(dir, "root.crt")
-	policyFile := filepath.Join(dir, "policy.cedar")
-	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(procPolicy)} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := newFixture(t, procPolicy)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
-		"--policy", policyFile, "--upstream-cmd", exe, "--poll", "1h")
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", f.cert, "--key", f.key, "--root", f.root,
+		"--policy", f.pol, "--upstream-cmd", exe, "--poll", "1h")
 	serving, _ := p.waitLog(t, "serving", 0)
-	addr := serving["addr"].(string)
-	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
-	t.Cleanup(hc.CloseIdleConnections)
+	alice := f.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: "https://" + addr + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := f.connect(t, ctx, "https://"+serving["addr"].(string)+"/mcp", alice)
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpexample.ToolWhoAmI})
 	if err != nil || res.IsError {
 		t.Fatalf("whoami over stdio: %+v %v", res, err)
@@ -331,68 +341,34 @@ func TestGatewayProcessStdio(t *testing.T) {
 // same client is decided by each route's own policy; a bad file is
 // refused at start with its message.
 func TestGatewayProcessRoutes(t *testing.T) {
-	tca := testca.NewCA(t, "acme.test")
-	dir := t.TempDir()
-	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
-	cert, key := gw.WriteFiles(t, dir)
-	root := filepath.Join(dir, "root.crt")
+	f := newFixture(t, procPolicy)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpexample.NewServer() },
-		&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
-	t.Cleanup(up.Close)
-	cfg := "routes:\n" +
-		"  - path: /docs/mcp\n    upstream: " + up.URL + "/mcp\n    policy: docs.cedar\n" +
-		"  - path: /stdio/mcp\n    upstream_cmd: [" + exe + "]\n    policy: stdio.cedar\n"
-	for f, b := range map[string]string{
-		root:                               string(tca.RootsPEM()),
-		filepath.Join(dir, "docs.cedar"):   procPolicy,
-		filepath.Join(dir, "stdio.cedar"):  `@id("w") permit (principal, action == Mcp::Action::"tools/call", resource) when { resource.name == "whoami" };`,
-		filepath.Join(dir, "gateway.yaml"): cfg,
-		filepath.Join(dir, "bad.yaml"):     "routes:\n  - path: /x\n    policy: p.cedar\n",
-		filepath.Join(dir, "unknown.yaml"): "routes:\n  - path: /x\n    upstream: http://x\n    policy: p\n    polcy: q\n",
+	upURL := upstream(t, mcpexample.NewServer())
+	f.write(t, "docs.cedar", procPolicy)
+	f.write(t, "stdio.cedar", `@id("w") permit (principal, action == Mcp::Action::"tools/call", resource) when { resource.name == "whoami" };`)
+	cfg := f.write(t, "gateway.yaml", "routes:\n"+
+		"  - path: /docs/mcp\n    upstream: "+upURL+"\n    policy: docs.cedar\n"+
+		"  - path: /stdio/mcp\n    upstream_cmd: ["+exe+"]\n    policy: stdio.cedar\n")
+	for content, want := range map[string]string{
+		"routes:\n  - path: /x\n    policy: p.cedar\n":                                 "route 1: give one of upstream and upstream_cmd",
+		"routes:\n  - path: /x\n    upstream: http://x\n    policy: p\n    polcy: q\n": "field polcy not found",
 	} {
-		if err := os.WriteFile(f, []byte(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for file, want := range map[string]string{
-		"bad.yaml":     "route 1: give one of upstream and upstream_cmd",
-		"unknown.yaml": "field polcy not found",
-	} {
-		out, err := exec.Command(gatewayBin, "--cert", cert, "--key", key, "--root", root, "--config", filepath.Join(dir, file)).CombinedOutput()
+		out, err := exec.Command(gatewayBin, "--cert", f.cert, "--key", f.key, "--root", f.root, "--config", f.write(t, "bad.yaml", content)).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {
-			t.Errorf("%s: %v %s; want %q", file, err, out, want)
+			t.Errorf("%q: %v %s; want %q", content, err, out, want)
 		}
 	}
-	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
-		"--config", filepath.Join(dir, "gateway.yaml"), "--poll", "1h")
+	p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", f.cert, "--key", f.key, "--root", f.root,
+		"--config", cfg, "--poll", "1h")
 	serving, _ := p.waitLog(t, "serving", 0)
 	addr := serving["addr"].(string)
-	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
-	t.Cleanup(hc.CloseIdleConnections)
+	alice := f.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	connect := func(path string) *mcp.ClientSession {
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
-			&mcp.StreamableClientTransport{Endpoint: "https://" + addr + path, HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	connect := func(path string) *mcp.ClientSession { return f.connect(t, ctx, "https://"+addr+path, alice) }
 	docs, stdio := connect("/docs/mcp"), connect("/stdio/mcp")
 	var je *jsonrpc.Error
 	// search_docs: allowed on /docs (its policy), denied on /stdio (its own).
@@ -410,27 +386,8 @@ func TestGatewayProcessRoutes(t *testing.T) {
 // SIGTERM drains: a call in flight is answered before the gateway exits;
 // one that outlives --drain-timeout is cut, and the log says so.
 func TestGatewayDrainsOnSIGTERM(t *testing.T) {
-	tca := testca.NewCA(t, "acme.test")
-	dir := t.TempDir()
-	gw := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithIPAddresses(net.IPv4(127, 0, 0, 1)))
-	cert, key := gw.WriteFiles(t, dir)
-	root := filepath.Join(dir, "root.crt")
-	policyFile := filepath.Join(dir, "policy.cedar")
-	pol := `@id("all") permit (principal, action, resource);`
-	for f, b := range map[string][]byte{root: tca.RootsPEM(), policyFile: []byte(pol)} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bundle, err := trust.ParseBundlePEM(tca.RootsPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	f := newFixture(t, `@id("all") permit (principal, action, resource);`)
+	alice := f.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
 	for _, tc := range []struct {
 		name, drain string
 		release     bool
@@ -447,22 +404,12 @@ func TestGatewayDrainsOnSIGTERM(t *testing.T) {
 				}
 				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "released"}}}, nil
 			})
-			up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
-				&mcp.StreamableHTTPOptions{Logger: slog.New(slog.DiscardHandler)}))
-			t.Cleanup(up.Close)
-			p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--root", root,
-				"--policy", policyFile, "--upstream", up.URL+"/mcp", "--poll", "1h", "--drain-timeout", tc.drain)
+			p := startGateway(t, "--listen", "127.0.0.1:0", "--cert", f.cert, "--key", f.key, "--root", f.root,
+				"--policy", f.pol, "--upstream", upstream(t, srv), "--poll", "1h", "--drain-timeout", tc.drain)
 			serving, next := p.waitLog(t, "serving", 0)
-			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &alice.TLS}, v, identity.WithServerName("127.0.0.1"))}}
-			t.Cleanup(hc.CloseIdleConnections)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			cs, err := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil).Connect(ctx,
-				&mcp.StreamableClientTransport{Endpoint: "https://" + serving["addr"].(string) + "/mcp", HTTPClient: hc, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cs.Close()
+			cs := f.connect(t, ctx, "https://"+serving["addr"].(string)+"/mcp", alice)
 			answer := make(chan error, 1)
 			go func() {
 				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "slow"})
