@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -30,7 +29,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	flag "github.com/spf13/pflag"
 
-	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/mcpstack"
@@ -143,34 +141,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 		_ = json.NewEncoder(w).Encode(h)
 	})
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           mux,
-		TLSConfig:         identity.ServerTLSConfig(st.Certificates(), st.Verifier),
-		ConnContext:       st.Guard.ConnContext,
-		ReadHeaderTimeout: o.readHeaderTimeout,
-		IdleTimeout:       o.idleTimeout,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go st.Run(ctx, reload)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+"/mcp",
-		"server", st.Self.ID.String(), "trust_domain", st.TrustDomain, "policy", o.policy, "crl", o.crl, "stateless", o.stateless)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	_ = hs.Shutdown(sctx)
-	log.Info("stopped")
-	return nil
+	return st.Serve(ctx, mux, mcpstack.Serving{Addr: o.listen, ReadHeaderTimeout: o.readHeaderTimeout, IdleTimeout: o.idleTimeout,
+		Drain: 5 * time.Second, MCPPath: "/mcp", LogAttrs: []any{"server", st.Self.ID.String(), "trust_domain", st.TrustDomain,
+			"policy", o.policy, "crl", o.crl, "stateless", o.stateless}}, reload)
 }

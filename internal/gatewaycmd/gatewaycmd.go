@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -171,39 +170,9 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 		_ = json.NewEncoder(w).Encode(h)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           mux,
-		TLSConfig:         identity.ServerTLSConfig(st.Certificates(), st.Verifier),
-		ConnContext:       st.Guard.ConnContext,
-		ReadHeaderTimeout: o.readHeaderTimeout,
-		IdleTimeout:       o.idleTimeout,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go st.Run(ctx, reload)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	log.Info("serving", "addr", ln.Addr().String(), "mcp", "https://"+ln.Addr().String()+routes[0].Path,
-		"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain, "upstream", upstreams[routes[0].Path], "routes", upstreams, "crl", o.crl)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), o.drain)
-	defer scancel()
-	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("drain timed out: closing the streams still open", "drain_timeout", o.drain.String())
-		_ = hs.Close()
-	}
-	log.Info("stopped")
-	return nil
+	return st.Serve(ctx, mux, mcpstack.Serving{Addr: o.listen, ReadHeaderTimeout: o.readHeaderTimeout, IdleTimeout: o.idleTimeout,
+		Drain: o.drain, MCPPath: routes[0].Path, LogAttrs: []any{"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain,
+			"upstream", upstreams[routes[0].Path], "routes", upstreams, "crl", o.crl}}, reload)
 }
 
 // newRoute builds the gateway of one route, with a Guard of its own

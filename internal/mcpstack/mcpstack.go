@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
@@ -247,4 +249,55 @@ func (s *Stack) Close() {
 	if s.audit != nil {
 		_ = s.audit.Close()
 	}
+}
+
+// Serving is how Serve serves.
+type Serving struct {
+	Addr                           string        // to listen on ("127.0.0.1:0": any free port)
+	ReadHeaderTimeout, IdleTimeout time.Duration // of the http.Server
+	Drain                          time.Duration // how long open requests may finish at shutdown
+	// LogAttrs are added to the "serving" line, after addr and mcp.
+	LogAttrs []any
+	MCPPath  string // for the "mcp" URL of the "serving" line
+}
+
+// Serve serves h over mTLS (the stack's certificate, every client verified
+// by its verifier, the Guard's connection cache) on cfg.Addr, keeps the
+// stack fresh (Run, with reload), logs "serving" once listening, and when
+// ctx is done drains for cfg.Drain (then cuts what is left, logging
+// "drain timed out: closing the streams still open") and logs "stopped".
+func (s *Stack) Serve(ctx context.Context, h http.Handler, cfg Serving, reload <-chan struct{}) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           h,
+		TLSConfig:         identity.ServerTLSConfig(s.Certificates(), s.Verifier),
+		ConnContext:       s.Guard.ConnContext,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.Run(ctx, reload)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	addr := ln.Addr().String()
+	s.log.Info("serving", append([]any{"addr", addr, "mcp", "https://" + addr + cfg.MCPPath}, cfg.LogAttrs...)...)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.Drain)
+	defer scancel()
+	if err := hs.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("drain timed out: closing the streams still open", "drain_timeout", cfg.Drain.String())
+		_ = hs.Close()
+	}
+	s.log.Info("stopped")
+	return nil
 }
