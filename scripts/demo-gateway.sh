@@ -23,10 +23,7 @@ ADDR=${GATEWAY_ADDR:-127.0.0.1:9445}
 GW_URL="https://$ADDR/mcp"
 POLICY="$REPO/scripts/policies/everything.cedar"
 
-say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-note() { printf '   %s\n' "$*"; }
-show() { printf '$ %s\n' "$*" | sed -E "s#$M#mcpca#g; s#$G#mcpca-gateway#g; s#$DEMO/##g; s#$REPO/##g; s# --url [^ ]+ --root root_ca.crt##g"; }
-run()  { show "$@"; "$@"; }
+. "$REPO/scripts/demo-lib.sh"
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   say "Gateway act skipped: node and npm are not installed (they run the TypeScript MCP server)"
@@ -96,14 +93,7 @@ done
 grep -q '"msg":"serving"' gateway.log || { echo "the gateway did not start" >&2; cat gateway.log >&2; exit 1; }
 note "MCP endpoint: $GW_URL (every command below also passes --url $GW_URL --root root_ca.crt)"
 
-as() { local who=$1; shift; "$M" "$@" --url "$GW_URL" --cert "$who.crt" --key "$who.key" --root root_ca.crt; }
-mcp() { local who=$1; shift; show "$M" "$@" --cert "$who.crt" --key "$who.key"; as "$who" "$@"; }
-mcp_fail() {
-  local who=$1; shift
-  show "$M" "$@" --cert "$who.crt" --key "$who.key"
-  if as "$who" "$@"; then echo "unexpected: this should have been refused" >&2; return 1; fi
-  note "(refused, as it should be)"
-}
+MCP_URL=$GW_URL # for the mcp helpers of demo-lib.sh
 
 say "GW 4. The reader sees only the tools it may call, and calls one"
 mcp reader mcp tools

@@ -30,16 +30,7 @@ ADDR=${MCP_ADDR:-127.0.0.1:9444}
 MCP_URL="https://$ADDR/mcp"
 POLICY="$REPO/scripts/policies/mcp-example.cedar"
 
-say()  { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-note() { printf '   %s\n' "$*"; }
-show() { printf '$ %s\n' "$*" | sed -E "s#$M#mcpca#g; s#$X#mcpca-example#g; s#$DEMO/##g; s#$REPO/##g; s# --url [^ ]+ --root root_ca.crt##g"; }
-run()  { show "$@"; "$@"; }
-# expect_fail CMD...: run a command that must fail, and show its error.
-expect_fail() {
-  show "$@"
-  if "$@"; then echo "unexpected: this should have been refused" >&2; return 1; fi
-  note "(refused, as it should be)"
-}
+. "$REPO/scripts/demo-lib.sh"
 
 for f in root_ca.crt server.crt server.key reader.crt reader.key admin.crt admin.key; do
   [ -f "$DEMO/$f" ] || { echo "$DEMO/$f is missing: run scripts/demo.sh first (it makes the CA and the certificates)" >&2; exit 1; }
@@ -67,15 +58,6 @@ trap 'exit 130' INT TERM
 
 cd "$DEMO"
 rm -f mcp-audit.log mcp-server.log
-# The same four flags for every client command; shown once, then elided.
-as() { local who=$1; shift; "$M" "$@" --url "$MCP_URL" --cert "$who.crt" --key "$who.key" --root root_ca.crt; }
-mcp() { local who=$1; shift; show "$M" "$@" --cert "$who.crt" --key "$who.key"; as "$who" "$@"; }
-mcp_fail() {
-  local who=$1; shift
-  show "$M" "$@" --cert "$who.crt" --key "$who.key"
-  if as "$who" "$@"; then echo "unexpected: this should have been refused" >&2; return 1; fi
-  note "(refused, as it should be)"
-}
 
 say "MCP 1. The starter policy: readers use read-only tools and docs, admins everything, nobody reads secrets"
 awk '/^\/\/ /{c=(inc ? c " " : "") substr($0,4); inc=1; next} {inc=0} /^@id/{id=$0; sub(/^@id\("/,"",id); sub(/"\)$/,"",id); getline k; printf "   %-26s %-7s %s\n", id, (k ~ /^forbid/ ? "forbid" : "permit"), c}' "$POLICY"
