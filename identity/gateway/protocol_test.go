@@ -167,6 +167,7 @@ func TestGatewayRefusesBadInput(t *testing.T) {
 		{"oversized", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"` + strings.Repeat("x", 5000) + `"}}`, nil, 413, `"message":"invalid request: the body exceeds 4096 bytes"`},
 		{"method header disagrees", call, map[string]string{"Mcp-Method": "tools/list"}, 400, `"code":-32020,"message":"header mismatch: Mcp-Method header value \"tools/list\" does not match body value \"tools/call\""`},
 		{"name header disagrees", call, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "whoami"}, 400, `"code":-32020,"message":"header mismatch: Mcp-Name header value \"whoami\" does not match body value \"search_docs\""`},
+		{"a name header and no name in the body", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}`, map[string]string{"Mcp-Name": "search_docs"}, 400, `"code":-32600,"message":"invalid request: params of tools/call have no name"`},
 		{"2026-07-28 without headers", call, map[string]string{"Mcp-Protocol-Version": "2026-07-28"}, 400, `"message":"header mismatch: missing required Mcp-Method header"`},
 		{"a request without an id", `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"}}}`, nil, 400, `"code":-32600,"message":"invalid request: \"tools/call\" needs an id; only notifications/* are sent without one"`},
 		{"params of the wrong shape", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`, nil, 200, `"code":-32600,"message":"invalid request: params of tools/call: json: cannot unmarshal number`},

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/internal/strictjson"
 )
 
 const (
@@ -192,9 +193,10 @@ func checkHeaders(h http.Header, req *jsonrpc.Request) error {
 	if n == "" && !required {
 		return nil
 	}
-	var p map[string]json.RawMessage
-	var inBody string
-	if json.Unmarshal(req.Params, &p) != nil || json.Unmarshal(p[key], &inBody) != nil {
+	// The message was checked (CheckMessage): its params can be walked.
+	v, _ := strictjson.Lookup(req.Params, key)
+	inBody, ok := strictjson.StringValue(v)
+	if !ok {
 		return rpcError(mcpauth.CodeInvalidMessage, fmt.Sprintf("invalid request: params of %s have no %s", req.Method, key))
 	}
 	switch {
