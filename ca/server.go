@@ -291,7 +291,8 @@ func (s *Server) Reload() error {
 	}
 	old := s.state.Swap(st)
 	old.auth.CloseForReload()
-	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners))
+	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners),
+		"settings", st.settings.Digest())
 	return nil
 }
 

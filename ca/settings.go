@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -75,6 +77,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Settings is mcpca's part of a CA's configuration (config/mcpca.json).
 type Settings struct {
+	// digest names the bytes it was loaded from (Digest).
+	digest string
+
 	Name        string   `json:"name"`
 	TrustDomain string   `json:"trustDomain"`
 	OIDArc      string   `json:"oidArc"`
@@ -167,11 +172,19 @@ func LoadSettings(dir string) (*Settings, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, errorf("%s is corrupted: %v", file, err)
 	}
+	sum := sha256.Sum256(b)
+	s.digest = hex.EncodeToString(sum[:8])
 	if err := s.validate(); err != nil {
 		return nil, errorf("%s: %w", file, err)
 	}
 	return &s, nil
 }
+
+// Digest is the first 16 hex digits of the SHA-256 of the mcpca.json bytes
+// s was loaded from ("" when it was not loaded from a file): the reload
+// log line carries it, so an operator (or a test) can tell which version
+// of the file a running CA serves.
+func (s *Settings) Digest() string { return s.digest }
 
 func (s *Settings) validate() error {
 	if !identity.ValidTrustDomain(s.TrustDomain) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/mcpca/mcpca/ca"
 )
 
 // TestScripts runs the CLI scripts of testdata/script (testscript's txtar
@@ -67,23 +71,29 @@ func caReload(ts *testscript.TestScript, neg bool, args []string) {
 	if st == nil {
 		ts.Fatalf("ca-reload: no ca-serve of %s before", dir)
 	}
-	before := strings.Count(st.logs.String(), reloadEvent)
+	// Wait for the reload of the file as it is now: a reload the CA was
+	// already doing (provisioner add asks for one) may have read it before
+	// the script's last edit.
+	b, err := os.ReadFile(ca.Layout{Dir: ts.MkAbs(dir)}.SettingsFile())
+	ts.Check(err)
+	sum := sha256.Sum256(b)
+	want := `"settings":"` + hex.EncodeToString(sum[:8]) + `"`
+	from := len(st.logs.String())
 	ts.Check(st.proc.Signal(syscall.SIGHUP))
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(st.logs.String(), reloadEvent) == before {
+	for {
+		for _, line := range strings.Split(st.logs.String()[from:], "\n") {
+			switch {
+			case strings.Contains(line, "reload failed"):
+				ts.Fatalf("mcpca serve failed to reload: %s", line)
+			case strings.Contains(line, reloadEvent) && strings.Contains(line, want):
+				return
+			}
+		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("mcpca serve did not reload: %s", st.logs.String())
+			ts.Fatalf("mcpca serve did not reload %s as it is now: %s", dir, st.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	lines := strings.Split(st.logs.String(), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], reloadEvent) {
-			if strings.Contains(lines[i], "reload failed") {
-				ts.Fatalf("mcpca serve failed to reload: %s", lines[i])
-			}
-			break
-		}
 	}
 }
 
