@@ -197,9 +197,9 @@ func parseKey(b []byte) (crypto.Signer, error) {
 // Enroll redeems token with c for a certificate of key (a new P-256 key
 // when nil) and stores it in s, the agent's one enrol-and-store path: the
 // destination is checked before the token is spent (a token redeemed for
-// a certificate that cannot be kept is lost), and the key and chain are
-// written as one step.
-func (s *FileSink) Enroll(ctx context.Context, c *CAClient, token string, key crypto.Signer) (*Snapshot, error) {
+// a certificate that cannot be kept is lost), and the key, chain and
+// roots (written to BundleFile when given) are written as one step.
+func (s *FileSink) Enroll(ctx context.Context, c *CAClient, token string, key crypto.Signer, roots ...*x509.Certificate) (*Snapshot, error) {
 	if err := s.CheckWritable(); err != nil {
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (s *FileSink) Enroll(ctx context.Context, c *CAClient, token string, key cr
 	if err != nil {
 		return nil, err
 	}
-	snap, err := NewSnapshot(cert, nil)
+	snap, err := NewSnapshot(cert, roots)
 	if err != nil {
 		return nil, err
 	}

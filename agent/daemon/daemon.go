@@ -389,7 +389,18 @@ func (m *managed) run(ctx context.Context) {
 // again from the token file once it has expired.
 func (m *managed) renew(ctx context.Context, cur tls.Certificate) (tls.Certificate, error) {
 	if !m.d.cfg.clock.Now().Before(cur.Leaf.NotAfter) {
-		return m.enrol(ctx, m.expired(cur.Leaf))
+		// The source stores what this returns, with its bundle.
+		snap, err := m.enrol(ctx, m.expired(cur.Leaf), func(token string) (*agent.Snapshot, error) {
+			cert, err := m.client.Enroll(ctx, token)
+			if err != nil {
+				return nil, err
+			}
+			return agent.NewSnapshot(cert, nil)
+		})
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		return snap.Certificate, nil
 	}
 	return m.client.Renew(ctx, cur)
 }
@@ -408,39 +419,40 @@ func (m *managed) obtain(ctx context.Context) ([]*x509.Certificate, tls.Certific
 	}
 	m.client = &agent.CAClient{CAURL: m.cfg.CAURL, Clock: m.d.cfg.clock, TrustRoots: func() *x509.CertPool { return poolOf(roots) }}
 	cert, err := agent.LoadKeyPair(m.cfg.Cert, m.cfg.Key)
+	var why string
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		cert, err = m.enrol(ctx, "there is no certificate yet")
+		why = "there is no certificate yet"
 	case err != nil:
 		return nil, tls.Certificate{}, errorf("identity %q: %w", m.cfg.Name, err)
 	case !m.d.cfg.clock.Now().Before(cert.Leaf.NotAfter):
-		cert, err = m.enrol(ctx, m.expired(cert.Leaf))
+		why = m.expired(cert.Leaf)
 	default:
 		return roots, cert, nil
 	}
+	// The first certificate goes through the agent's one enrol-and-store
+	// path: the files are checked before the token is spent, then key,
+	// chain and bundle are written as one step.
+	snap, err := m.enrol(ctx, why, func(token string) (*agent.Snapshot, error) {
+		return m.cfg.sink().Enroll(ctx, m.client, token, nil, roots...)
+	})
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
-	snap, err := agent.NewSnapshot(cert, roots)
-	if err != nil {
-		return nil, tls.Certificate{}, errorf("identity %q: %w", m.cfg.Name, err)
-	}
-	if err := m.cfg.sink().Store(ctx, snap); err != nil {
-		return nil, tls.Certificate{}, errorf("identity %q: storing the new certificate: %w", m.cfg.Name, err)
-	}
 	m.hooks.Run(ctx, snap)
-	return roots, cert, nil
+	return roots, snap.Certificate, nil
 }
 
-// enrol redeems the token file, once per token; why says why it is needed.
-func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error) {
+// enrol redeems the token file with redeem, once per token; why says why
+// it is needed.
+func (m *managed) enrol(ctx context.Context, why string, redeem func(token string) (*agent.Snapshot, error)) (*agent.Snapshot, error) {
 	wayBack := "issue a new token (mcpca token) and write it to " + m.cfg.TokenFile + ", then reload the agent (SIGHUP), or run mcpca enroll"
 	if m.cfg.TokenFile == "" {
-		return tls.Certificate{}, errorf("identity %q: %s and no token_file is configured: set token_file to a file holding a new token (mcpca token) and reload the agent (SIGHUP), or run mcpca enroll", m.cfg.Name, why)
+		return nil, errorf("identity %q: %s and no token_file is configured: set token_file to a file holding a new token (mcpca token) and reload the agent (SIGHUP), or run mcpca enroll", m.cfg.Name, why)
 	}
 	b, err := os.ReadFile(m.cfg.TokenFile)
 	if err != nil {
-		return tls.Certificate{}, errorf("identity %q: %s and the token cannot be read (%v): %s", m.cfg.Name, why, err, wayBack)
+		return nil, errorf("identity %q: %s and the token cannot be read (%v): %s", m.cfg.Name, why, err, wayBack)
 	}
 	token := strings.TrimSpace(string(b))
 	sum := sha256.Sum256([]byte(token))
@@ -448,15 +460,15 @@ func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error
 	used := sum == m.usedToken
 	m.mu.Unlock()
 	if token == "" || used {
-		return tls.Certificate{}, errorf("identity %q: %s and the token in %s is empty or already used: %s", m.cfg.Name, why, m.cfg.TokenFile, wayBack)
+		return nil, errorf("identity %q: %s and the token in %s is empty or already used: %s", m.cfg.Name, why, m.cfg.TokenFile, wayBack)
 	}
 	// Where the certificate goes must be writable before the token is
 	// spent: a token redeemed for a certificate that cannot be stored is
 	// lost.
 	if err := m.cfg.sink().CheckWritable(); err != nil {
-		return tls.Certificate{}, errorf("identity %q: %s, but %w", m.cfg.Name, why, err)
+		return nil, errorf("identity %q: %s, but %w", m.cfg.Name, why, err)
 	}
-	cert, err := m.client.Enroll(ctx, token)
+	snap, err := redeem(token)
 	var apiErr *caclient.APIError
 	if err == nil || (errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500) {
 		// A token is single use: once the CA has seen it, do not send it
@@ -466,10 +478,10 @@ func (m *managed) enrol(ctx context.Context, why string) (tls.Certificate, error
 		m.mu.Unlock()
 	}
 	if err != nil {
-		return tls.Certificate{}, errorf("identity %q: %s and enrolling with the token in %s failed: %w", m.cfg.Name, why, m.cfg.TokenFile, err)
+		return nil, errorf("identity %q: %s and enrolling with the token in %s failed: %w", m.cfg.Name, why, m.cfg.TokenFile, err)
 	}
-	m.log.Info("agent: enrolled with the token file", "token_file", m.cfg.TokenFile, "not_after", cert.Leaf.NotAfter)
-	return cert, nil
+	m.log.Info("agent: enrolled with the token file", "token_file", m.cfg.TokenFile, "not_after", snap.Leaf().NotAfter)
+	return snap, nil
 }
 
 func poolOf(certs []*x509.Certificate) *x509.CertPool {
