@@ -41,7 +41,6 @@ func TestScripts(t *testing.T) {
 			"ca-serve":  caServe,
 			"ca-reload": caReload,
 			"replace":   replace,
-			"sleep":     sleep,
 		},
 	})
 }
@@ -184,13 +183,4 @@ func caServe(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("CAURL"+suffix, "https://"+addr)
 	ts.Setenv("CAADDR"+suffix, addr)
 	ts.Setenv("ROOT"+suffix, filepath.Join(dir, pki, "certs", "root_ca.crt"))
-}
-
-func sleep(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: sleep DURATION")
-	}
-	d, err := time.ParseDuration(args[0])
-	ts.Check(err)
-	time.Sleep(d)
 }
