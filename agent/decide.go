@@ -86,6 +86,14 @@ func nextAttempt(due, now time.Time, streak int, min, max time.Duration, spread 
 	return at
 }
 
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
 // healthy reports whether a certificate expiring at notAfter, whose renewal
 // has failed failures times in a row, is fit to serve at now; threshold is the
 // number of consecutive failures tolerated (0 means any number). When it is

@@ -171,10 +171,3 @@ func TestRotationUnderLoadZeroFailedHandshakes(t *testing.T) {
 	}
 	t.Logf("%d handshakes across %d rotations, none failed", handshakes.Load(), rotations)
 }
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}

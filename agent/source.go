@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,8 +92,9 @@ type Source struct {
 
 	mu     sync.Mutex
 	st     Status
-	streak int     // attempts since due that did not move due into the future
-	u      float64 // jitter sample of the current leaf
+	streak int           // attempts since due that did not move due into the future
+	busy   time.Duration // the Retry-After of the last failure (a CA shedding load), 0 if none
+	u      float64       // jitter sample of the current leaf
 	subs   map[int]func(*Snapshot)
 	nextID int
 
@@ -285,6 +288,12 @@ func (s *Source) delay() time.Duration {
 		spread = min(4*s.lifetimeJitter(), 0.5) * s.cfg.rand()
 	}
 	at := nextAttempt(due, now, s.streak, s.cfg.minBackoff, max, spread)
+	if s.busy > 0 {
+		// The CA shed the last attempt and said when to come back: not
+		// before that, and spread over as long again, so a fleet it shed
+		// together does not return together.
+		at = later(at, now.Add(s.busy+time.Duration(float64(s.busy)*s.cfg.rand())))
+	}
 	s.st.NextAttempt = at
 	return at.Sub(now)
 }
@@ -335,6 +344,7 @@ func (s *Source) attempt(ctx context.Context) {
 	s.u = u
 	s.st.Renewals++
 	s.st.LastRenewal = now
+	s.busy = 0
 	s.st.ConsecutiveFailures = 0
 	s.st.LastError = nil
 	if progressed(old.Certificate.Leaf, leaf, due, now) {
@@ -361,8 +371,14 @@ func (s *Source) attempt(ctx context.Context) {
 func (s *Source) fail(err error) {
 	now := s.cfg.clock.Now()
 	leaf := s.cur.Load().Certificate.Leaf
+	var apiErr *APIError
+	busy := time.Duration(0)
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable {
+		busy = apiErr.RetryAfter
+	}
 	s.mu.Lock()
 	s.streak++
+	s.busy = busy
 	s.st.Failures++
 	s.st.ConsecutiveFailures++
 	s.st.LastError = err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -483,5 +484,43 @@ func TestSourceStoresAFailedRenewalAgainInsteadOfRenewingAgain(t *testing.T) {
 	onDisk, err := LoadKeyPair(sink.CertFile, sink.KeyFile)
 	if err != nil || !onDisk.Leaf.Equal(s.Current().Leaf()) || s.Status().LastError != nil {
 		t.Fatalf("on disk %v, serving %v, last error %v", onDisk.Leaf, s.Current().Leaf(), err)
+	}
+}
+
+// A CA shedding load (503 with Retry-After) is not asked again before the
+// wait it named, and the retries of a fleet are spread over as long again;
+// the current certificate stays in use meanwhile.
+func TestSourceHonoursRetryAfterWithJitter(t *testing.T) {
+	ca := newTestCA(t)
+	fk := clock.NewFake(t0)
+	var calls atomic.Int64
+	next := renewerOf(ca, fk.Now, time.Hour)
+	r := RenewerFunc(func(ctx context.Context, cur tls.Certificate) (tls.Certificate, error) {
+		if calls.Add(1) == 1 {
+			return tls.Certificate{}, &APIError{Status: http.StatusServiceUnavailable, Message: "ca: the CA is at its limit", RetryAfter: 20 * time.Second}
+		}
+		return next(ctx, cur)
+	})
+	armed := newArmed()
+	first := ca.Cert("web", t0, t0.Add(time.Hour))
+	s, err := NewSource(first, r, WithClock(fk), WithRenewAt(0.5), WithJitter(0),
+		withRand(func() float64 { return 0.5 }), WithLogger(quiet), armed.option())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSource(t, s)
+	armed.next(t)
+	fk.Advance(30 * time.Minute)
+	// 20 s, plus half of 20 s of spread.
+	if at := armed.next(t); at.Sub(fk.Now()) != 30*time.Second {
+		t.Fatalf("after a 503 with Retry-After 20s: retry in %v, want 30s", at.Sub(fk.Now()))
+	}
+	if got := s.Current().Leaf().SerialNumber; got.Cmp(first.Leaf.SerialNumber) != 0 {
+		t.Fatal("the current certificate was dropped while the CA sheds load")
+	}
+	fk.Advance(30 * time.Second)
+	armed.next(t)
+	if calls.Load() != 2 || s.Status().Renewals != 1 {
+		t.Fatalf("%d calls, %d renewals after the wait; want 2, 1", calls.Load(), s.Status().Renewals)
 	}
 }

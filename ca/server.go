@@ -43,6 +43,8 @@ type Server struct {
 	db       db.AuthDB
 	store    *store.Store // nil with WithStepCADatabase
 
+	admission *admission
+
 	mu    sync.Mutex // serialises Reload and Close
 	state atomic.Pointer[serverState]
 
@@ -78,6 +80,7 @@ type serverConfig struct {
 	storeOpts    []store.Option
 	renewalGrace time.Duration
 	clock        clock.Clock
+	maxInFlight  int
 }
 
 // Option configures Open.
@@ -125,6 +128,15 @@ func WithRenewalGrace(d time.Duration) Option {
 	return optionFunc(func(c *serverConfig) { c.renewalGrace = max(d, 0) })
 }
 
+// WithMaxInFlight bounds the requests that may write (POST /sign, /renew,
+// /rekey, /revoke) in flight at once (default DefaultMaxInFlight; 0: no
+// bound). Beyond it the CA answers 503 at once, with a Retry-After header
+// (seconds) that grows with the excess; mcpca's agents wait that long, with
+// jitter, and keep their current certificate meanwhile.
+func WithMaxInFlight(n int) Option {
+	return optionFunc(func(c *serverConfig) { c.maxInFlight = max(n, 0) })
+}
+
 // WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *serverConfig) { c.maxBodyBytes = n })
@@ -135,7 +147,7 @@ func WithMaxBodyBytes(n int64) Option {
 // (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
 // step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
-	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace}
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, maxInFlight: DefaultMaxInFlight}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -152,7 +164,7 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock}
+	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock, admission: newAdmission(cfg.maxInFlight, cfg.clock)}
 	if _, err := os.Stat(l.RootKey()); err == nil {
 		// Serving signs with the intermediate only: the root key here is
 		// exposed to whoever compromises this host, for nothing.
@@ -344,6 +356,15 @@ func (s *Server) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 // /rekey and /revoke, a body limit on every request, and the JSON log.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			// Admission first: a shed request costs the CA nothing more.
+			wait, ok := s.admission.admit()
+			if !ok {
+				refuseBusy(w, wait, s.admission.max)
+				return
+			}
+			defer s.admission.release()
+		}
 		st := s.state.Load()
 		if r.ContentLength > s.cfg.maxBodyBytes {
 			writeError(w, http.StatusRequestEntityTooLarge, errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, s.cfg.maxBodyBytes))

@@ -116,6 +116,7 @@ const insecurePasswordHelp = "accept a password that fails the strength check (a
 func newServeCmd() *cobra.Command {
 	var dir, pwFile, addr, database string
 	var retention time.Duration
+	var maxInFlight int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the CA in the foreground (SIGHUP reloads, SIGTERM stops)",
@@ -146,7 +147,10 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 				defer f.Close()
 				defer pprof.StopCPUProfile()
 			}
-			opts := []ca.Option{ca.WithLogger(logger)}
+			if maxInFlight < 0 {
+				return fmt.Errorf("--max-in-flight %d: must not be negative (0: no bound)", maxInFlight)
+			}
+			opts := []ca.Option{ca.WithLogger(logger), ca.WithMaxInFlight(maxInFlight)}
 			switch database {
 			case "store":
 				if retention < 0 {
@@ -209,6 +213,7 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
 	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
 	f.DurationVar(&retention, "certificate-retention", 0, "prune a certificate's records this long after it expires, so the store stays bounded (0: keep every certificate, as step-ca does)")
+	f.IntVar(&maxInFlight, "max-in-flight", ca.DefaultMaxInFlight, "requests that may write (sign, renew, rekey, revoke) in flight at once; beyond it the CA answers 503 with Retry-After at once instead of queueing (0: no bound)")
 	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; records are not migrated between them")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd

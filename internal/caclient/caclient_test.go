@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 )
 
 func token(payload string) string {
@@ -90,4 +91,35 @@ func TestReadTokenClaimsAudience(t *testing.T) {
 	if want := "the token payload is refused: the aud claim is not a string or an array of strings"; err == nil || err.Error() != want {
 		t.Errorf("aud 7: got %v, want %q", err, want)
 	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"0":                             0,
+		"-3":                            0,
+		"soon":                          0,
+		"99999999":                      maxRetryAfter,
+		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
+		"Wed, 31 Dec 2025 23:59:00 GMT": 0,
+	} {
+		if got := retryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
+		}
+	}
+}
+
+// Whatever a CA sends as Retry-After, the wait is between 0 and the cap.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"5", "Thu, 01 Jan 2026 00:00:30 GMT", "-1", "1e9"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := retryAfter(v, now); d < 0 || d > maxRetryAfter {
+			t.Fatalf("Retry-After %q: %v", v, d)
+		}
+	})
 }

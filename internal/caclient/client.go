@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ const maxResponse = 4 << 20
 type APIError struct {
 	Status  int    // the HTTP status, e.g. 401 for a spent token, 403 for a refused identity
 	Message string // the CA's message, e.g. "ca: token rejected: token already used"
+	// RetryAfter is the wait the CA asked for with a Retry-After header
+	// (503 when it is at its limit of requests in flight); 0 when none.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -142,7 +146,7 @@ func (c *Client) do(ctx context.Context, cert *tls.Certificate, method, path str
 		if json.Unmarshal(b, &e) != nil || e.Message == "" {
 			e.Message = strings.TrimSpace(string(b))
 		}
-		return &APIError{Status: resp.StatusCode, Message: e.Message}
+		return &APIError{Status: resp.StatusCode, Message: e.Message, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), c.clock.Now())}
 	}
 	if out == nil {
 		return nil
@@ -155,6 +159,24 @@ func (c *Client) do(ctx context.Context, cert *tls.Certificate, method, path str
 		return fmt.Errorf("the CA's answer is not valid JSON: %w", err)
 	}
 	return nil
+}
+
+// maxRetryAfter caps the wait a CA may ask for.
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter reads a Retry-After header (RFC 9110: seconds, or an HTTP
+// date), capped at maxRetryAfter; 0 when absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
 
 // explainTransport names the usual causes of TLS failures.
