@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue bench-gateway soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-gateway bench-storm storm soak fuzz vet clean
 
 all: build
 
@@ -30,6 +30,14 @@ bench:
 # Issuance throughput: mcpca versus upstream step-ca v0.30.2, same run.
 bench-issue: build
 	./scripts/bench-issue.sh
+
+bench-storm: build
+	go run ./scripts/bench-storm -mcpca bin/mcpca
+
+# The long storm runs: 100,000 simulated agents, 500 real sources against a
+# real `mcpca serve` (make test runs 10,000 and 200).
+storm:
+	MCPCA_STORM_AGENTS=100000 MCPCA_STORM_SOURCES=500 go test -count=1 -v -run 'TestStormSimulation|TestCLIRenewalStorm' ./agent/ ./cmd/mcpca/
 
 # The MCP gateway versus nginx as a plain mTLS proxy: same upstream, same run.
 bench-gateway:

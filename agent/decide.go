@@ -94,6 +94,50 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
+// schedule is the renewal schedule of a source: when a certificate is due,
+// and when to try next after failures. Source.delay and the storm
+// simulation both use it.
+type schedule struct {
+	renewAt, jitter        float64 // WithRenewAt, WithJitter
+	minBackoff, maxBackoff time.Duration
+}
+
+func (c *config) schedule() schedule {
+	return schedule{renewAt: c.renewAt, jitter: c.jitter, minBackoff: c.minBackoff, maxBackoff: c.maxBackoff}
+}
+
+// lifetimeJitter is the jitter as a fraction of the lifetime: WithJitter's
+// fraction of the time to the renew point.
+func (c schedule) lifetimeJitter() float64 { return c.jitter * c.renewAt }
+
+// due is the renewal time of a certificate valid from notBefore to
+// notAfter, with u its jitter sample in [0, 1).
+func (c schedule) due(notBefore, notAfter time.Time, u float64) time.Time {
+	return renewalTime(notBefore, notAfter, c.renewAt, c.lifetimeJitter()*u)
+}
+
+// next returns when to attempt next at now: streak unproductive attempts
+// so far, busy the Retry-After of the last one when the CA shed it (0 if
+// not), rand the source of the retries' spread.
+func (c schedule) next(notBefore, notAfter, now time.Time, u float64, streak int, busy time.Duration, rand func() float64) time.Time {
+	due := c.due(notBefore, notAfter, u)
+	if busy > 0 {
+		// The CA shed the last attempt and said when to come back (its
+		// wait grows with the excess it sheds): then, instead of the
+		// backoff, spread over as long again, so a fleet it shed together
+		// does not return together.
+		return later(due, now.Add(busy+time.Duration(float64(busy)*rand())))
+	}
+	max := backoffCap(notAfter.Sub(notBefore), c.minBackoff, c.maxBackoff)
+	// Retries are spread by up to four times the jitter as a fraction of
+	// the lifetime (20% by default), at most half.
+	spread := 0.0
+	if streak > 0 {
+		spread = min(4*c.lifetimeJitter(), 0.5) * rand()
+	}
+	return nextAttempt(due, now, streak, c.minBackoff, max, spread)
+}
+
 // healthy reports whether a certificate expiring at notAfter, whose renewal
 // has failed failures times in a row, is fit to serve at now; threshold is the
 // number of consecutive failures tolerated (0 means any number). When it is

@@ -269,31 +269,13 @@ func (s *Source) armed() {
 	}
 }
 
-// lifetimeJitter is the jitter as a fraction of the lifetime: WithJitter's
-// fraction of the time to the renew point.
-func (s *Source) lifetimeJitter() float64 { return s.cfg.jitter * s.cfg.renewAt }
-
 // delay returns how long to wait before the next attempt, and records when.
 func (s *Source) delay() time.Duration {
 	now := s.cfg.clock.Now()
 	leaf := s.cur.Load().Certificate.Leaf
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.lifetimeJitter()*s.u)
-	max := backoffCap(leaf.NotAfter.Sub(leaf.NotBefore), s.cfg.minBackoff, s.cfg.maxBackoff)
-	// Retries are spread by up to four times the jitter as a fraction of
-	// the lifetime (20% by default), at most half.
-	spread := 0.0
-	if s.streak > 0 {
-		spread = min(4*s.lifetimeJitter(), 0.5) * s.cfg.rand()
-	}
-	at := nextAttempt(due, now, s.streak, s.cfg.minBackoff, max, spread)
-	if s.busy > 0 {
-		// The CA shed the last attempt and said when to come back: not
-		// before that, and spread over as long again, so a fleet it shed
-		// together does not return together.
-		at = later(at, now.Add(s.busy+time.Duration(float64(s.busy)*s.cfg.rand())))
-	}
+	at := s.cfg.schedule().next(leaf.NotBefore, leaf.NotAfter, now, s.u, s.streak, s.busy, s.cfg.rand)
 	s.st.NextAttempt = at
 	return at.Sub(now)
 }
@@ -339,7 +321,7 @@ func (s *Source) attempt(ctx context.Context) {
 	now := s.cfg.clock.Now()
 	leaf := cert.Leaf
 	u := s.cfg.rand()
-	due := renewalTime(leaf.NotBefore, leaf.NotAfter, s.cfg.renewAt, s.lifetimeJitter()*u)
+	due := s.cfg.schedule().due(leaf.NotBefore, leaf.NotAfter, u)
 	s.mu.Lock()
 	s.u = u
 	s.st.Renewals++

@@ -27,6 +27,7 @@ import (
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/admission"
 )
 
 // DefaultMaxBodyBytes bounds every request body the CA reads.
@@ -43,7 +44,7 @@ type Server struct {
 	db       db.AuthDB
 	store    *store.Store // nil with WithStepCADatabase
 
-	admission *admission
+	admission *admission.Limiter
 
 	mu    sync.Mutex // serialises Reload and Close
 	state atomic.Pointer[serverState]
@@ -164,7 +165,7 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock, admission: newAdmission(cfg.maxInFlight, cfg.clock)}
+	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock, admission: admission.New(cfg.maxInFlight, cfg.clock)}
 	if _, err := os.Stat(l.RootKey()); err == nil {
 		// Serving signs with the intermediate only: the root key here is
 		// exposed to whoever compromises this host, for nothing.
@@ -358,12 +359,12 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			// Admission first: a shed request costs the CA nothing more.
-			wait, ok := s.admission.admit()
+			wait, ok := s.admission.Admit()
 			if !ok {
-				refuseBusy(w, wait, s.admission.max)
+				refuseBusy(w, wait, s.admission.Max())
 				return
 			}
-			defer s.admission.release()
+			defer s.admission.Release()
 		}
 		st := s.state.Load()
 		if r.ContentLength > s.cfg.maxBodyBytes {

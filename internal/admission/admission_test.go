@@ -1,4 +1,4 @@
-package ca
+package admission
 
 import (
 	"testing"
@@ -11,10 +11,10 @@ import (
 // the last second, to serve what it shed; at least 1 s, at most 60 s.
 func TestAdmissionRetryAfterGrowsWithTheExcess(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	a := newAdmission(10, clk)
+	a := New(10, clk)
 	var held int
 	take := func() (time.Duration, bool) {
-		d, ok := a.admit()
+		d, ok := a.Admit()
 		if ok {
 			held++
 		}
@@ -50,15 +50,15 @@ func TestAdmissionRetryAfterGrowsWithTheExcess(t *testing.T) {
 	}
 	// Released slots are admitted again.
 	for range held {
-		a.release()
+		a.Release()
 	}
 	if _, ok := take(); !ok {
 		t.Fatal("refused after the requests in flight ended")
 	}
 	// No bound: everything admitted.
-	u := newAdmission(0, clk)
+	u := New(0, clk)
 	for range 1000 {
-		if _, ok := u.admit(); !ok {
+		if _, ok := u.Admit(); !ok {
 			t.Fatal("refused without a bound")
 		}
 	}

@@ -1,0 +1,325 @@
+// Command bench-storm measures `mcpca serve` under an offered load beyond
+// its capacity, with admission control (serve --max-in-flight, the default)
+// and without it (--max-in-flight 0), side by side in one run.
+//
+// First it measures the CA's unloaded capacity: C clients issuing back to
+// back (certificates/s and p99). Then it offers X times that rate (default
+// 2x) open loop for D seconds: requests are sent on schedule whether or not
+// earlier ones were answered, as a fleet renewing after an outage does, each
+// with a client timeout. It reports goodput (certificates issued per second
+// over the run until the last answer), the p99 of the answered requests,
+// the 503s with Retry-After, and every other failure (timeouts, resets,
+// other statuses). Run it through scripts/bench-storm.sh.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/internal/caclient"
+)
+
+func main() {
+	mcpcaBin := flag.String("mcpca", "bin/mcpca", "mcpca binary")
+	c := flag.Int("c", 16, "clients for the capacity measurement")
+	n := flag.Int("n", 2000, "certificates for the capacity measurement")
+	factor := flag.Float64("x", 2, "offered load as a multiple of the capacity")
+	dur := flag.Duration("d", 5*time.Second, "how long the load is offered")
+	timeout := flag.Duration("timeout", 5*time.Second, "client timeout of each request")
+	rounds := flag.Int("rounds", 3, "rounds per configuration (alternating)")
+	maxInFlight := flag.Int("max-in-flight", ca.DefaultMaxInFlight, "the bound of the admission-controlled CA")
+	flag.Parse()
+	if abs, err := filepath.Abs(*mcpcaBin); err == nil {
+		*mcpcaBin = abs
+	}
+	if err := run(*mcpcaBin, *c, *n, *factor, *dur, *timeout, *rounds, *maxInFlight); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-storm:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name string
+	dir  string
+	url  string
+	pool *x509.CertPool
+}
+
+func run(bin string, c, n int, factor float64, dur, timeout time.Duration, rounds, maxInFlight int) error {
+	work, err := os.MkdirTemp("", "bench-storm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	pw := filepath.Join(work, "password")
+	if err := os.WriteFile(pw, []byte("bench-password\n"), 0o600); err != nil {
+		return err
+	}
+	var targets []*target
+	for _, cfg := range []struct {
+		name string
+		max  int
+	}{{fmt.Sprintf("admission (--max-in-flight %d)", maxInFlight), maxInFlight}, {"no admission (--max-in-flight 0)", 0}} {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(work, strconv.Itoa(len(targets)))
+		if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "Bench", TrustDomain: "bench.test", Address: addr, Password: []byte("bench-password")}); err != nil {
+			return err
+		}
+		cmd := exec.Command(bin, "serve", "--dir", dir, "--password-file", pw, "--max-in-flight", strconv.Itoa(cfg.max))
+		logf, _ := os.Create(dir + ".log")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+		b, err := os.ReadFile(ca.Layout{Dir: dir}.RootCert())
+		if err != nil {
+			return err
+		}
+		t := &target{name: cfg.name, dir: dir, url: "https://" + addr, pool: x509.NewCertPool()}
+		t.pool.AppendCertsFromPEM(b)
+		if err := waitReady(t); err != nil {
+			return fmt.Errorf("%s not ready: %w (log: %s.log)", t.name, err, dir)
+		}
+		targets = append(targets, t)
+	}
+	fmt.Printf("overload of mcpca serve: capacity at %d clients (%d certificates), then %.1fx that rate offered open loop for %s, client timeout %s, %d rounds each\n",
+		c, n, factor, dur, timeout, rounds)
+	type row struct{ capRate, capP99, good, p99, shed, failed, goodFrac, p99Ratio float64 }
+	res := map[string][]row{}
+	for r := 1; r <= rounds; r++ {
+		for _, t := range targets {
+			jobs, err := prepare(t, n)
+			if err != nil {
+				return err
+			}
+			capRate, capP99, err := closedLoop(t, jobs, c)
+			if err != nil {
+				return fmt.Errorf("%s capacity: %w", t.name, err)
+			}
+			rate := capRate * factor
+			jobs, err = prepare(t, int(rate*dur.Seconds())+1)
+			if err != nil {
+				return err
+			}
+			o := openLoop(t, jobs, rate, timeout)
+			rw := row{capRate, ms(capP99), o.goodput, ms(o.p99), float64(o.shed), float64(o.failed), o.goodput / capRate, float64(o.p99) / float64(capP99)}
+			res[t.name] = append(res[t.name], rw)
+			fmt.Printf("  round %d %-34s capacity %6.0f/s p99 %6.1f ms | offered %6.0f/s: goodput %6.0f/s (%3.0f%%) p99 %7.1f ms (%5.1fx) 503 %6d other failures %5d%s\n",
+				r, t.name, capRate, ms(capP99), rate, o.goodput, 100*rw.goodFrac, ms(o.p99), rw.p99Ratio, o.shed, o.failed, o.firstFailure)
+		}
+	}
+	for _, t := range targets {
+		rs := res[t.name]
+		med := func(f func(row) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = f(r)
+			}
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+		fmt.Printf("median %-34s goodput %3.0f%% of capacity, p99 %5.1fx the unloaded p99, 503 %6.0f, other failures %5.0f\n", t.name,
+			100*med(func(r row) float64 { return r.goodFrac }), med(func(r row) float64 { return r.p99Ratio }),
+			med(func(r row) float64 { return r.shed }), med(func(r row) float64 { return r.failed }))
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitReady(t *target) error {
+	cl, err := caclient.New(t.url, t.pool)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := cl.Roots(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// prepare mints n tokens and CSRs outside the timed part.
+func prepare(t *target, n int) ([][]byte, error) {
+	jobs := make([][]byte, n)
+	m, err := ca.NewMinter(t.dir, []byte("bench-password"), "")
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	for i := range jobs {
+		tok, err := m.Token(ca.TokenRequest{Kind: identity.KindClient, Name: fmt.Sprintf("c%d", i), Roles: []string{"reader"}, TokenTTL: time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		csr, err := caclient.CSRForToken(tok, key)
+		if err != nil {
+			return nil, err
+		}
+		jobs[i], _ = json.Marshal(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})), "ott": tok})
+	}
+	return jobs, nil
+}
+
+type outcome int
+
+const (
+	issued outcome = iota
+	shed           // 503 with Retry-After
+	failed         // anything else
+)
+
+func sign(hc *http.Client, url string, body []byte) (outcome, time.Duration, error) {
+	t0 := time.Now()
+	resp, err := hc.Post(url+"/1.0/sign", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return failed, 0, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lat := time.Since(t0)
+	switch {
+	case resp.StatusCode == http.StatusCreated:
+		return issued, lat, nil
+	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+		return shed, lat, nil
+	default:
+		return failed, lat, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+}
+
+// closedLoop measures the capacity: c clients back to back.
+func closedLoop(t *target, jobs [][]byte, c int) (float64, time.Duration, error) {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: c}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	lat := make([]time.Duration, len(jobs))
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				o, d, err := sign(hc, t.url, jobs[i])
+				lat[i] = d
+				if o != issued {
+					firstErr.CompareAndSwap(nil, fmt.Sprint(o, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if e := firstErr.Load(); e != nil {
+		return 0, 0, fmt.Errorf("a request failed unloaded: %v", e)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return float64(len(jobs)) / elapsed.Seconds(), lat[len(lat)*99/100], nil
+}
+
+type openResult struct {
+	goodput      float64
+	p99          time.Duration
+	shed, failed int
+	firstFailure string
+}
+
+// openLoop sends jobs at rate per second, each in its own goroutine, whether
+// or not earlier ones were answered.
+func openLoop(t *target, jobs [][]byte, rate float64, timeout time.Duration) openResult {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: 4096}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: timeout}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var res openResult
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i, body := range jobs {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Go(func() {
+			o, d, err := sign(hc, t.url, body)
+			mu.Lock()
+			defer mu.Unlock()
+			switch o {
+			case issued:
+				lat = append(lat, d)
+			case shed:
+				res.shed++
+			default:
+				res.failed++
+				if res.firstFailure == "" {
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						res.firstFailure = " (first: timeout after " + timeout.String() + ")"
+					} else {
+						res.firstFailure = fmt.Sprintf(" (first: %.80v)", err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.goodput = float64(len(lat)) / elapsed.Seconds()
+	if len(lat) > 0 {
+		res.p99 = lat[len(lat)*99/100]
+	}
+	return res
+}
