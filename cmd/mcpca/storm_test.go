@@ -177,4 +177,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
