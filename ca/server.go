@@ -67,7 +67,7 @@ type serverState struct {
 	settings *Settings
 	oids     identity.OIDs
 	roots    *x509.CertPool
-	inters   *x509.CertPool // the CA's own intermediates, for verifying peers
+	inters   *x509.CertPool     // the CA's own intermediates, for verifying peers
 	verifier *identity.Verifier // the token endpoint's check of client certificates
 
 	caJSON         []certJSON // the PEM JSON of the intermediates and roots
