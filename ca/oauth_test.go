@@ -8,13 +8,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
@@ -271,5 +274,54 @@ func TestTokenEndpointLimitsFailuresPerSource(t *testing.T) {
 	clk.Advance(time.Second)
 	if a := postToken(t, hc, c, formType, good); a.status != 200 {
 		t.Fatalf("after the budget refilled: %d %v", a.status, a.body)
+	}
+}
+
+// TestTokenSigningKeyAtRest: Init writes the token signing key encrypted
+// (0600); a CA directory made before it gets one at its first Open, and the
+// JWKS serves the same key across restarts.
+func TestTokenSigningKeyAtRest(t *testing.T) {
+	dir := t.TempDir() + "/pki"
+	pw := []byte("test-password-at-rest")
+	if _, err := ca.Init(ca.InitConfig{Dir: dir, Name: "T", TrustDomain: "acme.test", Address: "127.0.0.1:9443", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	path := ca.Layout{Dir: dir}.TokenSigningKey()
+	check := func() []byte {
+		t.Helper()
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("token signing key: %v %v", st, err)
+		}
+		b, _ := os.ReadFile(path)
+		if !bytes.Contains(b, []byte("BEGIN ENCRYPTED PRIVATE KEY")) {
+			t.Fatalf("token signing key is not encrypted:\n%s", b)
+		}
+		if _, err := pemutil.Read(path); err == nil {
+			t.Fatal("the token signing key reads without the password")
+		}
+		return b
+	}
+	first := check()
+	open := func() {
+		t.Helper()
+		s, err := ca.Open(dir, pw, ca.WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open()
+	if !bytes.Equal(check(), first) {
+		t.Fatal("Open replaced an existing token signing key")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	if bytes.Equal(check(), first) {
+		t.Fatal("no new key after removal")
 	}
 }
