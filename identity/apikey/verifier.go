@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -128,7 +129,9 @@ func sourceOf(ctx context.Context) string {
 // the CA), its expiry and its audience. The hash is compared in constant
 // time. Failed attempts are counted per source (WithSource; "" is one
 // source for every caller that has none) and logged without the key; a
-// source past its budget is refused without a look at the key.
+// source past its budget is refused without a look at the key. A refusal
+// for want of a current key set (ErrNoKeySet) is not the caller's failure
+// and is not counted.
 func (v *Verifier) Verify(ctx context.Context, key string) (*Key, error) {
 	now := v.cfg.clock.Now()
 	src := sourceOf(ctx)
@@ -136,6 +139,11 @@ func (v *Verifier) Verify(ctx context.Context, key string) (*Key, error) {
 		return nil, errorf("%w from %s: try again later", ErrRateLimited, src)
 	}
 	k, err := v.verify(key, now)
+	if errors.Is(err, ErrNoKeySet) {
+		// Not the caller's failure: it does not count against its budget.
+		v.cfg.logger.Warn("API key refused", "source", src, "error", err.Error())
+		return nil, err
+	}
 	if err != nil {
 		if v.fails.Fail(src, now) {
 			v.cfg.logger.Warn("API key refused", "source", src, "error", err.Error())
