@@ -58,7 +58,8 @@ func WithRefreshInterval(d time.Duration) Option {
 }
 
 // WithHTTPClient sets the client that fetches the key set and the JWKS
-// (default: TLS 1.3 trusting the roots given to New, no proxy).
+// (default: TLS 1.3 trusting the roots given to New, no proxy). To follow
+// a root rotation, pass trust.CAHTTPClient of a refreshing bundle source.
 func WithHTTPClient(hc *http.Client) Option { return optionFunc(func(c *config) { c.client = hc }) }
 
 // WithOnRefresh registers f, called after every refresh with its result
