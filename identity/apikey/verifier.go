@@ -54,8 +54,7 @@ type Verifier struct {
 	cur   atomic.Pointer[snapshot]
 	fails *ratelimit.Failures
 
-	mu   sync.Mutex // serialises refreshes
-	jwks *jose.JSONWebKeySet
+	mu sync.Mutex // serialises refreshes
 }
 
 type snapshot struct {
@@ -229,7 +228,6 @@ func (v *Verifier) Refresh(ctx context.Context) error {
 	if !now.Before(stale) {
 		return errorf("key set from %s is stale since %s", v.caURL, stale.UTC().Format(time.RFC3339))
 	}
-	v.jwks = &jwks
 	v.cur.Store(newSnapshot(set))
 	return nil
 }
