@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue bench-gateway bench-storm storm soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-gateway bench-oauth bench-storm storm soak fuzz vet clean
 
 all: build
 
@@ -42,6 +42,10 @@ storm:
 # The MCP gateway versus nginx as a plain mTLS proxy: same upstream, same run.
 bench-gateway:
 	./scripts/bench-gateway.sh
+
+# Tokens/s at the CA's token endpoint (16 clients) and the cost of an API key check.
+bench-oauth:
+	./scripts/bench-oauth.sh
 
 # The store's growth test at full length: 100,000 issuances with 5-minute
 # tokens on an injected clock; the live records and the file stay bounded.

@@ -22,7 +22,14 @@
 // over mTLS (only the newest certificate of a renewal chain, while the
 // issuing provisioner's limits still allow it); /revoke revokes a serial
 // (and the certificates renewed from it) or a whole identity, and
-// regenerates the CRL. Only step-ca's read-only GET endpoints reach
+// regenerates the CRL. The Server is also an OAuth authorization server for
+// workloads (docs/oauth-server.md): RFC 8414 metadata, a JWKS, and a token
+// endpoint granting client credentials to a client authenticated by its
+// mcpca certificate (RFC 8705 tls_client_auth), whose JWT access tokens
+// (RFC 9068) are bound to that certificate; and it keeps API keys (their
+// hashes only, MintAPIKeyToken for the operator's requests), serving the
+// keys in force as a signed key set that package identity/apikey verifies
+// against. Only step-ca's read-only GET endpoints reach
 // step-ca's own router. Everything is kept in mcpca's store (package
 // store), durable before any answer.
 //

@@ -182,6 +182,13 @@ func Init(c InitConfig) (*InitResult, error) {
 	if err := writeEncryptedKey(l.IntermediateKey(), intKey, password); err != nil {
 		return nil, err
 	}
+	tokKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, errorf("init: token signing key: %w", err)
+	}
+	if err := writeEncryptedKey(l.TokenSigningKey(), tokKey, password); err != nil {
+		return nil, err
+	}
 
 	settings := &Settings{
 		Name:         c.Name,

@@ -41,7 +41,7 @@ func stepRouteAllowed(r *http.Request) bool {
 // refuseRoute answers a request for an endpoint the CA does not serve.
 func refuseRoute(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
-		writeError(w, http.StatusNotFound, errorf("%s %s is not served by this CA: it serves POST /1.0/sign, /1.0/renew, /1.0/rekey and /1.0/revoke", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, errorf("%s %s is not served by this CA: it serves POST /1.0/sign, /1.0/renew, /1.0/rekey, /1.0/revoke, /1.0/oauth/token and /1.0/apikeys", r.Method, r.URL.Path))
 		return
 	}
 	writeError(w, http.StatusNotFound, errorf("%s %s is not served by this CA", r.Method, r.URL.Path))

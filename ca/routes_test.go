@@ -32,7 +32,7 @@ func TestStepCAEndpointsBeyondTheAPIAreNotServed(t *testing.T) {
 	forged := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	for _, p := range []string{"/1.0/re-sign", "/re-sign", "/1.0/ssh/sign", "/sign-ssh", "/ssh/renew", "/1.0/ssh/config"} {
 		status, msg := postWithCert(t, c, p, forged, "{}")
-		want := "ca: POST " + p + " is not served by this CA: it serves POST /1.0/sign, /1.0/renew, /1.0/rekey and /1.0/revoke"
+		want := "ca: POST " + p + " is not served by this CA: it serves POST /1.0/sign, /1.0/renew, /1.0/rekey, /1.0/revoke, /1.0/oauth/token and /1.0/apikeys"
 		if status != http.StatusNotFound || msg != want {
 			t.Errorf("%s: %d %q, want 404 %q", p, status, msg, want)
 		}

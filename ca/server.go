@@ -27,7 +27,9 @@ import (
 	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/admission"
+	"github.com/mcpca/mcpca/internal/ratelimit"
 )
 
 // DefaultMaxBodyBytes bounds every request body the CA reads.
@@ -54,6 +56,11 @@ type Server struct {
 
 	httpSrv *http.Server
 	closed  bool
+
+	signer      *tokenSigner // access tokens and the API key set
+	tokenFails  *ratelimit.Failures
+	keySetMu    sync.Mutex
+	keySetCache atomic.Pointer[signedKeySet]
 }
 
 // serverState is what a reload replaces, swapped whole.
@@ -63,7 +70,8 @@ type serverState struct {
 	settings *Settings
 	oids     identity.OIDs
 	roots    *x509.CertPool
-	inters   *x509.CertPool // the CA's own intermediates, for verifying peers
+	inters   *x509.CertPool     // the CA's own intermediates, for verifying peers
+	verifier *identity.Verifier // the token endpoint's check of client certificates
 
 	caJSON         []certJSON // the PEM JSON of the intermediates and roots
 	tlsOptionsJSON []byte     // nil when step-ca has none
@@ -82,6 +90,11 @@ type serverConfig struct {
 	renewalGrace time.Duration
 	clock        clock.Clock
 	maxInFlight  int
+
+	accessTokenTTL time.Duration
+	keySetValidity time.Duration
+	failRate       float64
+	failBurst      int
 }
 
 // Option configures Open.
@@ -138,6 +151,27 @@ func WithMaxInFlight(n int) Option {
 	return optionFunc(func(c *serverConfig) { c.maxInFlight = max(n, 0) })
 }
 
+// WithAccessTokenTTL sets the lifetime of the token endpoint's access
+// tokens (default DefaultAccessTokenTTL), cut to the client certificate's
+// remaining life.
+func WithAccessTokenTTL(d time.Duration) Option {
+	return optionFunc(func(c *serverConfig) { c.accessTokenTTL = d })
+}
+
+// WithKeySetValidity sets how long a signed API key set stays good
+// (default DefaultKeySetValidity): the longest a revoked key stays
+// accepted by a server that cannot reach the CA.
+func WithKeySetValidity(d time.Duration) Option {
+	return optionFunc(func(c *serverConfig) { c.keySetValidity = d })
+}
+
+// WithTokenFailureLimit sets the failed token requests a source (IP
+// address) may make: burst at once, then perSecond a second (default 20
+// and 2). Past it, its token requests get 429 until the budget refills.
+func WithTokenFailureLimit(perSecond float64, burst int) Option {
+	return optionFunc(func(c *serverConfig) { c.failRate, c.failBurst = perSecond, burst })
+}
+
 // WithMaxBodyBytes bounds request bodies (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option {
 	return optionFunc(func(c *serverConfig) { c.maxBodyBytes = n })
@@ -148,9 +182,18 @@ func WithMaxBodyBytes(n int64) Option {
 // (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
 // step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
-	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, maxInFlight: DefaultMaxInFlight}
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, maxInFlight: DefaultMaxInFlight,
+		accessTokenTTL: DefaultAccessTokenTTL, keySetValidity: DefaultKeySetValidity, failRate: 2, failBurst: 20}
 	for _, o := range opts {
 		o.apply(&cfg)
+	}
+	switch {
+	case cfg.accessTokenTTL < time.Second || cfg.accessTokenTTL > time.Hour:
+		return nil, errorf("access token lifetime %s is outside [1s, 1h]", cfg.accessTokenTTL)
+	case cfg.keySetValidity < 10*time.Second || cfg.keySetValidity > time.Hour:
+		return nil, errorf("API key set validity %s is outside [10s, 1h]", cfg.keySetValidity)
+	case cfg.failRate <= 0 || cfg.failBurst < 1:
+		return nil, errorf("token failure limit %v/s, burst %d: both must be positive", cfg.failRate, cfg.failBurst)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -165,7 +208,8 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock, admission: admission.New(cfg.maxInFlight, cfg.clock)}
+	s := &Server{dir: dir, layout: l, password: password, cfg: cfg, lock: lock,
+		admission: admission.New(cfg.maxInFlight, cfg.clock), tokenFails: ratelimit.New(cfg.failRate, cfg.failBurst)}
 	if _, err := os.Stat(l.RootKey()); err == nil {
 		// Serving signs with the intermediate only: the root key here is
 		// exposed to whoever compromises this host, for nothing.
@@ -173,6 +217,10 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 			"event", "root_key_online", "file", l.RootKey())
 	}
 	if err := checkPassword(l.IntermediateKey(), password); err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	if s.signer, err = loadTokenSigner(l, password); err != nil {
 		lock.unlock()
 		return nil, err
 	}
@@ -276,7 +324,16 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	for _, c := range auth.GetIntermediateCertificates() {
 		inters.AddCert(c)
 	}
-	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots, inters: inters}
+	bundle, err := trust.NewBundle(auth.GetRootCertificates(), auth.GetIntermediateCertificates()...)
+	if err != nil {
+		return nil, errorf("the CA's trust bundle: %w", err)
+	}
+	verifier, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains(settings.TrustDomain),
+		identity.WithOIDs(oids), identity.WithClock(s.cfg.clock), identity.WithLogger(s.cfg.logger))
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots, inters: inters, verifier: verifier}
 	for _, c := range append(auth.GetIntermediateCertificates(), auth.GetRootCertificates()...) {
 		st.caJSON = append(st.caJSON, certJSON{c, pemJSON(c)})
 	}
@@ -372,6 +429,9 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.maxBodyBytes)
+		if s.serveOAuth(w, r, st) {
+			return
+		}
 		ctx := authority.NewContext(r.Context(), st.auth)
 		ctx = db.NewContext(ctx, s.db)
 		r = r.WithContext(ctx)
@@ -417,6 +477,42 @@ func (s *Server) Handler() http.Handler {
 		}
 		st.step.ServeHTTP(w, r)
 	})
+}
+
+// serveOAuth answers the authorization server's endpoints (metadata,
+// JWKS, token) and the API key endpoints, and reports whether r was one.
+// None goes through durableWriter: the token endpoint writes nothing, and
+// the API key writes wait for their commit.
+func (s *Server) serveOAuth(w http.ResponseWriter, r *http.Request, st *serverState) bool {
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch r.URL.Path {
+	case MetadataPath:
+		if !get {
+			return false
+		}
+		writeJSON(w, http.StatusOK, s.metadata(st))
+	case JWKSPath:
+		if !get {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(s.signer.jwks)
+	case TokenPath:
+		s.handleToken(w, r, st)
+	case APIKeysPath:
+		switch {
+		case get:
+			s.serveKeySet(w, r, st)
+		case r.Method == http.MethodPost:
+			s.handleAPIKeys(w, r, st)
+		default:
+			return false
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // serveProvisionersWithoutKeys answers GET /provisioners as step-ca does

@@ -34,6 +34,10 @@ func (l Layout) RootKey() string { return l.p("secrets", "root_ca_key") }
 // IntermediateKey is the issuing key, encrypted with the CA password.
 func (l Layout) IntermediateKey() string { return l.p("secrets", "intermediate_ca_key") }
 
+// TokenSigningKey is the key that signs access tokens and the API key set
+// (ECDSA P-256), encrypted with the CA password.
+func (l Layout) TokenSigningKey() string { return l.p("secrets", "token_signing_key") }
+
 // PasswordFile is where Init writes a generated password (0600).
 func (l Layout) PasswordFile() string { return l.p("secrets", "password") }
 

@@ -121,10 +121,12 @@ var (
 	bucketLineage         = []byte("lineage")          // decimal serial -> JSON lineage
 	bucketIdentities      = []byte("identities")       // SPIFFE ID || 0 || serial -> empty
 	bucketIdentityRevoked = []byte("identity_revoked") // SPIFFE ID -> JSON IdentityRevocation
+	// API keys (see apikeys.go); created in older files at open.
+	bucketAPIKeys = []byte("apikeys") // name -> JSON APIKey
 
 	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
 		bucketCertExpiry, bucketRevoked, bucketCRL, bucketSSHCerts, bucketSSHHosts, bucketSSHPrincs,
-		bucketSSHUsers, bucketSSHRevoked, bucketLineage, bucketIdentities, bucketIdentityRevoked}
+		bucketSSHUsers, bucketSSHRevoked, bucketLineage, bucketIdentities, bucketIdentityRevoked, bucketAPIKeys}
 
 	keyFormat = []byte("format")
 	keyCRL    = []byte("crl")
@@ -174,6 +176,8 @@ type Store struct {
 	pending map[string]struct{} // claimed token ids not yet committed
 
 	crl atomic.Pointer[db.CertificateRevocationListInfo]
+
+	apiKeysGen atomic.Uint64 // counts API key writes, for the CA's cached key set
 }
 
 // Open opens (or creates, with its directory) the store at path. It fails

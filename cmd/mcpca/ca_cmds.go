@@ -84,6 +84,7 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 			} else {
 				fmt.Fprintf(out, "  root key:         %s (outside the CA directory; serve never uses it: keep it offline)\n", res.RootKeyFile)
 			}
+			fmt.Fprintf(out, "  OAuth issuer:     %s (tokens for workloads; signing key %s)\n", res.CAURL, res.Layout.TokenSigningKey())
 			if c.PublishEncryptedKeys {
 				fmt.Fprintln(out, "  provisioner keys: published (encrypted) at /provisioners, for step ca token")
 			}

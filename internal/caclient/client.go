@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -278,6 +279,72 @@ func (c *Client) RevokeIdentity(ctx context.Context, id, token, reason string) (
 		return nil, err
 	}
 	return resp.Serials, nil
+}
+
+// APIKeys posts an API key request (ca.APIKeyRequest: the operation, its
+// operator token) to /1.0/apikeys and decodes the answer into out.
+func (c *Client) APIKeys(ctx context.Context, req, out any) error {
+	return c.do(ctx, nil, http.MethodPost, "/1.0/apikeys", req, out)
+}
+
+// AccessToken is the token endpoint's answer (RFC 6749 §5.1).
+type AccessToken struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// TokenError is the token endpoint's refusal (RFC 6749 §5.2).
+type TokenError struct {
+	Status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *TokenError) Error() string {
+	return fmt.Sprintf("the CA's token endpoint answered %d %s: %s", e.Status, e.Code, e.Description)
+}
+
+// AccessToken asks the CA's token endpoint for an access token for
+// resource (RFC 8707), authenticating with cert over mTLS (client
+// credentials, tls_client_auth). scope may be empty.
+func (c *Client) AccessToken(ctx context.Context, cert tls.Certificate, resource, scope string) (*AccessToken, error) {
+	if err := c.checkUsable(cert); err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "resource": {resource}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/1.0/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	hc := c.httpClient(&cert)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, explainTransport(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		te := &TokenError{Status: resp.StatusCode}
+		if json.Unmarshal(b, te) != nil || te.Code == "" {
+			te.Code, te.Description = "invalid_response", strings.TrimSpace(string(b))
+		}
+		return nil, te
+	}
+	var at AccessToken
+	if err := json.Unmarshal(b, &at); err != nil || at.AccessToken == "" {
+		return nil, fmt.Errorf("the CA's token answer is not an access token: %s", strings.TrimSpace(string(b)))
+	}
+	return &at, nil
 }
 
 // Roots returns the CA's current root certificates.
