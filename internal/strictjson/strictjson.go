@@ -53,6 +53,23 @@ func Check(data []byte) error {
 	return nil
 }
 
+// CheckMembers is Check, then Members when data is an object (the members
+// nil otherwise), in one pass over the bytes when data is fine.
+func CheckMembers(data []byte) ([]Member, error) {
+	var ms []Member
+	if fastCheckTop(data, &ms) {
+		return ms, nil
+	}
+	if err := Check(data); err != nil {
+		return nil, err
+	}
+	ms, err := Members(data)
+	if err != nil {
+		return nil, nil
+	}
+	return ms, nil
+}
+
 // Unmarshal decodes data into v (a pointer) after the checks above. Errors
 // name the offending key and carry no prefix (this package is internal: the
 // caller's exported boundary adds its own), e.g. `duplicate key "exp"`.
