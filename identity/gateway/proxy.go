@@ -323,27 +323,15 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 	}
 }
 
-// relayMessage prepares one JSON-RPC message from the upstream for c: the
-// result of a response goes through Guard.FilterResult; requests and
+// relayMessage prepares one JSON-RPC message from the upstream for c
+// (Guard.FilterMessage: the message is read once, strictly, and the result
+// of a response goes through the FilterResult preparation); requests and
 // notifications from the server pass as they came.
 func (gw *Gateway) relayMessage(data []byte, c *mcpauth.Caller) ([]byte, jsonrpc.Message, error) {
-	msg, err := mcpauth.CheckMessage(data)
-	if err != nil {
+	out, msg, err := gw.guard.FilterMessage(c, data)
+	if err != nil && msg == nil {
 		return nil, nil, fmt.Errorf("it answered something that is not a JSON-RPC message (%v)", err)
 	}
-	resp, ok := msg.(*jsonrpc.Response)
-	if !ok || resp.Error != nil || len(resp.Result) == 0 {
-		return data, msg, nil
-	}
-	res, err := gw.guard.FilterResult(c, resp.Result)
-	if err != nil {
-		return nil, nil, err
-	}
-	if bytes.Equal(res, resp.Result) {
-		return data, msg, nil
-	}
-	resp.Result = res
-	out, err := jsonrpc.EncodeMessage(resp)
 	return out, msg, err
 }
 
