@@ -16,7 +16,9 @@
 # runs in-process in the bench program under the CPU profiler; read it with
 # go tool pprof; SIGUSR1 to it writes FILE.heap, done with the sessions open),
 # GATEWAY_ARGS (extra gateway flags, e.g. --no-caller-assertion), GATEWAY_ENV
-# (extra environment of the gateway only, e.g. GOGC=50). Extra arguments go to scripts/bench-gateway.
+# (extra environment of the gateway only, e.g. GOGC=50), GATEWAY_BEFORE (another
+# mcpca-gateway binary, e.g. the last commit's, measured side by side as
+# "before"). Extra arguments go to scripts/bench-gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
@@ -38,6 +40,7 @@ args=(-gateway bin/mcpca-gateway -nginx "$NGINX" -rounds "${ROUNDS:-5}" -calls "
 [ -n "${GATEWAY_CPUPROFILE:-}" ] && args+=(-gateway-cpuprofile "$GATEWAY_CPUPROFILE")
 [ -n "${GATEWAY_ARGS:-}" ] && args+=(-gateway-args "$GATEWAY_ARGS")
 [ -n "${GATEWAY_ENV:-}" ] && args+=(-gateway-env "$GATEWAY_ENV")
+[ -n "${GATEWAY_BEFORE:-}" ] && args+=(-gateway-before "$GATEWAY_BEFORE")
 bin/bench-gateway "${args[@]}" "$@"
 echo
 echo "go test -run '^\$' -bench FilterResult1000 -count ${FILTER_COUNT:-5} ./identity/gateway/"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -92,11 +93,9 @@ func decodeMessage(ms []strictjson.Member) (jsonrpc.Message, error) {
 	if v, ok := strictjson.StringValue(version); !ok || v != "2.0" {
 		return nil, fmt.Errorf("invalid message version tag %s; expected \"2.0\"", orAbsent(version))
 	}
-	var idv any
-	if idRaw != nil {
-		if err := json.Unmarshal(idRaw, &idv); err != nil {
-			return nil, fmt.Errorf("id: %v", err)
-		}
+	idv, err := decodeID(idRaw)
+	if err != nil {
+		return nil, err
 	}
 	id, err := jsonrpc.MakeID(idv)
 	if err != nil {
@@ -121,6 +120,28 @@ func decodeMessage(ms []strictjson.Member) (jsonrpc.Message, error) {
 		resp.Error = we
 	}
 	return resp, nil
+}
+
+// decodeID decodes a checked JSON-RPC id as json.Unmarshal into an any
+// does (a number is a float64, as strconv.ParseFloat reads it), without
+// its reader for the common ids, numbers and plain strings.
+func decodeID(raw []byte) (any, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
+	}
+	if c := raw[0]; c == '-' || ('0' <= c && c <= '9') {
+		if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+			return f, nil
+		}
+	}
+	if s, ok := strictjson.StringValue(raw); ok {
+		return s, nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("id: %v", err)
+	}
+	return v, nil
 }
 
 func orAbsent(raw []byte) string {
