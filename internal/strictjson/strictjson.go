@@ -56,8 +56,11 @@ func Check(data []byte) error {
 // CheckMembers is Check, then Members when data is an object (the members
 // nil otherwise), in one pass over the bytes when data is fine.
 func CheckMembers(data []byte) ([]Member, error) {
-	var ms []Member
+	ms := make([]Member, 0, 8)
 	if fastCheckTop(data, &ms) {
+		if len(ms) == 0 {
+			return nil, nil
+		}
 		return ms, nil
 	}
 	if err := Check(data); err != nil {
