@@ -5,7 +5,8 @@
 # audit log) and through nginx as a plain mTLS reverse proxy; rounds in
 # rotation, medians and per-round ratios. Then the gateway's RSS idle and
 # with SESSIONS open sessions, and BenchmarkFilterResult1000 (a 1,000-tool
-# list filtered by Guard.FilterResult), median of FILTER_COUNT runs.
+# list filtered: a caller's first list, a list again, FilterResult alone),
+# medians of FILTER_COUNT runs.
 # About 1.5 minutes by default; longer runs:
 #   ROUNDS=9 CALLS=5000 DURATION=5s ./scripts/bench-gateway.sh
 # Environment: ROUNDS (5), CALLS (2000 sequential calls per variant and
@@ -15,7 +16,9 @@
 # runs in-process in the bench program under the CPU profiler; read it with
 # go tool pprof; SIGUSR1 to it writes FILE.heap, done with the sessions open),
 # GATEWAY_ARGS (extra gateway flags, e.g. --no-caller-assertion), GATEWAY_ENV
-# (extra environment of the gateway only, e.g. GOGC=50). Extra arguments go to scripts/bench-gateway.
+# (extra environment of the gateway only, e.g. GOGC=50), GATEWAY_BEFORE (another
+# mcpca-gateway binary, e.g. the last commit's, measured side by side as
+# "before"). Extra arguments go to scripts/bench-gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
@@ -37,14 +40,22 @@ args=(-gateway bin/mcpca-gateway -nginx "$NGINX" -rounds "${ROUNDS:-5}" -calls "
 [ -n "${GATEWAY_CPUPROFILE:-}" ] && args+=(-gateway-cpuprofile "$GATEWAY_CPUPROFILE")
 [ -n "${GATEWAY_ARGS:-}" ] && args+=(-gateway-args "$GATEWAY_ARGS")
 [ -n "${GATEWAY_ENV:-}" ] && args+=(-gateway-env "$GATEWAY_ENV")
+[ -n "${GATEWAY_BEFORE:-}" ] && args+=(-gateway-before "$GATEWAY_BEFORE")
 bin/bench-gateway "${args[@]}" "$@"
 echo
 echo "go test -run '^\$' -bench FilterResult1000 -count ${FILTER_COUNT:-5} ./identity/gateway/"
 out=$(go test -run '^$' -bench FilterResult1000 -count "${FILTER_COUNT:-5}" ./identity/gateway/)
 echo "$out"
-echo "$out" | awk '/^BenchmarkFilterResult1000/ { v[++n] = $3 }
+echo "$out" | awk '/^BenchmarkFilterResult1000\// { name = $1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkFilterResult1000\//, "", name)
+  if (!(name in n)) order[++k] = name; v[name, ++n[name]] = $3 }
+function median(name,   i, j, t, m, a) {
+  m = n[name]; for (i = 1; i <= m; i++) a[i] = v[name, i]
+  for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j] < a[j-1]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+  return a[int((m + 1) / 2)] / 1e6
+}
 END {
-  for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j] < v[j-1]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
-  m = v[int((n + 1) / 2)] / 1e6
-  printf "filtering a 1,000-tool list: median %.2f ms over %d runs (goal <= 1 ms) %s\n", m, n, (m <= 1 ? "[met]" : "[MISSED]")
+  for (i = 1; i <= k; i++) {
+    m = median(order[i])
+    printf "filtering a 1,000-tool list, %s: median %.2f ms over %d runs (goal <= 1 ms) %s\n", order[i], m, n[order[i]], (m <= 1 ? "[met]" : "[MISSED]")
+  }
 }'

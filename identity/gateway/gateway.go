@@ -65,6 +65,7 @@ type Gateway struct {
 	guard    *mcpauth.Guard
 	upstream *url.URL
 	client   *http.Client
+	rt       http.RoundTripper // the default client's transport (see do)
 	cfg      config
 
 	mu       sync.Mutex
@@ -203,7 +204,13 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 				ForceAttemptHTTP2:     cfg.upstreamTLS != nil,
 			}}
 	}
-	return &Gateway{guard: guard, upstream: u, client: client, cfg: cfg, inflight: make(map[string]int)}, nil
+	gw := &Gateway{guard: guard, upstream: u, client: client, cfg: cfg, inflight: make(map[string]int)}
+	if cfg.client == nil {
+		// The default client refuses redirects and has no timeout nor
+		// cookie jar: Client.Do adds nothing to its transport.
+		gw.rt = client.Transport
+	}
+	return gw, nil
 }
 
 // Upstream returns the upstream's URL (without a password it may hold).

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -15,6 +16,12 @@ type Metrics struct {
 	upstreamErrors prometheus.Counter
 	upstreamCodes  *prometheus.CounterVec
 	sessions       prometheus.Gauge
+
+	// counters and timers are the children of decisions and upstreamTime
+	// for the label values they can have, looked up once (WithLabelValues
+	// hashes the labels and takes a lock on every call).
+	counters map[[2]string]prometheus.Counter
+	timers   map[string]prometheus.Observer
 }
 
 // NewMetrics registers the gateway's metrics with reg:
@@ -37,6 +44,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "MCP sessions created through the gateway and not ended (sessions that expire upstream are counted until their binding is dropped)."}),
 	}
 	reg.MustRegister(m.decisions, m.upstreamTime, m.upstreamErrors, m.upstreamCodes, m.sessions)
+	m.counters = map[[2]string]prometheus.Counter{}
+	for a := range knownActions {
+		for _, o := range []string{"allow", "deny", "busy"} {
+			m.counters[[2]string{a, o}] = m.decisions.WithLabelValues(a, o)
+		}
+	}
+	m.timers = map[string]prometheus.Observer{}
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		m.timers[method] = m.upstreamTime.WithLabelValues(method)
+	}
 	return m
 }
 
@@ -52,6 +69,10 @@ func (m *Metrics) decision(action, outcome string) {
 	if m == nil {
 		return
 	}
+	if c := m.counters[[2]string{action, outcome}]; c != nil {
+		c.Inc()
+		return
+	}
 	if !knownActions[action] {
 		action = "other"
 	}
@@ -60,6 +81,10 @@ func (m *Metrics) decision(action, outcome string) {
 
 func (m *Metrics) upstream(method string, d time.Duration, err error) {
 	if m == nil || err != nil {
+		return
+	}
+	if o := m.timers[method]; o != nil {
+		o.Observe(d.Seconds())
 		return
 	}
 	m.upstreamTime.WithLabelValues(method).Observe(d.Seconds())

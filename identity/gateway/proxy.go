@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -243,7 +244,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		up.Header.Set(callerHeader, a)
 	}
 	start := time.Now()
-	resp, err := gw.client.Do(up)
+	resp, err := gw.do(up)
 	gw.cfg.metrics.upstream(r.Method, time.Since(start), err)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -270,7 +271,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		}
 	}
 	cc := "private, no-store"
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mt := mediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case resp.StatusCode/100 != 2:
 		// The upstream's refusal (404 for a session it ended, 400 for a
@@ -323,27 +324,49 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 	}
 }
 
-// relayMessage prepares one JSON-RPC message from the upstream for c: the
-// result of a response goes through Guard.FilterResult; requests and
+// mediaType is mime.ParseMediaType's media type of the Content-Type ct
+// ("" when it cannot be read), without its parameter map for the two types
+// MCP answers with.
+func mediaType(ct string) string {
+	if ct == "text/event-stream" || ct == "application/json" {
+		return ct
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt
+}
+
+// do sends up to the upstream. With the default client it goes to the
+// client's transport directly: http.Client.Do would copy the headers for
+// redirects, which that client never follows; errors are worded as
+// Client.Do words them.
+func (gw *Gateway) do(up *http.Request) (*http.Response, error) {
+	if gw.rt == nil {
+		return gw.client.Do(up)
+	}
+	resp, err := gw.rt.RoundTrip(up)
+	if err != nil {
+		return nil, &url.Error{Op: up.Method[:1] + strings.ToLower(up.Method[1:]), URL: stripPassword(up.URL), Err: err}
+	}
+	return resp, nil
+}
+
+// stripPassword is u as http.Client names it in its errors.
+func stripPassword(u *url.URL) string {
+	if _, ok := u.User.Password(); ok {
+		return strings.Replace(u.String(), u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return u.String()
+}
+
+// relayMessage prepares one JSON-RPC message from the upstream for c
+// (Guard.FilterMessage: the message is read once, strictly, and the result
+// of a response goes through the FilterResult preparation); requests and
 // notifications from the server pass as they came.
 func (gw *Gateway) relayMessage(data []byte, c *mcpauth.Caller) ([]byte, jsonrpc.Message, error) {
-	msg, err := mcpauth.CheckMessage(data)
-	if err != nil {
+	out, msg, err := gw.guard.FilterMessage(c, data)
+	if err != nil && msg == nil {
 		return nil, nil, fmt.Errorf("it answered something that is not a JSON-RPC message (%v)", err)
 	}
-	resp, ok := msg.(*jsonrpc.Response)
-	if !ok || resp.Error != nil || len(resp.Result) == 0 {
-		return data, msg, nil
-	}
-	res, err := gw.guard.FilterResult(c, resp.Result)
-	if err != nil {
-		return nil, nil, err
-	}
-	if bytes.Equal(res, resp.Result) {
-		return data, msg, nil
-	}
-	resp.Result = res
-	out, err := jsonrpc.EncodeMessage(resp)
 	return out, msg, err
 }
 
@@ -399,7 +422,7 @@ func (gw *Gateway) cancelUpstream(r *http.Request, req *jsonrpc.Request, c *mcpa
 		}
 		up.Header.Set(callerHeader, a)
 	}
-	if resp, err := gw.client.Do(up); err == nil {
+	if resp, err := gw.do(up); err == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		resp.Body.Close()
 	}

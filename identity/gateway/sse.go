@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"io"
 	"net/http"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/mcpca/mcpca/identity/mcpauth"
 )
@@ -96,27 +98,38 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	}
 }
 
-// write writes ev to w in SSE form.
+// write writes ev to w in SSE form, in one Write.
 func (ev *event) write(w io.Writer) error {
-	var b bytes.Buffer
+	n := len(ev.name) + len(ev.id) + len(ev.retry) + len(ev.data) + 32
+	b := make([]byte, 0, n)
 	if ev.name != "" {
-		fmt.Fprintf(&b, "event: %s\n", ev.name)
+		b = append(append(append(b, "event: "...), ev.name...), '\n')
 	}
 	if ev.hasID {
-		fmt.Fprintf(&b, "id: %s\n", ev.id)
+		b = append(append(append(b, "id: "...), ev.id...), '\n')
 	}
 	if ev.retry != "" {
-		fmt.Fprintf(&b, "retry: %s\n", ev.retry)
+		b = append(append(append(b, "retry: "...), ev.retry...), '\n')
 	}
 	if ev.hasData {
-		for _, l := range bytes.Split(ev.data, []byte("\n")) {
-			fmt.Fprintf(&b, "data: %s\n", l)
+		data := ev.data
+		for {
+			line, rest, more := bytes.Cut(data, []byte("\n"))
+			b = append(append(append(b, "data: "...), line...), '\n')
+			if !more {
+				break
+			}
+			data = rest
 		}
 	}
-	b.WriteByte('\n')
-	_, err := w.Write(b.Bytes())
+	b = append(b, '\n')
+	_, err := w.Write(b)
 	return err
 }
+
+// readers holds the bufio.Readers of relayStream: 64 KiB each, too large
+// to allocate per request.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // relayStream relays an SSE stream of the upstream to w, event by event,
 // each JSON-RPC message prepared for c (relayMessage), flushing after each
@@ -135,7 +148,12 @@ func (gw *Gateway) relayStream(w http.ResponseWriter, body io.Reader, c *mcpauth
 		// waits for the headers to know it is open.
 		_ = rc.Flush()
 	}
-	br := bufio.NewReaderSize(body, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
 	for {
 		ev, err := readEvent(br)
 		if err != nil {

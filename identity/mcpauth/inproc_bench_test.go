@@ -105,7 +105,7 @@ func BenchmarkGuardOnly(b *testing.B) {
 
 // benchDeps returns a verifier trusting an in-memory test CA, the starter
 // policy and the TLS state of a connection from a reader.
-func benchDeps(b *testing.B) (*identity.Verifier, *policy.Live, *tls.ConnectionState) {
+func benchDeps(b testing.TB) (*identity.Verifier, *policy.Live, *tls.ConnectionState) {
 	tca := testca.NewCA(b, "acme.test")
 	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -41,13 +42,14 @@ func invalidMessage(why string) error {
 // or case-variant keys at any depth), and returns it. Errors are
 // *jsonrpc.Error values with CodeInvalidMessage, for the client.
 func CheckMessage(data []byte) (jsonrpc.Message, error) {
-	if err := strictjson.Check(data); err != nil {
+	ms, err := strictjson.CheckMembers(data)
+	if err != nil {
 		return nil, invalidMessage(err.Error())
 	}
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, invalidMessage("a JSON-RPC message is a JSON object")
 	}
-	msg, err := decodeMessage(data)
+	msg, err := decodeMessage(ms)
 	if err != nil {
 		return nil, invalidMessage(err.Error())
 	}
@@ -57,18 +59,14 @@ func CheckMessage(data []byte) (jsonrpc.Message, error) {
 // wireKeys are the keys of a JSON-RPC message.
 var wireKeys = []string{"jsonrpc", "id", "method", "params", "result", "error"}
 
-// decodeMessage decodes a checked JSON-RPC message as the go-sdk's
-// jsonrpc.DecodeMessage does (a "method" key makes it a request; else it is
+// decodeMessage decodes a checked JSON-RPC message, given as its members,
+// as the go-sdk's jsonrpc.DecodeMessage does (a "method" key makes it a request; else it is
 // a response, which needs an id), from the bytes as they are: without a
 // second pass over the document. Its keys are exact: one that differs from
 // a JSON-RPC key only in case is refused, since the go-sdk's reader (like
 // encoding/json) would take it for that key where a JavaScript one would
 // not.
-func decodeMessage(data []byte) (jsonrpc.Message, error) {
-	ms, err := strictjson.Members(data)
-	if err != nil {
-		return nil, errors.New("a JSON-RPC message is a JSON object")
-	}
+func decodeMessage(ms []strictjson.Member) (jsonrpc.Message, error) {
 	var version, idRaw, methodRaw, params, result, errRaw []byte
 	for _, m := range ms {
 		switch m.Key {
@@ -95,11 +93,9 @@ func decodeMessage(data []byte) (jsonrpc.Message, error) {
 	if v, ok := strictjson.StringValue(version); !ok || v != "2.0" {
 		return nil, fmt.Errorf("invalid message version tag %s; expected \"2.0\"", orAbsent(version))
 	}
-	var idv any
-	if idRaw != nil {
-		if err := json.Unmarshal(idRaw, &idv); err != nil {
-			return nil, fmt.Errorf("id: %v", err)
-		}
+	idv, err := decodeID(idRaw)
+	if err != nil {
+		return nil, err
 	}
 	id, err := jsonrpc.MakeID(idv)
 	if err != nil {
@@ -124,6 +120,28 @@ func decodeMessage(data []byte) (jsonrpc.Message, error) {
 		resp.Error = we
 	}
 	return resp, nil
+}
+
+// decodeID decodes a checked JSON-RPC id as json.Unmarshal into an any
+// does (a number is a float64, as strconv.ParseFloat reads it), without
+// its reader for the common ids, numbers and plain strings.
+func decodeID(raw []byte) (any, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
+	}
+	if c := raw[0]; c == '-' || ('0' <= c && c <= '9') {
+		if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+			return f, nil
+		}
+	}
+	if s, ok := strictjson.StringValue(raw); ok {
+		return s, nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("id: %v", err)
+	}
+	return v, nil
 }
 
 func orAbsent(raw []byte) string {
@@ -215,6 +233,16 @@ var listKeys = []struct{ key, method, name string }{
 	{"prompts", "prompts/list", "name"},
 }
 
+// isListKey tells whether key is the key of a list result's items.
+func isListKey(key string) bool {
+	for _, l := range listKeys {
+		if l.key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // FilterResult prepares the result of a request that AuthorizeMessage
 // allowed for caller c, as Middleware prepares it: a list result (known by
 // its shape, so a replayed stream is filtered too) keeps only the items c
@@ -226,9 +254,76 @@ func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage
 	if err := strictjson.Check(result); err != nil {
 		return nil, invalidMessage("the upstream's result: " + err.Error())
 	}
-	ms, err := strictjson.Members(result)
+	return g.prepareResult(c, result)
+}
+
+// FilterMessage reads data, one JSON-RPC message from the server, as
+// CheckMessage does, and prepares it for caller c: the result of a
+// response as FilterResult prepares it, the other messages (the server's
+// requests and notifications, error responses) as they came. The bytes
+// are read once: the result is prepared from the message as checked, not
+// checked a second time, and a changed result is put back in place of the
+// old one, the rest of the message as it came. It returns the bytes to
+// send on and the message read. When data is not a JSON-RPC message the
+// message is nil and the error is CheckMessage's; when the result cannot
+// be prepared, the error is FilterResult's.
+func (g *Guard) FilterMessage(c *Caller, data []byte) ([]byte, jsonrpc.Message, error) {
+	msg, err := CheckMessage(data)
 	if err != nil {
-		return nil, invalidMessage("the upstream's result is not a JSON object")
+		return nil, nil, err
+	}
+	resp, ok := msg.(*jsonrpc.Response)
+	if !ok || resp.Error != nil || len(resp.Result) == 0 {
+		return data, msg, nil
+	}
+	res, err := g.prepareResult(c, resp.Result)
+	if err != nil {
+		return nil, msg, err
+	}
+	if bytes.Equal(res, resp.Result) {
+		return data, msg, nil
+	}
+	out := splice(data, resp.Result, res)
+	resp.Result = res
+	if out == nil {
+		if out, err = jsonrpc.EncodeMessage(resp); err != nil {
+			return nil, msg, invalidMessage("re-encoding the response: " + err.Error())
+		}
+	}
+	return out, msg, nil
+}
+
+// splice returns data with old, a part of it, replaced by v; nil when old
+// does not lie inside data.
+func splice(data, old, v []byte) []byte {
+	off := cap(data) - cap(old)
+	if len(old) == 0 || off < 0 || off+len(old) > len(data) || &data[off] != &old[0] {
+		return nil
+	}
+	out := make([]byte, 0, len(data)-len(old)+len(v))
+	out = append(out, data[:off]...)
+	out = append(out, v...)
+	return append(out, data[off+len(old):]...)
+}
+
+// prepareResult is FilterResult on a result that was checked already.
+func (g *Guard) prepareResult(c *Caller, result json.RawMessage) (json.RawMessage, error) {
+	ms, err := strictjson.SplitMembers(result, isListKey)
+	if err != nil {
+		all, err := strictjson.Members(result)
+		if err != nil {
+			return nil, invalidMessage("the upstream's result is not a JSON object")
+		}
+		for _, m := range all {
+			for _, l := range listKeys {
+				if m.Key == l.key {
+					if _, err := strictjson.Elements(m.Value); err != nil {
+						return nil, invalidMessage("the upstream's " + l.method + " result is not a list")
+					}
+				}
+			}
+		}
+		return nil, invalidMessage("the upstream's result cannot be read")
 	}
 	changed, private := false, false
 	for _, m := range ms {
@@ -243,7 +338,7 @@ func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage
 			if ms[i].Key != l.key {
 				continue
 			}
-			kept, err := g.filterItems(c, l.method, l.name, ms[i].Value)
+			kept, err := g.filterItems(c, l.method, l.name, ms[i].Elements)
 			if err != nil {
 				return nil, err
 			}
@@ -323,13 +418,9 @@ func encodeArray(items [][]byte) json.RawMessage {
 	return append(b, ']')
 }
 
-// filterItems keeps of the JSON array raw the items whose name (the key
+// filterItems keeps of the items of a JSON array the ones whose name (the key
 // nameKey) c may use by the list method's action, in order, as they came.
-func (g *Guard) filterItems(c *Caller, method, nameKey string, raw []byte) ([]byte, error) {
-	items, err := strictjson.Elements(raw)
-	if err != nil {
-		return nil, invalidMessage("the upstream's " + method + " result is not a list")
-	}
+func (g *Guard) filterItems(c *Caller, method, nameKey string, items [][]byte) ([]byte, error) {
 	names := make([]string, len(items))
 	for i, it := range items {
 		if v, ok := strictjson.Lookup(it, nameKey); ok {

@@ -160,6 +160,14 @@ func (s *Set) allows(dec cedar.Decision, diag cedar.Diagnostic) bool {
 // act on: the list-filtering helper, with exactly the decisions Authorize
 // would make. base.Method names the action, e.g. "tools/call" to filter a
 // tools/list result. The order of targets is kept.
+//
+// A set remembers the filtering decisions it made (see filterCache), so a
+// caller listing the same tools again, or another session of the same
+// identity, is answered without evaluating Cedar again: a decision is reused
+// only for the same set (a reload makes a new one), the same principal (a
+// renewed certificate makes a new one; a revoked one never gets this far),
+// the same action and target and, when a policy of the action reads the
+// context, the same second and source address.
 func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 	if AlwaysAllowed(base.Method) {
 		return targets
@@ -167,34 +175,133 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 	if base.Time.IsZero() {
 		base.Time = s.cfg.clock.Now()
 	}
-	out := make([]string, 0, len(targets))
+	known := make([]decisionMark, len(targets))
+	key, cacheable := s.filterKey(p, &base)
+	if cacheable {
+		s.fc.lookup(key, targets, known)
+	}
 	var ctx types.Record
 	var haveCtx bool
+	var action types.EntityUID
 	sc := scratchPool.Get().(*scratch)
-	for _, t := range targets {
-		r := base
+	r := base
+	misses := 0
+	for i, t := range targets {
+		if known[i] != markUnknown {
+			continue
+		}
+		misses++
 		r.Target = t
 		res := r.resourceUID()
 		bs, entity := s.idx.lookup(r.Method, res)
 		sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
 		if len(sc.ids) == 0 {
+			known[i] = markDenied
 			continue
 		}
 		if !haveCtx {
 			ctx = s.cfg.contextRecord(p, &r, base.Time)
+			action = types.NewEntityUID(TypeAction, types.String(r.Method))
 			haveCtx = true
 		}
 		sc.env = requestEnv{p: p, resUID: res, res: entity}
 		sc.cand.s, sc.cand.ids = s, sc.ids
-		req := cedar.Request{Principal: p.uid, Action: types.NewEntityUID(TypeAction, types.String(r.Method)), Resource: res, Context: ctx}
+		req := cedar.Request{Principal: p.uid, Action: action, Resource: res, Context: ctx}
+		known[i] = markDenied
 		if s.allows(cedar.Authorize(&sc.cand, &sc.env, req)) {
-			out = append(out, t)
+			known[i] = markAllowed
 		}
 	}
 	sc.env = requestEnv{}
 	sc.cand.s, sc.cand.ids = nil, nil
 	scratchPool.Put(sc)
+	if cacheable && misses > 0 {
+		s.fc.store(key, targets, known)
+	}
+	out := make([]string, 0, len(targets))
+	for i, t := range targets {
+		if known[i] == markAllowed {
+			out = append(out, t)
+		}
+	}
 	return out
+}
+
+// decisionMark is a filtering decision: not taken yet, allowed or denied.
+type decisionMark uint8
+
+const (
+	markUnknown decisionMark = iota
+	markAllowed
+	markDenied
+)
+
+// filterCache holds the filtering decisions a Set made, at most
+// maxFilterDecisions of them; it is emptied when full. It belongs to its
+// Set, so a policy reload, which makes a new Set, starts from nothing.
+type filterCache struct {
+	mu sync.Mutex
+	m  map[filterKey]bool
+}
+
+const maxFilterDecisions = 1 << 15
+
+// filterKey is everything a filtering decision depends on besides the set:
+// the principal (its entity is fixed when it is made), the action, the
+// target, and the context of the request (sec and src), which is left out
+// when no policy the action can match reads the context.
+type filterKey struct {
+	p      *Principal
+	method string
+	typ    types.EntityType
+	target string
+	sec    int64
+	src    netip.Addr
+}
+
+// filterKey returns the key of base's decisions for p, without the target;
+// false when they cannot be cached (the context holds tool arguments).
+func (s *Set) filterKey(p *Principal, base *Request) (filterKey, bool) {
+	if s.cfg.toolArgs && base.Args != nil {
+		return filterKey{}, false
+	}
+	k := filterKey{p: p, method: base.Method, typ: base.TargetType}
+	if s.idx.readsContext(base.Method) {
+		k.sec, k.src = base.Time.Unix(), base.Source
+	}
+	return k, true
+}
+
+func (c *filterCache) lookup(k filterKey, targets []string, known []decisionMark) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) == 0 {
+		return
+	}
+	for i, t := range targets {
+		k.target = t
+		if allow, ok := c.m[k]; ok {
+			known[i] = markDenied
+			if allow {
+				known[i] = markAllowed
+			}
+		}
+	}
+}
+
+func (c *filterCache) store(k filterKey, targets []string, known []decisionMark) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+len(targets) > maxFilterDecisions {
+		c.m = make(map[filterKey]bool, min(len(targets), maxFilterDecisions))
+	}
+	for i, t := range targets {
+		if len(c.m) >= maxFilterDecisions {
+			return
+		}
+		k.target = t
+		c.m[k] = known[i] == markAllowed
+	}
 }
 
 // FilterTools returns the tool names p may call (tools/call), in order.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/json"
 	"iter"
 	"slices"
@@ -42,6 +43,26 @@ type actionIndex struct {
 	exact  map[types.EntityUID]*bucket
 	byType map[types.EntityType]*bucket
 	any    *bucket
+	// context is set when one of its policies may read the context:
+	// decisions of the action then depend on the time and source.
+	context bool
+}
+
+// readsContext reports whether a policy that a request for method can
+// match may read the context.
+func (x *index) readsContext(method string) bool {
+	if ai := x.byAction[method]; ai != nil && ai.context {
+		return true
+	}
+	return x.anyAction.context
+}
+
+// mayReadContext reports whether p may read the context: whether its text
+// names it. A policy reads the context only through the variable context,
+// which its text names, so the answer errs only on the safe side (a string
+// or annotation that says "context").
+func mayReadContext(p *cedar.Policy) bool {
+	return bytes.Contains(p.MarshalCedar(), []byte("context"))
 }
 
 // bucket holds the candidates for one (action, resource) pair, by principal
@@ -176,10 +197,12 @@ func actionKeys(p *xast.Policy) []string {
 
 func buildIndex(policies []policyEntry) *index {
 	asts := make([]*xast.Policy, len(policies))
+	ctx := make([]bool, len(policies))
 	var anyAction []int32
 	byAction := map[string][]int32{}
 	for i, p := range policies {
 		asts[i] = (*xast.Policy)(p.policy.AST())
+		ctx[i] = mayReadContext(p.policy)
 		keys := actionKeys(asts[i])
 		if keys == nil {
 			anyAction = append(anyAction, int32(i))
@@ -188,14 +211,14 @@ func buildIndex(policies []policyEntry) *index {
 			byAction[k] = append(byAction[k], int32(i))
 		}
 	}
-	idx := &index{byAction: make(map[string]*actionIndex, len(byAction)), anyAction: buildActionIndex(asts, anyAction)}
+	idx := &index{byAction: make(map[string]*actionIndex, len(byAction)), anyAction: buildActionIndex(asts, ctx, anyAction)}
 	for a, l := range byAction {
-		idx.byAction[a] = buildActionIndex(asts, l)
+		idx.byAction[a] = buildActionIndex(asts, ctx, l)
 	}
 	return idx
 }
 
-func buildActionIndex(asts []*xast.Policy, ids []int32) *actionIndex {
+func buildActionIndex(asts []*xast.Policy, ctx []bool, ids []int32) *actionIndex {
 	var resAny []int32
 	resEq := map[types.EntityUID][]int32{}
 	resType := map[types.EntityType][]int32{}
@@ -225,12 +248,15 @@ func buildActionIndex(asts []*xast.Policy, ids []int32) *actionIndex {
 		byType: make(map[types.EntityType]*bucket, len(resType)),
 		any:    mk(resAny),
 	}
+	for _, i := range ids {
+		ai.context = ai.context || ctx[i]
+	}
 	for t, l := range resType {
 		ai.byType[t] = mk(l)
 	}
 	for uid, l := range resEq {
 		b := mk(l)
-		e := resourceEntity(uid)
+		e := buildResourceEntity(uid)
 		b.res = &e
 		ai.exact[uid] = b
 	}

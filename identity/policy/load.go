@@ -46,6 +46,7 @@ type Set struct {
 	policies []policyEntry
 	cedar    *cedar.PolicySet
 	idx      *index
+	fc       filterCache
 }
 
 type policyEntry struct {

@@ -53,6 +53,26 @@ func Check(data []byte) error {
 	return nil
 }
 
+// CheckMembers is Check, then Members when data is an object (the members
+// nil otherwise), in one pass over the bytes when data is fine.
+func CheckMembers(data []byte) ([]Member, error) {
+	ms := make([]Member, 0, 8)
+	if fastCheckTop(data, &ms) {
+		if len(ms) == 0 {
+			return nil, nil
+		}
+		return ms, nil
+	}
+	if err := Check(data); err != nil {
+		return nil, err
+	}
+	ms, err := Members(data)
+	if err != nil {
+		return nil, nil
+	}
+	return ms, nil
+}
+
 // Unmarshal decodes data into v (a pointer) after the checks above. Errors
 // name the offending key and carry no prefix (this package is internal: the
 // caller's exported boundary adds its own), e.g. `duplicate key "exp"`.

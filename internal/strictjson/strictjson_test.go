@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	josejson "github.com/go-jose/go-jose/v3/json"
 )
@@ -118,7 +119,14 @@ func FuzzFastCheck(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if !fastCheck(data) {
+		fast := fastCheck(data)
+		if fast && !json.Valid(data) {
+			t.Fatalf("fast path vouched for %q, which json.Valid refuses", data)
+		}
+		if utf8.Valid(data) && fast != twoPassCheck(data) {
+			t.Fatalf("fast path says %v of %q, json.Valid and the key scan %v", fast, data, !fast)
+		}
+		if !fast {
 			return
 		}
 		dec := json.NewDecoder(bytes.NewReader(data))
@@ -130,6 +138,80 @@ func FuzzFastCheck(f *testing.F) {
 			t.Fatalf("fast path vouched for %q, which has data after its value", data)
 		}
 	})
+}
+
+// twoPassCheck is what fastCheck was before it checked the grammar
+// itself: json.Valid, then a scan of the keys. FuzzFastCheck holds the one
+// pass to it.
+func twoPassCheck(data []byte) bool {
+	if !json.Valid(data) {
+		return false
+	}
+	type frame struct {
+		obj       bool
+		expectKey bool
+		first     int
+	}
+	var stack []frame
+	var keys [][]byte
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) >= MaxDepth {
+				return false
+			}
+			stack = append(stack, frame{obj: c == '{', expectKey: c == '{', first: len(keys)})
+		case '}', ']':
+			keys = keys[:stack[len(stack)-1].first]
+			stack = stack[:len(stack)-1]
+		case ',':
+			if top := &stack[len(stack)-1]; top.obj {
+				top.expectKey = true
+			}
+		case '"':
+			j, escaped := stringEnd(data, i)
+			if n := len(stack); n > 0 && stack[n-1].obj && stack[n-1].expectKey {
+				top := &stack[n-1]
+				top.expectKey = false
+				if len(keys)-top.first == MaxKeys {
+					return false
+				}
+				k := data[i+1 : j]
+				if escaped {
+					var s string
+					if err := json.Unmarshal(data[i:j+1], &s); err != nil {
+						return false
+					}
+					k = []byte(s)
+				}
+				for _, prev := range keys[top.first:] {
+					if bytes.EqualFold(prev, k) {
+						return false
+					}
+				}
+				keys = append(keys, k)
+			}
+			i = j
+		}
+	}
+	return true
+}
+
+// TestFastCheckGrammar holds the one-pass check to json.Valid on the
+// corners of JSON's grammar.
+func TestFastCheckGrammar(t *testing.T) {
+	for _, in := range []string{
+		``, ` `, `0`, `-0`, `01`, `-`, `1.`, `.5`, `1.5`, `1e`, `1e+`, `1E-7`, `1e07`, `-01`, `+1`, `2.0e3`, `1 2`,
+		`true`, `tru`, `truex`, `false`, `null`, `nul`, `NaN`, `"a"`, `"a`, `"\"`, `"\u00e9"`, `"\u00g9"`, `"\u00e"`,
+		`"\x"`, `"\/"`, "\"\x01\"", "\"\x7f\"", "\"\xff\"", `"\\"`, `"\ud800"`, `[]`, `[ ]`, `[1,]`, `[,1]`, `[1 2]`, `[1,2]`,
+		`{}`, `{ }`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,"a":1}`, `{"a" : 1 , "b" : [ true , null ] }`, `{1:2}`, `{"a":1]`,
+		`[1}`, `[[[]]]`, `[[[]]`, `{"a":{"b":{}}}`, " \t\r\n[1]\n", "\v1", `[1]]`, `{"a":1}}`, `"\u12345"`,
+	} {
+		want := json.Valid([]byte(in))
+		if got := fastCheck([]byte(in)); got != want {
+			t.Errorf("fastCheck(%q) = %v, json.Valid = %v", in, got, want)
+		}
+	}
 }
 
 func TestFastCheck(t *testing.T) {

@@ -17,6 +17,9 @@ import (
 type Member struct {
 	Key   string
 	Value []byte
+	// Elements are the values of the array Value, for a member
+	// SplitMembers was asked to split (nil otherwise).
+	Elements [][]byte
 }
 
 var errShape = errors.New("not the JSON value expected")
@@ -27,6 +30,14 @@ func skipSpace(data []byte, i int) int {
 	}
 	return i
 }
+
+// structural marks the bytes valueEnd stops at inside an object or array.
+var structural = func() (t [256]bool) {
+	for _, c := range `"{}[]` {
+		t[c] = true
+	}
+	return t
+}()
 
 // valueEnd returns the index just past the value starting at data[i].
 func valueEnd(data []byte, i int) (int, error) {
@@ -40,6 +51,12 @@ func valueEnd(data []byte, i int) (int, error) {
 	case '{', '[':
 		depth := 0
 		for j := i; j < len(data); j++ {
+			for j < len(data) && !structural[data[j]] {
+				j++
+			}
+			if j >= len(data) {
+				break
+			}
 			switch data[j] {
 			case '"':
 				j, _ = stringEnd(data, j)
@@ -66,7 +83,12 @@ func valueEnd(data []byte, i int) (int, error) {
 
 // Members returns the keys of the JSON object data, in order, with their
 // values; an error when data is not an object.
-func Members(data []byte) ([]Member, error) {
+func Members(data []byte) ([]Member, error) { return SplitMembers(data, nil) }
+
+// SplitMembers is Members that also splits, in the same pass, the value of
+// each member whose key split accepts into its Elements; an error when data
+// is not an object or such a value is not an array.
+func SplitMembers(data []byte, split func(key string) bool) ([]Member, error) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, errShape
@@ -92,11 +114,19 @@ func Members(data []byte) ([]Member, error) {
 			return nil, errShape
 		}
 		i = skipSpace(data, i+1)
-		end, err := valueEnd(data, i)
+		m := Member{Key: key}
+		var end int
+		var err error
+		if split != nil && split(key) {
+			m.Elements, end, err = elementsAt(data, i)
+		} else {
+			end, err = valueEnd(data, i)
+		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Member{Key: key, Value: data[i:end]})
+		m.Value = data[i:end]
+		out = append(out, m)
 		i = skipSpace(data, end)
 		if i >= len(data) {
 			return nil, errShape
@@ -117,34 +147,47 @@ func Members(data []byte) ([]Member, error) {
 // when data is not an array.
 func Elements(data []byte) ([][]byte, error) {
 	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '[' {
+	out, end, err := elementsAt(data, i)
+	if err != nil {
+		return nil, err
+	}
+	if skipSpace(data, end) != len(data) {
 		return nil, errShape
 	}
-	var out [][]byte
+	return out, nil
+}
+
+// elementsAt returns the values of the JSON array at data[i] and the index
+// just past it.
+func elementsAt(data []byte, i int) ([][]byte, int, error) {
+	if i >= len(data) || data[i] != '[' {
+		return nil, 0, errShape
+	}
+	out := [][]byte{}
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == ']' {
-		return out, nil
+		return out, i + 1, nil
 	}
 	for i < len(data) {
 		end, err := valueEnd(data, i)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, data[i:end])
 		i = skipSpace(data, end)
 		if i >= len(data) {
-			return nil, errShape
+			return nil, 0, errShape
 		}
 		switch data[i] {
 		case ',':
 			i = skipSpace(data, i+1)
 		case ']':
-			return out, nil
+			return out, i + 1, nil
 		default:
-			return nil, errShape
+			return nil, 0, errShape
 		}
 	}
-	return nil, errShape
+	return nil, 0, errShape
 }
 
 // StringValue returns the JSON string v decoded; false when v is not a

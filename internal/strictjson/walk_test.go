@@ -33,6 +33,35 @@ func FuzzWalk(f *testing.F) {
 					t.Fatalf("Lookup(%q, %q) = %q %v, want %q", data, m.Key, v, ok, m.Value)
 				}
 			}
+			// The one-pass split of Check and the splitting of arrays
+			// find the same members.
+			cms, err := CheckMembers(data)
+			if err != nil || len(cms) != len(ms) {
+				t.Fatalf("CheckMembers(%q) = %v, %v; Members %v", data, cms, err, ms)
+			}
+			sms, err := SplitMembers(data, func(k string) bool { v, _ := Lookup(data, k); return v[0] == '[' })
+			if err != nil || len(sms) != len(ms) {
+				t.Fatalf("SplitMembers(%q) = %v, %v; Members %v", data, sms, err, ms)
+			}
+			for i, m := range ms {
+				if cms[i].Key != m.Key || !bytes.Equal(cms[i].Value, m.Value) {
+					t.Fatalf("CheckMembers(%q)[%d] = %q: %q, Members %q: %q", data, i, cms[i].Key, cms[i].Value, m.Key, m.Value)
+				}
+				if sms[i].Key != m.Key || !bytes.Equal(sms[i].Value, m.Value) {
+					t.Fatalf("SplitMembers(%q)[%d] = %q: %q, Members %q: %q", data, i, sms[i].Key, sms[i].Value, m.Key, m.Value)
+				}
+				if m.Value[0] == '[' {
+					es, _ := Elements(m.Value)
+					if len(es) != len(sms[i].Elements) {
+						t.Fatalf("SplitMembers(%q): %q has %d elements, Elements says %d", data, m.Key, len(sms[i].Elements), len(es))
+					}
+					for j := range es {
+						if !bytes.Equal(es[j], sms[i].Elements[j]) {
+							t.Fatalf("SplitMembers(%q): %q[%d] = %q, Elements says %q", data, m.Key, j, sms[i].Elements[j], es[j])
+						}
+					}
+				}
+			}
 			if v, ok := Lookup(data, "\x00absent"); ok {
 				t.Fatalf("Lookup of an absent key: %q", v)
 			}

@@ -63,6 +63,7 @@ func main() {
 	cpuProfile := flag.String("gateway-cpuprofile", "", "run the gateway as this program (the same code as mcpca-gateway, in-process) and write its CPU profile here")
 	gwArgs := flag.String("gateway-args", "", "extra mcpca-gateway flags, space-separated (e.g. --no-caller-assertion)")
 	gwEnv := flag.String("gateway-env", "", "extra environment of the gateway process, space-separated (e.g. GOGC=50 GOMEMLIMIT=60MiB)")
+	beforeBin := flag.String("gateway-before", "", "another mcpca-gateway binary (e.g. built from the last commit) measured side by side as the variant \"before\"")
 	asGateway := flag.String("as-gateway", "", "internal: run mcpca-gateway with the remaining arguments, writing a CPU profile to this file")
 	flag.Parse()
 	if *asGateway != "" {
@@ -82,6 +83,11 @@ func main() {
 	if abs, err := filepath.Abs(*gatewayBin); err == nil {
 		*gatewayBin = abs
 	}
+	if *beforeBin != "" {
+		if abs, err := filepath.Abs(*beforeBin); err == nil {
+			*beforeBin = abs
+		}
+	}
 	if *nginxBin != "" {
 		p, err := exec.LookPath(*nginxBin)
 		if err != nil {
@@ -91,7 +97,7 @@ func main() {
 			*nginxBin = p
 		}
 	}
-	o := opts{gwArgs: strings.Fields(*gwArgs), gwEnv: strings.Fields(*gwEnv), cpuProfile: *cpuProfile, gatewayBin: *gatewayBin, nginxBin: *nginxBin, calls: *calls, rounds: *rounds, conc: *conc, dur: *dur, sessions: *sessions, keep: *keep}
+	o := opts{beforeBin: *beforeBin, gwArgs: strings.Fields(*gwArgs), gwEnv: strings.Fields(*gwEnv), cpuProfile: *cpuProfile, gatewayBin: *gatewayBin, nginxBin: *nginxBin, calls: *calls, rounds: *rounds, conc: *conc, dur: *dur, sessions: *sessions, keep: *keep}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1)
@@ -102,6 +108,7 @@ type opts struct {
 	gwArgs, gwEnv        []string
 	cpuProfile           string
 	gatewayBin, nginxBin string
+	beforeBin            string
 	calls, rounds, conc  int
 	dur                  time.Duration
 	sessions             int
@@ -308,12 +315,16 @@ func runGateway(profile string, args []string) error {
 }
 
 func startGateway(o opts, p *pki, work, name, upstream string) (*process, string, error) {
+	return startGatewayBin(o, o.gatewayBin, p, work, name, upstream)
+}
+
+func startGatewayBin(o opts, gatewayBin string, p *pki, work, name, upstream string) (*process, string, error) {
 	policyFile := filepath.Join(work, "policy.cedar")
 	if err := os.WriteFile(policyFile, []byte(benchPolicy), 0o600); err != nil {
 		return nil, "", err
 	}
-	bin, pre := o.gatewayBin, []string(nil)
-	if o.cpuProfile != "" {
+	bin, pre := gatewayBin, []string(nil)
+	if o.cpuProfile != "" && gatewayBin == o.gatewayBin {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, "", err
@@ -558,6 +569,16 @@ func run(o opts) error {
 
 	variants := []*variant{{name: "direct", url: "https://" + addrs["tls"].(string) + "/mcp", pid: up.cmd.Process.Pid},
 		{name: "gateway", url: "https://" + gwAddr + "/mcp", pid: gw.cmd.Process.Pid}}
+	if o.beforeBin != "" {
+		// Another build of the gateway (e.g. the last commit's), side by
+		// side with this one in the same rounds.
+		bg, bgAddr, err := startGatewayBin(o, o.beforeBin, p, work, "before", upPlain)
+		if err != nil {
+			return err
+		}
+		defer bg.stop()
+		variants = append(variants, &variant{name: "before", url: "https://" + bgAddr + "/mcp", pid: bg.cmd.Process.Pid})
+	}
 	if o.nginxBin != "" {
 		ng, ngAddr, err := startNginx(o.nginxBin, p, work, addrs["plain"].(string))
 		if err != nil {
@@ -605,7 +626,7 @@ func run(o opts) error {
 	cp50 := map[string][]float64{}
 	pcpu := map[string][]float64{}
 	ucpu := map[string][]float64{}
-	var addedRatio, rateRatio []float64
+	var addedRatio, rateRatio, beforeRatio []float64
 	for r := 0; r < o.rounds; r++ {
 		lat := map[string]time.Duration{}
 		for k := range variants {
@@ -644,6 +665,11 @@ func run(o opts) error {
 			addedRatio = append(addedRatio, float64(ga)/float64(na))
 			rateRatio = append(rateRatio, tput["gateway"]/tput["nginx"])
 			line += fmt.Sprintf("  added gateway/nginx %.2fx, throughput gateway/nginx %.2fx", float64(ga)/float64(na), tput["gateway"]/tput["nginx"])
+			if o.beforeBin != "" {
+				ba := lat["before"] - lat["direct"]
+				beforeRatio = append(beforeRatio, float64(ba)/float64(na))
+				line += fmt.Sprintf(", added before/nginx %.2fx", float64(ba)/float64(na))
+			}
 		}
 		fmt.Println(line)
 	}
@@ -665,6 +691,9 @@ func run(o opts) error {
 		ar, rr := medianF(addedRatio), medianF(rateRatio)
 		fmt.Printf("\ngoal: gateway's added p50 <= 2x nginx's: %.2fx (per-round %s) %s\n", ar, fmtRange(addedRatio), verdict(ar <= 2))
 		fmt.Printf("goal: throughput at %d clients >= 0.7x nginx's: %.2fx (per-round %s) %s\n", o.conc, rr, fmtRange(rateRatio), verdict(rr >= 0.7))
+		if o.beforeBin != "" {
+			fmt.Printf("before (%s): added p50 %.2fx nginx's (per-round %s), throughput %.2fx nginx's\n", o.beforeBin, medianF(beforeRatio), fmtRange(beforeRatio), medianF(rate["before"])/medianF(rate["nginx"]))
+		}
 	}
 	for _, v := range variants {
 		for _, cs := range v.pool {
