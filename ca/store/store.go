@@ -157,7 +157,8 @@ func failf(err error, format string, args ...any) error {
 // Store is the durable store. Its methods are safe for concurrent use.
 type Store struct {
 	path string
-	bolt *bolt.DB
+	bolt *bolt.DB   // nil on PostgreSQL
+	pg   *pgBackend // nil on bbolt
 	cfg  config
 
 	mu     sync.RWMutex // held shared while sending to ops; exclusively by Shutdown
@@ -255,20 +256,28 @@ func (s *Store) Shutdown() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
+	if s.pg != nil {
+		s.pg.close()
+		return nil
+	}
 	if err := s.bolt.Close(); err != nil {
 		return errorf("closing %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// view runs a read-only transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+// view runs a read-only transaction (on PostgreSQL: reads outside any
+// transaction, one round trip each).
+func (s *Store) view(fn func(tx kv) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return s.bolt.View(fn)
+	if s.pg != nil {
+		return s.pg.view(fn)
+	}
+	return s.bolt.View(func(tx *bolt.Tx) error { return fn(boltKV{tx}) })
 }
 
 // Stats describes the contents and size of the store.
@@ -282,10 +291,17 @@ type Stats struct {
 	Writes       int64 // writes in those commits: Writes/Commits is the batch size
 }
 
-// Stats counts the records and measures the file.
+// Stats counts the records and measures the file (on PostgreSQL: the
+// tables' size on disk).
 func (s *Store) Stats() (Stats, error) {
+	if s.pg != nil {
+		return s.pg.stats(s)
+	}
+	if s.isClosed() {
+		return Stats{}, ErrClosed
+	}
 	var st Stats
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.bolt.View(func(tx *bolt.Tx) error {
 		st.Tokens = tx.Bucket(bucketTokens).Stats().KeyN
 		st.Certificates = tx.Bucket(bucketCerts).Stats().KeyN
 		st.Revoked = tx.Bucket(bucketRevoked).Stats().KeyN
@@ -305,7 +321,13 @@ func (s *Store) Stats() (Stats, error) {
 // page reachable once, free pages not in use) and of the store's indexes:
 // every used-token record with an expiry has its index entry.
 func (s *Store) Check() error {
-	return s.view(func(tx *bolt.Tx) error {
+	if s.pg != nil {
+		return s.pg.check(s)
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	return s.bolt.View(func(tx *bolt.Tx) error {
 		var first error
 		for err := range tx.Check() { // drained: the check reads the tx until it closes the channel
 			if first == nil {
