@@ -157,7 +157,7 @@ func (s *Server) revokeIdentity(w http.ResponseWriter, r *http.Request, st *serv
 		s.refuse(w, r, "revoke", http.StatusInternalServerError, err)
 		return
 	}
-	if err := st.auth.GenerateCertificateRevocationList(); err != nil {
+	if err := regenerateCRL(st.auth); err != nil {
 		s.refuse(w, r, "revoke", http.StatusInternalServerError, errorf("identity %s revoked, but the CRL could not be regenerated: %v", id, err))
 		return
 	}

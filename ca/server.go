@@ -51,6 +51,7 @@ type Server struct {
 
 	httpSrv *http.Server
 	closed  bool
+	shared  *shared // replicas on PostgreSQL; nil otherwise
 }
 
 // serverState is what a reload replaces, swapped whole.
@@ -78,6 +79,8 @@ type serverConfig struct {
 	storeOpts    []store.Option
 	renewalGrace time.Duration
 	clock        clock.Clock
+	postgres     string        // DSN; "" for db/mcpca.db
+	configPoll   time.Duration // replicas: shared configuration poll
 }
 
 // Option configures Open.
@@ -135,7 +138,7 @@ func WithMaxBodyBytes(n int64) Option {
 // (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
 // step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
-	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace}
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, configPoll: DefaultConfigPoll}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -168,12 +171,35 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		lock.unlock()
 		return nil, err
 	}
-	if cfg.stepDB {
+	switch {
+	case cfg.stepDB && cfg.postgres != "":
+		lock.unlock()
+		return nil, errorf("step-ca's database and PostgreSQL are two databases: choose one")
+	case cfg.stepDB:
 		if s.db, err = db.New(stepCfg.DB); err != nil {
 			lock.unlock()
 			return nil, errorf("opening database %s: %w", l.DB(), err)
 		}
-	} else {
+	case cfg.postgres != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.store, err = store.OpenPostgres(ctx, cfg.postgres, cfg.storeOpts...)
+		cancel()
+		if err != nil {
+			lock.unlock()
+			return nil, errorf("%w", err)
+		}
+		s.db = s.store // every write waits for its commit: the database decides a token's use
+		if err := s.syncAtOpen(); err != nil {
+			_ = s.store.Shutdown()
+			lock.unlock()
+			return nil, err
+		}
+		if stepCfg, err = loadStepConfig(l); err != nil {
+			_ = s.store.Shutdown()
+			lock.unlock()
+			return nil, err
+		}
+	default:
 		if s.store, err = store.Open(l.Store(), cfg.storeOpts...); err != nil {
 			lock.unlock()
 			return nil, errorf("%w", err)
@@ -187,6 +213,10 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.state.Store(st)
+	if s.shared != nil {
+		s.shared.stop, s.shared.done = make(chan struct{}), make(chan struct{})
+		go s.pollShared()
+	}
 	return s, nil
 }
 
@@ -244,11 +274,13 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 		// address, not step-ca's default (https://<first DNS name>/1.0/crl).
 		stepCfg.CRL.IDPurl = settings.CRLURL()
 	}
-	auth, err := authority.New(stepCfg,
-		authority.WithPassword(s.password),
-		authority.WithDatabase(s.db),
-		authority.WithQuietInit(),
-	)
+	auth, err := newAuthority(func() (*authority.Authority, error) {
+		return authority.New(stepCfg,
+			authority.WithPassword(s.password),
+			authority.WithDatabase(s.db),
+			authority.WithQuietInit(),
+		)
+	})
 	if err != nil {
 		return nil, errorf("starting step-ca authority: %w", err)
 	}
@@ -278,9 +310,23 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 // Reload re-reads ca.json and mcpca.json (new provisioners, changed limits)
 // and swaps the authority without dropping the listener or the database.
 // On error the running configuration stays.
+//
+// A replica on PostgreSQL first publishes its files to the other replicas
+// when they changed here (see WithPostgres).
 func (s *Server) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		if err := s.publishLocal(); err != nil {
+			return err
+		}
+	}
+	return s.reloadLocked("signal")
+}
+
+// reloadLocked swaps in the authority of the files as they are now. s.mu
+// is held.
+func (s *Server) reloadLocked(by string) error {
 	stepCfg, err := loadStepConfig(s.layout)
 	if err != nil {
 		return err
@@ -292,7 +338,7 @@ func (s *Server) Reload() error {
 	old := s.state.Swap(st)
 	old.auth.CloseForReload()
 	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners),
-		"settings", st.settings.Digest())
+		"settings", st.settings.Digest(), "by", by)
 	return nil
 }
 
@@ -353,7 +399,14 @@ func (s *Server) Handler() http.Handler {
 		ctx := authority.NewContext(r.Context(), st.auth)
 		ctx = db.NewContext(ctx, s.db)
 		r = r.WithContext(ctx)
-		if s.store != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if p := strings.TrimPrefix(r.URL.Path, "/1.0"); p == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.handleHealth(w, r)
+			return
+		}
+		if r.Method == http.MethodPost && s.unavailable(w, r) {
+			return
+		}
+		if s.store != nil && s.store.Backend() == "bbolt" && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			// Only requests that may write (step-ca's API writes on POST
 			// only) wait for the store: a GET of the roots or the CRL never
 			// waits for other requests' commits.
@@ -459,6 +512,12 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	if s.shared != nil && s.shared.stop != nil {
+		close(s.shared.stop)
+		s.mu.Unlock()
+		<-s.shared.done // it takes s.mu to apply
+		s.mu.Lock()
+	}
 	var errs []error
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {

@@ -59,12 +59,13 @@ var SchemaVersion = len(migrations)
 // migrations are applied in order; migrations[i] brings the schema to
 // version i+1. Each is idempotent (IF NOT EXISTS).
 var migrations = []string{
-	createTables(),
+	createTables(buckets1...),
+	createTables(bucketConfig),
 }
 
-func createTables() string {
+func createTables(buckets ...[]byte) string {
 	var b strings.Builder
-	for _, name := range allBuckets {
+	for _, name := range buckets {
 		fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (k bytea PRIMARY KEY, v bytea NOT NULL);\n", table(name))
 	}
 	return b.String()

@@ -121,10 +121,14 @@ var (
 	bucketLineage         = []byte("lineage")          // decimal serial -> JSON lineage
 	bucketIdentities      = []byte("identities")       // SPIFFE ID || 0 || serial -> empty
 	bucketIdentityRevoked = []byte("identity_revoked") // SPIFFE ID -> JSON IdentityRevocation
+	// The configuration shared by CA replicas (see config.go).
+	bucketConfig = []byte("config") // "version" -> 8 bytes; "files" -> JSON SharedConfig
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
+	// buckets1 are the buckets of the first schema (PostgreSQL: version 1).
+	buckets1 = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
 		bucketCertExpiry, bucketRevoked, bucketCRL, bucketSSHCerts, bucketSSHHosts, bucketSSHPrincs,
 		bucketSSHUsers, bucketSSHRevoked, bucketLineage, bucketIdentities, bucketIdentityRevoked}
+	allBuckets = append(append([][]byte(nil), buckets1...), bucketConfig)
 
 	keyFormat = []byte("format")
 	keyCRL    = []byte("crl")

@@ -195,3 +195,26 @@ func parseSerial(s string) (*big.Int, error) {
 
 // serialText renders a serial as "decimal (0xhex)".
 func serialText(n *big.Int) string { return n.String() + " (0x" + n.Text(16) + ")" }
+
+// databaseDSN returns the PostgreSQL connection string of --database (when
+// it is a postgres:// URL) or --database-file, or "" for the file stores.
+func databaseDSN(warn io.Writer, database, file string) (string, error) {
+	isURL := strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+	switch {
+	case file != "" && database != "" && database != "store":
+		return "", errors.New("--database and --database-file: give one")
+	case file != "":
+		b, err := secretfile.Read(file, warn)
+		if err != nil {
+			return "", fmt.Errorf("reading --database-file: %w", err)
+		}
+		dsn := strings.TrimSpace(string(b))
+		if dsn == "" {
+			return "", fmt.Errorf("--database-file %s is empty: want a postgres:// URL", file)
+		}
+		return dsn, nil
+	case isURL:
+		return database, nil
+	}
+	return "", nil
+}

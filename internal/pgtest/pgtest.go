@@ -1,5 +1,5 @@
 // Package pgtest runs a throwaway PostgreSQL cluster for the tests of one
-// test binary: Main starts it (initdb in a temporary directory, listening
+// test binary: the first test that asks starts it (initdb in a temporary directory, listening
 // on a Unix socket there only, no TCP port), every test gets a fresh
 // database from DSN, and the cluster is stopped and removed when the
 // tests end.
@@ -48,16 +48,16 @@ type Cluster struct {
 }
 
 var (
+	once       sync.Once
 	cluster    *Cluster
 	clusterErr error
+	mainRan    bool
 )
 
-// Main starts the cluster, runs the tests and stops it. Call it from
-// TestMain: os.Exit(pgtest.Main(m)). The cluster is started at once; a
-// failure to start it is reported by DSN (skip or failure), so the tests
-// that need no database still run.
+// Main runs the tests and stops the cluster if one of them started it
+// (the first Get does). Call it from TestMain: os.Exit(pgtest.Main(m)).
 func Main(m *testing.M) int {
-	cluster, clusterErr = start()
+	mainRan = true
 	code := m.Run()
 	if cluster != nil {
 		if err := cluster.Stop(); err != nil {
@@ -75,11 +75,13 @@ func Required() bool { return os.Getenv("MCPCA_REQUIRE_POSTGRES") == "1" }
 // when there is none.
 func Get(t testing.TB) *Cluster {
 	t.Helper()
+	if !mainRan {
+		t.Fatalf("pgtest: call pgtest.Main from the package's TestMain (it stops the cluster)")
+	}
+	once.Do(func() { cluster, clusterErr = start() })
 	switch {
 	case cluster != nil:
 		return cluster
-	case clusterErr == nil:
-		t.Fatalf("pgtest: no cluster: call pgtest.Main from the package's TestMain")
 	case Required():
 		t.Fatalf("PostgreSQL test FAILED: %v (MCPCA_REQUIRE_POSTGRES=1: CI runs this test, it does not skip it)", clusterErr)
 	default:
