@@ -3,14 +3,17 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue bench-gateway soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-replicas bench-gateway soak fuzz vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# Every test, including the end-to-end tests that build and run the binaries.
+# Every test, including the end-to-end tests that build and run the binaries,
+# and the PostgreSQL ones (store backend, CA replicas) on a throwaway cluster
+# of their own (internal/pgtest); without PostgreSQL installed they skip and
+# say why, unless MCPCA_REQUIRE_POSTGRES=1 (.ci/run sets it).
 test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above are not formatted"; exit 1; }
 	$(GO) vet ./...
@@ -30,6 +33,11 @@ bench:
 # Issuance throughput: mcpca versus upstream step-ca v0.30.2, same run.
 bench-issue: build
 	./scripts/bench-issue.sh
+
+# Certificates/s at 16 clients: one replica on bbolt, one and two on
+# PostgreSQL, same run; PostgreSQL round trips per issuance.
+bench-replicas: build
+	./scripts/bench-replicas.sh
 
 # The MCP gateway versus nginx as a plain mTLS proxy: same upstream, same run.
 bench-gateway:
