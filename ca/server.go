@@ -524,6 +524,10 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if s.store != nil {
+		commits, writes, rts := s.store.Counters()
+		s.cfg.logger.Info("store closing", "event", "store", "backend", s.store.Backend(), "commits", commits, "writes", writes, "round_trips", rts)
+	}
 	if st := s.state.Load(); st != nil {
 		if err := st.auth.Shutdown(); err != nil {
 			errs = append(errs, err)

@@ -325,6 +325,12 @@ func (s *Store) Backend() string {
 	return "bbolt"
 }
 
+// Counters returns the group commits and the writes in them since the
+// store was opened, and (PostgreSQL) the round trips to the database.
+func (s *Store) Counters() (commits, writes, roundTrips int64) {
+	return s.commits.Load(), s.writes.Load(), s.RoundTrips()
+}
+
 // RoundTrips returns the number of round trips to PostgreSQL since
 // OpenPostgres (0 on bbolt): with Stats' Commits, what an issuance costs.
 func (s *Store) RoundTrips() int64 {

@@ -63,7 +63,7 @@ func Main(m *testing.M) int {
 		if err := cluster.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping the cluster: %v\n", err)
 		}
-		_ = os.RemoveAll(cluster.dir)
+		cluster.Remove()
 	}
 	return code
 }
@@ -78,7 +78,7 @@ func Get(t testing.TB) *Cluster {
 	if !mainRan {
 		t.Fatalf("pgtest: call pgtest.Main from the package's TestMain (it stops the cluster)")
 	}
-	once.Do(func() { cluster, clusterErr = start() })
+	once.Do(func() { cluster, clusterErr = StartCluster() })
 	switch {
 	case cluster != nil:
 		return cluster
@@ -100,18 +100,40 @@ func DSN(t testing.TB) string {
 // NewDatabase creates a fresh database and returns its URL.
 func (c *Cluster) NewDatabase(t testing.TB) string {
 	t.Helper()
+	u, err := c.CreateDatabase()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return u
+}
+
+// CreateDatabase creates a fresh database and returns its URL.
+func (c *Cluster) CreateDatabase() (string, error) {
 	name := "t" + strconv.FormatInt(c.dbs.Add(1), 10)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := c.connect(ctx, "postgres")
 	if err != nil {
-		t.Fatalf("pgtest: connecting to the cluster: %v", err)
+		return "", fmt.Errorf("connecting to the cluster: %w", err)
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: creating database %s: %v", name, err)
+		return "", fmt.Errorf("creating database %s: %w", name, err)
 	}
-	return c.URL(name)
+	return c.URL(name), nil
+}
+
+// Remove deletes the cluster's directory (after Stop).
+func (c *Cluster) Remove() { _ = os.RemoveAll(c.dir) }
+
+// PID returns the process id of the server (the postmaster), or 0.
+func (c *Cluster) PID() int {
+	b, err := os.ReadFile(filepath.Join(c.data(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid
 }
 
 // URL is the connection URL of database name in the cluster.
@@ -127,7 +149,9 @@ func (c *Cluster) connect(ctx context.Context, db string) (*pgx.Conn, error) {
 	return pgx.Connect(ctx, c.URL(db))
 }
 
-func start() (*Cluster, error) {
+// StartCluster starts a cluster of its own (for programs such as
+// benchmarks; tests use Get or DSN). Stop it, then Remove it.
+func StartCluster() (*Cluster, error) {
 	bin := ""
 	for _, d := range binDirs {
 		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
