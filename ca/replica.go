@@ -216,7 +216,11 @@ func (s *Server) publishLocal() error {
 		if werr := s.writeShared(cur, true); werr != nil {
 			return werr
 		}
-		return errorf("another replica published the configuration (version %d) before this edit: that version applies here, and the edit is kept in config/*.unpublished: make it again", cur.Version)
+		msg := errorf("another replica published the configuration (version %d) before this edit: that version applies here, and the edit is kept in config/*.unpublished: make it again", cur.Version)
+		if rerr := s.reloadLocked("shared configuration"); rerr != nil {
+			return errors.Join(msg, rerr)
+		}
+		return msg
 	}
 	if err != nil {
 		return errorf("%w", err)
