@@ -228,7 +228,9 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 				return err
 			}
 		}
-		if err := tx.put(bucketCerts, serial, leaf.Raw); err != nil {
+		// A serial is stored once: another certificate (from another
+		// replica) under the same serial fails the write.
+		if err := tx.insert(bucketCerts, serial, leaf.Raw); err != nil {
 			return err
 		}
 		d := data
@@ -252,6 +254,8 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 		return nil
 	})
 	switch {
+	case isDuplicate(err):
+		return errorf("storing certificate %s: a certificate with this serial is already stored", serial)
 	case err != nil:
 		return failf(err, "storing certificate %s", serial)
 	case refused != "":

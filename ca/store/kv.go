@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"errors"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -15,6 +16,10 @@ type kv interface {
 	// The slice is valid until the transaction ends.
 	get(b, key []byte) ([]byte, error)
 	put(b, key, val []byte) error
+	// insert is put of a key that must be new: it fails (errDuplicate on
+	// bbolt, a unique violation on PostgreSQL, which fails the
+	// transaction) when key is there.
+	insert(b, key, val []byte) error
 	del(b, key []byte) error
 	// scan calls fn with the records of b whose key is in [lo, hi) (hi nil:
 	// no upper bound), in key order, at most limit of them (negative: all).
@@ -45,6 +50,16 @@ type boltKV struct{ tx *bolt.Tx }
 func (t boltKV) get(b, key []byte) ([]byte, error) { return t.tx.Bucket(b).Get(key), nil }
 func (t boltKV) put(b, key, val []byte) error      { return t.tx.Bucket(b).Put(key, val) }
 func (t boltKV) del(b, key []byte) error           { return t.tx.Bucket(b).Delete(key) }
+
+func (t boltKV) insert(b, key, val []byte) error {
+	if t.tx.Bucket(b).Get(key) != nil {
+		return errDuplicate
+	}
+	return t.tx.Bucket(b).Put(key, val)
+}
+
+// errDuplicate is insert's error when the key exists.
+var errDuplicate = errors.New("the key exists (duplicate key)")
 
 func (t boltKV) scan(b, lo, hi []byte, limit int, fn func(k, v []byte) error) error {
 	c := t.tx.Bucket(b).Cursor()

@@ -229,3 +229,24 @@ func TestPruneDropsLineage(t *testing.T) {
 		}
 	})
 }
+
+// A serial is stored once, on either backend.
+func TestSerialStoredOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, openAt opener) {
+		s := openAt(t, clock.Real{})
+		now := time.Now()
+		c := leafFor(t, 4242, "spiffe://acme.test/client/a", now.Add(-time.Minute), now.Add(time.Hour))
+		if err := s.StoreCertificate(c); err != nil {
+			t.Fatal(err)
+		}
+		other := leafFor(t, 4242, "spiffe://acme.test/client/b", now.Add(-time.Minute), now.Add(time.Hour))
+		err := s.StoreCertificate(other)
+		if err == nil || err.Error() != "store: storing certificate 4242: a certificate with this serial is already stored" {
+			t.Fatalf("second certificate with serial 4242: %v", err)
+		}
+		got, err := s.GetCertificate("4242")
+		if err != nil || !got.Equal(c) {
+			t.Fatalf("the first certificate is not the one stored: %v", err)
+		}
+	})
+}

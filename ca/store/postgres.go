@@ -267,6 +267,12 @@ func isConnErr(err error) bool {
 		strings.Contains(err.Error(), "closed pool") || strings.Contains(err.Error(), "unexpected EOF")
 }
 
+// isDuplicate reports whether err is insert's refusal of an existing key.
+func isDuplicate(err error) bool {
+	var pe *pgconn.PgError
+	return errors.Is(err, errDuplicate) || (errors.As(err, &pe) && pe.Code == "23505")
+}
+
 func isSerialization(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
@@ -416,6 +422,19 @@ func (t *pgTx) put(b, key, val []byte) error {
 	return nil
 }
 
+func (t *pgTx) insert(b, key, val []byte) error {
+	if val == nil {
+		val = []byte{}
+	}
+	tbl := table(b)
+	if v, ok := t.overlay[tbl][string(key)]; ok && v != nil {
+		return errDuplicate
+	}
+	t.setOverlay(tbl, bytes.Clone(key), bytes.Clone(val))
+	t.b.Queue("INSERT INTO "+tbl+" (k, v) VALUES ($1, $2)", key, val)
+	return nil
+}
+
 func (t *pgTx) del(b, key []byte) error {
 	tbl := table(b)
 	t.setOverlay(tbl, bytes.Clone(key), nil)
@@ -558,6 +577,9 @@ func (v pgView) get(b, key []byte) ([]byte, error) {
 
 func (v pgView) put([]byte, []byte, []byte) error { return errorf("write in a read-only view") }
 func (v pgView) del([]byte, []byte) error         { return errorf("write in a read-only view") }
+func (v pgView) insert([]byte, []byte, []byte) error {
+	return errorf("write in a read-only view")
+}
 
 func (v pgView) scan(b, lo, hi []byte, limit int, fn func(k, val []byte) error) error {
 	conn, err := v.b.pool.Acquire(v.ctx)

@@ -61,12 +61,25 @@
 // tokens and certificates. bbolt maps 256 MiB of address space at open and
 // grows the file (sparse) in 16 MiB steps.
 //
-// # Other backends
+// # PostgreSQL
+//
+// OpenPostgres opens the same store on a PostgreSQL database that several
+// CA replicas share: a table per bucket, the same logic (written once
+// against a kv transaction, kv.go), the same group commit (one pipelined
+// SERIALIZABLE transaction per group, durable at COMMIT before any
+// answer). A used token is INSERT ... ON CONFLICT DO NOTHING: one winner
+// across replicas. A serial is stored once (an INSERT, on bbolt a check).
+// A CRL is stored only above the stored number (CRLNumberError otherwise),
+// so the number never goes back. Nothing is cached between transactions.
+// The schema is versioned (mcpca_schema_version) and migrated at open
+// under an advisory lock, so replicas starting at once make one schema.
+// See postgres.go.
+//
+// # Conformance
 //
 // storetest.Run is the conformance suite of the interfaces step-ca's
-// authority uses; a backend for several CA replicas (PostgreSQL: a used
-// token is an INSERT that conflicts, a certificate an INSERT, group commit
-// is the database's) passes it before the CA uses it.
+// authority uses; it runs against bbolt, step-ca's own driver and
+// PostgreSQL.
 package store
 
 import (
