@@ -83,8 +83,8 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuse(w, r, "issue", http.StatusForbidden, err)
 		return
 	}
-	if err := s.identityRevokedBefore(id, payload); err != nil {
-		s.refuse(w, r, "issue", http.StatusForbidden, err)
+	if code, err := s.identityRevokedBefore(id, payload); err != nil {
+		s.refuse(w, r, "issue", code, err)
 		return
 	}
 	for _, ext := range csr.Extensions {

@@ -405,7 +405,7 @@ func (s *Store) IdentityRevocation(id string) (*IdentityRevocation, error) {
 		return json.Unmarshal(v, rec)
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || isUnavailable(err) {
 			return nil, err
 		}
 		return nil, errorf("revocation record of identity %s is corrupted: %w", id, err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/ca"
+	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/caclient"
 	"github.com/mcpca/mcpca/internal/pgtest"
@@ -398,31 +399,53 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	}
 }
 
-// TestReplicaPostgresRestart restarts PostgreSQL in the middle of the
-// load: meanwhile the replica answers 503 (health and issuance) with a
-// message, nothing it acknowledged is lost, and it recovers without a
-// restart.
+// TestReplicaPostgresRestart restarts PostgreSQL in the middle of a
+// 4-client issuance load: meanwhile the replica answers 503 (health and
+// issuance) with a message, every certificate it acknowledged is in the
+// database, and it recovers without a restart.
 func TestReplicaPostgresRestart(t *testing.T) {
 	r := newReplicatedCA(t, 1)
 	a := r.start(t, 1)
 	a.ready(t)
 	ctx := context.Background()
-	issue := func(name string) (*x509.Certificate, error) {
-		e := r.enrolment(t, r.minter, name)
-		chain, err := a.client.Sign(ctx, e.csr, e.token)
-		if err != nil {
-			return nil, err
-		}
-		return chain[0], nil
+	var mu sync.Mutex
+	var issued []*x509.Certificate
+	unavailable := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	const want503 = "the CA's database is unreachable; nothing was issued or revoked: try again shortly"
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				e := r.enrolment(t, r.minter, fmt.Sprintf("load-%d-%d", w, i))
+				chain, err := a.client.Sign(ctx, e.csr, e.token)
+				var ae *caclient.APIError
+				mu.Lock()
+				switch {
+				case err == nil:
+					issued = append(issued, chain[0])
+				case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && ae.Message == "ca: "+want503:
+					unavailable++
+				default:
+					t.Errorf("issuance during the PostgreSQL restart: %v", err)
+				}
+				mu.Unlock()
+			}
+		}()
 	}
-	var before []*x509.Certificate
-	for i := range 10 {
-		c, err := issue(fmt.Sprintf("before-%d", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		before = append(before, c)
+	count := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(issued), unavailable
 	}
+	waitFor(t, func() bool { n, _ := count(); return n >= 20 }, func() string { return "no issuance before the restart" })
 	cl := pgtest.Get(t)
 	if err := cl.Stop(); err != nil {
 		t.Fatal(err)
@@ -436,29 +459,28 @@ func TestReplicaPostgresRestart(t *testing.T) {
 	if code, h := a.health(t); code != http.StatusServiceUnavailable || !strings.Contains(h.Message, "the CA's database is unreachable") {
 		t.Fatalf("/health while PostgreSQL is down: %d %+v", code, h)
 	}
-	_, err := issue("while-down")
-	var ae *caclient.APIError
-	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Message, "the CA's database is unreachable; nothing was issued or revoked: try again shortly") {
-		t.Fatalf("issuance while PostgreSQL is down: %v", err)
-	}
+	waitFor(t, func() bool { _, u := count(); return u >= 4 }, func() string { return "no 503 while PostgreSQL is down" })
+	before, _ := count()
 	if err := cl.Start(); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true
+	waitFor(t, func() bool { n, _ := count(); return n >= before+20 }, func() string { return "no issuance after PostgreSQL came back" })
+	close(stop)
+	wg.Wait()
 	if code, h := a.health(t); code != http.StatusOK {
 		t.Fatalf("/health after PostgreSQL came back: %d %+v", code, h)
 	}
-	if _, err := issue("after"); err != nil {
-		t.Fatalf("issuance after PostgreSQL came back: %v", err)
+	n, u := count()
+	t.Logf("%d certificates issued, %d answers 503 while PostgreSQL was down", n, u)
+	st, err := store.OpenPostgres(ctx, r.dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range before {
-		serial := c.SerialNumber.String()
-		tok, err := ca.MintRevokeToken(filepath.Join(r.work, "pki1"), r.pw, "", serial)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.client.Revoke(ctx, serial, tok, "restart test"); err != nil {
-			t.Fatalf("revoking %s issued before the restart: %v", serial, err)
+	defer st.Shutdown()
+	for _, c := range issued {
+		if got, err := st.GetCertificate(c.SerialNumber.String()); err != nil || !got.Equal(c) {
+			t.Fatalf("acknowledged certificate %s not in the database: %v", c.SerialNumber, err)
 		}
 	}
 }
