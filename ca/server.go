@@ -403,7 +403,7 @@ func (s *Server) Handler() http.Handler {
 			s.handleHealth(w, r)
 			return
 		}
-		if r.Method == http.MethodPost && s.unavailable(w, r) {
+		if (r.Method == http.MethodPost || strings.TrimPrefix(r.URL.Path, "/1.0") == "/crl") && s.unavailable(w, r) {
 			return
 		}
 		if s.store != nil && s.store.Backend() == "bbolt" && r.Method != http.MethodGet && r.Method != http.MethodHead {
