@@ -314,6 +314,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 			s.refuseStep(w, r, "revoke", http.StatusBadRequest, "revocation refused", err)
 			return
 		}
+		s.cfg.logger.Info("another replica stored a CRL with this number meanwhile: generating it again", "event", "crl", "serial", body.Serial)
 		if err := regenerateCRL(st.auth); err != nil {
 			s.refuse(w, r, "revoke", http.StatusInternalServerError, errorf("serial %s revoked, but the CRL could not be regenerated: %v", body.Serial, err))
 			return

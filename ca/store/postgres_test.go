@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/smallstep/certificates/db"
 
 	"github.com/mcpca/mcpca/ca/store"
@@ -190,3 +191,25 @@ func TestPostgresUnavailableThenRecovers(t *testing.T) {
 }
 
 func nowPlusHour() time.Time { return time.Now().Add(time.Hour) }
+
+// A schema newer than this mcpca's is refused, naming both versions.
+func TestPostgresNewerSchemaRefused(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := openPG(t, dsn)
+	if err := s.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), "INSERT INTO mcpca_schema_version (version) VALUES (99)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.OpenPostgres(context.Background(), dsn)
+	want := fmt.Sprintf("store: the database's schema is version 99, newer than this mcpca's %d: upgrade mcpca", store.SchemaVersion)
+	if err == nil || err.Error() != want {
+		t.Fatalf("OpenPostgres on a newer schema: %v, want %s", err, want)
+	}
+}

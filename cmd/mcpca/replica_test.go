@@ -289,6 +289,62 @@ func TestReplicas(t *testing.T) {
 		t.Fatalf("the replicas serve CRLs %d and %d: one CRL, one number sequence", numbers[0], numbers[1])
 	}
 
+	// Revocations at both replicas at once: every serial is in both CRLs,
+	// which are one CRL (the replica that lost the race for a CRL number
+	// generated again, above it).
+	var revoked []*x509.Certificate
+	for i := range 8 {
+		e := r.enrolment(t, r.minter, fmt.Sprintf("revoked-both-%d", i))
+		chain, err := a.client.Sign(ctx, e.csr, e.token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked = append(revoked, chain[0])
+	}
+	for i, c := range revoked {
+		serial := c.SerialNumber.String()
+		tok, err := ca.MintRevokeToken(filepath.Join(r.work, "pki1"), r.pw, "", serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp := []*replica{a, b}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rp.client.Revoke(ctx, serial, tok, "both at once"); err != nil {
+				t.Errorf("revoking %s at %s: %v", serial, rp.dir, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	numbers = numbers[:0]
+	for _, rp := range []*replica{a, b} {
+		der, err := rp.client.CRL(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, en := range crl.RevokedCertificateEntries {
+			listed[en.SerialNumber.String()] = true
+		}
+		for _, c := range revoked {
+			if !listed[c.SerialNumber.String()] {
+				t.Fatalf("the CRL of %s (number %v) does not list %s, revoked at one of the replicas", rp.dir, crl.Number, c.SerialNumber)
+			}
+		}
+		numbers = append(numbers, crl.Number.Int64())
+	}
+	if numbers[0] != numbers[1] {
+		t.Fatalf("after concurrent revocations the replicas serve CRLs %d and %d", numbers[0], numbers[1])
+	}
+
 	// A provisioner added at a's directory reaches b without a restart.
 	from := len(b.stderr.String())
 	add := ok(t, r.work, "provisioner", "add", "team-a", "--dir", "pki1", "--allow-role", "reader", "--allow-name", "client/team-a-*")
@@ -460,6 +516,11 @@ func TestReplicaPostgresRestart(t *testing.T) {
 		t.Fatalf("/health while PostgreSQL is down: %d %+v", code, h)
 	}
 	waitFor(t, func() bool { _, u := count(); return u >= 4 }, func() string { return "no 503 while PostgreSQL is down" })
+	_, err := a.client.CRL(ctx)
+	var ae *caclient.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Message != "ca: "+want503 {
+		t.Fatalf("GET /crl while PostgreSQL is down: %v", err)
+	}
 	before, _ := count()
 	if err := cl.Start(); err != nil {
 		t.Fatal(err)
