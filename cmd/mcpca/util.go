@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/url"
 	"os"
 	"strings"
 
@@ -214,6 +215,11 @@ func databaseDSN(warn io.Writer, database, file string) (string, error) {
 		}
 		return dsn, nil
 	case isURL:
+		if u, err := url.Parse(database); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				fmt.Fprintln(warn, "mcpca: warning: the password in --database is visible to every user of this host (ps, /proc): put the URL in a file only you can read and pass --database-file")
+			}
+		}
 		return database, nil
 	}
 	return "", nil
