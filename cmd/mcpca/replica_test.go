@@ -443,8 +443,16 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 			t.Fatalf("replay at b of accepted token %d: %v, want 401 token already used", i, err)
 		}
 	}
+	st, err := store.OpenPostgres(ctx, r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Shutdown()
 	for i, c := range issued {
 		serial := c.SerialNumber.String()
+		if got, err := st.GetCertificate(serial); err != nil || !got.Equal(c) {
+			t.Fatalf("certificate %s of job %d not in the database: %v", serial, i, err)
+		}
 		tok, err := ca.MintRevokeToken(filepath.Join(r.work, "pki1"), r.pw, "", serial)
 		if err != nil {
 			t.Fatal(err)
@@ -452,6 +460,12 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		if err := b.client.Revoke(ctx, serial, tok, "kill test"); err != nil {
 			t.Fatalf("revoking at b the certificate %s of job %d: %v", serial, i, err)
 		}
+		if ok, err := st.IsRevoked(serial); err != nil || !ok {
+			t.Fatalf("certificate %s of job %d not revoked in the database: %v %v", serial, i, ok, err)
+		}
+	}
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
 	}
 }
 
