@@ -3,14 +3,17 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue bench-gateway bench-oauth bench-storm storm soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-replicas bench-gateway bench-oauth bench-storm storm soak fuzz vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# Every test, including the end-to-end tests that build and run the binaries.
+# Every test, including the end-to-end tests that build and run the binaries,
+# and the PostgreSQL ones (store backend, CA replicas) on a throwaway cluster
+# of their own (internal/pgtest); without PostgreSQL installed they skip and
+# say why, unless MCPCA_REQUIRE_POSTGRES=1 (.ci/run sets it).
 test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above are not formatted"; exit 1; }
 	$(GO) vet ./...
@@ -38,6 +41,11 @@ bench-storm: build
 # real `mcpca serve` (make test runs 10,000 and 200).
 storm:
 	MCPCA_STORM_AGENTS=100000 MCPCA_STORM_SOURCES=500 go test -count=1 -v -run 'TestStormSimulation|TestCLIRenewalStorm' ./agent/ ./cmd/mcpca/
+
+# Certificates/s at 16 clients: one replica on bbolt, one and two on
+# PostgreSQL, same run; PostgreSQL round trips per issuance.
+bench-replicas: build
+	./scripts/bench-replicas.sh
 
 # The MCP gateway versus nginx as a plain mTLS proxy: same upstream, same run.
 bench-gateway:

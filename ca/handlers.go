@@ -16,6 +16,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/errs"
 
+	"github.com/mcpca/mcpca/ca/store"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/internal/pemfile"
 )
@@ -82,8 +83,8 @@ func (s *Server) handleSign(w http.ResponseWriter, r *http.Request, st *serverSt
 		s.refuse(w, r, "issue", http.StatusForbidden, err)
 		return
 	}
-	if err := s.identityRevokedBefore(id, payload); err != nil {
-		s.refuse(w, r, "issue", http.StatusForbidden, err)
+	if code, err := s.identityRevokedBefore(id, payload); err != nil {
+		s.refuse(w, r, "issue", code, err)
 		return
 	}
 	for _, ext := range csr.Extensions {
@@ -306,8 +307,18 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request, st *server
 		by = "holder"
 	}
 	if err := st.auth.Revoke(ctx, opts); err != nil {
-		s.refuseStep(w, r, "revoke", http.StatusBadRequest, "revocation refused", err)
-		return
+		// Revoked, but another replica stored a CRL with the number this
+		// one generated: generate it again, above that one.
+		var ne *store.CRLNumberError
+		if !errors.As(err, &ne) {
+			s.refuseStep(w, r, "revoke", http.StatusBadRequest, "revocation refused", err)
+			return
+		}
+		s.cfg.logger.Info("another replica stored a CRL with this number meanwhile: generating it again", "event", "crl", "serial", body.Serial)
+		if err := regenerateCRL(st.auth); err != nil {
+			s.refuse(w, r, "revoke", http.StatusInternalServerError, errorf("serial %s revoked, but the CRL could not be regenerated: %v", body.Serial, err))
+			return
+		}
 	}
 	markDurable(w) // the revocation's commit followed the token's claim
 	s.cfg.logger.Info("certificate revoked", "event", "revoke", "serial", body.Serial, "serial_hex", hexSerial(body.Serial), "by", by,
@@ -385,6 +396,11 @@ func (s *Server) logCert(r *http.Request, event, msg, prov string, leaf *x509.Ce
 
 // refuse answers a failed request and logs it (without the token).
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, event string, status int, err error) {
+	if status >= 500 && s.store != nil && s.store.Unavailable() != nil {
+		s.cfg.logger.Error(event+" failed: the database is unreachable", "event", event, "status", http.StatusServiceUnavailable, "error", err.Error(), "client", r.RemoteAddr)
+		writeError(w, http.StatusServiceUnavailable, errorf("the CA's database is unreachable; nothing was issued or revoked: try again shortly"))
+		return
+	}
 	if status >= 500 {
 		s.cfg.logger.Error(event+" failed", "event", event, "status", status, "error", err.Error(), "client", r.RemoteAddr)
 		writeError(w, status, errorf("internal error; see the CA log"))

@@ -157,7 +157,7 @@ func (s *Server) revokeIdentity(w http.ResponseWriter, r *http.Request, st *serv
 		s.refuse(w, r, "revoke", http.StatusInternalServerError, err)
 		return
 	}
-	if err := st.auth.GenerateCertificateRevocationList(); err != nil {
+	if err := regenerateCRL(st.auth); err != nil {
 		s.refuse(w, r, "revoke", http.StatusInternalServerError, errorf("identity %s revoked, but the CRL could not be regenerated: %v", id, err))
 		return
 	}
@@ -177,13 +177,18 @@ func nonNil(s []string) []string {
 // identityRevokedBefore refuses an enrolment token for an identity revoked
 // at or after the token was minted: a token handed out before the
 // revocation must not bring the identity back.
-func (s *Server) identityRevokedBefore(id identity.ID, p *tokenPayload) error {
+//
+// The status is 403 for a refusal, 500 when the store could not answer.
+func (s *Server) identityRevokedBefore(id identity.ID, p *tokenPayload) (int, error) {
 	if s.store == nil {
-		return nil
+		return 0, nil
 	}
 	rec, err := s.store.IdentityRevocation(id.String())
-	if err != nil || rec == nil {
-		return err
+	if err != nil {
+		return http.StatusInternalServerError, err
+	}
+	if rec == nil {
+		return 0, nil
 	}
 	var minted int64
 	switch {
@@ -193,7 +198,7 @@ func (s *Server) identityRevokedBefore(id identity.ID, p *tokenPayload) error {
 		minted = *p.NotBefore
 	}
 	if minted <= rec.At.Unix() {
-		return errorf("identity %s was revoked at %s, after this token was minted: mint a new token to enrol it again", id, rec.At.UTC().Format(time.RFC3339))
+		return http.StatusForbidden, errorf("identity %s was revoked at %s, after this token was minted: mint a new token to enrol it again", id, rec.At.UTC().Format(time.RFC3339))
 	}
-	return nil
+	return 0, nil
 }

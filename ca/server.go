@@ -61,6 +61,7 @@ type Server struct {
 	tokenFails  *ratelimit.Failures
 	keySetMu    sync.Mutex
 	keySetCache atomic.Pointer[signedKeySet]
+	shared      *shared // replicas on PostgreSQL; nil otherwise
 }
 
 // serverState is what a reload replaces, swapped whole.
@@ -95,6 +96,8 @@ type serverConfig struct {
 	keySetValidity time.Duration
 	failRate       float64
 	failBurst      int
+	postgres       string        // DSN; "" for db/mcpca.db
+	configPoll     time.Duration // replicas: shared configuration poll
 }
 
 // Option configures Open.
@@ -182,7 +185,7 @@ func WithMaxBodyBytes(n int64) Option {
 // (mcpca's store, db/mcpca.db, unless WithStepCADatabase) and builds
 // step-ca's authority.
 func Open(dir string, password []byte, opts ...Option) (*Server, error) {
-	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, maxInFlight: DefaultMaxInFlight,
+	cfg := serverConfig{maxBodyBytes: DefaultMaxBodyBytes, renewalGrace: RenewalGrace, maxInFlight: DefaultMaxInFlight, configPoll: DefaultConfigPoll,
 		accessTokenTTL: DefaultAccessTokenTTL, keySetValidity: DefaultKeySetValidity, failRate: 2, failBurst: 20}
 	for _, o := range opts {
 		o.apply(&cfg)
@@ -229,12 +232,35 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		lock.unlock()
 		return nil, err
 	}
-	if cfg.stepDB {
+	switch {
+	case cfg.stepDB && cfg.postgres != "":
+		lock.unlock()
+		return nil, errorf("step-ca's database and PostgreSQL are two databases: choose one")
+	case cfg.stepDB:
 		if s.db, err = db.New(stepCfg.DB); err != nil {
 			lock.unlock()
 			return nil, errorf("opening database %s: %w", l.DB(), err)
 		}
-	} else {
+	case cfg.postgres != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.store, err = store.OpenPostgres(ctx, cfg.postgres, cfg.storeOpts...)
+		cancel()
+		if err != nil {
+			lock.unlock()
+			return nil, errorf("%w", err)
+		}
+		s.db = s.store // every write waits for its commit: the database decides a token's use
+		if err := s.syncAtOpen(); err != nil {
+			_ = s.store.Shutdown()
+			lock.unlock()
+			return nil, err
+		}
+		if stepCfg, err = loadStepConfig(l); err != nil {
+			_ = s.store.Shutdown()
+			lock.unlock()
+			return nil, err
+		}
+	default:
 		if s.store, err = store.Open(l.Store(), cfg.storeOpts...); err != nil {
 			lock.unlock()
 			return nil, errorf("%w", err)
@@ -248,6 +274,10 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.state.Store(st)
+	if s.shared != nil {
+		s.shared.stop, s.shared.done = make(chan struct{}), make(chan struct{})
+		go s.pollShared()
+	}
 	return s, nil
 }
 
@@ -305,11 +335,13 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 		// address, not step-ca's default (https://<first DNS name>/1.0/crl).
 		stepCfg.CRL.IDPurl = settings.CRLURL()
 	}
-	auth, err := authority.New(stepCfg,
-		authority.WithPassword(s.password),
-		authority.WithDatabase(s.db),
-		authority.WithQuietInit(),
-	)
+	auth, err := newAuthority(func() (*authority.Authority, error) {
+		return authority.New(stepCfg,
+			authority.WithPassword(s.password),
+			authority.WithDatabase(s.db),
+			authority.WithQuietInit(),
+		)
+	})
 	if err != nil {
 		return nil, errorf("starting step-ca authority: %w", err)
 	}
@@ -348,9 +380,23 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 // Reload re-reads ca.json and mcpca.json (new provisioners, changed limits)
 // and swaps the authority without dropping the listener or the database.
 // On error the running configuration stays.
+//
+// A replica on PostgreSQL first publishes its files to the other replicas
+// when they changed here (see WithPostgres).
 func (s *Server) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		if err := s.publishLocal(); err != nil {
+			return err
+		}
+	}
+	return s.reloadLocked("signal")
+}
+
+// reloadLocked swaps in the authority of the files as they are now. s.mu
+// is held.
+func (s *Server) reloadLocked(by string) error {
 	stepCfg, err := loadStepConfig(s.layout)
 	if err != nil {
 		return err
@@ -362,7 +408,7 @@ func (s *Server) Reload() error {
 	old := s.state.Swap(st)
 	old.auth.CloseForReload()
 	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners),
-		"settings", st.settings.Digest())
+		"settings", st.settings.Digest(), "by", by)
 	return nil
 }
 
@@ -435,7 +481,14 @@ func (s *Server) Handler() http.Handler {
 		ctx := authority.NewContext(r.Context(), st.auth)
 		ctx = db.NewContext(ctx, s.db)
 		r = r.WithContext(ctx)
-		if s.store != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if p := strings.TrimPrefix(r.URL.Path, "/1.0"); p == "/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.handleHealth(w, r)
+			return
+		}
+		if (r.Method == http.MethodPost || strings.TrimPrefix(r.URL.Path, "/1.0") == "/crl") && s.unavailable(w, r) {
+			return
+		}
+		if s.store != nil && s.store.Backend() == "bbolt" && r.Method != http.MethodGet && r.Method != http.MethodHead {
 			// Only requests that may write (step-ca's API writes on POST
 			// only) wait for the store: a GET of the roots or the CRL never
 			// waits for other requests' commits.
@@ -577,11 +630,21 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	if s.shared != nil && s.shared.stop != nil {
+		close(s.shared.stop)
+		s.mu.Unlock()
+		<-s.shared.done // it takes s.mu to apply
+		s.mu.Lock()
+	}
 	var errs []error
 	if s.httpSrv != nil {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if s.store != nil {
+		commits, writes, rts := s.store.Counters()
+		s.cfg.logger.Info("store closing", "event", "store", "backend", s.store.Backend(), "commits", commits, "writes", writes, "round_trips", rts)
 	}
 	if st := s.state.Load(); st != nil {
 		if err := st.auth.Shutdown(); err != nil {

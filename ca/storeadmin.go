@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -97,4 +98,34 @@ func lockStore(l Layout) (func(), error) {
 		return nil, err
 	}
 	return lock.unlock, nil
+}
+
+// MigrateDatabase creates or migrates the store's schema in the PostgreSQL
+// database of dsn (what every replica also does at start) and returns the
+// schema version before and after. Replicas may be serving meanwhile.
+func MigrateDatabase(ctx context.Context, dsn string) (before, after int, err error) {
+	before, after, err = store.Migrate(ctx, dsn)
+	if err != nil {
+		return 0, 0, errorf("%w", err)
+	}
+	return before, after, nil
+}
+
+// CheckDatabase checks the store in the PostgreSQL database of dsn (its
+// schema version and indexes) and reports its contents. Replicas may be
+// serving meanwhile.
+func CheckDatabase(ctx context.Context, dsn string) (*StoreReport, error) {
+	st, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	defer st.Shutdown()
+	if err := st.Check(); err != nil {
+		return nil, errorf("%w", err)
+	}
+	stats, err := st.Stats()
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	return &StoreReport{Path: st.Path(), DiskBytes: stats.FileBytes, Stats: stats}, nil
 }

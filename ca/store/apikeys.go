@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 )
 
 // APIKey is the record of an API key: its hash, never the key.
@@ -40,15 +39,18 @@ func (s *Store) CreateAPIKey(k APIKey) error {
 	if err != nil {
 		return errorf("encoding API key %s: %w", k.Name, err)
 	}
-	err = s.write(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAPIKeys)
-		if old := b.Get([]byte(k.Name)); old != nil {
+	err = s.write(func(tx kv) error {
+		old, err := tx.get(bucketAPIKeys, []byte(k.Name))
+		if err != nil {
+			return err
+		}
+		if old != nil {
 			var o APIKey
 			if err := json.Unmarshal(old, &o); err == nil && o.Active(k.CreatedAt) {
 				return ErrAPIKeyExists
 			}
 		}
-		return b.Put([]byte(k.Name), v)
+		return tx.put(bucketAPIKeys, []byte(k.Name), v)
 	})
 	s.apiKeysGen.Add(1)
 	if errors.Is(err, ErrAPIKeyExists) {
@@ -64,10 +66,12 @@ func (s *Store) CreateAPIKey(k APIKey) error {
 // record; ErrAPIKeyNotFound when no key of that name is in force.
 func (s *Store) RevokeAPIKey(name string, at time.Time) (*APIKey, error) {
 	var out *APIKey
-	err := s.write(func(tx *bolt.Tx) error {
+	err := s.write(func(tx kv) error {
 		out = nil
-		b := tx.Bucket(bucketAPIKeys)
-		old := b.Get([]byte(name))
+		old, err := tx.get(bucketAPIKeys, []byte(name))
+		if err != nil {
+			return err
+		}
 		if old == nil {
 			return ErrAPIKeyNotFound
 		}
@@ -84,7 +88,7 @@ func (s *Store) RevokeAPIKey(name string, at time.Time) (*APIKey, error) {
 			return err
 		}
 		out = &k
-		return b.Put([]byte(name), v)
+		return tx.put(bucketAPIKeys, []byte(name), v)
 	})
 	s.apiKeysGen.Add(1)
 	if errors.Is(err, ErrAPIKeyNotFound) {
@@ -100,8 +104,8 @@ func (s *Store) RevokeAPIKey(name string, at time.Time) (*APIKey, error) {
 // sorted by name.
 func (s *Store) APIKeys() ([]APIKey, error) {
 	var out []APIKey
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAPIKeys).ForEach(func(k, v []byte) error {
+	err := s.view(func(tx kv) error {
+		return tx.scan(bucketAPIKeys, nil, nil, -1, func(k, v []byte) error {
 			var rec APIKey
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return errorf("API key record %q is corrupted: %w", k, err)

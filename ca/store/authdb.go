@@ -77,6 +77,24 @@ func (s *Store) claim(id, tok string, waited bool) (fresh bool, o *op, err error
 	if hasExp {
 		binary.BigEndian.PutUint64(pruneAt[:], uint64(max(exp.Add(TokenGrace).Unix(), 0)))
 	}
+	if s.pg != nil {
+		// The database decides: INSERT ... ON CONFLICT DO NOTHING, one
+		// winner across every replica.
+		var expKey []byte
+		if hasExp {
+			expKey = expiryKey(exp.Add(TokenGrace), key)
+		}
+		var isNew bool
+		o, err := s.enqueue(func(tx kv) error { return tx.(*pgTx).claimToken(key, pruneAt[:], expKey, &isNew) }, nil, true)
+		if err != nil {
+			return false, nil, failf(err, "storing used token %s", id)
+		}
+		<-o.done
+		if o.err != nil {
+			return false, nil, failf(o.err, "storing used token %s", id)
+		}
+		return isNew, nil, nil
+	}
 	s.tokMu.Lock()
 	if _, ok := s.pending[id]; ok {
 		s.tokMu.Unlock()
@@ -91,14 +109,14 @@ func (s *Store) claim(id, tok string, waited bool) (fresh bool, o *op, err error
 	// writer takes it to release committed claims.
 	s.pending[id] = struct{}{}
 	s.tokMu.Unlock()
-	o, err = s.enqueue(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketTokens).Put(key, pruneAt[:]); err != nil {
+	o, err = s.enqueue(func(tx kv) error {
+		if err := tx.put(bucketTokens, key, pruneAt[:]); err != nil {
 			return err
 		}
 		if !hasExp {
 			return nil
 		}
-		return tx.Bucket(bucketTokenExpiry).Put(expiryKey(exp.Add(TokenGrace), key), nil)
+		return tx.put(bucketTokenExpiry, expiryKey(exp.Add(TokenGrace), key), nil)
 	}, s.claimDone(id), waited)
 	if err != nil {
 		s.tokMu.Lock()
@@ -201,7 +219,7 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 	}
 	serial := []byte(leaf.SerialNumber.String())
 	var refused string
-	err := s.write(func(tx *bolt.Tx) error {
+	err := s.write(func(tx kv) error {
 		refused = "" // apply may run twice: assign, never accumulate
 		if parent != nil {
 			why, err := renewalRefusal(tx, leaf, parent)
@@ -210,15 +228,20 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 				return err
 			}
 		}
-		if err := tx.Bucket(bucketCerts).Put(serial, leaf.Raw); err != nil {
+		// A serial is stored once: another certificate (from another
+		// replica) under the same serial fails the write.
+		if err := tx.insert(bucketCerts, serial, leaf.Raw); err != nil {
 			return err
 		}
 		d := data
 		if parent != nil {
-			d = tx.Bucket(bucketCertData).Get(parent)
+			var err error
+			if d, err = tx.get(bucketCertData, parent); err != nil {
+				return err
+			}
 		}
 		if d != nil {
-			if err := tx.Bucket(bucketCertData).Put(serial, d); err != nil {
+			if err := tx.put(bucketCertData, serial, d); err != nil {
 				return err
 			}
 		}
@@ -226,11 +249,13 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 			return err
 		}
 		if s.cfg.retention > 0 && !leaf.NotAfter.IsZero() {
-			return tx.Bucket(bucketCertExpiry).Put(expiryKey(leaf.NotAfter.Add(s.cfg.retention), serial), nil)
+			return tx.put(bucketCertExpiry, expiryKey(leaf.NotAfter.Add(s.cfg.retention), serial), nil)
 		}
 		return nil
 	})
 	switch {
+	case isDuplicate(err):
+		return errorf("storing certificate %s: a certificate with this serial is already stored", serial)
 	case err != nil:
 		return failf(err, "storing certificate %s", serial)
 	case refused != "":
@@ -242,11 +267,12 @@ func (s *Store) storeCerts(leaf *x509.Certificate, data, parent []byte) error {
 // GetCertificate returns the certificate with the decimal serial.
 func (s *Store) GetCertificate(serial string) (*x509.Certificate, error) {
 	var der []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketCerts).Get([]byte(serial)); v != nil {
+	err := s.view(func(tx kv) error {
+		v, err := tx.get(bucketCerts, []byte(serial))
+		if v != nil {
 			der = append([]byte(nil), v...)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -264,16 +290,16 @@ func (s *Store) GetCertificate(serial string) (*x509.Certificate, error) {
 // GetCertificateData returns the provisioner record of a certificate.
 func (s *Store) GetCertificateData(serial string) (*db.CertificateData, error) {
 	var data *db.CertificateData
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCertData).Get([]byte(serial))
-		if v == nil {
-			return nil
+	err := s.view(func(tx kv) error {
+		v, err := tx.get(bucketCertData, []byte(serial))
+		if err != nil || v == nil {
+			return err
 		}
 		data = new(db.CertificateData)
 		return json.Unmarshal(v, data)
 	})
 	switch {
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed) || isUnavailable(err):
 		return nil, err
 	case err != nil:
 		return nil, errorf("provisioner record of certificate %s is corrupted: %w", serial, err)
@@ -300,9 +326,10 @@ func (s *Store) IsSSHHost(principal string) (bool, error) {
 
 func (s *Store) has(bucket []byte, key string) (bool, error) {
 	var found bool
-	err := s.view(func(tx *bolt.Tx) error {
-		found = tx.Bucket(bucket).Get([]byte(key)) != nil
-		return nil
+	err := s.view(func(tx kv) error {
+		v, err := tx.get(bucket, []byte(key))
+		found = v != nil
+		return err
 	})
 	return found, err
 }
@@ -330,12 +357,12 @@ func (s *Store) revoke(bucket []byte, rci *db.RevokedCertificateInfo) error {
 	}
 	key := []byte(rci.Serial)
 	var exists bool
-	err = s.write(func(tx *bolt.Tx) error {
-		r := tx.Bucket(bucket)
-		if exists = r.Get(key) != nil; exists {
-			return nil
+	err = s.write(func(tx kv) error {
+		v, err := tx.get(bucket, key)
+		if exists = v != nil; exists || err != nil {
+			return err
 		}
-		if err := r.Put(key, b); err != nil {
+		if err := tx.put(bucket, key, b); err != nil {
 			return err
 		}
 		if bytes.Equal(bucket, bucketRevoked) {
@@ -356,8 +383,8 @@ func (s *Store) revoke(bucket []byte, rci *db.RevokedCertificateInfo) error {
 // GetRevokedCertificates returns every X.509 revocation record.
 func (s *Store) GetRevokedCertificates() (*[]db.RevokedCertificateInfo, error) {
 	var list []db.RevokedCertificateInfo
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+	err := s.view(func(tx kv) error {
+		return tx.scan(bucketRevoked, nil, nil, -1, func(k, v []byte) error {
 			var r db.RevokedCertificateInfo
 			if err := json.Unmarshal(v, &r); err != nil {
 				return errorf("revocation record of %s is corrupted: %w", k, err)
@@ -381,40 +408,66 @@ func (s *Store) StoreCRL(info *db.CertificateRevocationListInfo) error {
 	if err != nil {
 		return errorf("encoding the CRL: %w", err)
 	}
-	if err := s.write(func(tx *bolt.Tx) error { return tx.Bucket(bucketCRL).Put(keyCRL, b) }); err != nil {
+	var stored int64
+	var newer bool
+	if err := s.write(func(tx kv) error {
+		// The CRL number never goes back, also when several CA replicas
+		// generate CRLs at once: a CRL whose number is not above the
+		// stored one is refused (CRLNumberError) and regenerated.
+		v, err := tx.get(bucketCRL, keyCRL)
+		if err != nil {
+			return err
+		}
+		stored, newer = 0, true
+		if v != nil {
+			var old db.CertificateRevocationListInfo
+			if err := json.Unmarshal(v, &old); err == nil && old.Number >= info.Number {
+				stored, newer = old.Number, false
+				return nil
+			}
+		}
+		return tx.put(bucketCRL, keyCRL, b)
+	}); err != nil {
 		return failf(err, "storing the CRL")
 	}
-	c := *info
-	s.crl.Store(&c)
+	if !newer {
+		return &CRLNumberError{Number: info.Number, Stored: stored}
+	}
+	if s.pg == nil {
+		c := *info
+		s.crl.Store(&c)
+	}
 	return nil
 }
 
 // GetCRL returns the current CRL, from memory after the first read.
 func (s *Store) GetCRL() (*db.CertificateRevocationListInfo, error) {
-	if c := s.crl.Load(); c != nil {
+	if c := s.crl.Load(); c != nil && s.pg == nil {
 		if s.isClosed() {
 			return nil, ErrClosed
 		}
 		return c, nil
 	}
 	var info *db.CertificateRevocationListInfo
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketCRL).Get(keyCRL)
-		if v == nil {
-			return nil
+	err := s.view(func(tx kv) error {
+		v, err := tx.get(bucketCRL, keyCRL)
+		if err != nil || v == nil {
+			return err
 		}
 		info = new(db.CertificateRevocationListInfo)
 		return json.Unmarshal(v, info)
 	})
 	switch {
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrClosed) || isUnavailable(err):
 		return nil, err
 	case err != nil:
 		return nil, errorf("the stored CRL is corrupted: %w", err)
 	case info == nil:
 		return nil, notFound("CRL")
 	}
-	s.crl.CompareAndSwap(nil, info)
+	if s.pg == nil {
+		s.crl.CompareAndSwap(nil, info)
+	}
 	return info, nil
 }
 
@@ -447,20 +500,20 @@ func (s *Store) StoreSSHCertificate(crt *ssh.Certificate) error {
 			users = append(users, name)
 		}
 	}
-	err := s.write(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketSSHCerts).Put(serial, raw); err != nil {
+	err := s.write(func(tx kv) error {
+		if err := tx.put(bucketSSHCerts, serial, raw); err != nil {
 			return err
 		}
 		for _, h := range hosts {
-			if err := tx.Bucket(bucketSSHHosts).Put(h.name, serial); err != nil {
+			if err := tx.put(bucketSSHHosts, h.name, serial); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bucketSSHPrincs).Put(h.name, h.data); err != nil {
+			if err := tx.put(bucketSSHPrincs, h.name, h.data); err != nil {
 				return err
 			}
 		}
 		for _, u := range users {
-			if err := tx.Bucket(bucketSSHUsers).Put(u, serial); err != nil {
+			if err := tx.put(bucketSSHUsers, u, serial); err != nil {
 				return err
 			}
 		}
@@ -482,8 +535,8 @@ type sshPrincipal struct {
 func (s *Store) GetSSHHostPrincipals() ([]string, error) {
 	now := s.cfg.clock.Now()
 	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSSHPrincs).ForEach(func(k, v []byte) error {
+	err := s.view(func(tx kv) error {
+		return tx.scan(bucketSSHPrincs, nil, nil, -1, func(k, v []byte) error {
 			var p sshPrincipal
 			if err := json.Unmarshal(v, &p); err != nil {
 				return errorf("SSH principal %s is corrupted: %w", k, err)

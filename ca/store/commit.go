@@ -19,16 +19,16 @@ const claimHold = 2 * time.Millisecond
 // such as "token already used" is recorded by the closure itself. apply may
 // run twice (see commit), so it must assign its outcome, never accumulate.
 type op struct {
-	waited bool                    // somebody blocks on done: commit without holding back
-	apply  func(tx *bolt.Tx) error // nil for a Sync barrier
-	after  func(err error)         // run by the writer once the op is durable or failed
+	waited bool              // somebody blocks on done: commit without holding back
+	apply  func(tx kv) error // nil for a Sync barrier
+	after  func(err error)   // run by the writer once the op is durable or failed
 	err    error
 	done   chan struct{}
 }
 
 // write queues fn for the next commit and waits until it is durable. Its
 // error is bbolt's, unprefixed: callers say what failed.
-func (s *Store) write(fn func(tx *bolt.Tx) error) error {
+func (s *Store) write(fn func(tx kv) error) error {
 	o, err := s.enqueue(fn, nil, true)
 	if err != nil {
 		return err
@@ -38,7 +38,7 @@ func (s *Store) write(fn func(tx *bolt.Tx) error) error {
 }
 
 // enqueue queues an op without waiting for it.
-func (s *Store) enqueue(fn func(tx *bolt.Tx) error, after func(error), waited bool) (*op, error) {
+func (s *Store) enqueue(fn func(tx kv) error, after func(error), waited bool) (*op, error) {
 	o := &op{apply: fn, after: after, waited: waited, done: make(chan struct{})}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -158,10 +158,15 @@ func (s *Store) commit(batch []*op) {
 			writes++
 		}
 	}
+	if s.pg != nil {
+		s.pg.commit(s, batch, writes)
+		return
+	}
 	var err error
 	if writes > 0 {
 		now := s.cfg.clock.Now()
-		err = s.bolt.Update(func(tx *bolt.Tx) error {
+		err = s.bolt.Update(func(btx *bolt.Tx) error {
+			tx := boltKV{btx}
 			for _, o := range batch {
 				if o.apply != nil {
 					if err := o.apply(tx); err != nil {
@@ -180,7 +185,7 @@ func (s *Store) commit(batch []*op) {
 		switch {
 		case err == nil || o.apply == nil:
 		case writes > 1:
-			o.err = s.bolt.Update(o.apply)
+			o.err = s.bolt.Update(func(btx *bolt.Tx) error { return o.apply(boltKV{btx}) })
 		default:
 			o.err = err
 		}
@@ -197,7 +202,7 @@ func (s *Store) commit(batch []*op) {
 // Commits prune a bounded number of records as they go; Prune catches up at
 // once.
 func (s *Store) Prune() error {
-	if err := s.write(func(tx *bolt.Tx) error { return s.prune(tx, s.cfg.clock.Now(), -1) }); err != nil {
+	if err := s.write(func(tx kv) error { return s.prune(tx, s.cfg.clock.Now(), -1) }); err != nil {
 		return failf(err, "pruning")
 	}
 	return nil
@@ -205,7 +210,7 @@ func (s *Store) Prune() error {
 
 // prune deletes up to limit (all if negative) expired records of each
 // expiry index.
-func (s *Store) prune(tx *bolt.Tx, now time.Time, limit int) error {
+func (s *Store) prune(tx kv, now time.Time, limit int) error {
 	if err := pruneIndex(tx, bucketTokenExpiry, now, limit, nil, bucketTokens); err != nil {
 		return err
 	}
@@ -219,18 +224,19 @@ func (s *Store) prune(tx *bolt.Tx, now time.Time, limit int) error {
 // then the record key) from the oldest and deletes the records due by now
 // from the index and from each of the record buckets, after calling drop
 // (when not nil) with each record key.
-func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, drop func(*bolt.Tx, []byte) error, records ...[]byte) error {
+func pruneIndex(tx kv, index []byte, now time.Time, limit int, drop func(kv, []byte) error, records ...[]byte) error {
 	var due [][]byte
+	// Keys below the next second's prefix: every record due by now.
 	var bound [8]byte
-	binary.BigEndian.PutUint64(bound[:], uint64(max(now.Unix(), 0)))
-	c := tx.Bucket(index).Cursor()
-	for k, _ := c.First(); k != nil && (limit < 0 || len(due) < limit); k, _ = c.Next() {
-		if len(k) < 8 || bytes.Compare(k[:8], bound[:]) > 0 {
-			break
+	binary.BigEndian.PutUint64(bound[:], uint64(max(now.Unix(), 0))+1)
+	if err := tx.scan(index, nil, bound[:], limit, func(k, _ []byte) error {
+		if len(k) >= 8 {
+			due = append(due, bytes.Clone(k))
 		}
-		due = append(due, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
 	}
-	idx := tx.Bucket(index)
 	for _, k := range due {
 		if drop != nil {
 			if err := drop(tx, k[8:]); err != nil {
@@ -238,11 +244,11 @@ func pruneIndex(tx *bolt.Tx, index []byte, now time.Time, limit int, drop func(*
 			}
 		}
 		for _, r := range records {
-			if err := tx.Bucket(r).Delete(k[8:]); err != nil {
+			if err := tx.del(r, k[8:]); err != nil {
 				return err
 			}
 		}
-		if err := idx.Delete(k); err != nil {
+		if err := tx.del(index, k); err != nil {
 			return err
 		}
 	}

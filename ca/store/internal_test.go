@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -14,7 +15,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/mcpca/mcpca/clock"
+	"github.com/mcpca/mcpca/internal/pgtest"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func jwt(payload string) string {
 	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
@@ -69,12 +73,12 @@ func TestCommitIsolatesAFailingWrite(t *testing.T) {
 	}
 	defer s.Shutdown()
 	put := func(k string) *op {
-		return &op{done: make(chan struct{}), apply: func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketTokens).Put([]byte(k), []byte{0, 0, 0, 0, 0, 0, 0, 0})
+		return &op{done: make(chan struct{}), apply: func(tx kv) error {
+			return tx.put(bucketTokens, []byte(k), []byte{0, 0, 0, 0, 0, 0, 0, 0})
 		}}
 	}
-	bad := &op{done: make(chan struct{}), apply: func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).Put([]byte(strings.Repeat("k", bolt.MaxKeySize+1)), nil)
+	bad := &op{done: make(chan struct{}), apply: func(tx kv) error {
+		return tx.put(bucketTokens, []byte(strings.Repeat("k", bolt.MaxKeySize+1)), nil)
 	}}
 	batch := []*op{put("one"), bad, put("two")}
 	s.commit(batch)
@@ -159,7 +163,7 @@ func TestFailedClaimBreaksTheStore(t *testing.T) {
 	s.tokMu.Lock()
 	s.pending["lost"] = struct{}{}
 	s.tokMu.Unlock()
-	if _, err := s.enqueue(func(*bolt.Tx) error { return errors.New("disk on fire") }, s.claimDone("lost"), true); err != nil {
+	if _, err := s.enqueue(func(kv) error { return errors.New("disk on fire") }, s.claimDone("lost"), true); err != nil {
 		t.Fatal(err)
 	}
 	want := "store: the record of used token lost could not be committed (disk on fire): restart the CA"

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/smallstep/certificates/db"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Lineage and identities
@@ -84,10 +83,10 @@ func spiffeID(c *x509.Certificate) string {
 	return ""
 }
 
-func getLineage(tx *bolt.Tx, serial []byte) (*lineage, error) {
-	v := tx.Bucket(bucketLineage).Get(serial)
-	if v == nil {
-		return nil, nil
+func getLineage(tx kv, serial []byte) (*lineage, error) {
+	v, err := tx.get(bucketLineage, serial)
+	if err != nil || v == nil {
+		return nil, err
 	}
 	var l lineage
 	if err := json.Unmarshal(v, &l); err != nil {
@@ -96,12 +95,12 @@ func getLineage(tx *bolt.Tx, serial []byte) (*lineage, error) {
 	return &l, nil
 }
 
-func putLineage(tx *bolt.Tx, serial []byte, l *lineage) error {
+func putLineage(tx kv, serial []byte, l *lineage) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketLineage).Put(serial, b)
+	return tx.put(bucketLineage, serial, b)
 }
 
 // identityKey is the key of a serial in the by-identity index.
@@ -115,8 +114,10 @@ func identityKey(id string, serial []byte) []byte {
 // renewalRefusal says why leaf may not be recorded as renewed from parent
 // ("" when it may): parent is revoked, or its identity was revoked at or
 // after parent was issued.
-func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string, error) {
-	if tx.Bucket(bucketRevoked).Get(parent) != nil {
+func renewalRefusal(tx kv, leaf *x509.Certificate, parent []byte) (string, error) {
+	if v, err := tx.get(bucketRevoked, parent); err != nil {
+		return "", err
+	} else if v != nil {
 		return "certificate " + string(parent) + " was revoked", nil
 	}
 	if pl, err := getLineage(tx, parent); err != nil {
@@ -128,9 +129,9 @@ func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string,
 	if id == "" {
 		return "", nil
 	}
-	v := tx.Bucket(bucketIdentityRevoked).Get([]byte(id))
-	if v == nil {
-		return "", nil
+	v, err := tx.get(bucketIdentityRevoked, []byte(id))
+	if err != nil || v == nil {
+		return "", err
 	}
 	var rec IdentityRevocation
 	if err := json.Unmarshal(v, &rec); err != nil {
@@ -143,7 +144,9 @@ func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string,
 		return "", err
 	} else if pl != nil && pl.StoredAt != 0 {
 		issued = time.Unix(0, pl.StoredAt)
-	} else if der := tx.Bucket(bucketCerts).Get(parent); der != nil {
+	} else if der, err := tx.get(bucketCerts, parent); err != nil {
+		return "", err
+	} else if der != nil {
 		old, err := x509.ParseCertificate(der)
 		if err != nil {
 			return "", errorf("certificate %s is corrupted: %w", parent, err)
@@ -158,7 +161,7 @@ func renewalRefusal(tx *bolt.Tx, leaf *x509.Certificate, parent []byte) (string,
 
 // recordLineage writes the lineage of leaf (renewed from parent, when not
 // nil) and indexes it by identity.
-func recordLineage(tx *bolt.Tx, leaf *x509.Certificate, serial, parent []byte, now time.Time) error {
+func recordLineage(tx kv, leaf *x509.Certificate, serial, parent []byte, now time.Time) error {
 	l := &lineage{ID: spiffeID(leaf), StoredAt: now.UnixNano()}
 	if parent != nil {
 		pl, err := getLineage(tx, parent)
@@ -188,14 +191,14 @@ func recordLineage(tx *bolt.Tx, leaf *x509.Certificate, serial, parent []byte, n
 		return err
 	}
 	if l.ID != "" {
-		return tx.Bucket(bucketIdentities).Put(identityKey(l.ID, serial), nil)
+		return tx.put(bucketIdentities, identityKey(l.ID, serial), nil)
 	}
 	return nil
 }
 
 // markReplaced marks serial and its descendants replaced by by (those not
 // marked yet).
-func markReplaced(tx *bolt.Tx, serial []byte, by string) error {
+func markReplaced(tx kv, serial []byte, by string) error {
 	ds, err := descendants(tx, serial)
 	if err != nil {
 		return err
@@ -218,21 +221,21 @@ func markReplaced(tx *bolt.Tx, serial []byte, by string) error {
 
 // dropLineage removes serial's lineage record and its index entry (when the
 // certificate itself is pruned).
-func dropLineage(tx *bolt.Tx, serial []byte) error {
+func dropLineage(tx kv, serial []byte) error {
 	l, err := getLineage(tx, serial)
 	if err != nil || l == nil {
 		return err
 	}
 	if l.ID != "" {
-		if err := tx.Bucket(bucketIdentities).Delete(identityKey(l.ID, serial)); err != nil {
+		if err := tx.del(bucketIdentities, identityKey(l.ID, serial)); err != nil {
 			return err
 		}
 	}
-	return tx.Bucket(bucketLineage).Delete(serial)
+	return tx.del(bucketLineage, serial)
 }
 
 // descendants returns every serial renewed, directly or not, from serial.
-func descendants(tx *bolt.Tx, serial []byte) ([][]byte, error) {
+func descendants(tx kv, serial []byte) ([][]byte, error) {
 	var out [][]byte
 	seen := map[string]bool{string(serial): true}
 	queue := [][]byte{serial}
@@ -259,7 +262,7 @@ func descendants(tx *bolt.Tx, serial []byte) ([][]byte, error) {
 
 // revokeCascade revokes every descendant of rci.Serial not revoked yet,
 // with rci's time and reason, and returns their serials.
-func revokeCascade(tx *bolt.Tx, rci *db.RevokedCertificateInfo) ([]string, error) {
+func revokeCascade(tx kv, rci *db.RevokedCertificateInfo) ([]string, error) {
 	if rci.ReasonCode == reasonSuperseded {
 		return nil, nil
 	}
@@ -268,9 +271,10 @@ func revokeCascade(tx *bolt.Tx, rci *db.RevokedCertificateInfo) ([]string, error
 		return nil, err
 	}
 	var revoked []string
-	r := tx.Bucket(bucketRevoked)
 	for _, d := range ds {
-		if r.Get(d) != nil {
+		if v, err := tx.get(bucketRevoked, d); err != nil {
+			return nil, err
+		} else if v != nil {
 			continue
 		}
 		c := *rci
@@ -283,7 +287,7 @@ func revokeCascade(tx *bolt.Tx, rci *db.RevokedCertificateInfo) ([]string, error
 		if err != nil {
 			return nil, err
 		}
-		if err := r.Put(d, b); err != nil {
+		if err := tx.put(bucketRevoked, d, b); err != nil {
 			return nil, err
 		}
 		revoked = append(revoked, c.Serial)
@@ -306,7 +310,7 @@ type Renewal struct {
 // Renewal reports the renewals of the certificate with the decimal serial.
 func (s *Store) Renewal(serial string) (Renewal, error) {
 	var r Renewal
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx kv) error {
 		l, err := getLineage(tx, []byte(serial))
 		if err != nil || l == nil {
 			return err
@@ -335,23 +339,28 @@ func (s *Store) RevokeIdentity(rec IdentityRevocation) ([]string, error) {
 		return nil, errorf("encoding the revocation of %s: %w", rec.ID, err)
 	}
 	var revoked []string
-	err = s.write(func(tx *bolt.Tx) error {
+	err = s.write(func(tx kv) error {
 		revoked = nil // apply may run twice: assign, never accumulate
-		if err := tx.Bucket(bucketIdentityRevoked).Put([]byte(rec.ID), b); err != nil {
+		if err := tx.put(bucketIdentityRevoked, []byte(rec.ID), b); err != nil {
 			return err
 		}
 		prefix := identityKey(rec.ID, nil)
 		var serials [][]byte
-		c := tx.Bucket(bucketIdentities).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if err := scanPrefix(tx, bucketIdentities, prefix, func(k, _ []byte) error {
 			serials = append(serials, bytes.Clone(k[len(prefix):]))
+			return nil
+		}); err != nil {
+			return err
 		}
-		r := tx.Bucket(bucketRevoked)
 		for _, serial := range serials {
-			if r.Get(serial) != nil {
+			if v, err := tx.get(bucketRevoked, serial); err != nil {
+				return err
+			} else if v != nil {
 				continue
 			}
-			if der := tx.Bucket(bucketCerts).Get(serial); der != nil {
+			if der, err := tx.get(bucketCerts, serial); err != nil {
+				return err
+			} else if der != nil {
 				if crt, err := x509.ParseCertificate(der); err == nil && crt.NotAfter.Before(rec.At) {
 					continue // expired: nothing to revoke, and the CRL stays short
 				}
@@ -363,7 +372,7 @@ func (s *Store) RevokeIdentity(rec IdentityRevocation) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if err := r.Put(serial, v); err != nil {
+			if err := tx.put(bucketRevoked, serial, v); err != nil {
 				return err
 			}
 			revoked = append(revoked, string(serial))
@@ -387,16 +396,16 @@ func withReason(r string) string {
 // SPIFFE ID id, or nil when it was never revoked.
 func (s *Store) IdentityRevocation(id string) (*IdentityRevocation, error) {
 	var rec *IdentityRevocation
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIdentityRevoked).Get([]byte(id))
-		if v == nil {
-			return nil
+	err := s.view(func(tx kv) error {
+		v, err := tx.get(bucketIdentityRevoked, []byte(id))
+		if err != nil || v == nil {
+			return err
 		}
 		rec = new(IdentityRevocation)
 		return json.Unmarshal(v, rec)
 	})
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrClosed) || isUnavailable(err) {
 			return nil, err
 		}
 		return nil, errorf("revocation record of identity %s is corrupted: %w", id, err)
@@ -408,13 +417,12 @@ func (s *Store) IdentityRevocation(id string) (*IdentityRevocation, error) {
 // SPIFFE ID id that the store holds (with lineage records).
 func (s *Store) IdentitySerials(id string) ([]string, error) {
 	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx kv) error {
 		prefix := identityKey(id, nil)
-		c := tx.Bucket(bucketIdentities).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		return scanPrefix(tx, bucketIdentities, prefix, func(k, _ []byte) error {
 			out = append(out, string(k[len(prefix):]))
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }

@@ -61,12 +61,25 @@
 // tokens and certificates. bbolt maps 256 MiB of address space at open and
 // grows the file (sparse) in 16 MiB steps.
 //
-// # Other backends
+// # PostgreSQL
+//
+// OpenPostgres opens the same store on a PostgreSQL database that several
+// CA replicas share: a table per bucket, the same logic (written once
+// against a kv transaction, kv.go), the same group commit (one pipelined
+// SERIALIZABLE transaction per group, durable at COMMIT before any
+// answer). A used token is INSERT ... ON CONFLICT DO NOTHING: one winner
+// across replicas. A serial is stored once (an INSERT, on bbolt a check).
+// A CRL is stored only above the stored number (CRLNumberError otherwise),
+// so the number never goes back. Nothing is cached between transactions.
+// The schema is versioned (mcpca_schema_version) and migrated at open
+// under an advisory lock, so replicas starting at once make one schema.
+// See postgres.go.
+//
+// # Conformance
 //
 // storetest.Run is the conformance suite of the interfaces step-ca's
-// authority uses; a backend for several CA replicas (PostgreSQL: a used
-// token is an INSERT that conflicts, a certificate an INSERT, group commit
-// is the database's) passes it before the CA uses it.
+// authority uses; it runs against bbolt, step-ca's own driver and
+// PostgreSQL.
 package store
 
 import (
@@ -123,10 +136,14 @@ var (
 	bucketIdentityRevoked = []byte("identity_revoked") // SPIFFE ID -> JSON IdentityRevocation
 	// API keys (see apikeys.go); created in older files at open.
 	bucketAPIKeys = []byte("apikeys") // name -> JSON APIKey
+	// The configuration shared by CA replicas (see config.go).
+	bucketConfig = []byte("config") // "version" -> 8 bytes; "files" -> JSON SharedConfig
 
-	allBuckets = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
+	// buckets1 are the buckets of the first schema (PostgreSQL: version 1).
+	buckets1 = [][]byte{bucketMeta, bucketTokens, bucketTokenExpiry, bucketCerts, bucketCertData,
 		bucketCertExpiry, bucketRevoked, bucketCRL, bucketSSHCerts, bucketSSHHosts, bucketSSHPrincs,
 		bucketSSHUsers, bucketSSHRevoked, bucketLineage, bucketIdentities, bucketIdentityRevoked, bucketAPIKeys}
+	allBuckets = append(append([][]byte(nil), buckets1...), bucketConfig)
 
 	keyFormat = []byte("format")
 	keyCRL    = []byte("crl")
@@ -159,7 +176,8 @@ func failf(err error, format string, args ...any) error {
 // Store is the durable store. Its methods are safe for concurrent use.
 type Store struct {
 	path string
-	bolt *bolt.DB
+	bolt *bolt.DB   // nil on PostgreSQL
+	pg   *pgBackend // nil on bbolt
 	cfg  config
 
 	mu     sync.RWMutex // held shared while sending to ops; exclusively by Shutdown
@@ -259,20 +277,28 @@ func (s *Store) Shutdown() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.done
+	if s.pg != nil {
+		s.pg.close()
+		return nil
+	}
 	if err := s.bolt.Close(); err != nil {
 		return errorf("closing %s: %w", s.path, err)
 	}
 	return nil
 }
 
-// view runs a read-only transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+// view runs a read-only transaction (on PostgreSQL: reads outside any
+// transaction, one round trip each).
+func (s *Store) view(fn func(tx kv) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return s.bolt.View(fn)
+	if s.pg != nil {
+		return s.pg.view(fn)
+	}
+	return s.bolt.View(func(tx *bolt.Tx) error { return fn(boltKV{tx}) })
 }
 
 // Stats describes the contents and size of the store.
@@ -286,10 +312,17 @@ type Stats struct {
 	Writes       int64 // writes in those commits: Writes/Commits is the batch size
 }
 
-// Stats counts the records and measures the file.
+// Stats counts the records and measures the file (on PostgreSQL: the
+// tables' size on disk).
 func (s *Store) Stats() (Stats, error) {
+	if s.pg != nil {
+		return s.pg.stats(s)
+	}
+	if s.isClosed() {
+		return Stats{}, ErrClosed
+	}
 	var st Stats
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.bolt.View(func(tx *bolt.Tx) error {
 		st.Tokens = tx.Bucket(bucketTokens).Stats().KeyN
 		st.Certificates = tx.Bucket(bucketCerts).Stats().KeyN
 		st.Revoked = tx.Bucket(bucketRevoked).Stats().KeyN
@@ -309,7 +342,13 @@ func (s *Store) Stats() (Stats, error) {
 // page reachable once, free pages not in use) and of the store's indexes:
 // every used-token record with an expiry has its index entry.
 func (s *Store) Check() error {
-	return s.view(func(tx *bolt.Tx) error {
+	if s.pg != nil {
+		return s.pg.check(s)
+	}
+	if s.isClosed() {
+		return ErrClosed
+	}
+	return s.bolt.View(func(tx *bolt.Tx) error {
 		var first error
 		for err := range tx.Check() { // drained: the check reads the tx until it closes the channel
 			if first == nil {

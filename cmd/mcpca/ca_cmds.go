@@ -115,7 +115,7 @@ The running CA never uses the root key: --root-key-out FILE writes it there
 const insecurePasswordHelp = "accept a password that fails the strength check (at least 12 characters, 6 different, not common); whoever obtains an encrypted key (a backup, a copy of the directory, a published provisioner key) can then guess it offline and sign as the CA"
 
 func newServeCmd() *cobra.Command {
-	var dir, pwFile, addr, database string
+	var dir, pwFile, addr, database, databaseFile string
 	var retention time.Duration
 	var maxInFlight int
 	cmd := &cobra.Command{
@@ -126,8 +126,12 @@ enrolment rules. Logs are JSON lines on stderr: one per issuance, renewal and
 revocation. SIGHUP reloads the configuration (new provisioners); SIGTERM or
 SIGINT stops cleanly. Only one process can serve a directory (lock: <dir>/ca.lock).
 The store is db/mcpca.db (--database step-ca: step-ca's db/ca.db, for
-comparison). MCPCA_CPUPROFILE=FILE writes a CPU profile of the run, for
-benchmarks (go tool pprof bin/mcpca FILE).`,
+comparison). With --database postgres://... (or --database-file FILE holding
+that URL, which keeps its password out of ps) the CA runs on PostgreSQL and
+any number of replicas, each with its own copy of the CA directory, serve it
+at once behind one public address (docs/replicas.md); --address then sets
+this replica's own listen address. MCPCA_CPUPROFILE=FILE writes a CPU
+profile of the run, for benchmarks (go tool pprof bin/mcpca FILE).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
@@ -152,7 +156,22 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 				return fmt.Errorf("--max-in-flight %d: must not be negative (0: no bound)", maxInFlight)
 			}
 			opts := []ca.Option{ca.WithLogger(logger), ca.WithMaxInFlight(maxInFlight)}
+			dsn, err := databaseDSN(cmd.ErrOrStderr(), database, databaseFile)
+			if err != nil {
+				return err
+			}
+			if dsn != "" {
+				database = "postgres"
+			}
 			switch database {
+			case "postgres":
+				if retention < 0 {
+					return fmt.Errorf("--certificate-retention %s: must not be negative", retention)
+				}
+				opts = append(opts, ca.WithPostgres(dsn))
+				if retention > 0 {
+					opts = append(opts, ca.WithStoreOptions(store.WithCertificateRetention(retention)))
+				}
 			case "store":
 				if retention < 0 {
 					return fmt.Errorf("--certificate-retention %s: must not be negative", retention)
@@ -163,7 +182,7 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 			case "step-ca":
 				opts = append(opts, ca.WithStepCADatabase())
 			default:
-				return fmt.Errorf("--database %q: want store (db/mcpca.db) or step-ca (db/ca.db)", database)
+				return fmt.Errorf("--database %q: want store (db/mcpca.db), step-ca (db/ca.db) or a postgres:// URL", database)
 			}
 			srv, err := ca.Open(dir, pw, opts...)
 			if err != nil {
@@ -215,7 +234,8 @@ benchmarks (go tool pprof bin/mcpca FILE).`,
 	f.StringVar(&addr, "address", "", "override the listen address of the configuration")
 	f.DurationVar(&retention, "certificate-retention", 0, "prune a certificate's records this long after it expires, so the store stays bounded (0: keep every certificate, as step-ca does)")
 	f.IntVar(&maxInFlight, "max-in-flight", ca.DefaultMaxInFlight, "requests that may write (sign, renew, rekey, revoke) in flight at once; beyond it the CA answers 503 with Retry-After at once instead of queueing (0: no bound)")
-	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; records are not migrated between them")
+	f.StringVar(&database, "database", "store", "store: mcpca's group-commit store (db/mcpca.db); step-ca: step-ca's bbolt driver (db/ca.db), for comparison; postgres://USER@HOST/DB: PostgreSQL, shared by replicas; records are not migrated between them")
+	f.StringVar(&databaseFile, "database-file", "", "file holding the postgres:// URL (so its password stays out of ps); instead of --database")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }

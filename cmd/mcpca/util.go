@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/url"
 	"os"
 	"strings"
 
@@ -195,3 +196,31 @@ func parseSerial(s string) (*big.Int, error) {
 
 // serialText renders a serial as "decimal (0xhex)".
 func serialText(n *big.Int) string { return n.String() + " (0x" + n.Text(16) + ")" }
+
+// databaseDSN returns the PostgreSQL connection string of --database (when
+// it is a postgres:// URL) or --database-file, or "" for the file stores.
+func databaseDSN(warn io.Writer, database, file string) (string, error) {
+	isURL := strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
+	switch {
+	case file != "" && database != "" && database != "store":
+		return "", errors.New("--database and --database-file: give one")
+	case file != "":
+		b, err := secretfile.Read(file, warn)
+		if err != nil {
+			return "", fmt.Errorf("reading --database-file: %w", err)
+		}
+		dsn := strings.TrimSpace(string(b))
+		if dsn == "" {
+			return "", fmt.Errorf("--database-file %s is empty: want a postgres:// URL", file)
+		}
+		return dsn, nil
+	case isURL:
+		if u, err := url.Parse(database); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				fmt.Fprintln(warn, "mcpca: warning: the password in --database is visible to every user of this host (ps, /proc): put the URL in a file only you can read and pass --database-file")
+			}
+		}
+		return database, nil
+	}
+	return "", nil
+}
