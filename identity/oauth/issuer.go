@@ -122,6 +122,17 @@ func (r *Resource) fetchJSON(ctx context.Context, u string, v any) error {
 	if len(body) > maxMetadataBytes {
 		return fmt.Errorf("GET %s: more than %d bytes", u, maxMetadataBytes)
 	}
+	if set, ok := v.(*jose.JSONWebKeySet); ok {
+		// go-jose reads its keys itself (case-sensitively); the checks
+		// make sure every reader reads the set alike.
+		if err := strictjson.Check(body); err != nil {
+			return fmt.Errorf("GET %s: %v", u, err)
+		}
+		if err := json.Unmarshal(body, set); err != nil {
+			return fmt.Errorf("GET %s: %v", u, err)
+		}
+		return nil
+	}
 	if err := strictjson.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: %v", u, err)
 	}

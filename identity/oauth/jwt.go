@@ -78,6 +78,9 @@ func (r *Resource) verifyJWT(ctx context.Context, raw string, now time.Time) (*T
 	if err != nil {
 		return nil, invalidToken("payload: %v", err)
 	}
+	if err := strictjson.Check(pb); err != nil {
+		return nil, invalidToken("payload: %v", err)
+	}
 	iv, _ := strictjson.Lookup(pb, "iss")
 	iss, _ := strictjson.StringValue(iv)
 	is := r.forIssuer(iss)
