@@ -126,7 +126,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"subject not a name", f.is.Mint(t, with("sub", "alice@example.com")), `invalid_token: subject "alice@example.com" cannot name a principal`},
 		{"no subject", f.is.Mint(t, with("sub", nil)), "invalid_token: no sub claim"},
 		{"DPoP-bound", f.is.Mint(t, with("cnf", map[string]any{"jkt": "abc"})), "invalid_token: the token is bound to a key by a method this server does not check"},
-		{"duplicate claim", dupClaims(t, f), `invalid_token: claims: duplicate key "aud"`},
+		{"duplicate claim", dupClaims(t, f), `invalid_token: payload: duplicate key "aud"`},
 		{"not a JWT", "opaque-token-value", "invalid_token: not a JWT access token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
