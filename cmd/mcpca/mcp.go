@@ -21,30 +21,31 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 func init() { commands = append(commands, newMcpCmd) }
 
 // mcpFlags are the connection flags of every `mcpca mcp` command.
 type mcpFlags struct {
-	url, cert, key, root, td, serverID, crl string
-	timeout                                 time.Duration
+	url, cert, key, root, td, serverID, crl, tokenFile string
+	timeout                                            time.Duration
 }
 
 func (f *mcpFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "url", "", "the MCP endpoint, e.g. https://127.0.0.1:8443/mcp (required)")
-	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required)")
-	fl.StringVar(&f.key, "key", "", "client private key, PEM (required)")
+	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required unless --token-file)")
+	fl.StringVar(&f.key, "key", "", "client private key, PEM (with --cert)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "present the OAuth access token in this file (Authorization: Bearer), with or without --cert: for a server started with --token-issuer; a token bound to a certificate (RFC 8705) needs that --cert too")
 	fl.StringVar(&f.root, "root", "", "CA root the server's certificate must chain to, PEM (required)")
 	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: that of --server-id, else of --cert)")
 	fl.StringVar(&f.serverID, "server-id", "", "SPIFFE ID the server must have, e.g. spiffe://acme.test/server/files; replaces the check of the --url host against the server's certificate")
 	fl.StringVar(&f.crl, "crl", "", "refuse a revoked server: the CA's CRL URL (https://.../crl) or a DER/PEM file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
-	// --url and --root are not marked: their own checks (withSession,
-	// loadRoots) say what to give (an https:// endpoint; mcpca bootstrap).
-	_ = cmd.MarkFlagRequired("cert")
-	_ = cmd.MarkFlagRequired("key")
+	// --url, --root, --cert and --key are not marked: their own checks
+	// (withSession, loadRoots) say what to give (an https:// endpoint;
+	// mcpca bootstrap; a certificate, a token or both).
 }
 
 func newMcpCmd() *cobra.Command {
@@ -250,7 +251,7 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 		return errors.New("missing --url (the MCP endpoint, e.g. https://127.0.0.1:8443/mcp)")
 	}
 	if !strings.HasPrefix(f.url, "https://") {
-		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate)", f.url)
+		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate or token)", f.url)
 	}
 	u, err := url.Parse(f.url)
 	if err != nil || u.Hostname() == "" {
@@ -270,11 +271,24 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	} else {
 		tlsOpt = identity.WithServerName(u.Hostname())
 	}
-	pair, err := loadPair(f.cert, f.key)
-	if err != nil {
-		return err
+	var token string
+	if f.tokenFile != "" {
+		if token, err = readBearerToken(f.tokenFile, cmd.ErrOrStderr()); err != nil {
+			return err
+		}
 	}
-	td, err := serverTrustDomain(f, serverID, &pair)
+	var pair *tls.Certificate
+	switch {
+	case f.cert != "" || f.key != "":
+		p, err := loadPair(f.cert, f.key)
+		if err != nil {
+			return err
+		}
+		pair = &p
+	case token == "":
+		return errors.New("missing --cert and --key (or --token-file): the server authenticates clients by certificate or token")
+	}
+	td, err := serverTrustDomain(f, serverID, pair)
 	if err != nil {
 		return err
 	}
@@ -305,9 +319,13 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	if err != nil {
 		return err
 	}
-	tr := &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &pair}, v, tlsOpt), ForceAttemptHTTP2: true}
+	tcfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: pair}, v, tlsOpt)
+	if pair == nil {
+		tcfg.GetClientCertificate = nil
+	}
+	tr := &http.Transport{TLSClientConfig: tcfg, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: &refusalTransport{base: tr}}
+	hc := &http.Client{Transport: &refusalTransport{base: tr, token: token}}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpca", Version: "1"}, nil)
 	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: f.url, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
 	if err != nil {
@@ -327,6 +345,8 @@ func serverTrustDomain(f *mcpFlags, serverID identity.ID, pair *tls.Certificate)
 		return f.td, nil
 	case serverID.TrustDomain != "":
 		return serverID.TrustDomain, nil
+	case pair == nil:
+		return "", errors.New("--token-file without --cert: pass --trust-domain (or --server-id), the trust domain the server's certificate must belong to")
 	}
 	leaf := pair.Leaf
 	if leaf == nil && len(pair.Certificate) > 0 {
@@ -372,10 +392,18 @@ func hint(err error) string {
 }
 
 // refusalTransport turns the adapter's JSON refusals (401/403) into errors
-// that carry their message, instead of the SDK's bare status line.
-type refusalTransport struct{ base http.RoundTripper }
+// that carry their message, instead of the SDK's bare status line, and
+// presents the bearer token, if any.
+type refusalTransport struct {
+	base  http.RoundTripper
+	token string
+}
 
 func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.token != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {
 		return resp, err
@@ -390,4 +418,18 @@ func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, fmt.Errorf("server answered %s: %s: %s", resp.Status, body.Error, body.Detail)
 	}
 	return nil, fmt.Errorf("server answered %s: %s", resp.Status, body.Error)
+}
+
+// readBearerToken reads a bearer token from file: one line, warning when group
+// or others can read it.
+func readBearerToken(file string, warn io.Writer) (string, error) {
+	b, err := secretfile.Read(file, warn)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || len(tok) > 16<<10 || strings.ContainsAny(tok, " \t\r\n\",") {
+		return "", fmt.Errorf("--token-file %s: not one access token (one line of at most 16 KiB, no spaces)", file)
+	}
+	return tok, nil
 }
