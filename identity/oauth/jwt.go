@@ -103,47 +103,87 @@ func (r *Resource) verifyJWT(ctx context.Context, raw string, now time.Time) (*T
 	if err != nil {
 		return nil, invalidToken("signature does not verify with the key of issuer %s", is.URL)
 	}
-	var c jwtClaims
-	if err := strictjson.Unmarshal(payload, &c); err != nil {
-		return nil, invalidToken("claims: %v", err)
+	t, c, err := mapClaims(payload, is.Issuer, r.cfg.roleClaims)
+	if err != nil {
+		return nil, err
 	}
 	if c.Issuer != is.URL {
 		return nil, invalidToken("issuer %q, want %q", truncate(c.Issuer), is.URL)
 	}
-	t := &Token{Method: policy.AuthToken, Issuer: c.Issuer, Subject: c.Subject, ClientID: c.ClientID, ID: c.ID,
-		Scopes: strings.Fields(c.Scope)}
-	if t.Audience, err = audience(c.Audience); err != nil {
-		return nil, err
-	}
 	if c.Expiry == nil {
 		return nil, invalidToken("no exp claim: an access token must expire")
 	}
-	var ok bool
-	if t.Expiry, ok = numericDate(*c.Expiry); !ok {
-		return nil, invalidToken("exp is not a date")
-	}
-	if c.NotBefore != nil {
-		if t.NotBefore, ok = numericDate(*c.NotBefore); !ok {
-			return nil, invalidToken("nbf is not a date")
-		}
-	}
-	if c.IssuedAt != nil {
-		iat, ok := numericDate(*c.IssuedAt)
-		if !ok {
-			return nil, invalidToken("iat is not a date")
-		}
-		if iat.After(now.Add(r.cfg.leeway)) {
-			return nil, invalidToken("issued in the future (iat %s)", iat.UTC().Format(time.RFC3339))
-		}
-		if t.NotBefore.IsZero() {
-			t.NotBefore = iat
-		}
+	if c.IssuedAt != nil && t.issuedAt.After(now.Add(r.cfg.leeway)) {
+		return nil, invalidToken("issued in the future (iat %s)", t.issuedAt.UTC().Format(time.RFC3339))
 	}
 	if err := r.checkTime(t, now); err != nil {
 		return nil, err
 	}
+	return t, nil
+}
+
+// Inspect maps the claims of a JWT access token to the Token it would
+// give WITHOUT verifying it: neither signature, nor issuer, audience or
+// time. It is for `mcpca policy explain`, which shows what a token would
+// be allowed; never authenticate a caller with it. is names the issuer's
+// trust domain; an empty is.URL takes the token's iss.
+func Inspect(token string, is Issuer) (*Token, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, invalidToken("not a JWT (three dot-separated parts)")
+	}
+	pb, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, invalidToken("payload: %v", err)
+	}
+	if err := strictjson.Check(pb); err != nil {
+		return nil, invalidToken("payload: %v", err)
+	}
+	if is.URL == "" {
+		iv, _ := strictjson.Lookup(pb, "iss")
+		is.URL, _ = strictjson.StringValue(iv)
+	}
+	if err := is.check(); err != nil {
+		return nil, err
+	}
+	t, _, err := mapClaims(pb, is, DefaultRoleClaims)
+	return t, err
+}
+
+// mapClaims reads a payload's claims and maps them to a Token for issuer
+// is, checking their shape (not their signature, issuer or time).
+func mapClaims(payload []byte, is Issuer, roleClaims []string) (*Token, *jwtClaims, error) {
+	var c jwtClaims
+	if err := strictjson.Unmarshal(payload, &c); err != nil {
+		return nil, nil, invalidToken("claims: %v", err)
+	}
+	t := &Token{Method: policy.AuthToken, Issuer: c.Issuer, Subject: c.Subject, ClientID: c.ClientID, ID: c.ID,
+		Scopes: strings.Fields(c.Scope)}
+	var err error
+	if t.Audience, err = audience(c.Audience); err != nil {
+		return nil, nil, err
+	}
+	var ok bool
+	if c.Expiry != nil {
+		if t.Expiry, ok = numericDate(*c.Expiry); !ok {
+			return nil, nil, invalidToken("exp is not a date")
+		}
+	}
+	if c.NotBefore != nil {
+		if t.NotBefore, ok = numericDate(*c.NotBefore); !ok {
+			return nil, nil, invalidToken("nbf is not a date")
+		}
+	}
+	if c.IssuedAt != nil {
+		if t.issuedAt, ok = numericDate(*c.IssuedAt); !ok {
+			return nil, nil, invalidToken("iat is not a date")
+		}
+		if t.NotBefore.IsZero() {
+			t.NotBefore = t.issuedAt
+		}
+	}
 	if c.Subject == "" {
-		return nil, invalidToken("no sub claim: the token names no principal")
+		return nil, nil, invalidToken("no sub claim: the token names no principal")
 	}
 	for k, v := range c.Cnf {
 		if k != "x5t#S256" {
@@ -152,14 +192,14 @@ func (r *Resource) verifyJWT(ctx context.Context, raw string, now time.Time) (*T
 		}
 		var s string
 		if unmarshalJSON(v, &s) != nil {
-			return nil, invalidToken("cnf.x5t#S256 is not a string")
+			return nil, nil, invalidToken("cnf.x5t#S256 is not a string")
 		}
 		if t.Thumbprint, ok = thumbprint(s); !ok {
-			return nil, invalidToken("cnf.x5t#S256 is not the base64url SHA-256 of a certificate")
+			return nil, nil, invalidToken("cnf.x5t#S256 is not the base64url SHA-256 of a certificate")
 		}
 	}
 	var roleValues []string
-	for _, name := range r.cfg.roleClaims {
+	for _, name := range roleClaims {
 		if v, ok := strictjson.Lookup(payload, name); ok {
 			roleValues = append(roleValues, stringsOf(v)...)
 		}
@@ -171,18 +211,20 @@ func (r *Resource) verifyJWT(ctx context.Context, raw string, now time.Time) (*T
 			attrs[k] = s
 		}
 	}
-	attrs["oauth.issuer"] = t.Issuer
+	if identity.ValidateAttribute("oauth.issuer", t.Issuer) == nil {
+		attrs["oauth.issuer"] = t.Issuer
+	}
 	if t.ClientID != "" && identity.ValidateAttribute("oauth.client_id", t.ClientID) == nil {
 		attrs["oauth.client_id"] = t.ClientID
 	}
-	if t.Identity, err = principalIdentity(is.Issuer, c.Subject, mapRoles(roleValues), attrs); err != nil {
-		return nil, err
+	if t.Identity, err = principalIdentity(is, c.Subject, mapRoles(roleValues), attrs); err != nil {
+		return nil, nil, err
 	}
 	t.Identity.NotBefore, t.Identity.NotAfter = t.NotBefore, t.Expiry
 	if t.Thumbprint != nil {
 		copy(t.Identity.Fingerprint[:], t.Thumbprint)
 	}
-	return t, nil
+	return t, &c, nil
 }
 
 // audience reads aud, a string or an array of strings.

@@ -41,6 +41,8 @@ type Token struct {
 	// possession other than x5t#S256 (a DPoP key, say), which this
 	// resource server cannot check: such a token is refused.
 	OtherConfirmation bool
+
+	issuedAt time.Time
 }
 
 // BearerVerifier verifies one kind of bearer credential that is not a JWT
