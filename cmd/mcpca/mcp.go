@@ -51,7 +51,7 @@ func (f *mcpFlags) add(cmd *cobra.Command) {
 func newMcpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mcp",
-		Short: "Talk to an mTLS-protected MCP server as the holder of a certificate",
+		Short: "Talk to an mTLS-protected MCP server as the holder of a certificate or token",
 		Long: `The mcp commands are an MCP client (the official Go SDK over Streamable HTTP)
 that presents an mcpca certificate and checks the server's certificate against
 the CA's root, so a person can see from the shell what an identity may do:
@@ -64,7 +64,12 @@ of --cert (or --trust-domain), for the host of --url (a DNS name or IP
 address among its SANs). With --server-id the server must have that SPIFFE
 ID instead, whatever host its certificate names. With --crl a revoked server
 certificate is refused, and so is one whose revocation status cannot be
-established (the CRL cannot be fetched, or is stale).`,
+established (the CRL cannot be fetched, or is stale).
+
+With --token-file the client presents an OAuth access token (Authorization:
+Bearer) to a server that takes tokens (--token-issuer), alone or with --cert
+(a token bound to a certificate, RFC 8705, works only with that one).
+Without --cert, give --trust-domain or --server-id for the server's check.`,
 	}
 	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd(), newMcpReadCmd())
 	return cmd
@@ -74,7 +79,7 @@ func newMcpToolsCmd() *cobra.Command {
 	var f mcpFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "tools --url URL --cert F --key F --root F",
+		Use:   "tools --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "List the tools the server lets this identity use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -108,7 +113,7 @@ func newMcpCallCmd() *cobra.Command {
 	var f mcpFlags
 	var args []string
 	cmd := &cobra.Command{
-		Use:   "call TOOL [--arg key=value ...] --url URL --cert F --key F --root F",
+		Use:   "call TOOL [--arg key=value ...] --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "Call a tool and print what it returns",
 		Long: `Call calls TOOL with the --arg pairs as arguments and prints the text it
 returns. A value is passed as a string when the tool's input schema says
@@ -154,7 +159,7 @@ such, anything else as a string. It exits 1 when the server refuses the call
 func newMcpReadCmd() *cobra.Command {
 	var f mcpFlags
 	cmd := &cobra.Command{
-		Use:   "read URI --url URL --cert F --key F --root F",
+		Use:   "read URI --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "Read a resource and print its text",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, pos []string) error {

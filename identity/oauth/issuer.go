@@ -33,8 +33,13 @@ type Issuer struct {
 // ParseIssuer parses "URL" or "URL=TRUST-DOMAIN", the form of the
 // --token-issuer flag.
 func ParseIssuer(s string) (Issuer, error) {
-	u, td, _ := strings.Cut(s, "=")
-	is := Issuer{URL: u, TrustDomain: td}
+	is := Issuer{URL: s}
+	if i := strings.LastIndex(s, "="); i >= 0 && !strings.ContainsAny(s[i:], "/?&#") {
+		is.URL, is.TrustDomain = s[:i], s[i+1:]
+		if is.TrustDomain == "" {
+			return is, errorf("issuer %q: an empty trust domain after =", s)
+		}
+	}
 	return is, is.check()
 }
 
