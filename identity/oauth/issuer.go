@@ -34,7 +34,7 @@ type Issuer struct {
 // --token-issuer flag.
 func ParseIssuer(s string) (Issuer, error) {
 	is := Issuer{URL: s}
-	if i := strings.LastIndex(s, "="); i >= 0 && !strings.ContainsAny(s[i:], "/?&#") {
+	if i := strings.LastIndex(s, "="); i >= 0 && !strings.ContainsAny(s, "?#") && !strings.Contains(s[i:], "/") {
 		is.URL, is.TrustDomain = s[:i], s[i+1:]
 		if is.TrustDomain == "" {
 			return is, errorf("issuer %q: an empty trust domain after =", s)
