@@ -279,6 +279,30 @@ func TestInteropOAuth(t *testing.T) {
 		t.Errorf("expired: %v", err)
 	}
 
+	// Opaque tokens, introspected (RFC 7662) by the resource server as the
+	// client mcp-server; believed no longer than they live.
+	opaque := clientCredentials(t, anon, as.Issuer, "opaque-bot", "opaque-bot-secret", resource)
+	if strings.Count(opaque, ".") == 2 {
+		t.Fatalf("oidc-provider gave opaque-bot a JWT")
+	}
+	iclk := clock.NewFake(time.Now())
+	irs, err := oauth.New(resource, []oauth.Issuer{{URL: as.Issuer, TrustDomain: "acme.test"}}, oauth.WithClock(iclk),
+		oauth.WithHTTPClient(anon), oauth.WithLogger(slog.New(slog.DiscardHandler)),
+		oauth.WithIntrospection(as.Issuer, "mcp-server", "mcp-server-secret", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ot, _, err := irs.Verify(ctx, opaque, nil); err != nil || ot.Identity.ID.String() != "spiffe://acme.test/client/opaque-bot" || !ot.Identity.HasRole("reader") {
+		t.Errorf("an introspected opaque token: %+v %v", ot, err)
+	}
+	if _, _, err := irs.Verify(ctx, "made-up-opaque-token", nil); err == nil || !strings.Contains(err.Error(), "says the token is not active") {
+		t.Errorf("an opaque token oidc-provider never issued: %v", err)
+	}
+	iclk.Advance(11 * time.Minute)
+	if _, _, err := irs.Verify(ctx, opaque, nil); err == nil || !strings.Contains(err.Error(), "invalid_token: the token expired at") {
+		t.Errorf("an expired opaque token: %v", err)
+	}
+
 	// Certificate-bound tokens: alice authenticates to oidc-provider with
 	// her mcpca certificate and gets a token bound to it; it works with
 	// that certificate only.

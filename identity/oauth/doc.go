@@ -10,6 +10,8 @@
 //     when too old and, at a bounded rate, when a token names a key ID they
 //     lack (so rotation is followed and made-up key IDs cannot flood the
 //     issuer); a verified token is cached until it expires;
+//   - opaque tokens through RFC 7662 introspection (WithIntrospection), an
+//     answer believed no longer than the token lives nor than a minute;
 //   - certificate-bound tokens (RFC 8705): a token whose cnf.x5t#S256 is
 //     set is accepted only with the client certificate it names
 //     (policy.AuthBoundToken), and WithRequireBoundTokens refuses the others;

@@ -32,6 +32,7 @@ type config struct {
 	maxCache     int
 	verifiers    []prefixed
 	name         string
+	introspect   *introspection
 }
 
 // prefixed is a BearerVerifier and the prefix of the credentials it takes.

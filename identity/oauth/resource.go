@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
@@ -30,8 +28,9 @@ type Resource struct {
 	issuers  []*issuerState
 	resource atomic.Pointer[string]
 
-	mu    sync.Mutex
-	cache map[string]*Token // verified JWTs, by the token itself
+	mu     sync.Mutex
+	cache  map[string]*Token       // verified JWTs, by the token itself
+	opaque map[string]introspected // introspected opaque tokens
 }
 
 // New returns the protected resource identified by resource (its URL,
@@ -76,7 +75,7 @@ func New(resource string, issuers []Issuer, opts ...Option) (*Resource, error) {
 			return nil, errorf("a bearer verifier needs a prefix and a verifier")
 		}
 	}
-	r := &Resource{cfg: cfg, cache: map[string]*Token{}}
+	r := &Resource{cfg: cfg, cache: map[string]*Token{}, opaque: map[string]introspected{}}
 	for _, is := range issuers {
 		if err := is.check(); err != nil {
 			return nil, err
@@ -85,6 +84,9 @@ func New(resource string, issuers []Issuer, opts ...Option) (*Resource, error) {
 			return nil, errorf("issuer %s named twice", is.URL)
 		}
 		r.issuers = append(r.issuers, &issuerState{Issuer: is, r: r})
+	}
+	if in := cfg.introspect; in != nil && r.forIssuer(in.issuer) == nil {
+		return nil, errorf("introspection at %s, which is not one of the token issuers", in.issuer)
 	}
 	if resource != "" {
 		if err := r.SetResource(resource); err != nil {
@@ -169,6 +171,9 @@ func (r *Resource) token(ctx context.Context, token string, now time.Time) (*Tok
 		}
 	}
 	if !looksLikeJWT(token) {
+		if r.cfg.introspect != nil {
+			return r.introspect(ctx, token, now)
+		}
 		return nil, invalidToken("not a JWT access token")
 	}
 	r.mu.Lock()
@@ -377,6 +382,3 @@ func quoteSafe(s string) string {
 		return c
 	}, s)
 }
-
-// accepted is the JWS algorithms a token may use (for tests).
-func (r *Resource) accepted() []jose.SignatureAlgorithm { return r.cfg.algs }

@@ -371,3 +371,52 @@ func TestNewRefuses(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestIntrospection(t *testing.T) {
+	f := newFixture(t)
+	rs, err := oauth.New(resource, []oauth.Issuer{{URL: f.is.URL, TrustDomain: "acme.test"}}, oauth.WithClock(f.clk),
+		oauth.WithHTTPClient(f.is.Client()), oauth.WithLogger(slog.New(slog.DiscardHandler)),
+		oauth.WithIntrospection(f.is.URL, oauthtest.IntrospectClient, oauthtest.IntrospectSecret, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := map[string]any{"active": true, "client_id": "build-bot", "aud": resource, "exp": t0.Add(30 * time.Second).Unix(),
+		"scope": "mcp reader", "iss": f.is.URL}
+	f.is.Opaque("opaque-1", ans)
+	tok, how, err := rs.Verify(context.Background(), "opaque-1", nil)
+	if err != nil || how != policy.AuthToken || tok.Identity.ID.String() != "spiffe://acme.test/client/build-bot" || strings.Join(tok.Identity.Roles, ",") != "mcp,reader" {
+		t.Fatalf("got %+v %v %v", tok, how, err)
+	}
+	// Cached: the issuer is not asked again...
+	if _, _, err := rs.Verify(context.Background(), "opaque-1", nil); err != nil || f.is.Introspections.Load() != 1 {
+		t.Fatalf("second use: %v, %d introspections", err, f.is.Introspections.Load())
+	}
+	// ...no longer than the token lives: past its exp it is asked again,
+	// and a token it forgot (revoked) is refused.
+	f.is.Opaque("opaque-1", nil)
+	f.clk.Advance(31 * time.Second)
+	if _, _, err := rs.Verify(context.Background(), "opaque-1", nil); err == nil || !strings.Contains(err.Error(), "says the token is not active") || f.is.Introspections.Load() != 2 {
+		t.Fatalf("after exp: %v, %d introspections", err, f.is.Introspections.Load())
+	}
+	// A long-lived token is asked about again after the cache bound.
+	ans["exp"] = f.clk.Now().Add(time.Hour).Unix()
+	f.is.Opaque("opaque-2", ans)
+	if _, _, err := rs.Verify(context.Background(), "opaque-2", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.is.Opaque("opaque-2", nil)
+	f.clk.Advance(oauth.DefaultIntrospectionCache)
+	if _, _, err := rs.Verify(context.Background(), "opaque-2", nil); err == nil || !strings.Contains(err.Error(), "invalid_token: issuer "+f.is.URL+" says the token is not active") {
+		t.Fatalf("revoked, after the cache bound: %v", err)
+	}
+	// Another audience is refused as for a JWT.
+	other := map[string]any{"active": true, "sub": "alice", "aud": "https://other.test/mcp", "exp": f.clk.Now().Add(time.Hour).Unix()}
+	f.is.Opaque("opaque-3", other)
+	if _, _, err := rs.Verify(context.Background(), "opaque-3", nil); err == nil || !strings.Contains(err.Error(), "the token is for another resource") {
+		t.Fatalf("another audience: %v", err)
+	}
+	if _, err := oauth.New(resource, []oauth.Issuer{{URL: f.is.URL}}, oauth.WithIntrospection("https://else.test", "a", "b", 0)); err == nil ||
+		err.Error() != "oauth: introspection at https://else.test, which is not one of the token issuers" {
+		t.Fatalf("introspection at an unknown issuer: %v", err)
+	}
+}

@@ -35,19 +35,45 @@ type Issuer struct {
 
 	// KeyFetches counts GETs of the JWKS.
 	KeyFetches atomic.Int64
+	// Introspections counts POSTs to the introspection endpoint.
+	Introspections atomic.Int64
+
+	opaque map[string]map[string]any // introspection answers by token
 }
+
+// Introspection client credentials the test issuer accepts.
+const (
+	IntrospectClient = "resource-server"
+	IntrospectSecret = "resource-server-secret"
+)
 
 // New starts an issuer; it stops when tb's test ends.
 func New(tb testing.TB) *Issuer {
 	tb.Helper()
-	is := &Issuer{}
+	is := &Issuer{opaque: map[string]map[string]any{}}
 	is.key, is.kid = newKey(tb), "k1"
 	is.nextKid = 2
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.URL, "jwks_uri": is.URL + "/jwks",
-			"token_endpoint": is.URL + "/token", "grant_types_supported": []string{"client_credentials"}})
+			"token_endpoint": is.URL + "/token", "grant_types_supported": []string{"client_credentials"},
+			"introspection_endpoint": is.URL + "/introspect"})
+	})
+	mux.HandleFunc("/introspect", func(w http.ResponseWriter, r *http.Request) {
+		is.Introspections.Add(1)
+		if id, secret, ok := r.BasicAuth(); !ok || id != IntrospectClient || secret != IntrospectSecret {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		is.mu.Lock()
+		ans, ok := is.opaque[r.PostFormValue("token")]
+		is.mu.Unlock()
+		if !ok {
+			ans = map[string]any{"active": false}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(ans)
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
 		is.KeyFetches.Add(1)
@@ -193,4 +219,16 @@ func (is *Issuer) SignRaw(tb testing.TB, payload string) string {
 	}
 	out, _ := jws.CompactSerialize()
 	return out
+}
+
+// Opaque registers an opaque token and the introspection answer for it
+// (nil: forget it, so that it is answered inactive).
+func (is *Issuer) Opaque(token string, answer map[string]any) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if answer == nil {
+		delete(is.opaque, token)
+		return
+	}
+	is.opaque[token] = answer
 }

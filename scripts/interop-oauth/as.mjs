@@ -7,7 +7,9 @@
 //   - RFC 8705 mTLS: the client "alice" authenticates with her mcpca
 //     certificate (tls_client_auth, its SPIFFE ID as the SAN URI) and gets
 //     tokens bound to it (cnf.x5t#S256);
-//   - "reader-bot" authenticates with a secret (client_secret_basic).
+//   - "reader-bot" authenticates with a secret (client_secret_basic);
+//   - "opaque-bot" gets opaque tokens, which the resource server
+//     "mcp-server" introspects (RFC 7662).
 //
 // The second server ("other") is a different issuer with the same clients.
 // Env: TLS_CERT, TLS_KEY (the servers' certificate, PEM), CA (the mcpca
@@ -22,7 +24,7 @@ const tls = { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(
   ca: fs.readFileSync(process.env.CA), requestCert: true, rejectUnauthorized: false };
 
 // Roles the provider states for each client (extraTokenClaims).
-const roles = { 'reader-bot': ['reader'], alice: ['reader', 'admin'] };
+const roles = { 'reader-bot': ['reader'], 'opaque-bot': ['reader'], alice: ['reader', 'admin'] };
 
 function signingKey() {
   const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -42,6 +44,11 @@ async function start() {
       { client_id: 'reader-bot', client_secret: 'reader-bot-secret', grant_types: ['client_credentials'],
         redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic', scope: 'mcp',
         id_token_signed_response_alg: 'ES256' },
+      { client_id: 'opaque-bot', client_secret: 'opaque-bot-secret', grant_types: ['client_credentials'],
+        redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic', scope: 'mcp',
+        id_token_signed_response_alg: 'ES256' },
+      { client_id: 'mcp-server', client_secret: 'mcp-server-secret', grant_types: [], redirect_uris: [], response_types: [],
+        token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: 'ES256' },
       { client_id: 'alice', grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
         token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: 'spiffe://acme.test/client/alice',
         tls_client_certificate_bound_access_tokens: true, scope: 'mcp', id_token_signed_response_alg: 'ES256' },
@@ -53,8 +60,11 @@ async function start() {
       resourceIndicators: {
         enabled: true,
         // Every https resource is one of ours, named in the token's aud.
-        getResourceServerInfo: (ctx, resourceIndicator) => {
+        getResourceServerInfo: (ctx, resourceIndicator, client) => {
           if (!resourceIndicator.startsWith('https://')) throw new Error('not an https resource');
+          if (client.clientId === 'opaque-bot') {
+            return { scope: 'mcp', audience: resourceIndicator, accessTokenTTL: 600, accessTokenFormat: 'opaque' };
+          }
           return { scope: 'mcp', audience: resourceIndicator, accessTokenTTL: 600, accessTokenFormat: 'jwt',
             jwt: { sign: { alg: 'ES256' } } };
         },
