@@ -225,14 +225,18 @@ func (g *Guard) WriteAuthError(w http.ResponseWriter, err error) {
 }
 
 // Handler wraps next, normally an *mcp.StreamableHTTPHandler, so that
-// every request must come from a verified client, and only once the
-// Guard's middleware is installed on the MCP server (Install, MCPHandler or
-// Server; until then a verified client gets 500 {"error":"server
-// misconfigured"}: a Handler without the half that authorizes serves
-// nothing):
+// every request must come from a verified caller (Authenticate: a client
+// certificate, or with WithResourceServer an OAuth access token), and only
+// once the Guard's middleware is installed on the MCP server (Install,
+// MCPHandler or Server; until then a verified client gets 500
+// {"error":"server misconfigured"}: a Handler without the half that
+// authorizes serves nothing):
 //
 //   - 401 {"error":"client certificate required"} without TLS or without a
-//     client certificate;
+//     client certificate (with WithResourceServer: 401
+//     {"error":"authentication required"} and the WWW-Authenticate
+//     challenge when neither a certificate nor a token is presented, and
+//     the token refusals of WriteAuthError);
 //   - 403 {"error":"client certificate rejected","detail":...} when the
 //     certificate does not verify (now: it may have expired or been revoked
 //     since the handshake);
@@ -244,11 +248,12 @@ func (g *Guard) WriteAuthError(w http.ResponseWriter, err error) {
 //     WithSessionTTL and WithMaxSessions). The MCP specification has the
 //     client start a new session then.
 //
-// Handler leaves the request's headers as the client sent them (an
-// application may add its own bearer-token check inside it); the verified
-// caller reaches Middleware and FromContext through a request header of its
-// own that it always overwrites. Responses carry Cache-Control: private,
-// no-store, since what they hold depends on who asked.
+// Handler leaves the request's headers as the client sent them (without
+// WithResourceServer an application may add its own bearer-token check
+// inside it); the verified caller reaches Middleware and FromContext
+// through a request header of its own that it always overwrites. Responses
+// carry Cache-Control: private, no-store, since what they hold depends on
+// who asked.
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(refHeader)
