@@ -2,10 +2,12 @@ package oauth_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/internal/oauthtest"
 )
@@ -39,6 +41,32 @@ func FuzzBearerToken(f *testing.F) {
 		tok, _, err := oauth.BearerToken(h)
 		if err == nil && strings.ContainsAny(tok, " \t") {
 			t.Fatalf("token %q has a space", tok)
+		}
+	})
+}
+
+// FuzzInspect: the claim mapping (shared by JWTs, introspection answers
+// and policy explain) never panics on a payload, and what it maps is
+// within the identity contract.
+func FuzzInspect(f *testing.F) {
+	for _, s := range []string{`{"iss":"https://as.test","sub":"alice","aud":"x","roles":["a","B"],"scope":"s t","attrs":{"k":"v"}}`,
+		`{"sub":"spiffe://as.test/client/a","cnf":{"x5t#S256":"AAAA"},"aud":["a","b"],"exp":1e300}`, `{"sub":1}`, `[]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		enc := base64.RawURLEncoding.EncodeToString
+		tok, err := oauth.Inspect(enc([]byte(`{"alg":"ES256"}`))+"."+enc([]byte(payload))+".c2ln", oauth.Issuer{URL: "https://as.test"})
+		if err != nil {
+			return
+		}
+		if err := tok.Identity.ID.Validate(); err != nil {
+			t.Fatalf("mapped to an invalid ID: %v", err)
+		}
+		if err := identity.ValidateRoles(tok.Identity.Roles); err != nil {
+			t.Fatalf("mapped to invalid roles: %v", err)
+		}
+		if err := identity.ValidateAttributes(tok.Identity.Attributes); err != nil {
+			t.Fatalf("mapped to invalid attributes: %v", err)
 		}
 	})
 }
