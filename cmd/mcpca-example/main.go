@@ -51,7 +51,7 @@ func main() {
 type options struct {
 	listen, cert, key, root, policy, audit, crl, trustDomain, caURL string
 	resource                                                        string
-	tokenIssuers                                                    []string
+	tokenIssuers, tokenScopes                                       []string
 	requireBound                                                    bool
 	stateless                                                       bool
 	poll, auditFlush                                                time.Duration
@@ -93,6 +93,7 @@ Flags:
 	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by mcpca agent or mcpca renew")
 	fs.StringArrayVar(&o.tokenIssuers, "token-issuer", nil, "also accept OAuth access tokens (RFC 9068 JWTs, audience --resource) of this authorization server, URL or URL=TRUST-DOMAIN (repeatable); clients may then connect without a certificate, and get a 401 challenge pointing to the RFC 9728 metadata")
 	fs.StringVar(&o.resource, "resource", "", "this server's OAuth resource identifier, the audience its tokens must name (default https://LISTEN/mcp, with the port it listens on)")
+	fs.StringArrayVar(&o.tokenScopes, "token-scope", nil, "with --token-issuer: a scope every token must carry (repeatable); a token without it gets 403 insufficient_scope")
 	fs.BoolVar(&o.requireBound, "require-bound-tokens", false, "with --token-issuer: accept only tokens bound to the client certificate presented (RFC 8705)")
 	fs.BoolVar(&o.stateless, "stateless", false, "serve MCP without sessions (no Mcp-Session-Id)")
 	fs.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
@@ -112,8 +113,8 @@ Flags:
 	if o.poll <= 0 {
 		return nil, fmt.Errorf("--poll must be positive, got %v", o.poll)
 	}
-	if (o.resource != "" || o.requireBound) && len(o.tokenIssuers) == 0 {
-		return nil, fmt.Errorf("--resource and --require-bound-tokens need --token-issuer")
+	if (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0 {
+		return nil, fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
 	}
 	if o.auditFlush < 0 {
 		return nil, fmt.Errorf("--audit-flush must not be negative, got %v", o.auditFlush)
@@ -131,7 +132,7 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	if err != nil {
 		return err
 	}
-	issuers, topts, err := mcpstack.TokenFlags(o.tokenIssuers, o.requireBound)
+	issuers, topts, err := mcpstack.TokenFlags(o.tokenIssuers, o.requireBound, o.tokenScopes)
 	if err != nil {
 		return err
 	}

@@ -338,6 +338,16 @@ func TestInteropOAuth(t *testing.T) {
 		}
 	}
 
+	// A server that requires a scope oidc-provider did not grant: 403
+	// insufficient_scope, naming the scope.
+	scoped := startExampleWith(t, c, "--token-issuer", as.Issuer+"=acme.test", "--token-scope", "mcp:admin")
+	sres := "https://" + scoped.addr + "/mcp"
+	stok := clientCredentials(t, anon, as.Issuer, "reader-bot", "reader-bot-secret", sres)
+	status, challenge, body := post(t, anon, sres, stok)
+	if status != 403 || challenge != `Bearer resource_metadata="https://`+scoped.addr+`/.well-known/oauth-protected-resource/mcp", error="insufficient_scope", error_description="the token lacks scope mcp:admin", scope="mcp:admin"` {
+		t.Errorf("insufficient scope: %d %q %s", status, challenge, body)
+	}
+
 	// The TypeScript SDK's own OAuth client: from the 401 to the tools.
 	nctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()

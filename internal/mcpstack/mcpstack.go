@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
@@ -367,9 +368,9 @@ func issuerClient(root string) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
 }
 
-// TokenFlags parses the --token-issuer values (URL or URL=TRUST-DOMAIN)
-// and --require-bound-tokens of a command.
-func TokenFlags(issuers []string, requireBound bool) ([]oauth.Issuer, []oauth.Option, error) {
+// TokenFlags parses the --token-issuer values (URL or URL=TRUST-DOMAIN),
+// --require-bound-tokens and --token-scope of a command.
+func TokenFlags(issuers []string, requireBound bool, scopes []string) ([]oauth.Issuer, []oauth.Option, error) {
 	var out []oauth.Issuer
 	for _, s := range issuers {
 		is, err := oauth.ParseIssuer(s)
@@ -381,6 +382,14 @@ func TokenFlags(issuers []string, requireBound bool) ([]oauth.Issuer, []oauth.Op
 	var opts []oauth.Option
 	if requireBound {
 		opts = append(opts, oauth.WithRequireBoundTokens())
+	}
+	for _, sc := range scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
+			return nil, nil, fmt.Errorf("--token-scope %q: a scope is one word", sc)
+		}
+	}
+	if len(scopes) > 0 {
+		opts = append(opts, oauth.WithRequiredScopes(scopes...))
 	}
 	return out, opts, nil
 }
