@@ -63,6 +63,7 @@ type tlsConfig struct {
 	minVersion uint16
 	serverName string
 	serverIDs  []ID
+	optional   bool
 }
 
 type tlsOptionFunc func(*tlsConfig)
@@ -100,6 +101,15 @@ func WithServerID(ids ...ID) TLSOption {
 	return tlsOptionFunc(func(c *tlsConfig) { c.serverIDs = append(c.serverIDs, ids...) })
 }
 
+// WithOptionalClientCertificate makes ServerTLSConfig request a client
+// certificate instead of requiring one: a client that presents one is
+// verified as always (a certificate that does not verify fails the
+// handshake), a client without one connects, and the application must
+// authenticate it otherwise (an OAuth access token: identity/oauth).
+func WithOptionalClientCertificate() TLSOption {
+	return tlsOptionFunc(func(c *tlsConfig) { c.optional = true })
+}
+
 // WithMinVersion sets the minimum TLS version (default TLS 1.3).
 func WithMinVersion(v uint16) TLSOption {
 	return tlsOptionFunc(func(c *tlsConfig) { c.minVersion = v })
@@ -118,13 +128,24 @@ func newTLSConfig(opts []TLSOption) tlsConfig {
 // with v as a client (KindClient) in VerifyConnection, which runs on every
 // handshake, resumed sessions included. Retrieve the peer's identity with
 // v.PeerIdentity.
+//
+// With WithOptionalClientCertificate it requests one instead: a
+// connection without a client certificate is accepted, one with a
+// certificate that does not verify is not.
 func ServerTLSConfig(certs CertificateSource, v *Verifier, opts ...TLSOption) *tls.Config {
 	cfg := newTLSConfig(opts)
+	auth := tls.RequireAnyClientCert // verified in VerifyConnection
+	if cfg.optional {
+		auth = tls.RequestClientCert
+	}
 	return &tls.Config{
 		MinVersion:     cfg.minVersion,
-		ClientAuth:     tls.RequireAnyClientCert, // verified in VerifyConnection
+		ClientAuth:     auth,
 		GetCertificate: certs.GetCertificate,
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if cfg.optional && len(cs.PeerCertificates) == 0 {
+				return nil
+			}
 			return verifyConnection(v, &cfg, cs, KindClient)
 		},
 	}

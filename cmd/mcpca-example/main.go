@@ -50,6 +50,9 @@ func main() {
 
 type options struct {
 	listen, cert, key, root, policy, audit, crl, trustDomain, caURL string
+	resource                                                        string
+	tokenIssuers, tokenScopes                                       []string
+	requireBound                                                    bool
 	stateless                                                       bool
 	poll, auditFlush                                                time.Duration
 	readHeaderTimeout, idleTimeout                                  time.Duration
@@ -88,6 +91,10 @@ Flags:
 	fs.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
 	fs.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the server certificate's)")
 	fs.StringVar(&o.caURL, "ca-url", "", "renew the server certificate in-process through this CA (agent Source), writing --cert and --key back; without it the files are watched for renewals made by mcpca agent or mcpca renew")
+	fs.StringArrayVar(&o.tokenIssuers, "token-issuer", nil, "also accept OAuth access tokens (RFC 9068 JWTs, audience --resource) of this authorization server, URL or URL=TRUST-DOMAIN (repeatable); clients may then connect without a certificate, and get a 401 challenge pointing to the RFC 9728 metadata")
+	fs.StringVar(&o.resource, "resource", "", "this server's OAuth resource identifier, the audience its tokens must name (default https://LISTEN/mcp, with the port it listens on)")
+	fs.StringArrayVar(&o.tokenScopes, "token-scope", nil, "with --token-issuer: a scope every token must carry (repeatable); a token without it gets 403 insufficient_scope")
+	fs.BoolVar(&o.requireBound, "require-bound-tokens", false, "with --token-issuer: accept only tokens bound to the client certificate presented (RFC 8705)")
 	fs.BoolVar(&o.stateless, "stateless", false, "serve MCP without sessions (no Mcp-Session-Id)")
 	fs.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
@@ -106,6 +113,9 @@ Flags:
 	if o.poll <= 0 {
 		return nil, fmt.Errorf("--poll must be positive, got %v", o.poll)
 	}
+	if (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0 {
+		return nil, fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
+	}
 	if o.auditFlush < 0 {
 		return nil, fmt.Errorf("--audit-flush must not be negative, got %v", o.auditFlush)
 	}
@@ -122,10 +132,14 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	if err != nil {
 		return err
 	}
+	issuers, topts, err := mcpstack.TokenFlags(o.tokenIssuers, o.requireBound, o.tokenScopes)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewJSONHandler(logw, nil))
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-example", Cert: o.cert, Key: o.key, Root: o.root,
 		Policy: o.policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
-		CAURL: o.caURL, Poll: o.poll, Logger: log})
+		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts})
 	if err != nil {
 		return err
 	}

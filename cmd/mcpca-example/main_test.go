@@ -102,6 +102,10 @@ func TestFlags(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--audit-flush", "-1s"}, "--audit-flush must not be negative, got -1s"},
 		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "trust: reading the certificate: open /nonexistent/c: no such file or directory"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--resource", "https://x/mcp"}, "--resource, --token-scope and --require-bound-tokens need --token-issuer"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--token-issuer", "https://as.test", "--token-scope", "a b"}, `--token-scope "a b": a scope is one word`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--token-issuer", "http://as.test"}, `--token-issuer: oauth: issuer "http://as.test": an issuer is an https:// URL (RFC 8414)`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--token-issuer", "https://as.test=Bad_TD"}, `--token-issuer: oauth: issuer "https://as.test": trust domain "Bad_TD" is not valid: use 1-255 characters of [a-z0-9._-]`},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
 		if err == nil || err.Error() != tc.want {

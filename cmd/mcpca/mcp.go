@@ -21,36 +21,37 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 func init() { commands = append(commands, newMcpCmd) }
 
 // mcpFlags are the connection flags of every `mcpca mcp` command.
 type mcpFlags struct {
-	url, cert, key, root, td, serverID, crl string
-	timeout                                 time.Duration
+	url, cert, key, root, td, serverID, crl, tokenFile string
+	timeout                                            time.Duration
 }
 
 func (f *mcpFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "url", "", "the MCP endpoint, e.g. https://127.0.0.1:8443/mcp (required)")
-	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required)")
-	fl.StringVar(&f.key, "key", "", "client private key, PEM (required)")
+	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required unless --token-file)")
+	fl.StringVar(&f.key, "key", "", "client private key, PEM (with --cert)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "present the OAuth access token in this file (Authorization: Bearer), with or without --cert: for a server started with --token-issuer; a token bound to a certificate (RFC 8705) needs that --cert too")
 	fl.StringVar(&f.root, "root", "", "CA root the server's certificate must chain to, PEM (required)")
 	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: that of --server-id, else of --cert)")
 	fl.StringVar(&f.serverID, "server-id", "", "SPIFFE ID the server must have, e.g. spiffe://acme.test/server/files; replaces the check of the --url host against the server's certificate")
 	fl.StringVar(&f.crl, "crl", "", "refuse a revoked server: the CA's CRL URL (https://.../crl) or a DER/PEM file")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "give up after this long")
-	// --url and --root are not marked: their own checks (withSession,
-	// loadRoots) say what to give (an https:// endpoint; mcpca bootstrap).
-	_ = cmd.MarkFlagRequired("cert")
-	_ = cmd.MarkFlagRequired("key")
+	// --url, --root, --cert and --key are not marked: their own checks
+	// (withSession, loadRoots) say what to give (an https:// endpoint;
+	// mcpca bootstrap; a certificate, a token or both).
 }
 
 func newMcpCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mcp",
-		Short: "Talk to an mTLS-protected MCP server as the holder of a certificate",
+		Short: "Talk to an mTLS-protected MCP server as the holder of a certificate or token",
 		Long: `The mcp commands are an MCP client (the official Go SDK over Streamable HTTP)
 that presents an mcpca certificate and checks the server's certificate against
 the CA's root, so a person can see from the shell what an identity may do:
@@ -63,7 +64,12 @@ of --cert (or --trust-domain), for the host of --url (a DNS name or IP
 address among its SANs). With --server-id the server must have that SPIFFE
 ID instead, whatever host its certificate names. With --crl a revoked server
 certificate is refused, and so is one whose revocation status cannot be
-established (the CRL cannot be fetched, or is stale).`,
+established (the CRL cannot be fetched, or is stale).
+
+With --token-file the client presents an OAuth access token (Authorization:
+Bearer) to a server that takes tokens (--token-issuer), alone or with --cert
+(a token bound to a certificate, RFC 8705, works only with that one).
+Without --cert, give --trust-domain or --server-id for the server's check.`,
 	}
 	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd(), newMcpReadCmd())
 	return cmd
@@ -73,7 +79,7 @@ func newMcpToolsCmd() *cobra.Command {
 	var f mcpFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "tools --url URL --cert F --key F --root F",
+		Use:   "tools --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "List the tools the server lets this identity use",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -107,7 +113,7 @@ func newMcpCallCmd() *cobra.Command {
 	var f mcpFlags
 	var args []string
 	cmd := &cobra.Command{
-		Use:   "call TOOL [--arg key=value ...] --url URL --cert F --key F --root F",
+		Use:   "call TOOL [--arg key=value ...] --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "Call a tool and print what it returns",
 		Long: `Call calls TOOL with the --arg pairs as arguments and prints the text it
 returns. A value is passed as a string when the tool's input schema says
@@ -153,7 +159,7 @@ such, anything else as a string. It exits 1 when the server refuses the call
 func newMcpReadCmd() *cobra.Command {
 	var f mcpFlags
 	cmd := &cobra.Command{
-		Use:   "read URI --url URL --cert F --key F --root F",
+		Use:   "read URI --url URL (--cert F --key F | --token-file F) --root F",
 		Short: "Read a resource and print its text",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, pos []string) error {
@@ -250,7 +256,7 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 		return errors.New("missing --url (the MCP endpoint, e.g. https://127.0.0.1:8443/mcp)")
 	}
 	if !strings.HasPrefix(f.url, "https://") {
-		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate)", f.url)
+		return fmt.Errorf("--url %s: must be https:// (the server authenticates clients by certificate or token)", f.url)
 	}
 	u, err := url.Parse(f.url)
 	if err != nil || u.Hostname() == "" {
@@ -270,11 +276,24 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	} else {
 		tlsOpt = identity.WithServerName(u.Hostname())
 	}
-	pair, err := loadPair(f.cert, f.key)
-	if err != nil {
-		return err
+	var token string
+	if f.tokenFile != "" {
+		if token, err = readBearerToken(f.tokenFile, cmd.ErrOrStderr()); err != nil {
+			return err
+		}
 	}
-	td, err := serverTrustDomain(f, serverID, &pair)
+	var pair *tls.Certificate
+	switch {
+	case f.cert != "" || f.key != "":
+		p, err := loadPair(f.cert, f.key)
+		if err != nil {
+			return err
+		}
+		pair = &p
+	case token == "":
+		return errors.New("missing --cert and --key (or --token-file): the server authenticates clients by certificate or token")
+	}
+	td, err := serverTrustDomain(f, serverID, pair)
 	if err != nil {
 		return err
 	}
@@ -305,9 +324,13 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	if err != nil {
 		return err
 	}
-	tr := &http.Transport{TLSClientConfig: identity.ClientTLSConfig(identity.StaticCertificate{Cert: &pair}, v, tlsOpt), ForceAttemptHTTP2: true}
+	tcfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: pair}, v, tlsOpt)
+	if pair == nil {
+		tcfg.GetClientCertificate = nil
+	}
+	tr := &http.Transport{TLSClientConfig: tcfg, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: &refusalTransport{base: tr}}
+	hc := &http.Client{Transport: &refusalTransport{base: tr, token: token}}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpca", Version: "1"}, nil)
 	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: f.url, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
 	if err != nil {
@@ -327,6 +350,8 @@ func serverTrustDomain(f *mcpFlags, serverID identity.ID, pair *tls.Certificate)
 		return f.td, nil
 	case serverID.TrustDomain != "":
 		return serverID.TrustDomain, nil
+	case pair == nil:
+		return "", errors.New("--token-file without --cert: pass --trust-domain (or --server-id), the trust domain the server's certificate must belong to")
 	}
 	leaf := pair.Leaf
 	if leaf == nil && len(pair.Certificate) > 0 {
@@ -372,10 +397,18 @@ func hint(err error) string {
 }
 
 // refusalTransport turns the adapter's JSON refusals (401/403) into errors
-// that carry their message, instead of the SDK's bare status line.
-type refusalTransport struct{ base http.RoundTripper }
+// that carry their message, instead of the SDK's bare status line, and
+// presents the bearer token, if any.
+type refusalTransport struct {
+	base  http.RoundTripper
+	token string
+}
 
 func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.token != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {
 		return resp, err
@@ -390,4 +423,18 @@ func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, fmt.Errorf("server answered %s: %s: %s", resp.Status, body.Error, body.Detail)
 	}
 	return nil, fmt.Errorf("server answered %s: %s", resp.Status, body.Error)
+}
+
+// readBearerToken reads a bearer token from file: one line, warning when group
+// or others can read it.
+func readBearerToken(file string, warn io.Writer) (string, error) {
+	b, err := secretfile.Read(file, warn)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" || len(tok) > 16<<10 || strings.ContainsAny(tok, " \t\r\n\",") {
+		return "", fmt.Errorf("--token-file %s: not one access token (one line of at most 16 KiB, no spaces)", file)
+	}
+	return tok, nil
 }

@@ -7,22 +7,27 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpca/mcpca/ca"
 	"github.com/mcpca/mcpca/ca/catest"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/oauthtest"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -215,4 +220,93 @@ func TestMCPChecksServer(t *testing.T) {
 	if out := ok(t, dir, tools(bankURL, "--crl", c.URL+"/crl", "--server-id", "spiffe://acme.test/server/files")...).stdout; !strings.Contains(out, "search_docs") {
 		t.Errorf("unrevoked server with --crl:\n%s", out)
 	}
+}
+
+// startTokenMCPServer serves the example MCP server behind a Guard that
+// also takes the tokens of is, and returns its endpoint.
+func startTokenMCPServer(t *testing.T, c *catest.CA, is *oauthtest.Issuer) string {
+	t.Helper()
+	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	b, _ := trust.NewBundle([]*x509.Certificate{c.Root})
+	v, err := identity.NewVerifier(trust.NewBundleStore(b), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.Load([]string{"../../scripts/policies/auth-methods.cedar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "https://" + ln.Addr().String() + "/mcp"
+	rs, err := oauth.New(url, []oauth.Issuer{{URL: is.URL, TrustDomain: "acme.test"}}, oauth.WithHTTPClient(is.Client()),
+		oauth.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mcpauth.New(v, set, mcpauth.WithResourceServer(rs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := g.Server("", "/mcp", mcpexample.NewServer(), identity.StaticCertificate{Cert: &server}, nil)
+	hs.ErrorLog = log.New(io.Discard, "", 0)
+	go func() { _ = hs.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return url
+}
+
+// TestMCPTokenFile: mcpca mcp presents a token with --token-file, alone
+// or with the certificate it is bound to.
+func TestMCPTokenFile(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	is := oauthtest.New(t)
+	url := startTokenMCPServer(t, c, is)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root_ca.crt")
+	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader", "admin"}})
+	ac, ak := writeMCPPair(t, dir, "alice", alice)
+	leaf, _ := x509.ParseCertificate(alice.Certificate[0])
+	write := func(name, tok string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	claims := is.Claims(url, "alice", time.Now())
+	claims["roles"] = []string{"reader", "admin"}
+	plain := write("plain.tok", is.Mint(t, claims))
+	claims["cnf"] = map[string]any{"x5t#S256": oauth.Thumbprint(leaf.Raw)}
+	bound := write("bound.tok", is.Mint(t, claims))
+
+	out := ok(t, dir, "mcp", "call", "whoami", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", plain).stdout
+	if strings.TrimSpace(out) != "spiffe://acme.test/client/alice roles=reader,admin" {
+		t.Errorf("whoami with a token: %q", out)
+	}
+	// The policy asks for a key before delete_record: a bearer token is
+	// not enough, the token bound to alice's certificate is.
+	fails(t, dir, "mcpca: calling delete_record: permission denied", "mcp", "call", "delete_record", "--arg", "id=1",
+		"--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", plain)
+	out = ok(t, dir, "mcp", "call", "delete_record", "--arg", "id=1", "--url", url, "--root", root, "--cert", ac, "--key", ak, "--token-file", bound).stdout
+	if strings.TrimSpace(out) != "record 1 deleted" {
+		t.Errorf("delete_record with a bound token: %q", out)
+	}
+	fails(t, dir, "server answered 401 Unauthorized: invalid_token: the token is bound to a client certificate (cnf.x5t#S256): present that certificate",
+		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", bound)
+	fails(t, dir, "server answered 401 Unauthorized: invalid_token: signature does not verify",
+		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file",
+		write("forged.tok", oauthtest.Sign(t, oauthtest.NewKey(t), "ES256", map[jose.HeaderKey]any{"kid": is.CurrentKID()}, claims)))
+	fails(t, dir, "mcpca: missing --cert and --key (or --token-file): the server authenticates clients by certificate or token",
+		"mcp", "tools", "--url", url, "--root", root)
+	fails(t, dir, "mcpca: --token-file without --cert: pass --trust-domain (or --server-id)",
+		"mcp", "tools", "--url", url, "--root", root, "--token-file", plain)
+	fails(t, dir, "not one access token (one line of at most 16 KiB, no spaces)",
+		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", write("empty.tok", ""))
+	fails(t, dir, "server answered 401 Unauthorized: invalid_token: not a JWT access token",
+		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", write("bad.tok", "not-a-jwt"))
 }

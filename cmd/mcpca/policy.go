@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 )
 
@@ -105,30 +106,48 @@ func plural(n int, one, many string) string {
 func newPolicyExplainCmd() *cobra.Command {
 	var (
 		certFile, arc, at, source, tz string
+		tokenFile, tokenTD            string
 		policies, tools, resources    []string
 		prompts, methods              []string
 		toolArgs                      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "explain --cert CERT --policy FILE [--tool NAME]... [--resource URI]... [--prompt NAME]... [--method METHOD]...",
-		Short: "Show what a certificate's holder may do under a policy, and which policies decide",
-		Long: `Explain reads the identity in CERT (roles and attributes included) and decides,
+		Use:   "explain (--cert CERT | --token FILE) --policy FILE [--tool NAME]... [--resource URI]... [--prompt NAME]... [--method METHOD]...",
+		Short: "Show what a certificate's or token's holder may do under a policy, and which policies decide",
+		Long: `Explain reads the identity in CERT (roles and attributes included), or the one
+an OAuth access token (a JWT) in FILE maps to, and decides,
 under the policy files, each request: tools/call for every --tool,
 resources/read for every --resource, prompts/get for every --prompt, and the
 bare METHOD (e.g. tools/list) for every --method. For each it prints allow or
 deny and the policies that determined it. --at and --source set the request
-time and source address that conditions such as business hours see.`,
+time and source address that conditions such as business hours see.
+
+With --token the principal is what the token's claims map to (docs/oauth.md:
+sub, roles/groups/scope, attrs), in the trust domain of --token-trust-domain
+(default: the host of its iss), and context.auth is "token", or
+"bound-token" for a token bound to a certificate (cnf.x5t#S256), as a server
+sees it presented with that certificate. The token's signature, audience and
+expiry are NOT checked: explain says what a token would be allowed, the
+server decides whether it is valid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if certFile == "" || len(policies) == 0 {
-				return errors.New("policy explain needs --cert and at least one --policy")
+			if (certFile == "") == (tokenFile == "") || len(policies) == 0 {
+				return errors.New("policy explain needs --cert or --token (one of them) and at least one --policy")
 			}
 			if len(tools)+len(resources)+len(prompts)+len(methods) == 0 {
 				return errors.New("nothing to explain: pass --tool, --resource, --prompt or --method")
 			}
-			ident, err := readIdentity(certFile, arc)
-			if err != nil {
-				return err
+			var ident *identity.Identity
+			how := policy.AuthMTLS
+			var err error
+			if certFile != "" {
+				if ident, err = readIdentity(certFile, arc); err != nil {
+					return err
+				}
+			} else {
+				if ident, how, err = readTokenIdentity(tokenFile, tokenTD, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
 			}
 			opts := []policy.Option{}
 			if toolArgs {
@@ -173,12 +192,14 @@ time and source address that conditions such as business hours see.`,
 				r.Method = m
 				reqs = append(reqs, r)
 			}
-			explain(cmd.OutOrStdout(), set, ident, reqs)
+			explain(cmd.OutOrStdout(), set, policy.NewPrincipalFor(ident, how), reqs)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&certFile, "cert", "", "PEM certificate whose identity to explain (required)")
+	f.StringVar(&certFile, "cert", "", "PEM certificate whose identity to explain")
+	f.StringVar(&tokenFile, "token", "", "a file holding an OAuth access token (JWT) whose identity to explain, instead of --cert (its signature is not checked)")
+	f.StringVar(&tokenTD, "token-trust-domain", "", "with --token: the trust domain its issuer speaks for (default: the host of its iss)")
 	f.StringArrayVar(&policies, "policy", nil, "Cedar policy file or directory of *.cedar files (repeatable; required)")
 	f.StringArrayVar(&tools, "tool", nil, "tool name to decide tools/call for (repeatable)")
 	f.StringArrayVar(&resources, "resource", nil, "resource URI to decide resources/read for (repeatable)")
@@ -209,10 +230,28 @@ func readIdentity(file, arc string) (*identity.Identity, error) {
 	return ident, nil
 }
 
+// readTokenIdentity maps the claims of the access token in file (not
+// verified) to the identity and method a server would see.
+func readTokenIdentity(file, td string, warn io.Writer) (*identity.Identity, policy.AuthMethod, error) {
+	tok, err := readBearerToken(file, warn)
+	if err != nil {
+		return nil, "", err
+	}
+	t, err := oauth.Inspect(tok, oauth.Issuer{TrustDomain: td})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", file, err)
+	}
+	if t.Thumbprint != nil {
+		return t.Identity, policy.AuthBoundToken, nil
+	}
+	return t.Identity, policy.AuthToken, nil
+}
+
 // explain prints the principal and one line per decision.
-func explain(w io.Writer, set *policy.Set, ident *identity.Identity, reqs []policy.Request) {
-	p := policy.NewPrincipal(ident)
+func explain(w io.Writer, set *policy.Set, p *policy.Principal, reqs []policy.Request) {
+	ident := p.Identity()
 	fmt.Fprintf(w, "Principal:  %s::%q\n", p.UID().Type, string(p.UID().ID))
+	fmt.Fprintf(w, "Auth:       %s\n", p.Auth())
 	roles := "(none)"
 	if len(ident.Roles) > 0 {
 		roles = strings.Join(ident.Roles, ", ")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -132,6 +134,7 @@ func TestPolicyExplain(t *testing.T) {
 		"--resource", "file:///docs/a.md", "--prompt", "summarize", "--method", "tools/list", "--method", "ping",
 		"--at", "2026-03-04T10:30:00Z", "--source", "10.0.0.1")
 	want := `Principal:  Mcp::Client::"spiffe://acme.test/client/ivan"
+Auth:       mtls
 Roles:      reader, intern
 Attributes: team=payments
 
@@ -185,11 +188,15 @@ func TestPolicyExplainFailures(t *testing.T) {
 	writePolicyFile(t, dir, "p.cedar", explainPolicy)
 	writePolicyFile(t, dir, "bad.cedar", `permit(principal, action == Mcp::Action::"tools/cal", resource);`)
 	writePolicyFile(t, dir, "junk.pem", "hello")
+	writePolicyFile(t, dir, "t.jwt", unsignedJWT(`{"iss":"https://as.acme.test","aud":"x"}`))
 	tests := []struct {
 		msg  string
 		args []string
 	}{
-		{"mcpca: policy explain needs --cert and at least one --policy", []string{"--policy", "p.cedar", "--tool", "x"}},
+		{"mcpca: policy explain needs --cert or --token (one of them) and at least one --policy", []string{"--policy", "p.cedar", "--tool", "x"}},
+		{"mcpca: policy explain needs --cert or --token (one of them) and at least one --policy", []string{"--cert", "a.pem", "--token", "t.jwt", "--policy", "p.cedar", "--tool", "x"}},
+		{"mcpca: t.jwt: oauth: invalid_token: no sub claim: the token names no principal", []string{"--token", "t.jwt", "--policy", "p.cedar", "--tool", "x"}},
+		{"mcpca: junk.pem: oauth: invalid_token: not a JWT (three dot-separated parts)", []string{"--token", "junk.pem", "--policy", "p.cedar", "--tool", "x"}},
 		{"mcpca: nothing to explain: pass --tool, --resource, --prompt or --method", []string{"--cert", "a.pem", "--policy", "p.cedar"}},
 		{"mcpca: reading certificate: open missing.pem: no such file or directory", []string{"--cert", "missing.pem", "--policy", "p.cedar", "--tool", "x"}},
 		{"mcpca: junk.pem: no PEM certificate found", []string{"--cert", "junk.pem", "--policy", "p.cedar", "--tool", "x"}},
@@ -264,4 +271,44 @@ func TestAuditVerify(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %q", tt.file, r.code, r.stdout)
 		}
 	}
+}
+
+// unsignedJWT is a JWT of claims with a dummy signature: explain does not
+// check signatures.
+func unsignedJWT(claims string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"ES256","typ":"at+jwt"}`)) + "." + enc([]byte(claims)) + "." + enc([]byte("sig"))
+}
+
+// TestPolicyExplainToken: a token maps to the principal a certificate of
+// the same SPIFFE ID gives, and context.auth says token or bound-token.
+func TestPolicyExplainToken(t *testing.T) {
+	dir := t.TempDir()
+	pol, err := os.ReadFile("../../scripts/policies/auth-methods.cedar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePolicyFile(t, dir, "auth.cedar", string(pol))
+	writePolicyFile(t, dir, "plain.jwt", unsignedJWT(`{"iss":"https://as.acme.test","sub":"alice","aud":"https://mcp.test/mcp","exp":1,"roles":["reader","admin"],"attrs":{"team":"ops"},"client_id":"alice"}`))
+	writePolicyFile(t, dir, "bound.jwt", unsignedJWT(`{"iss":"https://as.acme.test","sub":"spiffe://acme.test/client/alice","aud":"https://mcp.test/mcp","roles":["admin"],"cnf":{"x5t#S256":"`+oauth.Thumbprint([]byte("c"))+`"}}`))
+	r := ok(t, dir, "policy", "explain", "--token", "plain.jwt", "--token-trust-domain", "acme.test", "--policy", "auth.cedar", "--tool", "whoami", "--tool", "delete_record")
+	want := `Principal:  Mcp::Client::"spiffe://acme.test/client/alice"
+Auth:       token
+Roles:      reader, admin
+Attributes: oauth.client_id=alice, oauth.issuer=https://as.acme.test, team=ops
+
+allow  tools/call whoami
+       permitted by auth-readers-read-only (auth.cedar:11:1)
+deny   tools/call delete_record
+       no policy permits
+`
+	if r.stdout != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	r = ok(t, dir, "policy", "explain", "--token", "bound.jwt", "--token-trust-domain", "acme.test", "--policy", "auth.cedar", "--tool", "delete_record")
+	if !strings.Contains(r.stdout, "Auth:       bound-token\n") || !strings.Contains(r.stdout, "allow  tools/call delete_record\n       permitted by auth-admins-delete-with-a-key") {
+		t.Errorf("bound token:\n%s", r.stdout)
+	}
+	fails(t, dir, "mcpca: bound.jwt: oauth: invalid_token: subject spiffe://acme.test/client/alice is outside the trust domain as.acme.test that issuer https://as.acme.test speaks for",
+		"policy", "explain", "--token", "bound.jwt", "--policy", "auth.cedar", "--tool", "x")
 }

@@ -51,6 +51,10 @@ func appendRecordFields(b []byte, r *Record, args []byte) []byte {
 		b = append(b, `,"serial":`...)
 		b = appendJSONString(b, r.Serial)
 	}
+	if r.Auth != "" {
+		b = append(b, `,"auth":`...)
+		b = appendJSONString(b, r.Auth)
+	}
 	b = append(b, `,"roles":`...)
 	b = appendJSONStrings(b, r.Roles)
 	b = append(b, `,"method":`...)

@@ -48,6 +48,7 @@ type Record struct {
 	Time      time.Time      `json:"time"`
 	SPIFFEID  string         `json:"spiffe_id"`
 	Serial    string         `json:"serial,omitempty"`
+	Auth      string         `json:"auth,omitempty"` // how the caller authenticated: mtls, token, bound-token, api-key
 	Roles     []string       `json:"roles"`
 	Method    string         `json:"method"`
 	Target    string         `json:"target,omitempty"`

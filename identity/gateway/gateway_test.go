@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -25,9 +26,11 @@ import (
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/oauthtest"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -148,6 +151,7 @@ type envOptions struct {
 	resumable bool   // the upstream keeps its events (an EventStore)
 	upstream  string // instead of the test's own
 	gwOpts    []gateway.Option
+	issuer    *oauthtest.Issuer // also accept this issuer's tokens
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -190,7 +194,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = al.Close() })
-	guard, err := mcpauth.New(e.verifier, e.authz, mcpauth.WithAuditLog(al), mcpauth.WithLogger(slog.New(slog.DiscardHandler)))
+	gopts := []mcpauth.Option{mcpauth.WithAuditLog(al), mcpauth.WithLogger(slog.New(slog.DiscardHandler))}
+	var rs *oauth.Resource
+	if o.issuer != nil {
+		rs, err = oauth.New("", []oauth.Issuer{{URL: o.issuer.URL, TrustDomain: "acme.test"}}, oauth.WithHTTPClient(o.issuer.Client()),
+			oauth.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gopts = append(gopts, mcpauth.WithResourceServer(rs))
+	}
+	guard, err := mcpauth.New(e.verifier, e.authz, gopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,20 +226,33 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.url = "https://" + ln.Addr().String() + "/mcp"
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", e.gw)
-	hs := &http.Server{Handler: mux, TLSConfig: identity.ServerTLSConfig(identity.StaticCertificate{Cert: &e.gwCert.TLS}, e.verifier),
+	if rs != nil {
+		if err := rs.SetResource(e.url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs := &http.Server{Handler: mux, TLSConfig: guard.TLSConfig(identity.StaticCertificate{Cert: &e.gwCert.TLS}),
 		ConnContext: guard.ConnContext, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() { _ = hs.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = hs.Close() })
-	e.url = "https://" + ln.Addr().String() + "/mcp"
 	return e
 }
 
-// client returns an mTLS HTTP client of the identity of svid.
+// client returns an mTLS HTTP client of the identity of svid (nil: a TLS
+// client without a certificate).
 func (e *env) client(t *testing.T, svid *testca.SVID) *http.Client {
 	t.Helper()
-	cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: &svid.TLS}, e.verifier, identity.WithServerName("127.0.0.1"))
+	var cert *tls.Certificate
+	if svid != nil {
+		cert = &svid.TLS
+	}
+	cfg := identity.ClientTLSConfig(identity.StaticCertificate{Cert: cert}, e.verifier, identity.WithServerName("127.0.0.1"))
+	if svid == nil {
+		cfg.GetClientCertificate = nil
+	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc

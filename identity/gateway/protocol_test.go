@@ -17,6 +17,7 @@ import (
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
+	"github.com/mcpca/mcpca/internal/oauthtest"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -209,6 +210,41 @@ func TestGatewayStripsClientCredentials(t *testing.T) {
 	}
 	if v := h.Values(gateway.CallerHeader); len(v) != 1 || v[0] == "forged" {
 		t.Errorf("the upstream's %s: %q", gateway.CallerHeader, v)
+	}
+}
+
+// A token-only client passes the gateway as the token's principal; its
+// token never reaches the upstream (MCP: no token passthrough), the
+// gateway's assertion of the caller does. Without credentials the gateway
+// answers the 401 challenge.
+func TestGatewayTokensNotPassedUpstream(t *testing.T) {
+	is := oauthtest.New(t)
+	e := newEnv(t, envOptions{stateless: true, issuer: is})
+	c := is.Claims(e.url, "bot", time.Now())
+	c["roles"] = []string{"reader"}
+	tok := is.Mint(t, c)
+	status, body := e.post(t, nil, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"who","arguments":{}}}`,
+		map[string]string{"Authorization": "Bearer " + tok})
+	if status != 200 || !strings.Contains(body, "spiffe://acme.test/client/bot reader") {
+		t.Fatalf("who with a token: %d %s", status, body)
+	}
+	e.up.mu.Lock()
+	h := e.up.headers[len(e.up.headers)-1]
+	e.up.mu.Unlock()
+	if h.Get("Authorization") != "" {
+		t.Errorf("the upstream got the client's token: %q", h.Get("Authorization"))
+	}
+	before := len(e.up.headers)
+	status, body = e.post(t, nil, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	if status != 401 || !strings.Contains(body, `"error":"authentication required"`) {
+		t.Fatalf("no credentials: %d %s", status, body)
+	}
+	status, body = e.post(t, nil, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, map[string]string{"Authorization": "Bearer " + tok + "x"})
+	if status != 401 || !strings.Contains(body, `"error":"invalid_token"`) {
+		t.Fatalf("a forged token: %d %s", status, body)
+	}
+	if len(e.up.headers) != before {
+		t.Error("a refused request reached the upstream")
 	}
 }
 

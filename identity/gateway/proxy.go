@@ -44,18 +44,15 @@ var forwardedResponseHeaders = []string{"Content-Type", sessionHeader, versionHe
 // ServeHTTP serves the MCP endpoint: POST (messages), GET (the standalone
 // SSE stream, and resumption with Last-Event-ID) and DELETE (end of a
 // session). Refusals before any JSON-RPC is read are JSON bodies as
-// mcpauth.Guard.Handler writes them: 401 without a client certificate, 403
-// when it does not verify or the session is another identity's, 404 for a
+// mcpauth.Guard.Handler writes them (Guard.WriteAuthError): 401 without a
+// client certificate (or, when the Guard takes tokens, without either, with
+// the WWW-Authenticate challenge), 401/403 for a refused token, 403 when a
+// certificate does not verify or the session is another identity's, 404 for a
 // session the gateway never saw created (or whose binding ended).
 func (gw *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeError(w, http.StatusUnauthorized, "client certificate required",
-			"connect over TLS with a certificate issued by this gateway's CA")
-		return
-	}
 	c, err := gw.guard.Authenticate(r)
 	if err != nil {
-		writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
+		gw.guard.WriteAuthError(w, err)
 		return
 	}
 	for _, k := range []string{sessionHeader, versionHeader, methodHeader, nameHeader, lastEventID} {

@@ -48,8 +48,16 @@
 // another identity, or with an altered state, is refused with
 // CodeStateRefused before the handler runs.
 //
-// The Guard does not touch the Authorization header: an application can
-// check its own bearer tokens or API keys inside Handler, on top of mTLS.
+// With WithResourceServer the Guard is also an OAuth 2.1 resource server
+// (identity/oauth): a caller may present an access token instead of, or
+// with, a client certificate; TLS then requests a certificate instead of
+// requiring one (Guard.TLSConfig), the RFC 9728 metadata is served
+// (Guard.Server), refusals carry the WWW-Authenticate challenges
+// (Guard.WriteAuthError), and a token maps to the same principal a
+// certificate of the same SPIFFE ID does, with context.auth saying how the
+// caller authenticated. Without it the Guard does not touch the
+// Authorization header: an application can check its own bearer tokens or
+// API keys inside Handler, on top of mTLS.
 //
 // Every decision is audited before the request is handled; a request whose
 // decision cannot be written is refused with CodeAuditFailed unless

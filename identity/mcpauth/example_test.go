@@ -14,6 +14,7 @@ import (
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
 )
@@ -98,5 +99,43 @@ func ExampleGuard_Server() {
 	}
 	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1.0.0"}, nil)
 	hs := guard.Server(":8443", "/mcp", server, w.Source(), nil)
+	log.Fatal(hs.ListenAndServeTLS("", ""))
+}
+
+// Accept OAuth access tokens as well as certificates: the Guard becomes a
+// resource server of the authorization server at login.example.org, whose
+// tokens name principals of example.org. Clients with a certificate, a
+// token, or a token bound to their certificate reach the same policy, which
+// sees how they authenticated in context.auth.
+func ExampleWithResourceServer() {
+	bundle, err := trust.NewFileBundleSource("root_ca.crt")
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := identity.NewVerifier(bundle, identity.WithTrustDomains("example.org"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	authz, err := policy.New([]string{"policy.cedar"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	rs, err := oauth.New("https://mcp.example.org:8443/mcp",
+		[]oauth.Issuer{{URL: "https://login.example.org", TrustDomain: "example.org"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	guard, err := mcpauth.New(v, authz, mcpauth.WithResourceServer(rs))
+	if err != nil {
+		log.Fatal(err)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "files", Version: "1.0.0"}, nil)
+	cert, err := tls.LoadX509KeyPair("server.crt", "server.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Guard.Server also serves the RFC 9728 metadata, and its TLS asks for
+	// a client certificate without requiring one.
+	hs := guard.Server(":8443", "/mcp", server, identity.StaticCertificate{Cert: &cert}, nil)
 	log.Fatal(hs.ListenAndServeTLS("", ""))
 }

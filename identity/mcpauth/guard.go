@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 )
 
@@ -69,8 +71,13 @@ type Caller struct {
 	source    netip.Addr
 }
 
-// Identity returns the caller's verified identity.
+// Identity returns the caller's verified identity: its certificate's, or
+// the one its token maps to (see identity/oauth).
 func (c *Caller) Identity() *identity.Identity { return c.principal.Identity() }
+
+// Auth returns how the caller authenticated (policy.AuthMTLS,
+// policy.AuthToken, policy.AuthBoundToken or policy.AuthAPIKey).
+func (c *Caller) Auth() policy.AuthMethod { return c.principal.Auth() }
 
 // ID returns the caller's SPIFFE ID.
 func (c *Caller) ID() string { return string(c.principal.UID().ID) }
@@ -175,15 +182,61 @@ func writeError(w http.ResponseWriter, status int, msg, detail string) {
 	_ = json.NewEncoder(w).Encode(errorBody{Error: msg, Detail: detail})
 }
 
+// ErrNoCredentials is Authenticate's error for a request with neither a
+// client certificate nor (when the Guard accepts tokens) a bearer token.
+var ErrNoCredentials = errorf("no client certificate and no bearer token")
+
+// CertificateError is Authenticate's error for a client certificate that
+// does not verify now.
+type CertificateError struct{ Err error }
+
+func (e *CertificateError) Error() string { return e.Err.Error() }
+func (e *CertificateError) Unwrap() error { return e.Err }
+
+// WriteAuthError answers a request that Authenticate refused, as the
+// MCP authorization specification and RFC 6750 say:
+//
+//   - ErrNoCredentials: 401 {"error":"client certificate required"}; with
+//     WithResourceServer, 401 {"error":"authentication required"} and
+//     WWW-Authenticate: Bearer resource_metadata="...", so that an OAuth
+//     client finds where to get a token;
+//   - an *oauth.Error: its status (401 invalid_token, 403
+//     insufficient_scope, 400 invalid_request), {"error":CODE,
+//     "detail":why} and the challenge with error= and error_description=;
+//   - a CertificateError: 403 {"error":"client certificate rejected",
+//     "detail":why}.
+func (g *Guard) WriteAuthError(w http.ResponseWriter, err error) {
+	var oe *oauth.Error
+	rs := g.cfg.tokens
+	switch {
+	case errors.Is(err, ErrNoCredentials) && rs == nil:
+		writeError(w, http.StatusUnauthorized, "client certificate required",
+			"connect over TLS with a certificate issued by this server's CA")
+	case errors.Is(err, ErrNoCredentials):
+		w.Header().Set("WWW-Authenticate", rs.Challenge(nil))
+		writeError(w, http.StatusUnauthorized, "authentication required",
+			"present a client certificate of this server's CA or an OAuth access token (Authorization: Bearer); the metadata at "+rs.MetadataURL()+" names the authorization servers")
+	case errors.As(err, &oe) && rs != nil:
+		w.Header().Set("WWW-Authenticate", rs.Challenge(oe))
+		writeError(w, oe.Status(), oe.Code, oe.Description)
+	default:
+		writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
+	}
+}
+
 // Handler wraps next, normally an *mcp.StreamableHTTPHandler, so that
-// every request must come from a verified client, and only once the
-// Guard's middleware is installed on the MCP server (Install, MCPHandler or
-// Server; until then a verified client gets 500 {"error":"server
-// misconfigured"}: a Handler without the half that authorizes serves
-// nothing):
+// every request must come from a verified caller (Authenticate: a client
+// certificate, or with WithResourceServer an OAuth access token), and only
+// once the Guard's middleware is installed on the MCP server (Install,
+// MCPHandler or Server; until then a verified client gets 500
+// {"error":"server misconfigured"}: a Handler without the half that
+// authorizes serves nothing):
 //
 //   - 401 {"error":"client certificate required"} without TLS or without a
-//     client certificate;
+//     client certificate (with WithResourceServer: 401
+//     {"error":"authentication required"} and the WWW-Authenticate
+//     challenge when neither a certificate nor a token is presented, and
+//     the token refusals of WriteAuthError);
 //   - 403 {"error":"client certificate rejected","detail":...} when the
 //     certificate does not verify (now: it may have expired or been revoked
 //     since the handshake);
@@ -195,22 +248,18 @@ func writeError(w http.ResponseWriter, status int, msg, detail string) {
 //     WithSessionTTL and WithMaxSessions). The MCP specification has the
 //     client start a new session then.
 //
-// Handler leaves the request's headers as the client sent them (an
-// application may add its own bearer-token check inside it); the verified
-// caller reaches Middleware and FromContext through a request header of its
-// own that it always overwrites. Responses carry Cache-Control: private,
-// no-store, since what they hold depends on who asked.
+// Handler leaves the request's headers as the client sent them (without
+// WithResourceServer an application may add its own bearer-token check
+// inside it); the verified caller reaches Middleware and FromContext
+// through a request header of its own that it always overwrites. Responses
+// carry Cache-Control: private, no-store, since what they hold depends on
+// who asked.
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(refHeader)
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			writeError(w, http.StatusUnauthorized, "client certificate required",
-				"connect over TLS with a certificate issued by this server's CA")
-			return
-		}
 		c, err := g.Authenticate(r)
 		if err != nil {
-			writeError(w, http.StatusForbidden, "client certificate rejected", err.Error())
+			g.WriteAuthError(w, err)
 			return
 		}
 		if !g.installed.Load() {
@@ -260,34 +309,62 @@ func (g *Guard) lookupRef(ref string) *Caller {
 	return v.(*Caller)
 }
 
-// Authenticate verifies the TLS peer of r now (so a certificate that
-// expired or was revoked since the handshake is refused) and returns the
-// caller, its principal from the connection's cache (ConnContext) when the
+// Authenticate verifies the caller of r now (so a certificate that
+// expired or was revoked since the handshake is refused) and returns it,
+// its principal from the connection's cache (ConnContext) when the
 // verified identity has not changed. Handler calls it on every request; an
 // intermediary that decides raw JSON-RPC messages (AuthorizeMessage) calls
-// it itself.
+// it itself, and answers its error with WriteAuthError.
+//
+// With WithResourceServer, a request that carries a bearer token is the
+// token's caller (the certificate, when one is presented too, must verify,
+// and a token bound to a certificate must come with that one); a token
+// that does not verify is refused, never passed over for the certificate.
+// A request with neither is ErrNoCredentials.
 func (g *Guard) Authenticate(r *http.Request) (*Caller, error) {
-	ident, err := g.v.Verify(r.TLS.PeerCertificates, identity.KindClient)
-	if err != nil {
-		return nil, err
+	var ident *identity.Identity
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		var err error
+		if ident, err = g.v.Verify(r.TLS.PeerCertificates, identity.KindClient); err != nil {
+			return nil, &CertificateError{err}
+		}
+	}
+	if rs := g.cfg.tokens; rs != nil {
+		tok, present, err := oauth.BearerToken(r.Header)
+		if err != nil {
+			return nil, err
+		}
+		if present {
+			t, how, err := rs.Verify(r.Context(), tok, ident)
+			if err != nil {
+				return nil, err
+			}
+			return &Caller{principal: g.principal(t.Identity, how), source: remoteAddr(r.RemoteAddr)}, nil
+		}
+	}
+	if ident == nil {
+		return nil, ErrNoCredentials
 	}
 	c := &Caller{source: remoteAddr(r.RemoteAddr)}
 	cs, _ := r.Context().Value(connKey{}).(*connState)
 	if cs == nil {
-		c.principal = g.principal(ident)
+		c.principal = g.principal(ident, policy.AuthMTLS)
 		return c, nil
 	}
 	cs.mu.Lock()
 	if cs.ident != ident {
-		cs.ident, cs.principal = ident, g.principal(ident)
+		cs.ident, cs.principal = ident, g.principal(ident, policy.AuthMTLS)
 	}
 	c.principal = cs.principal
 	cs.mu.Unlock()
 	return c, nil
 }
 
-// principal returns the Cedar principal of ident, built once.
-func (g *Guard) principal(ident *identity.Identity) *policy.Principal {
+// principal returns the Cedar principal of ident authenticated by how,
+// built once. (A certificate's identity always comes with AuthMTLS, a
+// token's with the one method its binding gives, so the identity alone is
+// the key.)
+func (g *Guard) principal(ident *identity.Identity, how policy.AuthMethod) *policy.Principal {
 	g.pmu.Lock()
 	defer g.pmu.Unlock()
 	if p := g.principals[ident]; p != nil {
@@ -296,7 +373,7 @@ func (g *Guard) principal(ident *identity.Identity) *policy.Principal {
 	if g.principals == nil || len(g.principals) >= maxPrincipals {
 		g.principals = make(map[*identity.Identity]*policy.Principal)
 	}
-	p := policy.NewPrincipal(ident)
+	p := policy.NewPrincipalFor(ident, how)
 	g.principals[ident] = p
 	return p
 }

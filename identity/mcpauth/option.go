@@ -6,6 +6,7 @@ import (
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity/audit"
+	"github.com/mcpca/mcpca/identity/oauth"
 )
 
 // Option configures New.
@@ -21,6 +22,7 @@ type config struct {
 	maxSess      int
 	maxSessPerID int
 	stateKey     []byte
+	tokens       *oauth.Resource
 }
 
 type optionFunc func(*config)
@@ -98,4 +100,16 @@ func WithSessionTTL(d time.Duration) Option {
 // own at random.
 func WithStateKey(key []byte) Option {
 	return optionFunc(func(c *config) { c.stateKey = append([]byte(nil), key...) })
+}
+
+// WithResourceServer makes the Guard an OAuth 2.1 resource server as well:
+// a request may authenticate with a bearer access token that rs verifies
+// (RFC 9068 JWTs of its issuers, certificate-bound ones per RFC 8705, and
+// whatever BearerVerifier rs has, API keys say) instead of, or on top of,
+// a client certificate. Refusals carry the WWW-Authenticate challenges of
+// the MCP authorization specification (see Guard.WriteAuthError); serve
+// rs.MetadataHandler at rs.MetadataPaths() (Guard.Server does), and accept
+// connections without a client certificate (TLSConfig does).
+func WithResourceServer(rs *oauth.Resource) Option {
+	return optionFunc(func(c *config) { c.tokens = rs })
 }

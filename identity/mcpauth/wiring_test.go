@@ -55,7 +55,7 @@ func connectAs(t *testing.T, url string, tca *testca.CA, cert *tls.Certificate) 
 	return cs, err
 }
 
-func verifierOf(t *testing.T, tca *testca.CA) *identity.Verifier {
+func verifierOf(t testing.TB, tca *testca.CA) *identity.Verifier {
 	t.Helper()
 	b, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
 	if err != nil {

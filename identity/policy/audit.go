@@ -14,6 +14,7 @@ func AuditRecord(p *Principal, r Request, d Decision, latency time.Duration) aud
 		Time:      r.Time,
 		SPIFFEID:  string(p.uid.ID),
 		Serial:    p.serial,
+		Auth:      string(p.auth),
 		Roles:     p.ident.Roles,
 		Method:    r.Method,
 		Target:    r.Target,

@@ -19,7 +19,7 @@ func TestAuditRecord(t *testing.T) {
 	if err := audit.New(&buf).Write(AuditRecord(p, r, d, 1500*time.Nanosecond)); err != nil {
 		t.Fatal(err)
 	}
-	want := `"time":"2026-03-04T10:30:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1234","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["readers-search"],"source_address":"192.0.2.1","latency_us":1.5}`
+	want := `"time":"2026-03-04T10:30:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1234","auth":"mtls","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["readers-search"],"source_address":"192.0.2.1","latency_us":1.5}`
 	if !strings.HasSuffix(strings.TrimSpace(buf.String()), want) {
 		t.Errorf("record:\n got %s\nwant suffix %s", buf.String(), want)
 	}

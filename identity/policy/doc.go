@@ -39,7 +39,9 @@
 //   - context: now (datetime: the request time, to the second); hour (0-23),
 //     minute (0-59) and weekday (0 = Sunday ... 6 = Saturday) as Longs in
 //     the zone of [WithTimeZone] (UTC by default); source_address (ipaddr,
-//     ip("0.0.0.0") when unknown, so a forbid on it fails closed); and args,
+//     ip("0.0.0.0") when unknown, so a forbid on it fails closed); auth (a
+//     String: how the caller authenticated, one of the [AuthMethod]s "mtls",
+//     "token", "bound-token", "api-key"; see [NewPrincipalFor]); and args,
 //     a Record of the tool call's arguments, only with [WithToolArguments].
 //
 // initialize, ping and notifications/* are always allowed and cannot be

@@ -99,5 +99,5 @@ func ExampleAuditRecord() {
 	}
 	fmt.Print(buf.String())
 	// Output:
-	// {"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-03-04T10:00:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["readers-search"],"latency_us":1.5}
+	// {"seq":1,"prev":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-03-04T10:00:00Z","spiffe_id":"spiffe://example.org/client/alice","serial":"1","auth":"mtls","roles":["reader"],"method":"tools/call","target":"search","decision":"allow","policies":["readers-search"],"latency_us":1.5}
 }

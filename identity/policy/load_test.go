@@ -45,7 +45,7 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown principal attribute", "permit(principal, action, resource) when { principal.team == \"x\" };", nil,
 			"policy: bad.cedar:1:53: unknown attribute principal.team: principal has attrs, fingerprint, id, kind, name, not_after, not_before, roles, serial, trust_domain"},
 		{"unknown context attribute", "permit(principal, action, resource) when { context.time > 3 };", nil,
-			"policy: bad.cedar:1:51: unknown attribute context.time: context has hour, minute, now, source_address, weekday"},
+			"policy: bad.cedar:1:51: unknown attribute context.time: context has auth, hour, minute, now, source_address, weekday"},
 		{"args without option", "permit(principal, action, resource) when { context.args.x == 1 };", nil,
 			"policy: bad.cedar:1:51: context.args is not available: tool arguments reach policies only when enabled (policy.WithToolArguments)"},
 		{"action attribute", "permit(principal, action, resource) when { action.name == \"x\" };", nil,

@@ -105,10 +105,29 @@ func TargetType(method string) types.EntityType {
 	return TypeServer
 }
 
+// AuthMethod says how a caller authenticated; policies read it as
+// context.auth.
+type AuthMethod string
+
+// The ways a caller authenticates.
+const (
+	// AuthMTLS: a client certificate of the CA, and nothing else.
+	AuthMTLS AuthMethod = "mtls"
+	// AuthToken: an OAuth access token that is not bound to a certificate
+	// (a bearer token: whoever holds it can use it).
+	AuthToken AuthMethod = "token"
+	// AuthBoundToken: an OAuth access token bound to the client
+	// certificate presented with it (RFC 8705).
+	AuthBoundToken AuthMethod = "bound-token"
+	// AuthAPIKey: an API key.
+	AuthAPIKey AuthMethod = "api-key"
+)
+
 // Principal is an identity prepared for authorization: its Cedar entity is
 // built once, so build one per connection and reuse it for every request.
 type Principal struct {
 	ident   *identity.Identity
+	auth    AuthMethod
 	uid     types.EntityUID
 	parents []types.EntityUID
 	entity  types.Entity
@@ -128,13 +147,20 @@ type contextEntry struct {
 	rec types.Record
 }
 
-// NewPrincipal prepares ident for authorization.
-func NewPrincipal(ident *identity.Identity) *Principal {
+// NewPrincipal prepares ident, the identity of a client certificate, for
+// authorization (context.auth is "mtls").
+func NewPrincipal(ident *identity.Identity) *Principal { return NewPrincipalFor(ident, AuthMTLS) }
+
+// NewPrincipalFor prepares ident for authorization as a caller that
+// authenticated by how (context.auth). An identity from a token (see
+// identity/oauth) gives the same principal type, roles and attributes as a
+// certificate with the same SPIFFE ID.
+func NewPrincipalFor(ident *identity.Identity, how AuthMethod) *Principal {
 	typ := TypeClient
 	if ident.ID.Kind == identity.KindServer {
 		typ = TypeServer
 	}
-	p := &Principal{ident: ident, uid: types.NewEntityUID(typ, types.String(ident.ID.String())), serial: ident.SerialHex()}
+	p := &Principal{ident: ident, auth: how, uid: types.NewEntityUID(typ, types.String(ident.ID.String())), serial: ident.SerialHex()}
 	roles := make([]types.Value, 0, len(ident.Roles))
 	for _, r := range ident.Roles {
 		uid := types.NewEntityUID(TypeRole, types.String(r))
@@ -170,6 +196,9 @@ func NewPrincipal(ident *identity.Identity) *Principal {
 // Identity returns the identity p was built from.
 func (p *Principal) Identity() *identity.Identity { return p.ident }
 
+// Auth returns how the principal's caller authenticated.
+func (p *Principal) Auth() AuthMethod { return p.auth }
+
 // UID returns the principal's Cedar entity UID.
 func (p *Principal) UID() types.EntityUID { return p.uid }
 
@@ -178,7 +207,7 @@ func (p *Principal) UID() types.EntityUID { return p.uid }
 var (
 	principalAttrs = []string{"id", "trust_domain", "kind", "name", "serial", "fingerprint", "roles", "not_before", "not_after", "attrs"}
 	resourceAttrs  = []string{"name", "uri"}
-	contextAttrs   = []string{"now", "hour", "minute", "weekday", "source_address"}
+	contextAttrs   = []string{"now", "hour", "minute", "weekday", "source_address", "auth"}
 )
 
 // Request is one MCP request to decide.
@@ -344,14 +373,18 @@ func (c *config) contextRecord(p *Principal, r *Request, now time.Time) types.Re
 			return e.rec
 		}
 	}
-	rec := c.buildContext(r, time.Unix(sec, 0))
+	auth := AuthMTLS
+	if p != nil && p.auth != "" {
+		auth = p.auth
+	}
+	rec := c.buildContext(r, time.Unix(sec, 0), auth)
 	if cacheable {
 		p.ctx.Store(&contextEntry{cfg: c, sec: sec, src: r.Source, rec: rec})
 	}
 	return rec
 }
 
-func (c *config) buildContext(r *Request, now time.Time) types.Record {
+func (c *config) buildContext(r *Request, now time.Time, auth AuthMethod) types.Record {
 	local := now.In(c.loc)
 	src := unknownAddr
 	if r.Source.IsValid() {
@@ -364,6 +397,7 @@ func (c *config) buildContext(r *Request, now time.Time) types.Record {
 		"minute":         types.Long(local.Minute()),
 		"weekday":        types.Long(local.Weekday()),
 		"source_address": src,
+		"auth":           types.String(auth),
 	}
 	if c.toolArgs {
 		m["args"] = argsRecord(r.Args)

@@ -54,7 +54,7 @@ when { context.args.tags.contains("urgent") && context.args.meta.priority.greate
 		}
 	}
 	// Without the option the arguments never reach the context.
-	rec := newConfig(nil).buildContext(&Request{Args: map[string]any{"a": "b"}}, t0)
+	rec := newConfig(nil).buildContext(&Request{Args: map[string]any{"a": "b"}}, t0, AuthMTLS)
 	if _, ok := rec.Get("args"); ok {
 		t.Error("args in context without WithToolArguments")
 	}
@@ -135,13 +135,13 @@ func TestContext(t *testing.T) {
 	}
 	cfg := newConfig([]Option{WithTimeZone(ny)})
 	at := time.Date(2026, 3, 2, 3, 4, 5, 678e6, time.UTC) // Monday 03:04 UTC = Sunday 22:04 in New York
-	rec := cfg.buildContext(&Request{Source: netip.MustParseAddr("::ffff:192.0.2.1")}, at)
+	rec := cfg.buildContext(&Request{Source: netip.MustParseAddr("::ffff:192.0.2.1")}, at, AuthMTLS)
 	got := strings.ReplaceAll(string(rec.MarshalCedar()), " ", "")
-	want := `{"hour":22,"minute":4,"now":datetime("2026-03-02T03:04:05.678Z"),"source_address":ip("192.0.2.1"),"weekday":0}`
+	want := `{"auth":"mtls","hour":22,"minute":4,"now":datetime("2026-03-02T03:04:05.678Z"),"source_address":ip("192.0.2.1"),"weekday":0}`
 	if got != want {
 		t.Errorf("context\n got %s\nwant %s", got, want)
 	}
-	rec = newConfig(nil).buildContext(&Request{}, at)
+	rec = newConfig(nil).buildContext(&Request{}, at, AuthMTLS)
 	if v, _ := rec.Get("source_address"); string(v.MarshalCedar()) != `ip("0.0.0.0")` {
 		t.Errorf("unknown source = %s", v.MarshalCedar())
 	}

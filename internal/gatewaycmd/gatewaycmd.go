@@ -34,7 +34,9 @@ type options struct {
 	config, listen, path, cert, key, root, policy, audit, crl, trustDomain, caURL, upstream, upstreamCmd, upstreamID string
 	maxProcs                                                                                                         int
 	procIdle                                                                                                         time.Duration
-	upstreamMTLS, noAssert                                                                                           bool
+	upstreamMTLS, noAssert, requireBound                                                                             bool
+	resource                                                                                                         string
+	tokenIssuers, tokenScopes                                                                                        []string
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
 	maxPerIdentity, maxProcsPerID, maxStreams                                                                        int
@@ -87,6 +89,10 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
 	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root (its DNS/IP names must hold the --upstream host)")
 	f.StringVar(&o.upstreamID, "upstream-id", "", "with --upstream-mtls: the upstream's SPIFFE ID, checked instead of its host name")
+	f.StringArrayVar(&o.tokenIssuers, "token-issuer", nil, "also accept OAuth access tokens (RFC 9068 JWTs, audience --resource) of this authorization server, URL or URL=TRUST-DOMAIN (repeatable); clients may then connect without a certificate, and get a 401 challenge pointing to the RFC 9728 metadata; tokens are never passed to the upstream")
+	f.StringVar(&o.resource, "resource", "", "the gateway's OAuth resource identifier, the audience its tokens must name (default https://LISTEN/PATH, with the port it listens on, PATH the first route's)")
+	f.StringArrayVar(&o.tokenScopes, "token-scope", nil, "with --token-issuer: a scope every token must carry (repeatable); a token without it gets 403 insufficient_scope")
+	f.BoolVar(&o.requireBound, "require-bound-tokens", false, "with --token-issuer: accept only tokens bound to the client certificate presented (RFC 8705)")
 	f.BoolVar(&o.noAssert, "no-caller-assertion", false, "do not send the signed Mcpca-Caller header to the upstream")
 	f.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to start answering a request")
 	f.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes")
@@ -119,6 +125,8 @@ func (o *options) check() error {
 		return fmt.Errorf("--drain-timeout and --audit-flush must not be negative")
 	case o.readHeaderTimeout <= 0 || o.idleTimeout <= 0:
 		return fmt.Errorf("--read-header-timeout and --idle-timeout must be positive")
+	case (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0:
+		return fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
 	}
 	return nil
 }
@@ -142,9 +150,13 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 			return err
 		}
 	}
+	issuers, topts, err := mcpstack.TokenFlags(o.tokenIssuers, o.requireBound, o.tokenScopes)
+	if err != nil {
+		return err
+	}
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-gateway", Cert: o.cert, Key: o.key, Root: o.root,
 		Policy: routes[0].Policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
-		CAURL: o.caURL, Poll: o.poll, Logger: log})
+		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts})
 	if err != nil {
 		return err
 	}

@@ -7,18 +7,22 @@ package mcpstack
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
 )
@@ -36,6 +40,15 @@ type Config struct {
 	CAURL       string // renew Cert/Key in process through this CA ("": watch the files)
 	Poll        time.Duration
 	Logger      *slog.Logger
+	// TokenIssuers are the authorization servers whose access tokens the
+	// endpoint accepts besides certificates (none: mTLS only). Their TLS
+	// certificates are verified against the system roots and Root.
+	TokenIssuers []oauth.Issuer
+	// Resource is the endpoint's resource identifier ("": https://ADDR
+	// plus Serving.MCPPath, once listening).
+	Resource string
+	// TokenOptions configure the resource server.
+	TokenOptions []oauth.Option
 }
 
 // Stack is the loaded endpoint. Run keeps it fresh; Close releases it.
@@ -46,6 +59,7 @@ type Stack struct {
 	Authz       *policy.Live
 	Guard       *mcpauth.Guard
 	CRL         *trust.CRLFetcher // nil without Config.CRL
+	Tokens      *oauth.Resource   // nil without Config.TokenIssuers
 
 	cfg      Config
 	log      *slog.Logger
@@ -105,6 +119,17 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 		return nil, err
 	}
 	gopts := append([]mcpauth.Option{mcpauth.WithLogger(log)}, guardOpts...)
+	if len(cfg.TokenIssuers) > 0 {
+		client, err := issuerClient(cfg.Root)
+		if err != nil {
+			return nil, err
+		}
+		topts := append([]oauth.Option{oauth.WithLogger(log), oauth.WithHTTPClient(client)}, cfg.TokenOptions...)
+		if s.Tokens, err = oauth.New(cfg.Resource, cfg.TokenIssuers, topts...); err != nil {
+			return nil, err
+		}
+		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
+	}
 	if cfg.Audit != "" {
 		if s.audit, err = audit.Open(cfg.Audit, audit.WithFlushInterval(cfg.AuditFlush)); err != nil {
 			return nil, err
@@ -135,6 +160,9 @@ func (s *Stack) NewGuard(paths []string, opts ...mcpauth.Option) (*mcpauth.Guard
 		return nil, err
 	}
 	gopts := append([]mcpauth.Option{mcpauth.WithLogger(s.log)}, opts...)
+	if s.Tokens != nil {
+		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
+	}
 	if s.audit != nil {
 		gopts = append(gopts, mcpauth.WithAuditLog(s.audit))
 	}
@@ -271,9 +299,24 @@ func (s *Stack) Serve(ctx context.Context, h http.Handler, cfg Serving, reload <
 	if err != nil {
 		return err
 	}
+	addr := ln.Addr().String()
+	if s.Tokens != nil {
+		if s.Tokens.ResourceURL() == "" {
+			if err := s.Tokens.SetResource("https://" + addr + cfg.MCPPath); err != nil {
+				_ = ln.Close()
+				return err
+			}
+		}
+		mux := http.NewServeMux()
+		for _, p := range s.Tokens.MetadataPaths() {
+			mux.Handle(p, s.Tokens.MetadataHandler())
+		}
+		mux.Handle("/", h)
+		h = mux
+	}
 	hs := &http.Server{
 		Handler:           h,
-		TLSConfig:         identity.ServerTLSConfig(s.Certificates(), s.Verifier),
+		TLSConfig:         s.Guard.TLSConfig(s.Certificates()),
 		ConnContext:       s.Guard.ConnContext,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -285,8 +328,11 @@ func (s *Stack) Serve(ctx context.Context, h http.Handler, cfg Serving, reload <
 	go s.Run(ctx, reload)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	addr := ln.Addr().String()
-	s.log.Info("serving", append([]any{"addr", addr, "mcp", "https://" + addr + cfg.MCPPath}, cfg.LogAttrs...)...)
+	attrs := []any{"addr", addr, "mcp", "https://" + addr + cfg.MCPPath}
+	if s.Tokens != nil {
+		attrs = append(attrs, "resource", s.Tokens.ResourceURL(), "token_issuers", s.Tokens.Issuers())
+	}
+	s.log.Info("serving", append(attrs, cfg.LogAttrs...)...)
 	select {
 	case err := <-errc:
 		return err
@@ -300,4 +346,50 @@ func (s *Stack) Serve(ctx context.Context, h http.Handler, cfg Serving, reload <
 	}
 	s.log.Info("stopped")
 	return nil
+}
+
+// issuerClient is the HTTP client that fetches the token issuers'
+// metadata and keys: TLS verified against the system roots and the CA
+// bundle at root (an issuer may hold a certificate of the CA).
+func issuerClient(root string) (*http.Client, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(root)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", root)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
+}
+
+// TokenFlags parses the --token-issuer values (URL or URL=TRUST-DOMAIN),
+// --require-bound-tokens and --token-scope of a command.
+func TokenFlags(issuers []string, requireBound bool, scopes []string) ([]oauth.Issuer, []oauth.Option, error) {
+	var out []oauth.Issuer
+	for _, s := range issuers {
+		is, err := oauth.ParseIssuer(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--token-issuer: %w", err)
+		}
+		out = append(out, is)
+	}
+	var opts []oauth.Option
+	if requireBound {
+		opts = append(opts, oauth.WithRequireBoundTokens())
+	}
+	for _, sc := range scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
+			return nil, nil, fmt.Errorf("--token-scope %q: a scope is one word", sc)
+		}
+	}
+	if len(scopes) > 0 {
+		opts = append(opts, oauth.WithRequiredScopes(scopes...))
+	}
+	return out, opts, nil
 }

@@ -103,6 +103,9 @@ func SplitMembers(data []byte, split func(key string) bool) ([]Member, error) {
 			return nil, errShape
 		}
 		j, escaped := stringEnd(data, i)
+		if j <= i { // unterminated: not a checked document
+			return nil, errShape
+		}
 		key := string(data[i+1 : j])
 		if escaped || !utf8.ValidString(key) { // decoded as every reader decodes it
 			if err := json.Unmarshal(data[i:j+1], &key); err != nil {
@@ -216,6 +219,9 @@ func Lookup(data []byte, key string) ([]byte, bool) {
 	i = skipSpace(data, i+1)
 	for i < len(data) && data[i] == '"' {
 		j, escaped := stringEnd(data, i)
+		if j <= i { // unterminated: not a checked document
+			return nil, false
+		}
 		k := data[i+1 : j]
 		match := !escaped && utf8.Valid(k) && string(k) == key
 		if !match && (escaped || !utf8.Valid(k)) {

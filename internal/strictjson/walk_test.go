@@ -86,3 +86,17 @@ func FuzzWalk(f *testing.F) {
 		}
 	})
 }
+
+// TestWalkUnterminated: an unterminated key is refused, not a panic (the
+// walkers expect checked documents; given others they must still not
+// crash).
+func TestWalkUnterminated(t *testing.T) {
+	for _, s := range []string{`{"`, `{"a`, `{ "`} {
+		if _, ok := Lookup([]byte(s), "a"); ok {
+			t.Errorf("Lookup(%q) found a value", s)
+		}
+		if _, err := Members([]byte(s)); err == nil {
+			t.Errorf("Members(%q) accepted it", s)
+		}
+	}
+}

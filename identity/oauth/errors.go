@@ -1,0 +1,44 @@
+package oauth
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// The error codes of RFC 6750 section 3.1, as WWW-Authenticate carries them.
+const (
+	CodeInvalidRequest    = "invalid_request"
+	CodeInvalidToken      = "invalid_token"
+	CodeInsufficientScope = "insufficient_scope"
+)
+
+// Error is a refused bearer token. Status is the HTTP status to answer
+// (400 invalid_request, 401 invalid_token, 403 insufficient_scope), and
+// Resource.Challenge turns it into the WWW-Authenticate header.
+type Error struct {
+	Code        string // one of the Code constants
+	Description string // for the error_description parameter and the logs; never the token
+	Scope       string // insufficient_scope: the scope the request needs
+}
+
+// Error implements error.
+func (e *Error) Error() string { return "oauth: " + e.Code + ": " + e.Description }
+
+// Status returns the HTTP status of the refusal.
+func (e *Error) Status() int {
+	switch e.Code {
+	case CodeInvalidRequest:
+		return http.StatusBadRequest
+	case CodeInsufficientScope:
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
+}
+
+func invalidToken(format string, args ...any) *Error {
+	return &Error{Code: CodeInvalidToken, Description: fmt.Sprintf(format, args...)}
+}
+
+func errorf(format string, args ...any) error {
+	return fmt.Errorf("oauth: "+format, args...)
+}
