@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sort"
 	"time"
-
 )
 
 // APIKey is the record of an API key: its hash, never the key.
