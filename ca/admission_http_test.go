@@ -38,6 +38,10 @@ func TestCAShedsBeyondMaxInFlight(t *testing.T) {
 		held <- err
 	}()
 	t.Cleanup(func() { hold.Close(); <-held })
+	// A first byte of the body makes the client send the request (HTTP/1.1
+	// may hold its headers in a buffer until the body starts); the handler
+	// then waits for the rest.
+	go func() { _, _ = hold.Write([]byte("{")) }()
 
 	var shed *caclient.APIError
 	deadline := time.Now().Add(30 * time.Second)
