@@ -108,6 +108,16 @@ func (v *Verifier) Verify(chain []*x509.Certificate, as Kind) (*Identity, error)
 	var errArr [4]error
 	crls, crlErrs := crlArr[:0], errArr[:0]
 	for _, s := range v.cfg.crls {
+		if set, ok := s.(trust.CRLSetSource); ok {
+			l, err := set.CRLs()
+			if err != nil {
+				crls, crlErrs = append(crls, nil), append(crlErrs, err)
+			}
+			for _, c := range l {
+				crls, crlErrs = append(crls, c), append(crlErrs, nil)
+			}
+			continue
+		}
 		c, err := s.CRL()
 		crls, crlErrs = append(crls, c), append(crlErrs, err)
 	}

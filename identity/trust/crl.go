@@ -58,6 +58,77 @@ func parseCRL(data []byte) (*CRL, error) {
 	return c, nil
 }
 
+// MaxCRLsPerSet bounds the CRLs one PEM set may hold (ParseCRLs).
+const MaxCRLsPerSet = 16
+
+// CRLSetMediaType is the media type under which a CA answers its CRL
+// endpoint with one PEM "X509 CRL" block per issuing CA it holds (a CA in
+// rotation has several intermediates whose certificates are all still
+// valid). CRLFetcher asks for it first; a CA that does not know it answers
+// its one DER CRL, which ParseCRLs reads too.
+const CRLSetMediaType = "application/x-pem-file"
+
+// ParseCRLs parses a DER CRL, or one or more PEM "X509 CRL" blocks (at most
+// MaxCRLsPerSet), into the CRLs they hold, in order. No two may have the
+// same issuer and key (the same RawIssuer and authority key identifier).
+func ParseCRLs(data []byte) ([]*CRL, error) {
+	l, err := parseCRLs(data)
+	if err != nil {
+		return nil, errorf("%w", err)
+	}
+	return l, nil
+}
+
+func parseCRLs(data []byte) ([]*CRL, error) {
+	block, rest := pem.Decode(data)
+	if block == nil {
+		c, err := parseCRL(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*CRL{c}, nil
+	}
+	var out []*CRL
+	for ; block != nil; block, rest = pem.Decode(rest) {
+		if len(out) == MaxCRLsPerSet {
+			return nil, fmt.Errorf("CRL set: more than %d CRLs", MaxCRLsPerSet)
+		}
+		if block.Type != "X509 CRL" {
+			return nil, fmt.Errorf("CRL: PEM block is %q, want X509 CRL", block.Type)
+		}
+		c, err := parseCRL(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range out {
+			if o.sameIssuer(c) {
+				return nil, fmt.Errorf("CRL set: two CRLs of issuer %s", c.issuerName())
+			}
+		}
+		out = append(out, c)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("CRL set: trailing bytes after the last PEM block")
+	}
+	return out, nil
+}
+
+// issuerName is the CRL issuer's common name, quoted and bounded, for
+// messages.
+func (c *CRL) issuerName() string {
+	cn := c.list.Issuer.CommonName
+	if len(cn) > 64 {
+		cn = cn[:64] + "..."
+	}
+	return fmt.Sprintf("%q", cn)
+}
+
+// sameIssuer reports whether c and o are lists of the same issuer name and
+// key.
+func (c *CRL) sameIssuer(o *CRL) bool {
+	return bytes.Equal(c.list.RawIssuer, o.list.RawIssuer) && bytes.Equal(c.list.AuthorityKeyId, o.list.AuthorityKeyId)
+}
+
 // RevocationList returns the parsed list; it must not be modified.
 func (c *CRL) RevocationList() *x509.RevocationList { return c.list }
 
@@ -139,6 +210,14 @@ func (c *CRL) checkSignatureFrom(issuer *x509.Certificate) error {
 // changes. It returns an error when no CRL was ever loaded.
 type CRLSource interface {
 	CRL() (*CRL, error)
+}
+
+// CRLSetSource is a CRLSource that may hold several CRLs, one per issuing
+// CA (CRLFetcher of a CA in rotation). The Verifier checks a chain against
+// each of them; CRL returns the first.
+type CRLSetSource interface {
+	CRLSource
+	CRLs() ([]*CRL, error)
 }
 
 // StaticCRL is a CRLSource holding one CRL that can be swapped with Set.

@@ -11,8 +11,11 @@ import (
 	"sync/atomic"
 )
 
-// CRLFetcher is a CRLSource that loads a CRL from a URL (the CA serves DER
-// at <ca-url>/crl) or a file, and refreshes it while Run is going. A failed
+// CRLFetcher is a CRLSetSource that loads a CRL from a URL (the CA serves DER
+// at <ca-url>/crl) or a file, and refreshes it while Run is going. It asks
+// the URL for CRLSetMediaType first, and reads a file of several PEM CRLs:
+// a CA in rotation answers one CRL per intermediate it holds, so leaves of
+// an old intermediate stay verifiable (see ParseCRLs). A failed
 // refresh keeps the previous CRL; the Verifier's StaleCRLPolicy decides what
 // happens once that CRL is too old. Refetching identical bytes keeps the
 // same *CRL, so verification caches survive it.
@@ -20,7 +23,7 @@ type CRLFetcher struct {
 	cfg      sourceConfig
 	location string
 	client   *http.Client
-	cur      atomic.Pointer[CRL]
+	cur      atomic.Pointer[crlSet]
 
 	mu        sync.Mutex // serializes refreshes and guards lastErr and lastCause
 	lastErr   error      // what Refresh returned
@@ -47,10 +50,27 @@ func NewCRLFetcher(location string, opts ...SourceOption) (*CRLFetcher, error) {
 // Location returns the URL or path the fetcher reads.
 func (f *CRLFetcher) Location() string { return f.location }
 
-// CRL returns the current CRL, or an error when none was loaded yet.
+// crlSet is what one fetch loaded: its bytes and its CRLs (at least one).
+type crlSet struct {
+	raw  []byte
+	crls []*CRL
+}
+
+// CRL returns the current (first) CRL, or an error when none was loaded
+// yet.
 func (f *CRLFetcher) CRL() (*CRL, error) {
+	l, err := f.CRLs()
+	if err != nil {
+		return nil, err
+	}
+	return l[0], nil
+}
+
+// CRLs returns the current CRLs (one per issuing CA the location served),
+// or an error when none was loaded yet. The slice must not be modified.
+func (f *CRLFetcher) CRLs() ([]*CRL, error) {
 	if c := f.cur.Load(); c != nil {
-		return c, nil
+		return c.crls, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -82,28 +102,49 @@ func (f *CRLFetcher) Refresh(ctx context.Context) error {
 // refresh loads the CRL; its errors do not name the location.
 
 func (f *CRLFetcher) refresh(ctx context.Context) error {
-	data, err := fetch(ctx, f.client, f.location)
+	data, err := fetchAccept(ctx, f.client, f.location, CRLSetMediaType+", application/pkix-crl;q=0.9")
 	if err != nil {
 		return err
 	}
 	cur := f.cur.Load()
-	if cur != nil && (bytes.Equal(cur.raw, data)) {
+	if cur != nil && bytes.Equal(cur.raw, data) {
 		return nil
 	}
-	c, err := parseCRL(data)
+	crls, err := parseCRLs(data)
 	if err != nil {
 		return err
 	}
-	if cur != nil && bytes.Equal(cur.raw, c.raw) {
-		return nil
+	next := &crlSet{raw: bytes.Clone(data), crls: crls}
+	for i, c := range crls {
+		if cur != nil {
+			// An unchanged CRL keeps its *CRL, so verification caches
+			// survive a set where only another issuer's list changed.
+			if same := cur.find(c); same != nil && bytes.Equal(same.raw, c.raw) {
+				crls[i] = same
+				continue
+			}
+		}
+		if err := f.checkIssuer(c); err != nil {
+			return err
+		}
+		if cur == nil {
+			continue
+		}
+		if old := cur.find(c); old != nil && old.Number() != nil && c.Number() != nil && c.Number().Cmp(old.Number()) < 0 {
+			return fmt.Errorf("number %v is older than the current %v", c.Number(), old.Number())
+		}
 	}
-	if err := f.checkIssuer(c); err != nil {
-		return err
+	f.cur.Store(next)
+	return nil
+}
+
+// find returns the CRL of s with c's issuer and key, or nil.
+func (s *crlSet) find(c *CRL) *CRL {
+	for _, o := range s.crls {
+		if o.sameIssuer(c) {
+			return o
+		}
 	}
-	if cur != nil && cur.Number() != nil && c.Number() != nil && c.Number().Cmp(cur.Number()) < 0 {
-		return fmt.Errorf("number %v is older than the current %v", c.Number(), cur.Number())
-	}
-	f.cur.Store(c)
 	return nil
 }
 

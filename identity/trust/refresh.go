@@ -44,6 +44,11 @@ func runRefresh(ctx context.Context, cfg *sourceConfig, what string, refresh fun
 
 // fetch reads location: an http(s) URL through hc, or a file path.
 func fetch(ctx context.Context, hc *http.Client, location string) ([]byte, error) {
+	return fetchAccept(ctx, hc, location, "")
+}
+
+// fetchAccept is fetch with an Accept header on http(s) requests.
+func fetchAccept(ctx context.Context, hc *http.Client, location, accept string) ([]byte, error) {
 	if !isURL(location) {
 		f, err := os.Open(location)
 		if err != nil {
@@ -55,6 +60,9 @@ func fetch(ctx context.Context, hc *http.Client, location string) ([]byte, error
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
 	if err != nil {
 		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

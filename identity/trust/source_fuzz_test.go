@@ -60,3 +60,27 @@ func FuzzParseBundlePEM(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCRLs(f *testing.F) {
+	a, b := testca.NewCA(f, td), testca.NewCA(f, td)
+	da, db := a.CreateCRL(testca.Revoked(big.NewInt(7))), b.CreateCRL()
+	f.Add(da)
+	f.Add(append(testca.CRLPEM(da), testca.CRLPEM(db)...))
+	f.Add(append(testca.CRLPEM(da), testca.CRLPEM(da)...))
+	f.Add(append(testca.CRLPEM(da), "junk"...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := trust.ParseCRLs(data)
+		if err != nil {
+			if l != nil || !strings.HasPrefix(err.Error(), "trust: ") {
+				t.Fatalf("bad error result: %v", err)
+			}
+			return
+		}
+		if len(l) == 0 || len(l) > trust.MaxCRLsPerSet {
+			t.Fatalf("%d CRLs", len(l))
+		}
+		for _, c := range l {
+			_ = c.CheckSignatureFrom(a.Cert)
+		}
+	})
+}
