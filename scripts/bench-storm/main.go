@@ -14,14 +14,8 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,8 +32,7 @@ import (
 	"time"
 
 	"github.com/mcpca/mcpca/ca"
-	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/internal/caclient"
+	"github.com/mcpca/mcpca/internal/benchload"
 )
 
 func main() {
@@ -83,7 +76,7 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 		name string
 		max  int
 	}{{fmt.Sprintf("admission (--max-in-flight %d)", maxInFlight), maxInFlight}, {"no admission (--max-in-flight 0)", 0}} {
-		addr, err := freeAddr()
+		addr, err := benchload.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -104,7 +97,7 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 		}
 		t := &target{name: cfg.name, dir: dir, url: "https://" + addr, pool: x509.NewCertPool()}
 		t.pool.AppendCertsFromPEM(b)
-		if err := waitReady(t); err != nil {
+		if err := benchload.WaitReady(t.url, t.pool); err != nil {
 			return fmt.Errorf("%s not ready: %w (log: %s.log)", t.name, err, dir)
 		}
 		targets = append(targets, t)
@@ -115,7 +108,7 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 	res := map[string][]row{}
 	for r := 1; r <= rounds; r++ {
 		for _, t := range targets {
-			jobs, err := prepare(t, n)
+			jobs, err := benchload.Prepare(t.dir, []byte("bench-password"), n)
 			if err != nil {
 				return err
 			}
@@ -124,15 +117,15 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 				return fmt.Errorf("%s capacity: %w", t.name, err)
 			}
 			rate := capRate * factor
-			jobs, err = prepare(t, int(rate*dur.Seconds())+1)
+			jobs, err = benchload.Prepare(t.dir, []byte("bench-password"), int(rate*dur.Seconds())+1)
 			if err != nil {
 				return err
 			}
 			o := openLoop(t, jobs, rate, timeout)
-			rw := row{capRate, ms(capP99), o.goodput, ms(o.p99), float64(o.shed), float64(o.failed), o.goodput / capRate, float64(o.p99) / float64(capP99)}
+			rw := row{capRate, benchload.MS(capP99), o.goodput, benchload.MS(o.p99), float64(o.shed), float64(o.failed), o.goodput / capRate, float64(o.p99) / float64(capP99)}
 			res[t.name] = append(res[t.name], rw)
 			fmt.Printf("  round %d %-34s capacity %6.0f/s p99 %6.1f ms | offered %6.0f/s: goodput %6.0f/s (%3.0f%%) p99 %7.1f ms (%5.1fx) 503 %6d other failures %5d%s\n",
-				r, t.name, capRate, ms(capP99), rate, o.goodput, 100*rw.goodFrac, ms(o.p99), rw.p99Ratio, o.shed, o.failed, o.firstFailure)
+				r, t.name, capRate, benchload.MS(capP99), rate, o.goodput, 100*rw.goodFrac, benchload.MS(o.p99), rw.p99Ratio, o.shed, o.failed, o.firstFailure)
 		}
 	}
 	for _, t := range targets {
@@ -150,62 +143,6 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 			med(func(r row) float64 { return r.shed }), med(func(r row) float64 { return r.failed }))
 	}
 	return nil
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func waitReady(t *target) error {
-	cl, err := caclient.New(t.url, t.pool)
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := cl.Roots(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// prepare mints n tokens and CSRs outside the timed part.
-func prepare(t *target, n int) ([][]byte, error) {
-	jobs := make([][]byte, n)
-	m, err := ca.NewMinter(t.dir, []byte("bench-password"), "")
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	for i := range jobs {
-		tok, err := m.Token(ca.TokenRequest{Kind: identity.KindClient, Name: fmt.Sprintf("c%d", i), Roles: []string{"reader"}, TokenTTL: time.Hour})
-		if err != nil {
-			return nil, err
-		}
-		csr, err := caclient.CSRForToken(tok, key)
-		if err != nil {
-			return nil, err
-		}
-		jobs[i], _ = json.Marshal(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})), "ott": tok})
-	}
-	return jobs, nil
 }
 
 type outcome int
@@ -236,7 +173,7 @@ func sign(hc *http.Client, url string, body []byte) (outcome, time.Duration, err
 }
 
 // closedLoop measures the capacity: c clients back to back.
-func closedLoop(t *target, jobs [][]byte, c int) (float64, time.Duration, error) {
+func closedLoop(t *target, jobs []benchload.Job, c int) (float64, time.Duration, error) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: c}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -252,7 +189,7 @@ func closedLoop(t *target, jobs [][]byte, c int) (float64, time.Duration, error)
 				if i >= len(jobs) {
 					return
 				}
-				o, d, err := sign(hc, t.url, jobs[i])
+				o, d, err := sign(hc, t.url, jobs[i].Body)
 				lat[i] = d
 				if o != issued {
 					firstErr.CompareAndSwap(nil, fmt.Sprint(o, err))
@@ -278,7 +215,7 @@ type openResult struct {
 
 // openLoop sends jobs at rate per second, each in its own goroutine, whether
 // or not earlier ones were answered.
-func openLoop(t *target, jobs [][]byte, rate float64, timeout time.Duration) openResult {
+func openLoop(t *target, jobs []benchload.Job, rate float64, timeout time.Duration) openResult {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: 4096}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: timeout}
@@ -288,7 +225,8 @@ func openLoop(t *target, jobs [][]byte, rate float64, timeout time.Duration) ope
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
-	for i, body := range jobs {
+	for i, job := range jobs {
+		body := job.Body
 		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
 			time.Sleep(wait)
 		}
