@@ -9,11 +9,23 @@
 // with a client timeout. It reports goodput (certificates issued per second
 // over the run until the last answer), the p99 of the answered requests,
 // the 503s with Retry-After, and every other failure (timeouts, resets,
-// other statuses). Run it through scripts/bench-storm.sh.
+// other statuses), the TLS connections the client opened and the cores the
+// CA used in each phase.
+//
+// The offered load comes from a fleet of -conns connected clients (256 by
+// default): a request goes out on schedule on a free connection of theirs,
+// or waits for one (the wait counts in its latency). A connection that was
+// answered, 503 included, stays open for the next request, as an agent's
+// does. With -conns 0 the client dials a new connection whenever none is
+// free, so a CA that answers slowly also faces a storm of TLS handshakes,
+// which admission control (counted in requests, after the handshake) does
+// not bound. Client and CA share this machine's cores: the client's part
+// is in the report. Run it through make bench-storm.
 package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,8 +39,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mcpca/mcpca/ca"
@@ -44,11 +58,12 @@ func main() {
 	timeout := flag.Duration("timeout", 5*time.Second, "client timeout of each request")
 	rounds := flag.Int("rounds", 3, "rounds per configuration (alternating)")
 	maxInFlight := flag.Int("max-in-flight", ca.DefaultMaxInFlight, "the bound of the admission-controlled CA")
+	conns := flag.Int("conns", 256, "connections the offered load may use (0: a new one whenever none is free)")
 	flag.Parse()
 	if abs, err := filepath.Abs(*mcpcaBin); err == nil {
 		*mcpcaBin = abs
 	}
-	if err := run(*mcpcaBin, *c, *n, *factor, *dur, *timeout, *rounds, *maxInFlight); err != nil {
+	if err := run(*mcpcaBin, *c, *n, *factor, *dur, *timeout, *rounds, *maxInFlight, *conns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-storm:", err)
 		os.Exit(1)
 	}
@@ -59,9 +74,33 @@ type target struct {
 	dir  string
 	url  string
 	pool *x509.CertPool
+	pid  int
 }
 
-func run(bin string, c, n int, factor float64, dur, timeout time.Duration, rounds, maxInFlight int) error {
+// cpuSeconds is the CPU time the process pid has used so far (Linux).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // clock ticks (USER_HZ, 100 on Linux)
+}
+
+// cores is the CPU the process pid used while f ran, in cores.
+func cores(pid int, f func()) float64 {
+	c0, t0 := cpuSeconds(pid), time.Now()
+	f()
+	return (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
+}
+
+func run(bin string, c, n int, factor float64, dur, timeout time.Duration, rounds, maxInFlight, conns int) error {
 	work, err := os.MkdirTemp("", "bench-storm-")
 	if err != nil {
 		return err
@@ -95,15 +134,19 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 		if err != nil {
 			return err
 		}
-		t := &target{name: cfg.name, dir: dir, url: "https://" + addr, pool: x509.NewCertPool()}
+		t := &target{name: cfg.name, dir: dir, url: "https://" + addr, pool: x509.NewCertPool(), pid: cmd.Process.Pid}
 		t.pool.AppendCertsFromPEM(b)
 		if err := benchload.WaitReady(t.url, t.pool); err != nil {
 			return fmt.Errorf("%s not ready: %w (log: %s.log)", t.name, err, dir)
 		}
 		targets = append(targets, t)
 	}
-	fmt.Printf("overload of mcpca serve: capacity at %d clients (%d certificates), then %.1fx that rate offered open loop for %s, client timeout %s, %d rounds each\n",
-		c, n, factor, dur, timeout, rounds)
+	fleet := fmt.Sprintf("from %d connections", conns)
+	if conns == 0 {
+		fleet = "dialling whenever no connection is free"
+	}
+	fmt.Printf("overload of mcpca serve: capacity at %d clients (%d certificates), then %.1fx that rate offered open loop for %s %s, client timeout %s, %d rounds each\n",
+		c, n, factor, dur, fleet, timeout, rounds)
 	type row struct{ capRate, capP99, good, p99, shed, failed, goodFrac, p99Ratio float64 }
 	res := map[string][]row{}
 	for r := 1; r <= rounds; r++ {
@@ -112,7 +155,9 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 			if err != nil {
 				return err
 			}
-			capRate, capP99, err := closedLoop(t, jobs, c)
+			var capRate float64
+			var capP99 time.Duration
+			capCores := cores(t.pid, func() { capRate, capP99, err = closedLoop(t, jobs, c) })
 			if err != nil {
 				return fmt.Errorf("%s capacity: %w", t.name, err)
 			}
@@ -121,11 +166,12 @@ func run(bin string, c, n int, factor float64, dur, timeout time.Duration, round
 			if err != nil {
 				return err
 			}
-			o := openLoop(t, jobs, rate, timeout)
+			var o openResult
+			openCores := cores(t.pid, func() { o = openLoop(t, jobs, rate, timeout, conns) })
 			rw := row{capRate, benchload.MS(capP99), o.goodput, benchload.MS(o.p99), float64(o.shed), float64(o.failed), o.goodput / capRate, float64(o.p99) / float64(capP99)}
 			res[t.name] = append(res[t.name], rw)
-			fmt.Printf("  round %d %-34s capacity %6.0f/s p99 %6.1f ms | offered %6.0f/s: goodput %6.0f/s (%3.0f%%) p99 %7.1f ms (%5.1fx) 503 %6d other failures %5d%s\n",
-				r, t.name, capRate, benchload.MS(capP99), rate, o.goodput, 100*rw.goodFrac, benchload.MS(o.p99), rw.p99Ratio, o.shed, o.failed, o.firstFailure)
+			fmt.Printf("  round %d %-34s capacity %6.0f/s p99 %6.1f ms (CA %.2f cores) | offered %6.0f/s: goodput %6.0f/s (%3.0f%%) p99 %7.1f ms (%5.1fx) 503 %6d other failures %5d%s (CA %.2f cores, client %.2f, %d connections)\n",
+				r, t.name, capRate, benchload.MS(capP99), capCores, rate, o.goodput, 100*rw.goodFrac, benchload.MS(o.p99), rw.p99Ratio, o.shed, o.failed, o.firstFailure, openCores, o.clientCores, o.dials)
 		}
 	}
 	for _, t := range targets {
@@ -207,6 +253,8 @@ func closedLoop(t *target, jobs []benchload.Job, c int) (float64, time.Duration,
 }
 
 type openResult struct {
+	dials        int64   // TLS connections opened
+	clientCores  float64 // the client's own CPU use
 	goodput      float64
 	p99          time.Duration
 	shed, failed int
@@ -214,9 +262,16 @@ type openResult struct {
 }
 
 // openLoop sends jobs at rate per second, each in its own goroutine, whether
-// or not earlier ones were answered.
-func openLoop(t *target, jobs []benchload.Job, rate float64, timeout time.Duration) openResult {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: 4096}
+// or not earlier ones were answered, over at most conns connections (0: no
+// bound).
+func openLoop(t *target, jobs []benchload.Job, rate float64, timeout time.Duration, conns int) openResult {
+	var dials atomic.Int64
+	d := &net.Dialer{}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: t.pool}, MaxIdleConnsPerHost: 4096, MaxConnsPerHost: conns,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return d.DialContext(ctx, network, addr)
+		}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: timeout}
 	var mu sync.Mutex
@@ -224,6 +279,8 @@ func openLoop(t *target, jobs []benchload.Job, rate float64, timeout time.Durati
 	var res openResult
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) / rate)
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	for i, job := range jobs {
 		body := job.Body
@@ -254,6 +311,13 @@ func openLoop(t *target, jobs []benchload.Job, rate float64, timeout time.Durati
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := func(ru syscall.Rusage) time.Duration {
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	res.clientCores = (cpu(ru1) - cpu(ru0)).Seconds() / elapsed.Seconds()
+	res.dials = dials.Load()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	res.goodput = float64(len(lat)) / elapsed.Seconds()
 	if len(lat) > 0 {
