@@ -15,11 +15,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/apikey"
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/oauth"
@@ -49,6 +51,10 @@ type Config struct {
 	Resource string
 	// TokenOptions configure the resource server.
 	TokenOptions []oauth.Option
+	// APIKeyRefresh is how often the signed API key set of a token issuer
+	// that is an mcpca CA is fetched again (0: apikey.DefaultRefreshInterval):
+	// a revoked key is refused within it.
+	APIKeyRefresh time.Duration
 }
 
 // Stack is the loaded endpoint. Run keeps it fresh; Close releases it.
@@ -68,7 +74,8 @@ type Stack struct {
 	renewer  *agent.Source
 	workload *agent.Workload
 	audit    *audit.Log
-	more     []*policy.Live // other policies kept fresh with the rest (AddPolicy)
+	more     []*policy.Live     // other policies kept fresh with the rest (AddPolicy)
+	keys     []*apikey.Verifier // the API key sets of the token issuers that are mcpca CAs
 }
 
 // Open loads everything Config names, failing on the first thing that
@@ -124,8 +131,13 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 		if err != nil {
 			return nil, err
 		}
+		issuers := slices.Clone(cfg.TokenIssuers)
+		kopts, err := s.caAPIKeys(ctx, issuers, client)
+		if err != nil {
+			return nil, err
+		}
 		topts := append([]oauth.Option{oauth.WithLogger(log), oauth.WithHTTPClient(client)}, cfg.TokenOptions...)
-		if s.Tokens, err = oauth.New(cfg.Resource, cfg.TokenIssuers, topts...); err != nil {
+		if s.Tokens, err = oauth.New(cfg.Resource, issuers, append(topts, kopts...)...); err != nil {
 			return nil, err
 		}
 		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
@@ -191,7 +203,7 @@ func (s *Stack) Current() *x509.Certificate {
 }
 
 // Run keeps everything fresh until ctx is done: the files, the bundle,
-// the policy and the CRL are polled, and each value from reload (SIGHUP)
+// the policy, the CRL and the CA's API key set are polled, and each value from reload (SIGHUP)
 // reloads them all at once (and renews now, when renewing in process),
 // logging one line that says what happened.
 func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
@@ -205,6 +217,9 @@ func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
 	}
 	if s.CRL != nil {
 		go func() { _ = s.CRL.Run(ctx) }()
+	}
+	for _, v := range s.keys {
+		go func() { _ = v.Run(ctx) }()
 	}
 	for {
 		select {
@@ -234,6 +249,11 @@ func (s *Stack) ReloadAll(ctx context.Context) {
 	}
 	for _, p := range s.more {
 		if err := p.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, v := range s.keys {
+		if err := v.Refresh(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
