@@ -396,7 +396,7 @@ func hint(err error) string {
 	return ""
 }
 
-// refusalTransport turns the adapter's JSON refusals (401/403) into errors
+// refusalTransport turns the adapter's JSON refusals (401/403/429) into errors
 // that carry their message, instead of the SDK's bare status line, and
 // presents the bearer token, if any.
 type refusalTransport struct {
@@ -410,7 +410,8 @@ func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		req.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {
+	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden &&
+		resp.StatusCode != http.StatusTooManyRequests) {
 		return resp, err
 	}
 	defer resp.Body.Close()

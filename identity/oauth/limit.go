@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,13 @@ const (
 // source is what WithSource names; Verify without one is not limited.
 func WithFailureLimit(perSecond float64, burst int) Option {
 	return optionFunc(func(cfg *config) { cfg.failRate, cfg.failBurst = perSecond, burst })
+}
+
+// limitLog is the state of logLimited.
+type limitLog struct {
+	lmu          sync.Mutex
+	lastLimitLog time.Time
+	unlogged     int
 }
 
 type sourceKey struct{}
@@ -45,12 +53,27 @@ func (r *Resource) limited(src string, now time.Time) error {
 	if src == "" || !r.fails.Limited(src, now) {
 		return nil
 	}
+	r.logLimited(src, now)
 	wait := time.Second
 	if r.cfg.failRate > 0 {
 		wait = time.Duration(math.Ceil(1/r.cfg.failRate)) * time.Second
 	}
 	return &Error{Code: CodeInvalidRequest, RetryAfter: wait,
 		Description: "too many refused bearer credentials from " + src + ": try again in " + wait.String()}
+}
+
+// logLimited logs a refusal of a rate-limited source, at most one line a
+// second for the Resource (with how many were not logged), so that a flood
+// cannot flood the log.
+func (r *Resource) logLimited(src string, now time.Time) {
+	r.lmu.Lock()
+	defer r.lmu.Unlock()
+	if !r.lastLimitLog.IsZero() && now.Sub(r.lastLimitLog) < time.Second {
+		r.unlogged++
+		return
+	}
+	r.cfg.logger.Warn("bearer credential refused unread: source rate-limited", "source", src, "not_logged_since_last", r.unlogged)
+	r.lastLimitLog, r.unlogged = now, 0
 }
 
 // refused counts a refusal against the source's budget and logs it with

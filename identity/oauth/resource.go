@@ -27,6 +27,7 @@ import (
 type Resource struct {
 	cfg      config
 	fails    *ratelimit.Failures
+	limitLog
 	issuers  []*issuerState
 	resource atomic.Pointer[string]
 
