@@ -25,8 +25,8 @@ import (
 // metadata and writes the WWW-Authenticate challenges. It is safe for
 // concurrent use.
 type Resource struct {
-	cfg      config
-	fails    *ratelimit.Failures
+	cfg   config
+	fails *ratelimit.Failures
 	limitLog
 	issuers  []*issuerState
 	resource atomic.Pointer[string]
