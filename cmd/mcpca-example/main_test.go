@@ -101,6 +101,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--poll", "0s"}, "--poll must be positive, got 0s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--audit-flush", "-1s"}, "--audit-flush must not be negative, got -1s"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--apikey-refresh", "0s"}, "--apikey-refresh must be positive, got 0s"},
 		{[]string{"--cert", "/nonexistent/c", "--key", "k", "--root", "r", "--policy", "p"}, "trust: reading the certificate: open /nonexistent/c: no such file or directory"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--resource", "https://x/mcp"}, "--resource, --token-scope and --require-bound-tokens need --token-issuer"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--token-issuer", "https://as.test", "--token-scope", "a b"}, `--token-scope "a b": a scope is one word`},

@@ -28,18 +28,11 @@ var (
 // mcpcaExampleBin builds cmd/mcpca-example once, next to mcpcaBin.
 func mcpcaExampleBin(t *testing.T) string {
 	t.Helper()
-	exampleOnce.Do(func() {
-		exampleBin = filepath.Join(filepath.Dir(mcpcaBin), "mcpca-example")
-		out, err := exec.Command("go", "build", "-o", exampleBin, "../mcpca-example").CombinedOutput()
-		if err != nil {
-			exampleErr = err
-			exampleBin = string(out)
-		}
-	})
-	if exampleErr != nil {
-		t.Fatalf("building mcpca-example: %v\n%s", exampleErr, exampleBin)
+	bin, err := buildExample()
+	if err != nil {
+		t.Fatalf("building mcpca-example: %v\n%s", err, bin)
 	}
-	return exampleBin
+	return bin
 }
 
 // proc is a server process a test started, with its JSON log.
@@ -117,6 +110,21 @@ func TestCAAPIKeysAtServers(t *testing.T) {
 		return p
 	}
 	exKey, gwKey := key("ex-bot", exRes), key("gw-bot", gwRes)
+
+	// Refusals at start: the CA's trust domain is the CA's; an issuer that
+	// cannot be asked whether it is a CA stops the start, as a CRL does.
+	for _, c := range []struct{ issuer, want string }{
+		{ca.url + "=other.test", "mcpca-example: --token-issuer " + ca.url + "=other.test: the CA there speaks for trust domain acme.test"},
+		{"https://127.0.0.1:1", "mcpca-example: --token-issuer https://127.0.0.1:1: cannot read its metadata (RFC 8414): Get \"https://127.0.0.1:1/.well-known/oauth-authorization-server\": dial tcp 127.0.0.1:1: connect: connection refused"},
+	} {
+		cmd := exec.Command(mcpcaExampleBin(t), "--listen", "127.0.0.1:0", "--cert", "files.crt", "--key", "files.key", "--root", ca.root,
+			"--policy", policy, "--token-issuer", c.issuer)
+		cmd.Dir = w
+		out, err := cmd.CombinedOutput()
+		if err == nil || strings.TrimSpace(string(out)) != c.want {
+			t.Errorf("--token-issuer %s: %v\n%s\nwant %s", c.issuer, err, out, c.want)
+		}
+	}
 
 	common := []string{"--listen", "127.0.0.1:0", "--cert", "files.crt", "--key", "files.key", "--root", ca.root, "--policy", policy,
 		"--token-issuer", ca.url, "--apikey-refresh", "200ms"}
