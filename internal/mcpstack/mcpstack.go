@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 // Config names the files of an endpoint.
@@ -412,4 +414,32 @@ func TokenFlags(issuers []string, requireBound bool, scopes []string) ([]oauth.I
 		opts = append(opts, oauth.WithRequiredScopes(scopes...))
 	}
 	return out, opts, nil
+}
+
+// IntrospectionFlags parses --token-introspection ISSUER,
+// --introspection-client-id and --introspection-secret-file: opaque
+// (non-JWT) access tokens of ISSUER, one of the --token-issuer values, are
+// then introspected at its introspection_endpoint (RFC 7662, found in its
+// metadata) as that client (client_secret_basic), an answer believed until
+// the token's exp or for oauth.DefaultIntrospectionCache, whichever is
+// sooner. The secret file must hold one line; a file others can read is
+// warned about on warn.
+func IntrospectionFlags(issuer, clientID, secretFile string, warn io.Writer) ([]oauth.Option, error) {
+	switch {
+	case issuer == "" && (clientID != "" || secretFile != ""):
+		return nil, errors.New("--introspection-client-id and --introspection-secret-file need --token-introspection")
+	case issuer == "":
+		return nil, nil
+	case clientID == "" || secretFile == "":
+		return nil, errors.New("--token-introspection needs --introspection-client-id and --introspection-secret-file (RFC 7662: the resource server authenticates to the introspection endpoint)")
+	}
+	b, err := secretfile.Read(secretFile, warn)
+	if err != nil {
+		return nil, fmt.Errorf("--introspection-secret-file: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" || strings.ContainsAny(secret, "\r\n") {
+		return nil, fmt.Errorf("--introspection-secret-file %s: want the client secret on one line", secretFile)
+	}
+	return []oauth.Option{oauth.WithIntrospection(issuer, clientID, secret, 0)}, nil
 }
