@@ -112,17 +112,32 @@ func TestCAAPIKeysAtServers(t *testing.T) {
 	exKey, gwKey := key("ex-bot", exRes), key("gw-bot", gwRes)
 
 	// Refusals at start: the CA's trust domain is the CA's; an issuer that
-	// cannot be asked whether it is a CA stops the start, as a CRL does.
-	for _, c := range []struct{ issuer, want string }{
-		{ca.url + "=other.test", "mcpca-example: --token-issuer " + ca.url + "=other.test: the CA there speaks for trust domain acme.test"},
-		{"https://127.0.0.1:1", "mcpca-example: --token-issuer https://127.0.0.1:1: cannot read its metadata (RFC 8414): Get \"https://127.0.0.1:1/.well-known/oauth-authorization-server\": dial tcp 127.0.0.1:1: connect: connection refused"},
+	// cannot be asked whether it is a CA stops the start, as a CRL does;
+	// API keys come from one CA.
+	other := startServedCA(t)
+	r1, _ := os.ReadFile(ca.root)
+	r2, _ := os.ReadFile(other.root)
+	if err := os.WriteFile(filepath.Join(w, "both.crt"), append(r1, r2...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		issuers []string
+		want    string
+	}{
+		{[]string{ca.url + "=other.test"}, "mcpca-example: --token-issuer " + ca.url + "=other.test: the CA there speaks for trust domain acme.test"},
+		{[]string{"https://127.0.0.1:1"}, "mcpca-example: --token-issuer https://127.0.0.1:1: cannot read its metadata (RFC 8414): Get \"https://127.0.0.1:1/.well-known/oauth-authorization-server\": dial tcp 127.0.0.1:1: connect: connection refused"},
+		{[]string{ca.url, other.url}, "mcpca-example: --token-issuer " + other.url + ": a second mcpca CA; API keys are taken from one CA only"},
 	} {
-		cmd := exec.Command(mcpcaExampleBin(t), "--listen", "127.0.0.1:0", "--cert", "files.crt", "--key", "files.key", "--root", ca.root,
-			"--policy", policy, "--token-issuer", c.issuer)
+		args := []string{"--listen", "127.0.0.1:0", "--cert", "files.crt", "--key", "files.key", "--root", "both.crt", "--policy", policy}
+		for _, is := range c.issuers {
+			args = append(args, "--token-issuer", is)
+		}
+		cmd := exec.Command(mcpcaExampleBin(t), args...)
 		cmd.Dir = w
 		out, err := cmd.CombinedOutput()
-		if err == nil || strings.TrimSpace(string(out)) != c.want {
-			t.Errorf("--token-issuer %s: %v\n%s\nwant %s", c.issuer, err, out, c.want)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n") // the logs, then the error
+		if err == nil || lines[len(lines)-1] != c.want {
+			t.Errorf("--token-issuer %v: %v\n%s\nwant %s", c.issuers, err, out, c.want)
 		}
 	}
 
