@@ -107,6 +107,12 @@ type AuthorizationServerMetadata struct {
 	// Not in RFC 8414's registry: the algorithm of the access tokens, as
 	// several servers publish it.
 	AccessTokenSigningAlgValuesSupported []string `json:"access_token_signing_alg_values_supported,omitempty"`
+	// mcpca's own members (RFC 8414 section 2 allows more): where the
+	// signed API key set is, and the trust domain of the principals the
+	// CA's tokens and keys name. A resource server told to trust this
+	// issuer finds here that it is an mcpca CA, and takes its API keys too.
+	APIKeysURI  string `json:"mcpca_apikeys_uri"`
+	TrustDomain string `json:"mcpca_trust_domain"`
 }
 
 func (s *Server) metadata(st *serverState) *AuthorizationServerMetadata {
@@ -120,6 +126,8 @@ func (s *Server) metadata(st *serverState) *AuthorizationServerMetadata {
 		TokenEndpointAuthMethodsSupported:     []string{"tls_client_auth"},
 		TLSClientCertificateBoundAccessTokens: true,
 		AccessTokenSigningAlgValuesSupported:  []string{string(jose.ES256)},
+		APIKeysURI:                            u + APIKeysPath,
+		TrustDomain:                           st.settings.TrustDomain,
 	}
 }
 

@@ -96,6 +96,7 @@ func TestTokenEndpointIssuesCertificateBoundToken(t *testing.T) {
 	for k, want := range map[string]any{
 		"issuer": c.URL, "token_endpoint": c.URL + "/1.0/oauth/token", "jwks_uri": c.URL + "/1.0/oauth/jwks",
 		"tls_client_certificate_bound_access_tokens": true,
+		"mcpca_apikeys_uri":                          c.URL + "/1.0/apikeys", "mcpca_trust_domain": "acme.test",
 	} {
 		if md[k] != want {
 			t.Errorf("metadata %s = %v, want %v", k, md[k], want)

@@ -29,6 +29,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	flag "github.com/spf13/pflag"
 
+	"github.com/mcpca/mcpca/identity/apikey"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
 	"github.com/mcpca/mcpca/internal/mcpstack"
@@ -53,6 +54,8 @@ type options struct {
 	resource                                                        string
 	tokenIssuers, tokenScopes                                       []string
 	requireBound                                                    bool
+	apikeyRefresh                                                   time.Duration
+	introspect, introspectID, introspectSecret                      string
 	stateless                                                       bool
 	poll, auditFlush                                                time.Duration
 	readHeaderTimeout, idleTimeout                                  time.Duration
@@ -95,6 +98,10 @@ Flags:
 	fs.StringVar(&o.resource, "resource", "", "this server's OAuth resource identifier, the audience its tokens must name (default https://LISTEN/mcp, with the port it listens on)")
 	fs.StringArrayVar(&o.tokenScopes, "token-scope", nil, "with --token-issuer: a scope every token must carry (repeatable); a token without it gets 403 insufficient_scope")
 	fs.BoolVar(&o.requireBound, "require-bound-tokens", false, "with --token-issuer: accept only tokens bound to the client certificate presented (RFC 8705)")
+	fs.DurationVar(&o.apikeyRefresh, "apikey-refresh", apikey.DefaultRefreshInterval, "with a --token-issuer that is an mcpca CA (its RFC 8414 metadata names mcpca_apikeys_uri): how often its signed API key set is fetched again; a revoked key is refused within this long")
+	fs.StringVar(&o.introspect, "token-introspection", "", "with --token-issuer: also accept opaque (non-JWT) access tokens of this issuer (one of the --token-issuer URLs), asking its RFC 7662 introspection endpoint; an answer is believed until the token expires or for 1m, whichever is sooner")
+	fs.StringVar(&o.introspectID, "introspection-client-id", "", "with --token-introspection: the client ID this server authenticates to the introspection endpoint with (client_secret_basic)")
+	fs.StringVar(&o.introspectSecret, "introspection-secret-file", "", "with --token-introspection: a file holding that client's secret (one line, mode 0600)")
 	fs.BoolVar(&o.stateless, "stateless", false, "serve MCP without sessions (no Mcp-Session-Id)")
 	fs.DurationVar(&o.poll, "poll", 30*time.Second, "how often to check the certificate, root, policy and CRL for changes")
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", mcpauth.ReadHeaderTimeout, "close a connection whose request headers take longer than this")
@@ -112,6 +119,12 @@ Flags:
 	}
 	if o.poll <= 0 {
 		return nil, fmt.Errorf("--poll must be positive, got %v", o.poll)
+	}
+	if o.apikeyRefresh <= 0 {
+		return nil, fmt.Errorf("--apikey-refresh must be positive, got %v", o.apikeyRefresh)
+	}
+	if o.introspect != "" && len(o.tokenIssuers) == 0 {
+		return nil, fmt.Errorf("--token-introspection %s needs --token-issuer %[1]s", o.introspect)
 	}
 	if (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0 {
 		return nil, fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
@@ -136,10 +149,16 @@ func run(ctx context.Context, args []string, logw io.Writer, reload <-chan struc
 	if err != nil {
 		return err
 	}
+	iopts, err := mcpstack.IntrospectionFlags(o.introspect, o.introspectID, o.introspectSecret, logw)
+	if err != nil {
+		return err
+	}
+	topts = append(topts, iopts...)
 	log := slog.New(slog.NewJSONHandler(logw, nil))
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-example", Cert: o.cert, Key: o.key, Root: o.root,
 		Policy: o.policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
-		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts})
+		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts,
+		APIKeyRefresh: o.apikeyRefresh})
 	if err != nil {
 		return err
 	}

@@ -303,6 +303,26 @@ func TestInteropOAuth(t *testing.T) {
 		t.Errorf("an expired opaque token: %v", err)
 	}
 
+	// The same from mcpca-example's flags (--token-introspection, as the
+	// client mcp-server with its secret in a file), at a server whose
+	// resource is the one the token is for; without them, refused.
+	secret := filepath.Join(dir, "introspection.secret")
+	if err := os.WriteFile(secret, []byte("mcp-server-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ie := startExampleWith(t, c, "--token-issuer", as.Issuer+"=acme.test", "--resource", resource,
+		"--token-introspection", as.Issuer, "--introspection-client-id", "mcp-server", "--introspection-secret-file", secret)
+	if status, _, body := post(t, anon, "https://"+ie.addr+"/mcp", opaque); status != 200 {
+		t.Errorf("an opaque token at --token-introspection: %d %s", status, body)
+	}
+	if status, challenge, _ := post(t, anon, "https://"+ie.addr+"/mcp", "made-up-opaque-token"); status != 401 ||
+		!strings.Contains(challenge, `error="invalid_token", error_description="issuer `+as.Issuer+` says the token is not active"`) {
+		t.Errorf("a made-up opaque token at --token-introspection: %d %s", status, challenge)
+	}
+	if status, challenge, _ := post(t, anon, resource, opaque); status != 401 || !strings.Contains(challenge, `error_description="not a JWT access token"`) {
+		t.Errorf("an opaque token without --token-introspection: %d %s", status, challenge)
+	}
+
 	// Certificate-bound tokens: alice authenticates to oidc-provider with
 	// her mcpca certificate and gets a token bound to it; it works with
 	// that certificate only.

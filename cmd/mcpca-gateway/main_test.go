@@ -282,6 +282,7 @@ func TestGatewayBadInvocations(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--path", "mcp"}, `mcpca-gateway: --path "mcp" must start with /`},
 		{[]string{"--cert", "nope.crt", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp"}, "mcpca-gateway: trust: "},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--require-bound-tokens"}, "mcpca-gateway: --resource, --token-scope and --require-bound-tokens need --token-issuer"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--apikey-refresh", "-1s"}, "mcpca-gateway: --apikey-refresh must be positive, got -1s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--token-issuer", "https://as.test?a=b"}, `mcpca-gateway: --token-issuer: oauth: issuer "https://as.test?a=b": want https://HOST[/PATH], without query, fragment or user`},
 	} {
 		out, err := exec.Command(gatewayBin, tc.args...).CombinedOutput()

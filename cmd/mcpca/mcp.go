@@ -29,6 +29,8 @@ func init() { commands = append(commands, newMcpCmd) }
 // mcpFlags are the connection flags of every `mcpca mcp` command.
 type mcpFlags struct {
 	url, cert, key, root, td, serverID, crl, tokenFile string
+	oauth                                              bool
+	caURL, scope                                       string
 	timeout                                            time.Duration
 }
 
@@ -38,6 +40,9 @@ func (f *mcpFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.cert, "cert", "", "client certificate chain, PEM (required unless --token-file)")
 	fl.StringVar(&f.key, "key", "", "client private key, PEM (with --cert)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "present the OAuth access token in this file (Authorization: Bearer), with or without --cert: for a server started with --token-issuer; a token bound to a certificate (RFC 8705) needs that --cert too")
+	fl.BoolVar(&f.oauth, "oauth", false, "get an access token for the server from the CA's token endpoint with --cert (client credentials, mTLS), bound to that certificate (RFC 8705), and present both: for a server started with --token-issuer naming the CA")
+	fl.StringVar(&f.caURL, "ca-url", "", "with --oauth: the CA (authorization server) to ask, e.g. https://127.0.0.1:9443 (default: the one the server's RFC 9728 metadata names)")
+	fl.StringVar(&f.scope, "scope", "", "with --oauth: the scopes to ask for, space-separated (each one of the certificate's roles)")
 	fl.StringVar(&f.root, "root", "", "CA root the server's certificate must chain to, PEM (required)")
 	fl.StringVar(&f.td, "trust-domain", "", "trust domain the server's identity must belong to (default: that of --server-id, else of --cert)")
 	fl.StringVar(&f.serverID, "server-id", "", "SPIFFE ID the server must have, e.g. spiffe://acme.test/server/files; replaces the check of the --url host against the server's certificate")
@@ -69,7 +74,15 @@ established (the CRL cannot be fetched, or is stale).
 With --token-file the client presents an OAuth access token (Authorization:
 Bearer) to a server that takes tokens (--token-issuer), alone or with --cert
 (a token bound to a certificate, RFC 8705, works only with that one).
-Without --cert, give --trust-domain or --server-id for the server's check.`,
+Without --cert, give --trust-domain or --server-id for the server's check.
+
+With --oauth the client gets the token itself: it reads the server's RFC 9728
+metadata (the resource, and the authorization server unless --ca-url), asks
+that CA's token endpoint for a token with --cert over mTLS (client
+credentials, tls_client_auth), and presents the token, bound to the
+certificate, with the certificate:
+
+  mcpca mcp call whoami --oauth --url https://127.0.0.1:8443/mcp --cert alice.crt --key alice.key --root root_ca.crt`,
 	}
 	cmd.AddCommand(newMcpToolsCmd(), newMcpCallCmd(), newMcpReadCmd())
 	return cmd
@@ -276,6 +289,9 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	} else {
 		tlsOpt = identity.WithServerName(u.Hostname())
 	}
+	if err := checkOAuthFlags(f); err != nil {
+		return err
+	}
 	var token string
 	if f.tokenFile != "" {
 		if token, err = readBearerToken(f.tokenFile, cmd.ErrOrStderr()); err != nil {
@@ -330,6 +346,11 @@ func withSession(cmd *cobra.Command, f *mcpFlags, fn func(context.Context, *mcp.
 	}
 	tr := &http.Transport{TLSClientConfig: tcfg, ForceAttemptHTTP2: true}
 	defer tr.CloseIdleConnections()
+	if f.oauth {
+		if token, err = fetchOAuthToken(ctx, f, pair, roots, &http.Client{Transport: tr}); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+	}
 	hc := &http.Client{Transport: &refusalTransport{base: tr, token: token}}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpca", Version: "1"}, nil)
 	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: f.url, HTTPClient: hc, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
@@ -396,7 +417,7 @@ func hint(err error) string {
 	return ""
 }
 
-// refusalTransport turns the adapter's JSON refusals (401/403) into errors
+// refusalTransport turns the adapter's JSON refusals (401/403/429) into errors
 // that carry their message, instead of the SDK's bare status line, and
 // presents the bearer token, if any.
 type refusalTransport struct {
@@ -410,7 +431,8 @@ func (t *refusalTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		req.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {
+	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden &&
+		resp.StatusCode != http.StatusTooManyRequests) {
 		return resp, err
 	}
 	defer resp.Body.Close()

@@ -224,7 +224,7 @@ func TestMCPChecksServer(t *testing.T) {
 
 // startTokenMCPServer serves the example MCP server behind a Guard that
 // also takes the tokens of is, and returns its endpoint.
-func startTokenMCPServer(t *testing.T, c *catest.CA, is *oauthtest.Issuer) string {
+func startTokenMCPServer(t *testing.T, c *catest.CA, is *oauthtest.Issuer, more ...*oauthtest.Issuer) string {
 	t.Helper()
 	server := c.Enroll(ca.TokenRequest{Kind: identity.KindServer, Name: "files", IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	b, _ := trust.NewBundle([]*x509.Certificate{c.Root})
@@ -241,7 +241,11 @@ func startTokenMCPServer(t *testing.T, c *catest.CA, is *oauthtest.Issuer) strin
 		t.Fatal(err)
 	}
 	url := "https://" + ln.Addr().String() + "/mcp"
-	rs, err := oauth.New(url, []oauth.Issuer{{URL: is.URL, TrustDomain: "acme.test"}}, oauth.WithHTTPClient(is.Client()),
+	issuers := []oauth.Issuer{{URL: is.URL, TrustDomain: "acme.test"}}
+	for _, m := range more {
+		issuers = append(issuers, oauth.Issuer{URL: m.URL, TrustDomain: "acme.test"})
+	}
+	rs, err := oauth.New(url, issuers, oauth.WithHTTPClient(is.Client()),
 		oauth.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
@@ -309,4 +313,25 @@ func TestMCPTokenFile(t *testing.T) {
 		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", write("empty.tok", ""))
 	fails(t, dir, "server answered 401 Unauthorized: invalid_token: not a JWT access token",
 		"mcp", "tools", "--url", url, "--root", root, "--trust-domain", "acme.test", "--token-file", write("bad.tok", "not-a-jwt"))
+}
+
+// TestMCPOAuthSeveralIssuers: --oauth at a server that names two
+// authorization servers asks which one (--ca-url).
+func TestMCPOAuthSeveralIssuers(t *testing.T) {
+	c := catest.Start(t, catest.Options{})
+	a, b := oauthtest.New(t), oauthtest.New(t)
+	url := startTokenMCPServer(t, c, a, b)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root_ca.crt")
+	if err := os.WriteFile(root, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice := c.Enroll(ca.TokenRequest{Kind: identity.KindClient, Name: "alice", Roles: []string{"reader"}})
+	ac, ak := writeMCPPair(t, dir, "alice", alice)
+	fails(t, dir, "mcpca: --oauth: the server names 2 authorization servers ("+a.URL+", "+b.URL+"): choose the CA with --ca-url",
+		"mcp", "tools", "--oauth", "--url", url, "--root", root, "--cert", ac, "--key", ak)
+	// With --ca-url, that one is asked: the CA here, whose token this
+	// server (trusting a and b only) refuses.
+	fails(t, dir, `server answered 401 Unauthorized: invalid_token: issuer "`+c.URL+`" is not trusted here`,
+		"mcp", "call", "whoami", "--oauth", "--ca-url", c.URL, "--url", url, "--root", root, "--cert", ac, "--key", ak)
 }

@@ -27,6 +27,7 @@ import (
 // the end; `ca-serve DIR` another in ./DIR ($CAURL_DIR, $CAADDR_DIR,
 // $ROOT_DIR). `ca-reload [DIR]` sends it SIGHUP and waits until it has
 // reloaded.
+// `example-serve ARGS...` starts mcpca-example ($MCPURL).
 // `replace FILE OLD NEW` replaces OLD (which must be there) in FILE, e.g. to
 // edit config/mcpca.json; `sleep DURATION` waits.
 func TestScripts(t *testing.T) {
@@ -38,9 +39,10 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"ca-serve":  caServe,
-			"ca-reload": caReload,
-			"replace":   replace,
+			"ca-serve":      caServe,
+			"ca-reload":     caReload,
+			"replace":       replace,
+			"example-serve": exampleServe,
 		},
 	})
 }

@@ -70,8 +70,9 @@ type entry struct {
 
 // New returns a Verifier of the keys of the CA at caURL (https://host:port),
 // whose TLS certificate chains to roots. It fetches nothing until Refresh or
-// Run; until then every key is refused (ErrNoKeySet). WithAudience is
-// required.
+// Run; until then every key is refused (ErrNoKeySet). Verify needs
+// WithAudience (without it every key is refused); Bearer does not: the
+// oauth.Resource checks the audience against its own resource.
 func New(caURL string, roots *x509.CertPool, opts ...Option) (*Verifier, error) {
 	cfg := config{interval: DefaultRefreshInterval, failRate: DefaultFailureRate, failBurst: DefaultFailureBurst}
 	for _, o := range opts {
@@ -83,9 +84,6 @@ func New(caURL string, roots *x509.CertPool, opts ...Option) (*Verifier, error) 
 	}
 	if !strings.HasPrefix(caURL, "https://") {
 		return nil, errorf("CA URL %q must start with https://", truncate(caURL))
-	}
-	if len(cfg.audiences) == 0 {
-		return nil, errorf("no audience: pass WithAudience with this server's resource URL")
 	}
 	for _, a := range cfg.audiences {
 		if err := CheckAudience(a); err != nil {
@@ -132,21 +130,32 @@ func sourceOf(ctx context.Context) string {
 // for want of a current key set (ErrNoKeySet) is not the caller's failure
 // and is not counted.
 func (v *Verifier) Verify(ctx context.Context, key string) (*Key, error) {
+	return v.counted(ctx, key, true, true)
+}
+
+// counted is Verify, with the audience checked or not (the caller does it)
+// and the refusals logged or not (the caller does it).
+func (v *Verifier) counted(ctx context.Context, key string, checkAud, logIt bool) (*Key, error) {
 	now := v.cfg.clock.Now()
 	src := sourceOf(ctx)
 	if v.fails.Limited(src, now) {
 		return nil, errorf("%w from %s: try again later", ErrRateLimited, src)
 	}
-	k, err := v.verify(key, now)
+	k, err := v.verify(key, now, checkAud)
 	if errors.Is(err, ErrNoKeySet) {
 		// Not the caller's failure: it does not count against its budget.
-		v.cfg.logger.Warn("API key refused", "source", src, "error", err.Error())
+		if logIt {
+			v.cfg.logger.Warn("API key refused", "source", src, "error", err.Error())
+		}
 		return nil, err
 	}
 	if err != nil {
-		if v.fails.Fail(src, now) {
+		within := v.fails.Fail(src, now)
+		switch {
+		case !logIt:
+		case within:
 			v.cfg.logger.Warn("API key refused", "source", src, "error", err.Error())
-		} else {
+		default:
 			v.cfg.logger.Warn("API key refused; source rate-limited", "source", src, "error", err.Error())
 		}
 		return nil, err
@@ -154,7 +163,7 @@ func (v *Verifier) Verify(ctx context.Context, key string) (*Key, error) {
 	return k, nil
 }
 
-func (v *Verifier) verify(key string, now time.Time) (*Key, error) {
+func (v *Verifier) verify(key string, now time.Time, checkAud bool) (*Key, error) {
 	if err := Check(key); err != nil {
 		return nil, err
 	}
@@ -177,7 +186,9 @@ func (v *Verifier) verify(key string, now time.Time) (*Key, error) {
 		return nil, errorf("%w", ErrUnknown)
 	case !now.Before(found.Expires):
 		return nil, errorf("key %q: %w at %s", found.Name, ErrExpired, found.Expires.UTC().Format(time.RFC3339))
-	case !slices.Contains(v.cfg.audiences, found.Audience):
+	case checkAud && len(v.cfg.audiences) == 0:
+		return nil, errorf("key %q: %w: this verifier names no audience of its own (WithAudience)", found.Name, ErrAudience)
+	case checkAud && !slices.Contains(v.cfg.audiences, found.Audience):
 		return nil, errorf("key %q: %w: it is for %s", found.Name, ErrAudience, found.Audience)
 	}
 	return found, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -203,6 +204,8 @@ func (e *CertificateError) Unwrap() error { return e.Err }
 //   - an *oauth.Error: its status (401 invalid_token, 403
 //     insufficient_scope, 400 invalid_request), {"error":CODE,
 //     "detail":why} and the challenge with error= and error_description=;
+//     one with RetryAfter (a source past its failure budget): 429
+//     {"error":"too many failed attempts","detail":why} with Retry-After;
 //   - a CertificateError: 403 {"error":"client certificate rejected",
 //     "detail":why}.
 func (g *Guard) WriteAuthError(w http.ResponseWriter, err error) {
@@ -216,6 +219,9 @@ func (g *Guard) WriteAuthError(w http.ResponseWriter, err error) {
 		w.Header().Set("WWW-Authenticate", rs.Challenge(nil))
 		writeError(w, http.StatusUnauthorized, "authentication required",
 			"present a client certificate of this server's CA or an OAuth access token (Authorization: Bearer); the metadata at "+rs.MetadataURL()+" names the authorization servers")
+	case errors.As(err, &oe) && oe.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(oe.RetryAfter.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "too many failed attempts", oe.Description)
 	case errors.As(err, &oe) && rs != nil:
 		w.Header().Set("WWW-Authenticate", rs.Challenge(oe))
 		writeError(w, oe.Status(), oe.Code, oe.Description)
@@ -335,7 +341,11 @@ func (g *Guard) Authenticate(r *http.Request) (*Caller, error) {
 			return nil, err
 		}
 		if present {
-			t, how, err := rs.Verify(r.Context(), tok, ident)
+			ctx := r.Context()
+			if src := remoteAddr(r.RemoteAddr); src.IsValid() {
+				ctx = oauth.WithSource(ctx, src.String())
+			}
+			t, how, err := rs.Verify(ctx, tok, ident)
 			if err != nil {
 				return nil, err
 			}

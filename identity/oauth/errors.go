@@ -3,6 +3,7 @@ package oauth
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // The error codes of RFC 6750 section 3.1, as WWW-Authenticate carries them.
@@ -13,12 +14,17 @@ const (
 )
 
 // Error is a refused bearer token. Status is the HTTP status to answer
-// (400 invalid_request, 401 invalid_token, 403 insufficient_scope), and
+// (400 invalid_request, 401 invalid_token, 403 insufficient_scope, 429
+// with RetryAfter), and
 // Resource.Challenge turns it into the WWW-Authenticate header.
 type Error struct {
 	Code        string // one of the Code constants
 	Description string // for the error_description parameter and the logs; never the token
 	Scope       string // insufficient_scope: the scope the request needs
+	// RetryAfter, when set, makes the refusal 429 Too Many Requests: the
+	// source presented too many refused credentials (WithFailureLimit)
+	// and may try again after this long (the Retry-After header).
+	RetryAfter time.Duration
 }
 
 // Error implements error.
@@ -26,6 +32,9 @@ func (e *Error) Error() string { return "oauth: " + e.Code + ": " + e.Descriptio
 
 // Status returns the HTTP status of the refusal.
 func (e *Error) Status() int {
+	if e.RetryAfter > 0 {
+		return http.StatusTooManyRequests
+	}
 	switch e.Code {
 	case CodeInvalidRequest:
 		return http.StatusBadRequest

@@ -33,6 +33,8 @@ type config struct {
 	verifiers    []prefixed
 	name         string
 	introspect   *introspection
+	failRate     float64
+	failBurst    int
 }
 
 // prefixed is a BearerVerifier and the prefix of the credentials it takes.

@@ -17,6 +17,7 @@ import (
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/internal/ratelimit"
 )
 
 // Resource is an OAuth 2.1 protected resource (an MCP server or gateway):
@@ -24,7 +25,9 @@ import (
 // metadata and writes the WWW-Authenticate challenges. It is safe for
 // concurrent use.
 type Resource struct {
-	cfg      config
+	cfg   config
+	fails *ratelimit.Failures
+	limitLog
 	issuers  []*issuerState
 	resource atomic.Pointer[string]
 
@@ -39,7 +42,8 @@ type Resource struct {
 // only known once the server listens: call SetResource before serving.
 func New(resource string, issuers []Issuer, opts ...Option) (*Resource, error) {
 	cfg := config{leeway: DefaultLeeway, algs: DefaultAlgorithms, refetch: DefaultKeyRefetch,
-		keysMaxAge: DefaultKeysMaxAge, roleClaims: DefaultRoleClaims, maxCache: DefaultMaxCachedJWTs}
+		keysMaxAge: DefaultKeysMaxAge, roleClaims: DefaultRoleClaims, maxCache: DefaultMaxCachedJWTs,
+		failRate: DefaultFailureRate, failBurst: DefaultFailureBurst}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -61,6 +65,8 @@ func New(resource string, issuers []Issuer, opts ...Option) (*Resource, error) {
 		return nil, errorf("no token issuer: name at least one")
 	case len(cfg.algs) == 0:
 		return nil, errorf("no signature algorithm accepted")
+	case cfg.failBurst < 1 || cfg.failRate <= 0:
+		return nil, errorf("failure limit %v/s, burst %d: both must be positive", cfg.failRate, cfg.failBurst)
 	}
 	for _, a := range cfg.algs {
 		if a == "none" || strings.HasPrefix(string(a), "HS") {
@@ -75,7 +81,7 @@ func New(resource string, issuers []Issuer, opts ...Option) (*Resource, error) {
 			return nil, errorf("a bearer verifier needs a prefix and a verifier")
 		}
 	}
-	r := &Resource{cfg: cfg, cache: map[string]*Token{}, opaque: map[string]introspected{}}
+	r := &Resource{cfg: cfg, fails: ratelimit.New(cfg.failRate, cfg.failBurst), cache: map[string]*Token{}, opaque: map[string]introspected{}}
 	for _, is := range issuers {
 		if err := is.check(); err != nil {
 			return nil, err
@@ -136,17 +142,25 @@ func (r *Resource) Issuers() []string {
 // of another issuer or audience, expired, wrongly signed, bound to another
 // certificate (or to one not presented), or unbound where bound tokens are
 // required; insufficient_scope (403) for one without the required scopes.
+//
+// Each refusal is logged with the source (WithSource) and the reason, never
+// the credential, and counted against the source's budget
+// (WithFailureLimit): a source past it is refused at once with a 429 Error.
 func (r *Resource) Verify(ctx context.Context, token string, peer *identity.Identity) (*Token, policy.AuthMethod, error) {
 	now := r.cfg.clock.Now()
+	src := SourceFrom(ctx)
+	if err := r.limited(src, now); err != nil {
+		return nil, "", err
+	}
 	t, err := r.token(ctx, token, now)
-	if err != nil {
-		return nil, "", err
+	if err == nil {
+		var how policy.AuthMethod
+		if how, err = r.check(t, peer, now); err == nil {
+			return t, how, nil
+		}
 	}
-	how, err := r.check(t, peer, now)
-	if err != nil {
-		return nil, "", err
-	}
-	return t, how, nil
+	r.refused(src, now, err)
+	return nil, "", err
 }
 
 // token returns the verified token, from the cache when it was seen.

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/apikey"
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpstack"
@@ -35,6 +36,8 @@ type options struct {
 	maxProcs                                                                                                         int
 	procIdle                                                                                                         time.Duration
 	upstreamMTLS, noAssert, requireBound                                                                             bool
+	apikeyRefresh                                                                                                    time.Duration
+	introspect, introspectID, introspectSecret                                                                       string
 	resource                                                                                                         string
 	tokenIssuers, tokenScopes                                                                                        []string
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
@@ -93,6 +96,10 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.resource, "resource", "", "the gateway's OAuth resource identifier, the audience its tokens must name (default https://LISTEN/PATH, with the port it listens on, PATH the first route's)")
 	f.StringArrayVar(&o.tokenScopes, "token-scope", nil, "with --token-issuer: a scope every token must carry (repeatable); a token without it gets 403 insufficient_scope")
 	f.BoolVar(&o.requireBound, "require-bound-tokens", false, "with --token-issuer: accept only tokens bound to the client certificate presented (RFC 8705)")
+	f.DurationVar(&o.apikeyRefresh, "apikey-refresh", apikey.DefaultRefreshInterval, "with a --token-issuer that is an mcpca CA (its RFC 8414 metadata names mcpca_apikeys_uri): how often its signed API key set is fetched again; a revoked key is refused within this long")
+	f.StringVar(&o.introspect, "token-introspection", "", "with --token-issuer: also accept opaque (non-JWT) access tokens of this issuer (one of the --token-issuer URLs), asking its RFC 7662 introspection endpoint; an answer is believed until the token expires or for 1m, whichever is sooner")
+	f.StringVar(&o.introspectID, "introspection-client-id", "", "with --token-introspection: the client ID this server authenticates to the introspection endpoint with (client_secret_basic)")
+	f.StringVar(&o.introspectSecret, "introspection-secret-file", "", "with --token-introspection: a file holding that client's secret (one line, mode 0600)")
 	f.BoolVar(&o.noAssert, "no-caller-assertion", false, "do not send the signed Mcpca-Caller header to the upstream")
 	f.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to start answering a request")
 	f.Int64Var(&o.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "largest request body accepted, in bytes")
@@ -125,6 +132,10 @@ func (o *options) check() error {
 		return fmt.Errorf("--drain-timeout and --audit-flush must not be negative")
 	case o.readHeaderTimeout <= 0 || o.idleTimeout <= 0:
 		return fmt.Errorf("--read-header-timeout and --idle-timeout must be positive")
+	case o.apikeyRefresh <= 0:
+		return fmt.Errorf("--apikey-refresh must be positive, got %v", o.apikeyRefresh)
+	case o.introspect != "" && len(o.tokenIssuers) == 0:
+		return fmt.Errorf("--token-introspection %s needs --token-issuer %[1]s", o.introspect)
 	case (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0:
 		return fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
 	}
@@ -154,9 +165,15 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	if err != nil {
 		return err
 	}
+	iopts, err := mcpstack.IntrospectionFlags(o.introspect, o.introspectID, o.introspectSecret, logw)
+	if err != nil {
+		return err
+	}
+	topts = append(topts, iopts...)
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-gateway", Cert: o.cert, Key: o.key, Root: o.root,
 		Policy: routes[0].Policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
-		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts})
+		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts,
+		APIKeyRefresh: o.apikeyRefresh})
 	if err != nil {
 		return err
 	}

@@ -11,20 +11,24 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/mcpca/mcpca/agent"
 	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/apikey"
 	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/identity/policy"
 	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/secretfile"
 )
 
 // Config names the files of an endpoint.
@@ -49,6 +53,10 @@ type Config struct {
 	Resource string
 	// TokenOptions configure the resource server.
 	TokenOptions []oauth.Option
+	// APIKeyRefresh is how often the signed API key set of a token issuer
+	// that is an mcpca CA is fetched again (0: apikey.DefaultRefreshInterval):
+	// a revoked key is refused within it.
+	APIKeyRefresh time.Duration
 }
 
 // Stack is the loaded endpoint. Run keeps it fresh; Close releases it.
@@ -68,7 +76,8 @@ type Stack struct {
 	renewer  *agent.Source
 	workload *agent.Workload
 	audit    *audit.Log
-	more     []*policy.Live // other policies kept fresh with the rest (AddPolicy)
+	more     []*policy.Live     // other policies kept fresh with the rest (AddPolicy)
+	keys     []*apikey.Verifier // the API key sets of the token issuers that are mcpca CAs
 }
 
 // Open loads everything Config names, failing on the first thing that
@@ -124,8 +133,13 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 		if err != nil {
 			return nil, err
 		}
+		issuers := slices.Clone(cfg.TokenIssuers)
+		kopts, err := s.caAPIKeys(ctx, issuers, client)
+		if err != nil {
+			return nil, err
+		}
 		topts := append([]oauth.Option{oauth.WithLogger(log), oauth.WithHTTPClient(client)}, cfg.TokenOptions...)
-		if s.Tokens, err = oauth.New(cfg.Resource, cfg.TokenIssuers, topts...); err != nil {
+		if s.Tokens, err = oauth.New(cfg.Resource, issuers, append(topts, kopts...)...); err != nil {
 			return nil, err
 		}
 		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
@@ -191,7 +205,7 @@ func (s *Stack) Current() *x509.Certificate {
 }
 
 // Run keeps everything fresh until ctx is done: the files, the bundle,
-// the policy and the CRL are polled, and each value from reload (SIGHUP)
+// the policy, the CRL and the CA's API key set are polled, and each value from reload (SIGHUP)
 // reloads them all at once (and renews now, when renewing in process),
 // logging one line that says what happened.
 func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
@@ -205,6 +219,9 @@ func (s *Stack) Run(ctx context.Context, reload <-chan struct{}) {
 	}
 	if s.CRL != nil {
 		go func() { _ = s.CRL.Run(ctx) }()
+	}
+	for _, v := range s.keys {
+		go func() { _ = v.Run(ctx) }()
 	}
 	for {
 		select {
@@ -234,6 +251,11 @@ func (s *Stack) ReloadAll(ctx context.Context) {
 	}
 	for _, p := range s.more {
 		if err := p.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, v := range s.keys {
+		if err := v.Refresh(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -392,4 +414,32 @@ func TokenFlags(issuers []string, requireBound bool, scopes []string) ([]oauth.I
 		opts = append(opts, oauth.WithRequiredScopes(scopes...))
 	}
 	return out, opts, nil
+}
+
+// IntrospectionFlags parses --token-introspection ISSUER,
+// --introspection-client-id and --introspection-secret-file: opaque
+// (non-JWT) access tokens of ISSUER, one of the --token-issuer values, are
+// then introspected at its introspection_endpoint (RFC 7662, found in its
+// metadata) as that client (client_secret_basic), an answer believed until
+// the token's exp or for oauth.DefaultIntrospectionCache, whichever is
+// sooner. The secret file must hold one line; a file others can read is
+// warned about on warn.
+func IntrospectionFlags(issuer, clientID, secretFile string, warn io.Writer) ([]oauth.Option, error) {
+	switch {
+	case issuer == "" && (clientID != "" || secretFile != ""):
+		return nil, errors.New("--introspection-client-id and --introspection-secret-file need --token-introspection")
+	case issuer == "":
+		return nil, nil
+	case clientID == "" || secretFile == "":
+		return nil, errors.New("--token-introspection needs --introspection-client-id and --introspection-secret-file (RFC 7662: the resource server authenticates to the introspection endpoint)")
+	}
+	b, err := secretfile.Read(secretFile, warn)
+	if err != nil {
+		return nil, fmt.Errorf("--introspection-secret-file: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" || strings.ContainsAny(secret, "\r\n") {
+		return nil, fmt.Errorf("--introspection-secret-file %s: want the client secret on one line", secretFile)
+	}
+	return []oauth.Option{oauth.WithIntrospection(issuer, clientID, secret, 0)}, nil
 }
