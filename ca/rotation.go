@@ -330,7 +330,9 @@ func (o ClockOption) applyRotate(c *rotateConfig) { c.clock = o.c }
 // intermediate starts issuing (default, and least, the CA's longest
 // certificate lifetime, Settings.MaxTTL: every certificate the old one
 // issued expires within it).
-func WithOverlap(d time.Duration) RotateOption { return rotateFunc(func(c *rotateConfig) { c.overlap = d }) }
+func WithOverlap(d time.Duration) RotateOption {
+	return rotateFunc(func(c *rotateConfig) { c.overlap = d })
+}
 
 // WithSwitchAfter sets how long after RotateRoot the new root's
 // intermediate starts issuing (default DefaultSwitchAfter); shorter needs
@@ -675,7 +677,9 @@ func Retire(dir string, password []byte, opts ...RotateOption) ([]CAGeneration, 
 		return nil, errorf("rotate retire: nothing to retire: intermediate generation %d issues now", iss.Generation)
 	}
 	rf.Intermediates, rf.Roots = keep, roots
-	sort.Slice(gone, func(i, j int) bool { return gone[i].Kind > gone[j].Kind || gone[i].Kind == gone[j].Kind && gone[i].Generation < gone[j].Generation })
+	sort.Slice(gone, func(i, j int) bool {
+		return gone[i].Kind > gone[j].Kind || gone[i].Kind == gone[j].Kind && gone[i].Generation < gone[j].Generation
+	})
 	if err := rf.save(l); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 // the end; `ca-serve DIR` another in ./DIR ($CAURL_DIR, $CAADDR_DIR,
 // $ROOT_DIR). `ca-reload [DIR]` sends it SIGHUP and waits until it has
 // reloaded.
+// `ca-log [DIR] REGEXP` waits until the CA's log has a line matching REGEXP.
 // `replace FILE OLD NEW` replaces OLD (which must be there) in FILE, e.g. to
 // edit config/mcpca.json; `sleep DURATION` waits.
 func TestScripts(t *testing.T) {
@@ -41,6 +42,7 @@ func TestScripts(t *testing.T) {
 			"ca-serve":  caServe,
 			"ca-reload": caReload,
 			"replace":   replace,
+			"ca-log":    caLog,
 		},
 	})
 }
