@@ -46,6 +46,16 @@ import (
 // it.
 const DefaultSwitchAfter = 2 * time.Hour
 
+// DefaultIntermediateSwitchAfter is how long RotateIntermediate waits by
+// default before the new intermediate issues: twice the refresh of the
+// verifiers' CRL fetchers (identity/trust.DefaultRefreshInterval, 5m).
+// Its CRL is in the CRL set from the start, and a verifier that checks
+// CRLs (fail-closed) refuses a certificate whose issuer has no CRL in the
+// set it holds, so peers must fetch the set before the first certificate
+// of the new intermediate reaches them. Without CRL checking anywhere, 0
+// (with WithForce) switches at once.
+const DefaultIntermediateSwitchAfter = 10 * time.Minute
+
 // MaxGenerations bounds the intermediates a CA holds at once: each has a
 // CRL in the CRL set (identity/trust.MaxCRLsPerSet).
 const MaxGenerations = 8
@@ -334,9 +344,10 @@ func WithOverlap(d time.Duration) RotateOption {
 	return rotateFunc(func(c *rotateConfig) { c.overlap = d })
 }
 
-// WithSwitchAfter sets how long after RotateRoot the new root's
-// intermediate starts issuing (default DefaultSwitchAfter); shorter needs
-// WithForce.
+// WithSwitchAfter sets how long after the rotation the new intermediate
+// starts issuing (default DefaultIntermediateSwitchAfter for
+// RotateIntermediate, DefaultSwitchAfter for RotateRoot); shorter than the
+// default needs WithForce.
 func WithSwitchAfter(d time.Duration) RotateOption {
 	return rotateFunc(func(c *rotateConfig) { c.switchAfter, c.switchSet = d, true })
 }
@@ -353,8 +364,8 @@ func WithRootKeyOut(path string) RotateOption {
 	return rotateFunc(func(c *rotateConfig) { c.rootKeyOut = path })
 }
 
-// WithForce lets Retire drop generations before their retire time, and
-// RotateRoot switch sooner than DefaultSwitchAfter: after a compromise.
+// WithForce lets Retire drop generations before their retire time, and a
+// rotation switch sooner than its default: after a compromise.
 func WithForce() RotateOption { return rotateFunc(func(c *rotateConfig) { c.force = true }) }
 
 func rotateOptions(opts []RotateOption) rotateConfig {
@@ -363,9 +374,6 @@ func rotateOptions(opts []RotateOption) rotateConfig {
 		o.applyRotate(&c)
 	}
 	c.clock = clock.Or(c.clock)
-	if !c.switchSet {
-		c.switchAfter = DefaultSwitchAfter
-	}
 	return c
 }
 
@@ -512,11 +520,23 @@ func newIntermediate(s *Settings, rg *rootGeneration, rootKey crypto.Signer, gen
 }
 
 // RotateIntermediate makes a new intermediate signed by the root of the
-// one issuing now, which issues at once: peers already trust that root.
-// The replaced intermediate stays trusted for the overlap (WithOverlap).
-// A running CA applies it when it reloads (SIGHUP).
+// one issuing now: peers already trust that root. It is held at once (its
+// CRL is in the CRL set) and issues after the switch delay
+// (WithSwitchAfter, default DefaultIntermediateSwitchAfter; 0 with
+// WithForce: at once). The replaced intermediate stays trusted for the
+// overlap after the switch (WithOverlap). A running CA applies it when it
+// reloads (SIGHUP) and switches on its clock.
 func RotateIntermediate(dir string, password []byte, opts ...RotateOption) (*RotationStatus, error) {
 	c := rotateOptions(opts)
+	if !c.switchSet {
+		c.switchAfter = DefaultIntermediateSwitchAfter
+	}
+	if c.switchAfter < 0 {
+		return nil, errorf("rotate intermediate: --switch-after %s is negative", c.switchAfter)
+	}
+	if c.switchAfter < DefaultIntermediateSwitchAfter && !c.force {
+		return nil, errorf("rotate intermediate: --switch-after %s is shorter than %s, twice the verifiers' CRL refresh (5m): peers that check CRLs would refuse certificates of the new intermediate until they fetch its CRL; pass --force if none checks CRLs or all refresh sooner", c.switchAfter, DefaultIntermediateSwitchAfter)
+	}
 	s, rf, iss, err := prepareRotation(dir, password, c, "intermediate")
 	if err != nil {
 		return nil, err
@@ -529,7 +549,7 @@ func RotateIntermediate(dir string, password []byte, opts ...RotateOption) (*Rot
 	}
 	now := c.clock.Now()
 	_, gen := rf.maxGen()
-	ig, err := newIntermediate(s, rg, rootKey, gen+1, now.Add(-time.Minute).Truncate(time.Second), now.Truncate(time.Second), password)
+	ig, err := newIntermediate(s, rg, rootKey, gen+1, now.Add(-time.Minute).Truncate(time.Second), now.Add(c.switchAfter).Truncate(time.Second), password)
 	if err != nil {
 		return nil, err
 	}
@@ -550,6 +570,9 @@ func RotateIntermediate(dir string, password []byte, opts ...RotateOption) (*Rot
 // for the overlap after the switch.
 func RotateRoot(dir string, password []byte, opts ...RotateOption) (*RotationStatus, error) {
 	c := rotateOptions(opts)
+	if !c.switchSet {
+		c.switchAfter = DefaultSwitchAfter
+	}
 	if c.switchAfter < 0 {
 		return nil, errorf("rotate root: --switch-after %s is negative", c.switchAfter)
 	}

@@ -116,7 +116,11 @@ func TestRotateIntermediateRenewsAcrossGenerations(t *testing.T) {
 	revoked := c.Enroll(ca.TokenRequest{Kind: "client", Name: "revoked"})
 	g1 := old.Leaf.Issuer.CommonName
 
-	st, err := ca.RotateIntermediate(c.Dir, c.Password, ca.WithClock(fk))
+	if _, err := ca.RotateIntermediate(c.Dir, c.Password, ca.WithClock(fk), ca.WithSwitchAfter(time.Minute)); err == nil ||
+		!strings.Contains(err.Error(), "rotate intermediate: --switch-after 1m0s is shorter than 10m0s, twice the verifiers' CRL refresh (5m)") {
+		t.Fatalf("short switch without --force: %v", err)
+	}
+	st, err := ca.RotateIntermediate(c.Dir, c.Password, ca.WithClock(fk), ca.WithSwitchAfter(0), ca.WithForce())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +249,10 @@ func TestRotateRootSwitchesOnTheClock(t *testing.T) {
 	bundle := roots(t, c.Client)
 	if len(bundle) != 2 {
 		t.Fatalf("/roots: %d roots, want both", len(bundle))
+	}
+	// The pending intermediate's CRL is in the set before it issues.
+	if set := crlSet(t, c, bundle); len(set) != 2 || set[1].RevocationList().Issuer.CommonName != "Test MCP CA Intermediate CA G2" {
+		t.Fatalf("CRL set before the switch: %d CRLs", len(set))
 	}
 	b, err := os.ReadFile(c.Dir + "/certs/root_ca.crt")
 	if err != nil {

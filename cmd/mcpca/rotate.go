@@ -30,17 +30,22 @@ PostgreSQL receive the change through the database.`,
 
 func newRotateIntermediateCmd() *cobra.Command {
 	var dir, pwFile, rootKey string
-	var overlap time.Duration
+	var overlap, switchAfter time.Duration
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "intermediate --dir DIR",
-		Short: "Make a new intermediate under the current root; it issues at once",
+		Short: "Make a new intermediate under the current root; it issues after --switch-after",
 		Long: `Make a new intermediate (key encrypted with the CA password) signed by the
-root of the intermediate issuing now. It issues at once: every peer already
-trusts that root. The replaced intermediate stays trusted for --overlap
-(default and least: the CA's longest certificate lifetime, so every
-certificate it issued expires first); mcpca rotate retire drops it then.
-Certificates it issued renew onto the new one. Signing needs the root key:
-secrets/root_ca_key unless it is kept offline (--root-key).`,
+root of the intermediate issuing now, which every peer already trusts. Its
+CRL is in the CRL set at once; it issues after --switch-after (default 10m,
+twice the verifiers' CRL refresh, so peers that check CRLs hold its CRL
+first; --switch-after 0 --force: at once, when no peer checks CRLs). A
+running CA switches on its own then. The replaced intermediate stays trusted
+for --overlap after the switch (default and least: the CA's longest
+certificate lifetime, so every certificate it issued expires first); mcpca
+rotate retire drops it then. Certificates it issued renew onto the new one.
+Signing needs the root key: secrets/root_ca_key unless it is kept offline
+(--root-key).`,
 		Example: `  mcpca rotate intermediate --dir ./pki
   mcpca rotate intermediate --dir ./pki --root-key /media/offline/root_ca_key`,
 		Args: cobra.NoArgs,
@@ -52,9 +57,12 @@ secrets/root_ca_key unless it is kept offline (--root-key).`,
 			if overlap < 0 {
 				return fmt.Errorf("--overlap %s: must not be negative", overlap)
 			}
-			opts := []ca.RotateOption{ca.WithOverlap(overlap)}
+			opts := []ca.RotateOption{ca.WithOverlap(overlap), ca.WithSwitchAfter(switchAfter)}
 			if rootKey != "" {
 				opts = append(opts, ca.WithRootKeyFile(rootKey))
+			}
+			if force {
+				opts = append(opts, ca.WithForce())
 			}
 			st, err := ca.RotateIntermediate(dir, pw, opts...)
 			if err != nil {
@@ -62,7 +70,11 @@ secrets/root_ca_key unless it is kept offline (--root-key).`,
 			}
 			out := cmd.ErrOrStderr()
 			n := st.Intermediates[len(st.Intermediates)-1]
-			fmt.Fprintf(out, "Intermediate generation %d (%q) issues now\n", n.Generation, n.Subject)
+			if n.Issuing {
+				fmt.Fprintf(out, "Intermediate generation %d (%q) issues now\n", n.Generation, n.Subject)
+			} else {
+				fmt.Fprintf(out, "Intermediate generation %d (%q) issues from %s\n", n.Generation, n.Subject, stamp(n.IssuesFrom))
+			}
 			for _, g := range st.Intermediates[:len(st.Intermediates)-1] {
 				fmt.Fprintf(out, "Intermediate generation %d (%q) stays trusted; it can be retired after %s (mcpca rotate retire)\n", g.Generation, g.Subject, stamp(g.RetireAfter))
 			}
@@ -74,6 +86,8 @@ secrets/root_ca_key unless it is kept offline (--root-key).`,
 	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
 	f.StringVar(&rootKey, "root-key", "", "the root's encrypted key, when it is not where it was written (kept offline)")
 	f.DurationVar(&overlap, "overlap", 0, "how long the replaced intermediate stays trusted after the switch (0: the CA's max certificate lifetime, also the least)")
+	f.DurationVar(&switchAfter, "switch-after", ca.DefaultIntermediateSwitchAfter, "how long the new intermediate is held (its CRL published) before it issues (shorter than the default needs --force)")
+	f.BoolVar(&force, "force", false, "accept a --switch-after shorter than twice the verifiers' CRL refresh (no peer checks CRLs, or a compromise)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
