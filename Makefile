@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 TESTFLAGS ?= -count=1 -timeout 45m
 
-.PHONY: all build test demo bench bench-issue bench-replicas bench-gateway bench-oauth bench-storm storm soak fuzz vet clean
+.PHONY: all build test demo bench bench-issue bench-replicas bench-gateway bench-oauth bench-storm storm rotation soak fuzz vet clean
 
 all: build
 
@@ -42,6 +42,11 @@ bench-storm: build
 # real `mcpca serve` (make test runs 10,000 and 200).
 storm:
 	MCPCA_STORM_AGENTS=100000 MCPCA_STORM_SOURCES=500 go test -count=1 -v -run 'TestStormSimulation|TestCLIRenewalStorm' ./agent/ ./cmd/mcpca/
+
+# The long rotation run: 5 rounds of intermediate, root and retire under
+# load against real processes (make test runs 1).
+rotation:
+	MCPCA_ROTATION_ROUNDS=5 go test -count=1 -v -run 'TestCLIRotationUnderLoad' ./cmd/mcpca/
 
 # Certificates/s at 16 clients: one replica on bbolt, one and two on
 # PostgreSQL, same run; PostgreSQL round trips per issuance.

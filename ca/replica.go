@@ -44,7 +44,13 @@ import (
 const DefaultConfigPoll = 2 * time.Second
 
 // sharedFiles are the CA directory's files every replica shares.
-var sharedFiles = []string{filepath.Join("config", "ca.json"), filepath.Join("config", "mcpca.json")}
+var sharedFiles = []string{filepath.Join("config", "ca.json"), filepath.Join("config", "mcpca.json"), rotationName}
+
+// rotationName is config/rotation.json (the CA generations with the
+// intermediates' encrypted keys): shared when it exists, so a rotation
+// made on one replica reaches every other, which applies it like the
+// rest and rewrites its certs/root_ca.crt from it.
+var rotationName = filepath.Join("config", "rotation.json")
 
 // SharedConfigState is where a replica records the shared configuration
 // it last applied (version and digest of its files).
@@ -83,6 +89,9 @@ func (s *Server) readShared() (map[string][]byte, string, error) {
 	files := map[string][]byte{}
 	for _, name := range sharedFiles {
 		b, err := os.ReadFile(filepath.Join(s.dir, name))
+		if name == rotationName && errors.Is(err, os.ErrNotExist) {
+			continue // before the first rotation
+		}
 		if err != nil {
 			return nil, "", errorf("reading %s: %w", name, err)
 		}
@@ -175,6 +184,9 @@ func (s *Server) writeShared(cur *store.SharedConfig, keepLocal bool) error {
 	var files []atomicfile.File
 	for _, name := range sharedFiles {
 		data, ok := cur.Files[name]
+		if !ok && name == rotationName {
+			continue // published before any rotation
+		}
 		if !ok {
 			return errorf("the shared configuration (version %d) has no %s", cur.Version, name)
 		}

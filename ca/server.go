@@ -62,6 +62,9 @@ type Server struct {
 	keySetMu    sync.Mutex
 	keySetCache atomic.Pointer[signedKeySet]
 	shared      *shared // replicas on PostgreSQL; nil otherwise
+
+	rotStop, rotDone chan struct{} // the rotation timer (rotationTimer)
+	rotRearm         chan struct{}
 }
 
 // serverState is what a reload replaces, swapped whole.
@@ -76,6 +79,8 @@ type serverState struct {
 
 	caJSON         []certJSON // the PEM JSON of the intermediates and roots
 	tlsOptionsJSON []byte     // nil when step-ca has none
+
+	rot *rotationState // the CA generations (rotation.go)
 }
 
 type certJSON struct {
@@ -274,6 +279,7 @@ func Open(dir string, password []byte, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.state.Store(st)
+	s.startRotationTimer()
 	if s.shared != nil {
 		s.shared.stop, s.shared.done = make(chan struct{}), make(chan struct{})
 		go s.pollShared()
@@ -335,12 +341,22 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 		// address, not step-ca's default (https://<first DNS name>/1.0/crl).
 		stepCfg.CRL.IDPurl = settings.CRLURL()
 	}
+	rot, err := s.loadRotationState()
+	if err != nil {
+		return nil, err
+	}
+	authOpts := []authority.Option{
+		authority.WithPassword(s.password),
+		authority.WithDatabase(s.db),
+		authority.WithQuietInit(),
+	}
+	if rot.explicit {
+		// The issuing intermediate and the trusted roots come from
+		// config/rotation.json, not from ca.json's files.
+		authOpts = append(authOpts, authority.WithX509Signer(rot.issuing.cert, rot.signer), authority.WithX509RootCerts(rot.file.rootCerts()...))
+	}
 	auth, err := newAuthority(func() (*authority.Authority, error) {
-		return authority.New(stepCfg,
-			authority.WithPassword(s.password),
-			authority.WithDatabase(s.db),
-			authority.WithQuietInit(),
-		)
+		return authority.New(stepCfg, authOpts...)
 	})
 	if err != nil {
 		return nil, errorf("starting step-ca authority: %w", err)
@@ -353,10 +369,11 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	api.Route(mux)
 	mux.Route("/1.0", func(r chi.Router) { api.Route(r) })
 	inters := x509.NewCertPool()
-	for _, c := range auth.GetIntermediateCertificates() {
+	held := rot.intermediateCerts(auth.GetIntermediateCertificates())
+	for _, c := range held {
 		inters.AddCert(c)
 	}
-	bundle, err := trust.NewBundle(auth.GetRootCertificates(), auth.GetIntermediateCertificates()...)
+	bundle, err := trust.NewBundle(auth.GetRootCertificates(), held...)
 	if err != nil {
 		return nil, errorf("the CA's trust bundle: %w", err)
 	}
@@ -365,7 +382,7 @@ func (s *Server) newState(stepCfg *config.Config) (*serverState, error) {
 	if err != nil {
 		return nil, errorf("%w", err)
 	}
-	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots, inters: inters, verifier: verifier}
+	st := &serverState{auth: auth, step: mux, settings: settings, oids: oids, roots: roots, inters: inters, verifier: verifier, rot: rot}
 	for _, c := range append(auth.GetIntermediateCertificates(), auth.GetRootCertificates()...) {
 		st.caJSON = append(st.caJSON, certJSON{c, pemJSON(c)})
 	}
@@ -407,6 +424,7 @@ func (s *Server) reloadLocked(by string) error {
 	}
 	old := s.state.Swap(st)
 	old.auth.CloseForReload()
+	s.rotationApplied(old, st)
 	s.cfg.logger.Info("configuration reloaded", "event", "reload", "provisioners", len(stepCfg.AuthorityConfig.Provisioners),
 		"settings", st.settings.Digest(), "by", by)
 	return nil
@@ -524,6 +542,10 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.TrimPrefix(r.URL.Path, "/1.0") == "/crl" && wantsCRLSet(r) {
+			s.serveCRLSet(w, r, st)
+			return
+		}
 		if !stepRouteAllowed(r) {
 			refuseRoute(w, r)
 			return
@@ -634,6 +656,12 @@ func (s *Server) Close(ctx context.Context) error {
 		close(s.shared.stop)
 		s.mu.Unlock()
 		<-s.shared.done // it takes s.mu to apply
+		s.mu.Lock()
+	}
+	if s.rotStop != nil {
+		close(s.rotStop)
+		s.mu.Unlock()
+		<-s.rotDone // it takes s.mu to switch
 		s.mu.Lock()
 	}
 	var errs []error

@@ -28,6 +28,7 @@ import (
 // $ROOT_DIR). `ca-reload [DIR]` sends it SIGHUP and waits until it has
 // reloaded.
 // `example-serve ARGS...` starts mcpca-example ($MCPURL).
+// `ca-log [DIR] REGEXP` waits until the CA's log has a line matching REGEXP.
 // `replace FILE OLD NEW` replaces OLD (which must be there) in FILE, e.g. to
 // edit config/mcpca.json; `sleep DURATION` waits.
 func TestScripts(t *testing.T) {
@@ -43,6 +44,10 @@ func TestScripts(t *testing.T) {
 			"ca-reload":     caReload,
 			"replace":       replace,
 			"example-serve": exampleServe,
+			"ca-serve":  caServe,
+			"ca-reload": caReload,
+			"replace":   replace,
+			"ca-log":    caLog,
 		},
 	})
 }
