@@ -180,41 +180,7 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 	if cacheable {
 		s.fc.lookup(key, targets, known)
 	}
-	var ctx types.Record
-	var haveCtx bool
-	var action types.EntityUID
-	sc := scratchPool.Get().(*scratch)
-	r := base
-	misses := 0
-	for i, t := range targets {
-		if known[i] != markUnknown {
-			continue
-		}
-		misses++
-		r.Target = t
-		res := r.resourceUID()
-		bs, entity := s.idx.lookup(r.Method, res)
-		sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
-		if len(sc.ids) == 0 {
-			known[i] = markDenied
-			continue
-		}
-		if !haveCtx {
-			ctx = s.cfg.contextRecord(p, &r, base.Time)
-			action = types.NewEntityUID(TypeAction, types.String(r.Method))
-			haveCtx = true
-		}
-		sc.env = requestEnv{p: p, resUID: res, res: entity}
-		sc.cand.s, sc.cand.ids = s, sc.ids
-		req := cedar.Request{Principal: p.uid, Action: action, Resource: res, Context: ctx}
-		known[i] = markDenied
-		if s.allows(cedar.Authorize(&sc.cand, &sc.env, req)) {
-			known[i] = markAllowed
-		}
-	}
-	sc.env = requestEnv{}
-	sc.cand.s, sc.cand.ids = nil, nil
-	scratchPool.Put(sc)
+	misses := s.decideList(p, &base, targets, known)
 	if cacheable && misses > 0 {
 		s.fc.store(key, targets, known)
 	}
