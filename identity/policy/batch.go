@@ -200,13 +200,16 @@ var errOutOfStep = errors.New("batch result out of step")
 // results cannot be matched to the targets.
 func (s *Set) decideBatch(p *Principal, r *Request, typ types.EntityType, req cedar.Request, g listGroup, targets []string, known []decisionMark) bool {
 	vals := make([]types.Value, len(g.items))
+	ents := make([]types.Entity, len(g.items))
 	for j, i := range g.items {
 		r.Target = targets[i]
-		vals[j] = r.resourceUID()
+		ents[j].UID = r.resourceUID()
+		vals[j] = ents[j].UID
 	}
+	entityCache.fill(ents)
 	allowed := make([]bool, len(g.items))
 	n := 0
-	err := batch.Authorize(context.Background(), &candidates{s: s, ids: g.ids}, &listEntities{p: p, typ: typ}, batch.Request{
+	err := batch.Authorize(context.Background(), &candidates{s: s, ids: g.ids}, &listEntities{p: p, typ: typ, ents: ents}, batch.Request{
 		Principal: req.Principal,
 		Action:    req.Action,
 		Resource:  batch.Variable(resourceVar),
@@ -234,14 +237,14 @@ func (s *Set) decideBatch(p *Principal, r *Request, typ types.EntityType, req ce
 
 // listEntities is the entity getter of a batch of targets of type typ: the
 // principal's entity, and the entity of a target (see decideList for why
-// any entity of type typ looked up is the target being decided). It keeps
-// the last entity it returned, as a target's policies look it up several
-// times in a row.
+// any entity of type typ looked up is the target being decided). ents are
+// the targets' entities, in the order the evaluator decides them: the
+// getter looks at the one it gave last and the next before it builds one.
 type listEntities struct {
 	p    *Principal
 	typ  types.EntityType
-	last types.Entity
-	has  bool
+	ents []types.Entity
+	at   int
 }
 
 // Get implements types.EntityGetter.
@@ -252,8 +255,11 @@ func (e *listEntities) Get(uid types.EntityUID) (types.Entity, bool) {
 	if uid.Type != e.typ {
 		return types.Entity{}, false
 	}
-	if !e.has || e.last.UID != uid {
-		e.last, e.has = resourceEntity(uid), true
+	for k := e.at; k < len(e.ents) && k <= e.at+1; k++ {
+		if e.ents[k].UID == uid {
+			e.at = k
+			return e.ents[k], true
+		}
 	}
-	return e.last, true
+	return resourceEntity(uid), true
 }
