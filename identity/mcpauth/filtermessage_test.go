@@ -85,6 +85,8 @@ func FuzzFilterMessage(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"result":{"prompts":[{"name":"p"}],"requestState":""}}`,
 		`{"jsonrpc":"2.0","id":"a","result":{"contents":[]}, "extra":[1,{"tools":[]}]}`,
 		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","name":"b"}]}}`, `{"jsonrpc":"2.0","method":"x"}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":{"name":"a"},"prompts":[]}}`, `{"id":2,"result":{"tools":[],"resources":[{"uri":"x"}]},"jsonrpc":"2.0"}`,
+		`{"jsonrpc":"2.0","id":1,"result":{}}`, `{"jsonrpc":"2.0","id":1,"result":[{"tools":[]}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -116,7 +118,7 @@ func FuzzFilterMessage(f *testing.F) {
 			return
 		}
 		res, ferr := g.FilterResult(c, resp.Result)
-		if (err != nil) != (ferr != nil) {
+		if (err != nil) != (ferr != nil) || err != nil && err.Error() != ferr.Error() {
 			t.Fatalf("%q: FilterMessage %v, FilterResult %v", data, err, ferr)
 		}
 		if err != nil {

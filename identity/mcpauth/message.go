@@ -42,18 +42,30 @@ func invalidMessage(why string) error {
 // or case-variant keys at any depth), and returns it. Errors are
 // *jsonrpc.Error values with CodeInvalidMessage, for the client.
 func CheckMessage(data []byte) (jsonrpc.Message, error) {
-	ms, err := strictjson.CheckMembers(data)
+	msg, _, _, err := checkMessage(data, false)
+	return msg, err
+}
+
+// checkMessage is CheckMessage that, when split is set, also returns the
+// members of the message's result, split as prepareResult needs them,
+// from the same pass over the bytes (found: the result is an object).
+func checkMessage(data []byte, split bool) (jsonrpc.Message, []strictjson.Member, bool, error) {
+	nest := ""
+	if split {
+		nest = "result"
+	}
+	ms, result, found, err := strictjson.CheckSplit(data, nest, listKeyNames)
 	if err != nil {
-		return nil, invalidMessage(err.Error())
+		return nil, nil, false, invalidMessage(err.Error())
 	}
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
-		return nil, invalidMessage("a JSON-RPC message is a JSON object")
+		return nil, nil, false, invalidMessage("a JSON-RPC message is a JSON object")
 	}
 	msg, err := decodeMessage(ms)
 	if err != nil {
-		return nil, invalidMessage(err.Error())
+		return nil, nil, false, invalidMessage(err.Error())
 	}
-	return msg, nil
+	return msg, result, found, nil
 }
 
 // wireKeys are the keys of a JSON-RPC message.
@@ -233,6 +245,15 @@ var listKeys = []struct{ key, method, name string }{
 	{"prompts", "prompts/list", "name"},
 }
 
+// listKeyNames are the keys of listKeys.
+var listKeyNames = func() []string {
+	var ks []string
+	for _, l := range listKeys {
+		ks = append(ks, l.key)
+	}
+	return ks
+}()
+
 // isListKey tells whether key is the key of a list result's items.
 func isListKey(key string) bool {
 	for _, l := range listKeys {
@@ -254,21 +275,32 @@ func (g *Guard) FilterResult(c *Caller, result json.RawMessage) (json.RawMessage
 	if err := strictjson.Check(result); err != nil {
 		return nil, invalidMessage("the upstream's result: " + err.Error())
 	}
-	return g.prepareResult(c, result)
+	ms, err := splitResult(result)
+	if err != nil {
+		return nil, err
+	}
+	ms, changed, err := g.prepareResult(c, ms)
+	if err != nil {
+		return nil, err
+	}
+	if !changed {
+		return result, nil
+	}
+	return appendMembers(make([]byte, 0, membersLen(ms)), ms), nil
 }
 
 // FilterMessage reads data, one JSON-RPC message from the server, as
 // CheckMessage does, and prepares it for caller c: the result of a
 // response as FilterResult prepares it, the other messages (the server's
 // requests and notifications, error responses) as they came. The bytes
-// are read once: the result is prepared from the message as checked, not
-// checked a second time, and a changed result is put back in place of the
-// old one, the rest of the message as it came. It returns the bytes to
-// send on and the message read. When data is not a JSON-RPC message the
-// message is nil and the error is CheckMessage's; when the result cannot
-// be prepared, the error is FilterResult's.
+// are read once: the result is prepared from the message as checked (the
+// check splits it too), not checked a second time, and a changed result is
+// put in place of the old one, the rest of the message as it came. It
+// returns the bytes to send on and the message read. When data is not a
+// JSON-RPC message the message is nil and the error is CheckMessage's; when
+// the result cannot be prepared, the error is FilterResult's.
 func (g *Guard) FilterMessage(c *Caller, data []byte) ([]byte, jsonrpc.Message, error) {
-	msg, err := CheckMessage(data)
+	msg, ms, found, err := checkMessage(data, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,60 +308,72 @@ func (g *Guard) FilterMessage(c *Caller, data []byte) ([]byte, jsonrpc.Message, 
 	if !ok || resp.Error != nil || len(resp.Result) == 0 {
 		return data, msg, nil
 	}
-	res, err := g.prepareResult(c, resp.Result)
+	if !found {
+		if ms, err = splitResult(resp.Result); err != nil {
+			return nil, msg, err
+		}
+	}
+	ms, changed, err := g.prepareResult(c, ms)
 	if err != nil {
 		return nil, msg, err
 	}
-	if bytes.Equal(res, resp.Result) {
+	if !changed {
 		return data, msg, nil
 	}
-	out := splice(data, resp.Result, res)
-	resp.Result = res
-	if out == nil {
-		if out, err = jsonrpc.EncodeMessage(resp); err != nil {
+	// The new result in place of the old one.
+	n := membersLen(ms)
+	off := cap(data) - cap(resp.Result)
+	if off < 0 || off+len(resp.Result) > len(data) || &data[off] != &resp.Result[0] {
+		resp.Result = appendMembers(make([]byte, 0, n), ms)
+		out, err := jsonrpc.EncodeMessage(resp)
+		if err != nil {
 			return nil, msg, invalidMessage("re-encoding the response: " + err.Error())
 		}
+		return out, msg, nil
 	}
+	rest := data[off+len(resp.Result):]
+	out := make([]byte, 0, off+n+len(rest))
+	out = append(out, data[:off]...)
+	out = appendMembers(out, ms)
+	resp.Result = out[off:len(out):len(out)]
+	out = append(out, rest...)
 	return out, msg, nil
 }
 
-// splice returns data with old, a part of it, replaced by v; nil when old
-// does not lie inside data.
-func splice(data, old, v []byte) []byte {
-	off := cap(data) - cap(old)
-	if len(old) == 0 || off < 0 || off+len(old) > len(data) || &data[off] != &old[0] {
-		return nil
-	}
-	out := make([]byte, 0, len(data)-len(old)+len(v))
-	out = append(out, data[:off]...)
-	out = append(out, v...)
-	return append(out, data[off+len(old):]...)
-}
-
-// prepareResult is FilterResult on a result that was checked already.
-func (g *Guard) prepareResult(c *Caller, result json.RawMessage) (json.RawMessage, error) {
+// splitResult splits a checked result into its members, the items of a
+// list split too; an error for the client when it is not an object or a
+// list is not an array.
+func splitResult(result json.RawMessage) ([]strictjson.Member, error) {
 	ms, err := strictjson.SplitMembers(result, isListKey)
+	if err == nil {
+		return ms, nil
+	}
+	all, err := strictjson.Members(result)
 	if err != nil {
-		all, err := strictjson.Members(result)
-		if err != nil {
-			return nil, invalidMessage("the upstream's result is not a JSON object")
-		}
-		for _, m := range all {
-			for _, l := range listKeys {
-				if m.Key == l.key {
-					if _, err := strictjson.Elements(m.Value); err != nil {
-						return nil, invalidMessage("the upstream's " + l.method + " result is not a list")
-					}
+		return nil, invalidMessage("the upstream's result is not a JSON object")
+	}
+	for _, m := range all {
+		for _, l := range listKeys {
+			if m.Key == l.key {
+				if _, err := strictjson.Elements(m.Value); err != nil {
+					return nil, invalidMessage("the upstream's " + l.method + " result is not a list")
 				}
 			}
 		}
-		return nil, invalidMessage("the upstream's result cannot be read")
 	}
+	return nil, invalidMessage("the upstream's result cannot be read")
+}
+
+// prepareResult prepares the members of a checked result, as splitResult
+// splits it: a list member keeps the items c may use (in its Elements,
+// its Value nil: appendMembers writes them), and so on as FilterResult
+// says. It returns the members and whether anything changed.
+func (g *Guard) prepareResult(c *Caller, ms []strictjson.Member) ([]strictjson.Member, bool, error) {
 	changed, private := false, false
 	for _, m := range ms {
 		for _, k := range resultKeys {
 			if m.Key != k && strings.EqualFold(m.Key, k) {
-				return nil, invalidMessage(fmt.Sprintf("the upstream's result has the key %q, not %q: keys are case-sensitive", m.Key, k))
+				return nil, false, invalidMessage(fmt.Sprintf("the upstream's result has the key %q, not %q: keys are case-sensitive", m.Key, k))
 			}
 		}
 	}
@@ -338,11 +382,14 @@ func (g *Guard) prepareResult(c *Caller, result json.RawMessage) (json.RawMessag
 			if ms[i].Key != l.key {
 				continue
 			}
+			if ms[i].Elements == nil {
+				return nil, false, invalidMessage("the upstream's " + l.method + " result is not a list")
+			}
 			kept, err := g.filterItems(c, l.method, l.name, ms[i].Elements)
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			ms[i].Value, changed, private = kept, true, true
+			ms[i].Value, ms[i].Elements, changed, private = nil, kept, true, true
 		}
 		switch ms[i].Key {
 		case "contents":
@@ -350,7 +397,7 @@ func (g *Guard) prepareResult(c *Caller, result json.RawMessage) (json.RawMessag
 		case "requestState":
 			state, ok := strictjson.StringValue(ms[i].Value)
 			if !ok {
-				return nil, invalidMessage("the upstream's requestState is not a string")
+				return nil, false, invalidMessage("the upstream's requestState is not a string")
 			}
 			if state != "" {
 				ms[i].Value, _ = json.Marshal(g.sealState(c.ID(), state))
@@ -363,31 +410,40 @@ func (g *Guard) prepareResult(c *Caller, result json.RawMessage) (json.RawMessag
 		ms = setMember(ms, "ttlMs", []byte(`0`))
 		changed = true
 	}
-	if !changed {
-		return result, nil
-	}
-	return encodeMembers(ms), nil
+	return ms, changed, nil
 }
 
 // setMember sets key to v in ms, in place or at the end.
 func setMember(ms []strictjson.Member, key string, v []byte) []strictjson.Member {
 	for i := range ms {
 		if ms[i].Key == key {
-			ms[i].Value = v
+			ms[i].Value, ms[i].Elements = v, nil
 			return ms
 		}
 	}
 	return append(ms, strictjson.Member{Key: key, Value: v})
 }
 
-// encodeMembers writes ms as a JSON object, in order, values as they are
-// (each one valid JSON already).
-func encodeMembers(ms []strictjson.Member) json.RawMessage {
+// membersLen is an upper bound of the length of ms written by
+// appendMembers (a key that needs escapes may take more; append grows).
+func membersLen(ms []strictjson.Member) int {
 	n := 2
 	for _, m := range ms {
 		n += len(m.Key) + len(m.Value) + 4
+		if m.Value == nil {
+			n += 2
+			for _, it := range m.Elements {
+				n += len(it) + 1
+			}
+		}
 	}
-	b := make([]byte, 0, n)
+	return n
+}
+
+// appendMembers writes ms as a JSON object to b, in order, values as they
+// are (each one valid JSON already); a member without a Value is the array
+// of its Elements.
+func appendMembers(b []byte, ms []strictjson.Member) []byte {
 	b = append(b, '{')
 	for i, m := range ms {
 		if i > 0 {
@@ -396,31 +452,25 @@ func encodeMembers(ms []strictjson.Member) json.RawMessage {
 		kb, _ := json.Marshal(m.Key)
 		b = append(b, kb...)
 		b = append(b, ':')
-		b = append(b, m.Value...)
+		if m.Value != nil {
+			b = append(b, m.Value...)
+			continue
+		}
+		b = append(b, '[')
+		for j, it := range m.Elements {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, it...)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }
 
-// encodeArray writes items as a JSON array, each as it is.
-func encodeArray(items [][]byte) json.RawMessage {
-	n := 2
-	for _, it := range items {
-		n += len(it) + 1
-	}
-	b := make([]byte, 0, n)
-	b = append(b, '[')
-	for i, it := range items {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, it...)
-	}
-	return append(b, ']')
-}
-
 // filterItems keeps of the items of a JSON array the ones whose name (the key
 // nameKey) c may use by the list method's action, in order, as they came.
-func (g *Guard) filterItems(c *Caller, method, nameKey string, items [][]byte) ([]byte, error) {
+func (g *Guard) filterItems(c *Caller, method, nameKey string, items [][]byte) ([][]byte, error) {
 	names := make([]string, len(items))
 	for i, it := range items {
 		if v, ok := strictjson.Lookup(it, nameKey); ok {
@@ -439,7 +489,7 @@ func (g *Guard) filterItems(c *Caller, method, nameKey string, items [][]byte) (
 			kept = append(kept, it)
 		}
 	}
-	return encodeArray(kept), nil
+	return kept, nil
 }
 
 // setPath returns the JSON object raw with the value at the path of keys

@@ -180,41 +180,7 @@ func (s *Set) Filter(p *Principal, base Request, targets []string) []string {
 	if cacheable {
 		s.fc.lookup(key, targets, known)
 	}
-	var ctx types.Record
-	var haveCtx bool
-	var action types.EntityUID
-	sc := scratchPool.Get().(*scratch)
-	r := base
-	misses := 0
-	for i, t := range targets {
-		if known[i] != markUnknown {
-			continue
-		}
-		misses++
-		r.Target = t
-		res := r.resourceUID()
-		bs, entity := s.idx.lookup(r.Method, res)
-		sc.ids = bs.collect(sc.ids[:0], p, string(res.ID))
-		if len(sc.ids) == 0 {
-			known[i] = markDenied
-			continue
-		}
-		if !haveCtx {
-			ctx = s.cfg.contextRecord(p, &r, base.Time)
-			action = types.NewEntityUID(TypeAction, types.String(r.Method))
-			haveCtx = true
-		}
-		sc.env = requestEnv{p: p, resUID: res, res: entity}
-		sc.cand.s, sc.cand.ids = s, sc.ids
-		req := cedar.Request{Principal: p.uid, Action: action, Resource: res, Context: ctx}
-		known[i] = markDenied
-		if s.allows(cedar.Authorize(&sc.cand, &sc.env, req)) {
-			known[i] = markAllowed
-		}
-	}
-	sc.env = requestEnv{}
-	sc.cand.s, sc.cand.ids = nil, nil
-	scratchPool.Put(sc)
+	misses := s.decideList(p, &base, targets, known)
 	if cacheable && misses > 0 {
 		s.fc.store(key, targets, known)
 	}
@@ -238,29 +204,32 @@ const (
 
 // filterCache holds the filtering decisions a Set made, at most
 // maxFilterDecisions of them; it is emptied when full. It belongs to its
-// Set, so a policy reload, which makes a new Set, starts from nothing.
+// Set, so a policy reload, which makes a new Set, starts from nothing. The
+// decisions are kept by everything but the target (a list's targets share
+// it), then by target, so remembering or finding a list's decisions hashes
+// the shared part once and each target's name once.
 type filterCache struct {
 	mu sync.Mutex
-	m  map[filterKey]bool
+	m  map[filterKey]map[string]bool
+	n  int // decisions held
 }
 
 const maxFilterDecisions = 1 << 15
 
-// filterKey is everything a filtering decision depends on besides the set:
-// the principal (its entity is fixed when it is made), the action, the
-// target, and the context of the request (sec and src), which is left out
-// when no policy the action can match reads the context.
+// filterKey is everything a filtering decision depends on besides the set
+// and the target: the principal (its entity is fixed when it is made), the
+// action and target type, and the context of the request (sec and src),
+// which is left out when no policy the action can match reads the context.
 type filterKey struct {
 	p      *Principal
 	method string
 	typ    types.EntityType
-	target string
 	sec    int64
 	src    netip.Addr
 }
 
-// filterKey returns the key of base's decisions for p, without the target;
-// false when they cannot be cached (the context holds tool arguments).
+// filterKey returns the key of base's decisions for p; false when they
+// cannot be cached (the context holds tool arguments).
 func (s *Set) filterKey(p *Principal, base *Request) (filterKey, bool) {
 	if s.cfg.toolArgs && base.Args != nil {
 		return filterKey{}, false
@@ -275,12 +244,12 @@ func (s *Set) filterKey(p *Principal, base *Request) (filterKey, bool) {
 func (c *filterCache) lookup(k filterKey, targets []string, known []decisionMark) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) == 0 {
+	m := c.m[k]
+	if len(m) == 0 {
 		return
 	}
 	for i, t := range targets {
-		k.target = t
-		if allow, ok := c.m[k]; ok {
+		if allow, ok := m[t]; ok {
 			known[i] = markDenied
 			if allow {
 				known[i] = markAllowed
@@ -292,15 +261,22 @@ func (c *filterCache) lookup(k filterKey, targets []string, known []decisionMark
 func (c *filterCache) store(k filterKey, targets []string, known []decisionMark) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m)+len(targets) > maxFilterDecisions {
-		c.m = make(map[filterKey]bool, min(len(targets), maxFilterDecisions))
+	if c.m == nil || c.n+len(targets) > maxFilterDecisions {
+		c.m, c.n = map[filterKey]map[string]bool{}, 0
+	}
+	m := c.m[k]
+	if m == nil {
+		m = make(map[string]bool, min(len(targets), maxFilterDecisions))
+		c.m[k] = m
 	}
 	for i, t := range targets {
-		if len(c.m) >= maxFilterDecisions {
+		if c.n >= maxFilterDecisions {
 			return
 		}
-		k.target = t
-		c.m[k] = known[i] == markAllowed
+		if _, ok := m[t]; !ok {
+			c.n++
+		}
+		m[t] = known[i] == markAllowed
 	}
 }
 

@@ -111,8 +111,12 @@ when { resource.name like "p*" };
 	if got := s.Filter(alice, tools, many); len(got) != len(many) {
 		t.Fatalf("%d of %d allowed", len(got), len(many))
 	}
-	if n := len(s.fc.m); n > maxFilterDecisions {
-		t.Fatalf("the cache holds %d decisions, more than %d", n, maxFilterDecisions)
+	held := 0
+	for _, m := range s.fc.m {
+		held += len(m)
+	}
+	if n := held; n > maxFilterDecisions || n != s.fc.n {
+		t.Fatalf("the cache holds %d decisions (counted %d), more than %d", n, s.fc.n, maxFilterDecisions)
 	}
 	want(alice, tools, "lookup", "lookup2")
 }

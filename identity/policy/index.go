@@ -36,6 +36,7 @@ import (
 type index struct {
 	byAction  map[string]*actionIndex // policies whose action scope names the action
 	anyAction *actionIndex            // policies with an unconstrained action scope
+	listSafe  []bool                  // by policy: listSafe (see decideList)
 }
 
 // actionIndex holds the buckets of one action, by resource scope.
@@ -198,11 +199,13 @@ func actionKeys(p *xast.Policy) []string {
 func buildIndex(policies []policyEntry) *index {
 	asts := make([]*xast.Policy, len(policies))
 	ctx := make([]bool, len(policies))
+	safe := make([]bool, len(policies))
 	var anyAction []int32
 	byAction := map[string][]int32{}
 	for i, p := range policies {
 		asts[i] = (*xast.Policy)(p.policy.AST())
 		ctx[i] = mayReadContext(p.policy)
+		safe[i] = listSafe(asts[i])
 		keys := actionKeys(asts[i])
 		if keys == nil {
 			anyAction = append(anyAction, int32(i))
@@ -211,7 +214,7 @@ func buildIndex(policies []policyEntry) *index {
 			byAction[k] = append(byAction[k], int32(i))
 		}
 	}
-	idx := &index{byAction: make(map[string]*actionIndex, len(byAction)), anyAction: buildActionIndex(asts, ctx, anyAction)}
+	idx := &index{byAction: make(map[string]*actionIndex, len(byAction)), anyAction: buildActionIndex(asts, ctx, anyAction), listSafe: safe}
 	for a, l := range byAction {
 		idx.byAction[a] = buildActionIndex(asts, ctx, l)
 	}

@@ -286,6 +286,30 @@ func (c *entities) get(uid types.EntityUID) (types.Entity, bool) {
 	return e, ok
 }
 
+// fill sets each of ents, whose UIDs are set, to the entity of its UID,
+// built and kept when it is not kept already: the entities of a list, with
+// the lock taken once.
+func (c *entities) fill(ents []types.Entity) {
+	missing := false
+	c.mu.RLock()
+	for i := range ents {
+		if e, ok := c.m[ents[i].UID]; ok {
+			ents[i] = e
+		} else {
+			missing = true
+		}
+	}
+	c.mu.RUnlock()
+	if !missing {
+		return
+	}
+	for i := range ents {
+		if ents[i].Attributes.Len() == 0 { // not kept (or without attributes: looked up again)
+			ents[i] = resourceEntity(ents[i].UID)
+		}
+	}
+}
+
 func (c *entities) put(uid types.EntityUID, e types.Entity) {
 	c.mu.Lock()
 	if len(c.m) >= maxCachedEntities {

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -56,21 +57,46 @@ func Check(data []byte) error {
 // CheckMembers is Check, then Members when data is an object (the members
 // nil otherwise), in one pass over the bytes when data is fine.
 func CheckMembers(data []byte) ([]Member, error) {
-	ms := make([]Member, 0, 8)
-	if fastCheckTop(data, &ms) {
-		if len(ms) == 0 {
-			return nil, nil
+	top, _, _, err := CheckSplit(data, "", nil)
+	return top, err
+}
+
+// CheckSplit is CheckMembers that also returns, from the same pass, the
+// members of data's member nest, when its value is an object (found says
+// so), as SplitMembers(value, split) returns them: a member whose key is
+// one of split and whose value is an array has its Elements (nest "":
+// none). It reads a JSON-RPC message and its result at once.
+func CheckSplit(data []byte, nest string, split []string) (top, nested []Member, found bool, err error) {
+	sp := &splitter{top: make([]Member, 0, 8), nest: nest, split: split}
+	if fastCheckTop(data, sp) {
+		if len(sp.top) == 0 {
+			sp.top = nil
 		}
-		return ms, nil
+		return sp.top, sp.nested, sp.found, nil
 	}
 	if err := Check(data); err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	ms, err := Members(data)
-	if err != nil {
-		return nil, nil
+	// The fast path was unsure, the full reader was not: split the
+	// checked document.
+	if top, err = Members(data); err != nil {
+		return nil, nil, false, nil
 	}
-	return ms, nil
+	for _, m := range top {
+		if nest != "" && m.Key == nest {
+			if nested, err = SplitMembers(m.Value, func(k string) bool { return slices.Contains(split, k) }); err == nil {
+				found = true
+			} else if nested, err = Members(m.Value); err == nil {
+				found = true
+				for i := range nested { // as fastCheckTop: split the arrays
+					if slices.Contains(split, nested[i].Key) {
+						nested[i].Elements, _ = Elements(nested[i].Value)
+					}
+				}
+			}
+		}
+	}
+	return top, nested, found, nil
 }
 
 // Unmarshal decodes data into v (a pointer) after the checks above. Errors

@@ -3,6 +3,7 @@ package strictjson
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -11,6 +12,7 @@ import (
 func FuzzWalk(f *testing.F) {
 	for _, s := range []string{
 		`{"tools":[{"name":"a","x":{"y":[1,2,"]"]}},{"name":"b\"c"}],"n":1.5e3,"t":true,"z":null}`,
+		`{"result":{"tools":[{"name":"a"},{"name":"b"}],"x":1},"id":1}`, `{"r":{"t":[],"u":{},"v":"w"}}`, `{"r":{}}`,
 		`{"\u006eame":"x"}`, `[1, "a", {"b":[]}, [ ], { } ]`, ` { "a" : "b" } `, `[]`, `{}`, `"s"`,
 	} {
 		f.Add([]byte(s))
@@ -62,6 +64,13 @@ func FuzzWalk(f *testing.F) {
 					}
 				}
 			}
+			// CheckSplit's one pass finds what Members and SplitMembers
+			// find, for every member as the one to nest into.
+			for _, m := range ms {
+				if m.Key != "" { // "" asks for no nesting
+					checkSplit(t, data, m)
+				}
+			}
 			if v, ok := Lookup(data, "\x00absent"); ok {
 				t.Fatalf("Lookup of an absent key: %q", v)
 			}
@@ -85,6 +94,53 @@ func FuzzWalk(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkSplit holds CheckSplit(data, m.Key, ...) to Members and
+// SplitMembers of m's value, splitting the members whose value is an array
+// and one whose value is not.
+func checkSplit(t *testing.T, data []byte, m Member) {
+	t.Helper()
+	inner, err := Members(m.Value)
+	var split []string
+	for i, im := range inner {
+		if im.Value[0] == '[' || i == 1 {
+			split = append(split, im.Key)
+		}
+	}
+	top, nested, found, err2 := CheckSplit(data, m.Key, split)
+	if err2 != nil || len(top) == 0 {
+		t.Fatalf("CheckSplit(%q, %q) = %v, %v", data, m.Key, top, err2)
+	}
+	if found != (err == nil) {
+		t.Fatalf("CheckSplit(%q, %q): found %v, Members of the value: %v", data, m.Key, found, err)
+	}
+	if !found {
+		return
+	}
+	if len(nested) != len(inner) {
+		t.Fatalf("CheckSplit(%q, %q) nested %q, Members %q", data, m.Key, nested, inner)
+	}
+	for i, im := range inner {
+		if nested[i].Key != im.Key || !bytes.Equal(nested[i].Value, im.Value) {
+			t.Fatalf("CheckSplit(%q, %q)[%d] = %q: %q, Members %q: %q", data, m.Key, i, nested[i].Key, nested[i].Value, im.Key, im.Value)
+		}
+		es, eerr := Elements(im.Value)
+		if !slices.Contains(split, im.Key) || eerr != nil {
+			if nested[i].Elements != nil {
+				t.Fatalf("CheckSplit(%q, %q): %q split into %q", data, m.Key, im.Key, nested[i].Elements)
+			}
+			continue
+		}
+		if nested[i].Elements == nil || len(es) != len(nested[i].Elements) {
+			t.Fatalf("CheckSplit(%q, %q): %q elements %q, Elements %q", data, m.Key, im.Key, nested[i].Elements, es)
+		}
+		for j := range es {
+			if !bytes.Equal(es[j], nested[i].Elements[j]) {
+				t.Fatalf("CheckSplit(%q, %q): %q[%d] = %q, Elements %q", data, m.Key, im.Key, j, nested[i].Elements[j], es[j])
+			}
+		}
+	}
 }
 
 // TestWalkUnterminated: an unterminated key is refused, not a panic (the
