@@ -37,6 +37,7 @@ type options struct {
 	upstreamMTLS, noAssert, requireBound                                                                             bool
 	resource                                                                                                         string
 	tokenIssuers, tokenScopes                                                                                        []string
+	upstreamArgs                                                                                                     []string
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
 	maxPerIdentity, maxProcsPerID, maxStreams                                                                        int
@@ -83,7 +84,8 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
 	f.StringVar(&o.config, "config", "", "a YAML file of several routes, each a path, an upstream (or upstream_cmd) and a policy, instead of --path, --upstream(-cmd) and --policy")
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
-	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split on spaces, no shell)`)
+	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split into words as a shell would, with its quotes and backslashes, but run without one: nothing is expanded)`)
+	f.StringArrayVar(&o.upstreamArgs, "upstream-arg", nil, "with --upstream-cmd: one more argument for the command, passed as it is (repeatable)")
 	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
 	f.IntVar(&o.maxProcsPerID, "max-processes-per-caller", gateway.DefaultMaxStdioPerCaller, "with --upstream-cmd: processes one identity may hold (its own least recently used idle one makes way)")
 	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
@@ -127,6 +129,8 @@ func (o *options) check() error {
 		return fmt.Errorf("--read-header-timeout and --idle-timeout must be positive")
 	case (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0:
 		return fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
+	case len(o.upstreamArgs) > 0 && o.upstreamCmd == "":
+		return errors.New("--upstream-arg needs --upstream-cmd (the program whose argument it is)")
 	}
 	return nil
 }
@@ -142,7 +146,11 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	}
 	routes := []route{{Path: o.path, Upstream: o.upstream, Policy: o.policy, UpstreamMTLS: o.upstreamMTLS, UpstreamID: o.upstreamID}}
 	if o.upstreamCmd != "" {
-		routes[0].Upstream, routes[0].UpstreamCmd = "", strings.Fields(o.upstreamCmd)
+		argv, err := splitCommand(o.upstreamCmd)
+		if err != nil {
+			return fmt.Errorf("--upstream-cmd: %w", err)
+		}
+		routes[0].Upstream, routes[0].UpstreamCmd = "", append(argv, o.upstreamArgs...)
 	}
 	if o.config != "" {
 		var err error
