@@ -14,13 +14,13 @@ import (
 // route is one MCP endpoint of the gateway: a path, the upstream behind
 // it and the policy that decides its requests.
 type route struct {
-	Path           string   `yaml:"path"`
-	Upstream       string   `yaml:"upstream"`
-	UpstreamCmd    command  `yaml:"upstream_cmd"`
-	Policy         string   `yaml:"policy"`
-	UpstreamMTLS   bool     `yaml:"upstream_mtls"`
-	UpstreamID     string   `yaml:"upstream_id"`
-	MaxPerIdentity int      `yaml:"max_per_identity"`
+	Path           string  `yaml:"path"`
+	Upstream       string  `yaml:"upstream"`
+	UpstreamCmd    command `yaml:"upstream_cmd"`
+	Policy         string  `yaml:"policy"`
+	UpstreamMTLS   bool    `yaml:"upstream_mtls"`
+	UpstreamID     string  `yaml:"upstream_id"`
+	MaxPerIdentity int     `yaml:"max_per_identity"`
 }
 
 // fileConfig is the --config file: the routes.
