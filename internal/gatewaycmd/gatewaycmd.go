@@ -40,7 +40,7 @@ type options struct {
 	upstreamArgs                                                                                                     []string
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
-	maxPerIdentity, maxProcsPerID, maxStreams                                                                        int
+	maxPerIdentity, maxProcsPerID, maxStreams, streamBytes                                                           int
 }
 
 // New returns the gateway command.
@@ -88,6 +88,7 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringArrayVar(&o.upstreamArgs, "upstream-arg", nil, "with --upstream-cmd: one more argument for the command, passed as it is (repeatable)")
 	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
 	f.IntVar(&o.maxProcsPerID, "max-processes-per-caller", gateway.DefaultMaxStdioPerCaller, "with --upstream-cmd: processes one identity may hold (its own least recently used idle one makes way)")
+	f.IntVar(&o.streamBytes, "max-stream-bytes", gateway.DefaultMaxStreamBytes, "with --upstream-cmd: bytes of a process's messages that may wait for one client stream to read them; beyond, the process waits up to 10s, then the stream is closed with an error")
 	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
 	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root (its DNS/IP names must hold the --upstream host)")
 	f.StringVar(&o.upstreamID, "upstream-id", "", "with --upstream-mtls: the upstream's SPIFFE ID, checked instead of its host name")
@@ -234,7 +235,7 @@ func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metric
 	target, closeUp := r.Upstream, func() {}
 	if len(r.UpstreamCmd) > 0 {
 		up, err := gateway.NewStdio(r.UpstreamCmd, gateway.WithMaxProcesses(o.maxProcs), gateway.WithMaxProcessesPerCaller(o.maxProcsPerID),
-			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
+			gateway.WithIdleTimeout(o.procIdle), gateway.WithMaxStreamBytes(o.streamBytes), gateway.WithStdioLogger(log))
 		if err != nil {
 			return nil, nil, err
 		}
