@@ -72,10 +72,10 @@ type stdioConfig struct {
 	perID       int
 	idle        time.Duration
 	streamBytes int
-	env      []string
-	dir      string
-	logger   *slog.Logger
-	clock    clock.Clock
+	env         []string
+	dir         string
+	logger      *slog.Logger
+	clock       clock.Clock
 }
 
 // Defaults of the stdio upstream.
