@@ -284,6 +284,9 @@ func TestGatewayBadInvocations(t *testing.T) {
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--require-bound-tokens"}, "mcpca-gateway: --resource, --token-scope and --require-bound-tokens need --token-issuer"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--apikey-refresh", "-1s"}, "mcpca-gateway: --apikey-refresh must be positive, got -1s"},
 		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--token-issuer", "https://as.test?a=b"}, `mcpca-gateway: --token-issuer: oauth: issuer "https://as.test?a=b": want https://HOST[/PATH], without query, fragment or user`},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream", "http://x/mcp", "--upstream-arg", "x"}, "mcpca-gateway: --upstream-arg needs --upstream-cmd (the program whose argument it is)"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream-cmd", `node "my server.js`}, "mcpca-gateway: --upstream-cmd: the double quote at byte 6 is never closed"},
+		{[]string{"--cert", "c", "--key", "k", "--root", "r", "--policy", "p", "--upstream-cmd", "node s.js > log"}, "mcpca-gateway: --upstream-cmd: '>' is shell syntax, and the command runs without a shell: quote it ('>') to pass it as an argument"},
 	} {
 		out, err := exec.Command(gatewayBin, tc.args...).CombinedOutput()
 		var ee *exec.ExitError

@@ -1,20 +1,25 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -36,18 +41,23 @@ import (
 //	{"iss": "spiffe://td/server/gateway",   the gateway's SPIFFE ID
 //	 "sub": "spiffe://td/client/alice",     the caller's SPIFFE ID
 //	 "aud": "http://127.0.0.1:3001/mcp",    the upstream URL, as configured
-//	 "iat": 1767225600, "exp": 1767225660,  Unix seconds, a minute apart
+//	 "iat": 1767225600, "exp": 1767225610,  Unix seconds, ten seconds apart
 //	 "jti": "…",                             random, unique per assertion
+//	 "htm": "POST",                          the request it is signed for: its HTTP method,
+//	 "sid": "…",                             its Mcp-Session-Id (absent when it has none)
+//	 "body_sha256": "…",                     and the SHA-256 of its body, base64url
 //	 "roles": ["reader"], "attrs": {"team": "payments"},
 //	 "serial": "0x1f…"}                      the caller certificate's serial
 //
-// One assertion is signed per caller and half-minute (and again when the
-// gateway's certificate changes), and sent with that caller's requests in
-// between. A client cannot forge it: it would need the gateway's key, and whatever
-// Mcpca-Caller header a client sends is dropped. An upstream checks it with
+// One assertion is signed for each request, bound to it by htm, sid and
+// body_sha256: a captured assertion cannot authorize another request, and
+// lives ten seconds; an upstream that keeps the jti of those it accepted
+// (WithReplayCache) refuses the same request sent again. A client cannot
+// forge one: it would need the gateway's key, and whatever Mcpca-Caller
+// header a client sends is dropped. An upstream checks it with
 // VerifyCaller (the chain against the CA's bundle, the gateway's SPIFFE
-// ID, the signature, the audience and the time), or by hand from this
-// description with any JOSE library.
+// ID, the signature, the audience, the time and the binding to the
+// request), or by hand from this description with any JOSE library.
 
 // CallerType is the "typ" of a caller assertion's protected header.
 const CallerType = "mcpca-caller+jwt"
@@ -63,38 +73,30 @@ type Caller struct {
 	IssuedAt   int64             `json:"iat"`
 	Expiry     int64             `json:"exp"`
 	Nonce      string            `json:"jti"`
+	Method     string            `json:"htm"`
+	Session    string            `json:"sid,omitempty"`
+	BodyHash   string            `json:"body_sha256"`
 	Roles      []string          `json:"roles,omitempty"`
 	Attributes map[string]string `json:"attrs,omitempty"`
 	Serial     string            `json:"serial"`
 }
 
-// assertionReuse is how long one signed assertion is sent for the same
-// caller (half its lifetime), so that the gateway signs once per caller
-// and half-minute rather than once per request.
-const assertionReuse = DefaultCallerAssertTTL / 2
-
-// maxCachedAssertions bounds the cache of signed assertions.
-const maxCachedAssertions = 4096
-
-// assertions caches the signer of the gateway's current certificate and
-// the assertions signed with it.
+// assertions holds the signer of the gateway's current certificate,
+// swapped whole when the certificate changes.
 type assertions struct {
-	mu     sync.Mutex
+	cur atomic.Pointer[assertionSigner]
+}
+
+type assertionSigner struct {
 	cert   *tls.Certificate
-	signer jose.Signer
+	signer jose.Signer // safe for concurrent use
 	self   string
-	signed map[string]signedAssertion // caller ID and serial
 }
 
-type signedAssertion struct {
-	jws string
-	at  time.Time
-}
-
-// assertCaller returns the caller assertion of c for the upstream: one
-// signed within assertionReuse with the gateway's current certificate, or
-// a new one.
-func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
+// assertCaller signs the caller assertion of c for the upstream request
+// with method, session sid and body, with the gateway's current
+// certificate.
+func (gw *Gateway) assertCaller(c *mcpauth.Caller, method, sid string, body []byte) (string, error) {
 	cert, err := gw.cfg.signer.GetCertificate(nil)
 	if err != nil {
 		return "", err
@@ -102,34 +104,16 @@ func (gw *Gateway) assertCaller(c *mcpauth.Caller) (string, error) {
 	if cert == nil || len(cert.Certificate) == 0 {
 		return "", fmt.Errorf("no certificate to sign with")
 	}
-	id := c.Identity()
-	key := id.ID.String()
-	if id.Serial != nil {
-		key += "#" + id.Serial.Text(16)
-	}
-	now := gw.cfg.clock.Now()
-	a := &gw.assert
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cert != cert {
+	as := gw.assert.cur.Load()
+	if as == nil || as.cert != cert {
 		signer, self, err := newAssertionSigner(cert)
 		if err != nil {
 			return "", err
 		}
-		a.cert, a.signer, a.self, a.signed = cert, signer, self, make(map[string]signedAssertion)
+		as = &assertionSigner{cert: cert, signer: signer, self: self}
+		gw.assert.cur.Store(as)
 	}
-	if sa, ok := a.signed[key]; ok && now.Sub(sa.at) < assertionReuse && !now.Before(sa.at) {
-		return sa.jws, nil
-	}
-	jws, err := gw.signAssertion(a.signer, a.self, c, now)
-	if err != nil {
-		return "", err
-	}
-	if len(a.signed) >= maxCachedAssertions {
-		clear(a.signed)
-	}
-	a.signed[key] = signedAssertion{jws: jws, at: now}
-	return jws, nil
+	return gw.signAssertion(as.signer, as.self, c, method, sid, body, gw.cfg.clock.Now())
 }
 
 // newAssertionSigner returns the JWS signer of cert (its chain in x5c)
@@ -162,15 +146,17 @@ func newAssertionSigner(cert *tls.Certificate) (jose.Signer, string, error) {
 	return signer, self.ID.String(), nil
 }
 
-// signAssertion signs a new assertion of c at now.
-func (gw *Gateway) signAssertion(signer jose.Signer, self string, c *mcpauth.Caller, now time.Time) (string, error) {
+// signAssertion signs a new assertion of c at now for the request with
+// method, session sid and body.
+func (gw *Gateway) signAssertion(signer jose.Signer, self string, c *mcpauth.Caller, method, sid string, body []byte, now time.Time) (string, error) {
 	id := c.Identity()
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	claims := Caller{
 		Gateway: self, ID: id.ID.String(), Audience: gw.Upstream(),
 		IssuedAt: now.Unix(), Expiry: now.Add(DefaultCallerAssertTTL).Unix(),
-		Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Roles: id.Roles, Attributes: id.Attributes,
+		Nonce: base64.RawURLEncoding.EncodeToString(nonce[:]), Method: method, Session: sid, BodyHash: bodyHash(body),
+		Roles: id.Roles, Attributes: id.Attributes,
 	}
 	if id.Serial != nil {
 		claims.Serial = "0x" + id.Serial.Text(16)
@@ -184,6 +170,12 @@ func (gw *Gateway) signAssertion(signer jose.Signer, self string, c *mcpauth.Cal
 		return "", err
 	}
 	return jws.CompactSerialize()
+}
+
+// bodyHash is the body_sha256 of a request body.
+func bodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func algorithmOf(key crypto.PrivateKey) (jose.SignatureAlgorithm, error) {
@@ -211,6 +203,8 @@ type verifyConfig struct {
 	audience string
 	clock    clock.Clock
 	skew     time.Duration
+	maxBody  int64
+	replay   *ReplayCache
 }
 
 type verifyOptionFunc func(*verifyConfig)
@@ -230,7 +224,7 @@ func WithAudience(aud string) VerifyOption {
 }
 
 // WithVerifyClock sets the clock the assertion's times are checked on
-// (default clock.Real), and WithSkew how far they may be off (default 30s).
+// (default clock.Real), and WithSkew how far they may be off (default 5s).
 func WithVerifyClock(c clock.Clock) VerifyOption {
 	return verifyOptionFunc(func(cfg *verifyConfig) { cfg.clock = c })
 }
@@ -240,13 +234,70 @@ func WithSkew(d time.Duration) VerifyOption {
 	return verifyOptionFunc(func(c *verifyConfig) { c.skew = d })
 }
 
+// WithVerifyMaxBody bounds the request body VerifyCaller reads to check
+// the assertion's body_sha256 (default DefaultMaxBodyBytes, the gateway's
+// own bound): a larger body is refused.
+func WithVerifyMaxBody(n int64) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.maxBody = n })
+}
+
+// WithReplayCache has VerifyCaller remember the jti of each assertion it
+// accepts in rc until the assertion expires, and refuse an assertion it
+// has seen: the same request sent again by whoever captured it. Share one
+// ReplayCache among the handlers of an upstream.
+func WithReplayCache(rc *ReplayCache) VerifyOption {
+	return verifyOptionFunc(func(c *verifyConfig) { c.replay = rc })
+}
+
+// ReplayCache remembers the caller assertions VerifyCaller accepted, until
+// they expire (WithReplayCache). It is safe for concurrent use.
+type ReplayCache struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]time.Time // jti -> when it may be forgotten
+}
+
+// NewReplayCache returns a ReplayCache of at most max assertions (0: 65536).
+// When that many are live, VerifyCaller refuses new ones until some
+// expire rather than forget one that could be replayed.
+func NewReplayCache(max int) *ReplayCache {
+	if max <= 0 {
+		max = 1 << 16
+	}
+	return &ReplayCache{max: max, seen: make(map[string]time.Time)}
+}
+
+// first records jti until forget, refusing one it holds already.
+func (rc *ReplayCache) first(jti string, now, forget time.Time) error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if t, ok := rc.seen[jti]; ok && now.Before(t) {
+		return errorf("caller assertion replayed: its jti was already used")
+	}
+	if len(rc.seen) >= rc.max {
+		for k, t := range rc.seen {
+			if !now.Before(t) {
+				delete(rc.seen, k)
+			}
+		}
+		if len(rc.seen) >= rc.max {
+			return errorf("caller assertion refused: the replay cache is full (%d assertions, none expired yet)", rc.max)
+		}
+	}
+	rc.seen[jti] = forget
+	return nil
+}
+
 // VerifyCaller checks the caller assertion of an upstream request r (its
 // Mcpca-Caller header): the gateway's certificate chain with v (as a
 // server identity: chain, expiry, revocation when v checks a CRL), that the
 // gateway is one of WithGateways, the signature with that certificate's
-// key, the audience and the time. It returns what the assertion says.
+// key, the audience, the time, and that it was signed for r: its method,
+// Mcp-Session-Id and body (which VerifyCaller reads, and puts back for the
+// handler to read as it came). Call it before anything reads r's body. It
+// returns what the assertion says.
 func VerifyCaller(r *http.Request, v *identity.Verifier, opts ...VerifyOption) (*Caller, error) {
-	cfg := verifyConfig{skew: 30 * time.Second}
+	cfg := verifyConfig{skew: 5 * time.Second, maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
@@ -318,7 +369,42 @@ func VerifyCaller(r *http.Request, v *identity.Verifier, opts ...VerifyOption) (
 	if _, err := identity.ParseID(c.ID); err != nil {
 		return nil, errorf("caller assertion: subject: %v", err)
 	}
+	if err := checkBinding(r, &c, cfg.maxBody); err != nil {
+		return nil, err
+	}
+	if cfg.replay != nil {
+		if err := cfg.replay.first(c.Nonce, now, time.Unix(c.Expiry, 0).Add(cfg.skew)); err != nil {
+			return nil, err
+		}
+	}
 	return &c, nil
+}
+
+// checkBinding holds r to the request the assertion c was signed for.
+func checkBinding(r *http.Request, c *Caller, maxBody int64) error {
+	switch sid := r.Header.Get(sessionHeader); {
+	case c.Method != r.Method:
+		return errorf("caller assertion: signed for a %q request, not this %s (a replayed assertion?)", c.Method, r.Method)
+	case c.Session != sid:
+		return errorf("caller assertion: signed for session %q, not this request's %q (a replayed assertion?)", c.Session, sid)
+	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		_ = r.Body.Close()
+		if err != nil {
+			return errorf("caller assertion: reading the request body: %v", err)
+		}
+		if int64(len(b)) > maxBody {
+			return errorf("caller assertion: the request body exceeds %d bytes", maxBody)
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	if want := bodyHash(body); subtle.ConstantTimeCompare([]byte(c.BodyHash), []byte(want)) != 1 {
+		return errorf("caller assertion: signed for another request body (a replayed assertion?)")
+	}
+	return nil
 }
 
 func x5cChain(list []string) ([]*x509.Certificate, error) {

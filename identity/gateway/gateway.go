@@ -53,7 +53,7 @@ const (
 	DefaultUpstreamTimeout       = 30 * time.Second
 	DefaultMaxPerIdentity        = 32
 	DefaultMaxStreamsPerIdentity = 8
-	DefaultCallerAssertTTL       = time.Minute
+	DefaultCallerAssertTTL       = 10 * time.Second
 	defaultMaxResponseBytes      = 16 << 20
 )
 

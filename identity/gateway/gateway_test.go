@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -60,8 +61,14 @@ type upstream struct {
 
 	mu      sync.Mutex
 	headers []http.Header // of every request the upstream received
+	bodies  [][]byte      // and their bodies
 	verify  func(*http.Request) (*gateway.Caller, error)
 }
+
+// verifiedHeader carries to the upstream's tools what its HTTP handler
+// made of the request's caller assertion (VerifyCaller reads the body,
+// which a tool does not see).
+const verifiedHeader = "X-Test-Verified-Caller"
 
 func newUpstream(t *testing.T, stateless bool, store ...mcp.EventStore) *upstream {
 	t.Helper()
@@ -100,24 +107,43 @@ func newUpstream(t *testing.T, stateless bool, store ...mcp.EventStore) *upstrea
 		return textResult("added"), nil
 	})
 	u.server.AddTool(&mcp.Tool{Name: "who", InputSchema: obj}, func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		r := &http.Request{Header: req.Extra.Header}
-		c, err := u.verify(r)
-		if err != nil {
-			return textResult("refused: " + err.Error()), nil
-		}
-		return textResult(c.ID + " " + strings.Join(c.Roles, ",")), nil
+		return textResult(req.Extra.Header.Get(verifiedHeader)), nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return u.server },
 		&mcp.StreamableHTTPOptions{Stateless: stateless, Logger: slog.New(slog.DiscardHandler), EventStore: firstStore(store)})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		u.mu.Lock()
 		u.headers = append(u.headers, r.Header.Clone())
+		u.bodies = append(u.bodies, body)
+		verify := u.verify
 		u.mu.Unlock()
+		r.Header.Del(verifiedHeader)
+		if verify != nil && r.Header.Get(gateway.CallerHeader) != "" {
+			if c, err := verify(r); err != nil {
+				r.Header.Set(verifiedHeader, "refused: "+err.Error())
+			} else {
+				r.Header.Set(verifiedHeader, c.ID+" "+strings.Join(c.Roles, ","))
+			}
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	u.url = srv.URL + "/mcp"
 	return u
+}
+
+// last returns the caller assertion and the body of the last request the
+// upstream received.
+func (u *upstream) last() (string, []byte) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.headers[len(u.headers)-1].Get(gateway.CallerHeader), u.bodies[len(u.bodies)-1]
 }
 
 func firstStore(s []mcp.EventStore) mcp.EventStore {
@@ -219,9 +245,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.up.mu.Lock()
 	e.up.verify = func(r *http.Request) (*gateway.Caller, error) {
 		return gateway.VerifyCaller(r, e.verifier, gateway.WithGateways("spiffe://acme.test/server/gateway"), gateway.WithAudience(target))
 	}
+	e.up.mu.Unlock()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

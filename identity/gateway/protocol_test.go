@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -254,11 +255,9 @@ func TestVerifyCallerRefusals(t *testing.T) {
 	e := newEnv(t, envOptions{stateless: true})
 	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
 	e.post(t, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
-	e.up.mu.Lock()
-	good := e.up.headers[len(e.up.headers)-1].Get(gateway.CallerHeader)
-	e.up.mu.Unlock()
+	good, body := e.up.last()
 	req := func(v ...string) *http.Request {
-		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r := httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(body))
 		for _, s := range v {
 			r.Header.Add(gateway.CallerHeader, s)
 		}
@@ -290,25 +289,74 @@ func TestVerifyCallerRefusals(t *testing.T) {
 	}
 }
 
-// One assertion is signed per caller and half-minute, then a new one.
-func TestCallerAssertionIsReusedForHalfAMinute(t *testing.T) {
-	fk := clock.NewFake(time.Now())
-	e := newEnv(t, envOptions{stateless: true, gwOpts: []gateway.Option{gateway.WithClock(fk)}})
+// Each request gets an assertion of its own, bound to it: replayed onto
+// another body, method or session it is refused with its message; the
+// same request sent again is refused by a ReplayCache; it lives ten
+// seconds (plus the skew).
+func TestCallerAssertionIsBoundToItsRequest(t *testing.T) {
+	e := newEnv(t, envOptions{stateless: true})
 	alice := e.tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	bob := e.tca.CreateSVID("spiffe://acme.test/client/bob", testca.WithRoles("reader"))
-	last := func(svid *testca.SVID) string {
-		e.post(t, svid, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
-		e.up.mu.Lock()
-		defer e.up.mu.Unlock()
-		return e.up.headers[len(e.up.headers)-1].Get(gateway.CallerHeader)
+	e.post(t, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	first, _ := e.up.last()
+	e.post(t, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	good, body := e.up.last()
+	if first == good {
+		t.Fatal("two requests carried the same assertion")
 	}
-	a1, a2, b1 := last(alice), last(alice), last(bob)
-	if a1 == "" || a1 != a2 || a1 == b1 {
-		t.Fatalf("alice twice: same %v; alice and bob: same %v", a1 == a2, a1 == b1)
+	req := func(method, sid string, body []byte) *http.Request {
+		r := httptest.NewRequest(method, "/mcp", bytes.NewReader(body))
+		r.Header.Set(gateway.CallerHeader, good)
+		if sid != "" {
+			r.Header.Set("Mcp-Session-Id", sid)
+		}
+		return r
 	}
-	fk.Advance(31 * time.Second)
-	if a3 := last(alice); a3 == a1 {
-		t.Fatal("the assertion was reused after half a minute")
+	opts := []gateway.VerifyOption{gateway.WithGateways("spiffe://acme.test/server/gateway"), gateway.WithAudience(e.up.url)}
+	r := req(http.MethodPost, "", body)
+	c, err := gateway.VerifyCaller(r, e.verifier, opts...)
+	if err != nil || c.Method != "POST" || c.Session != "" {
+		t.Fatalf("the request it was signed for: %+v %v", c, err)
+	}
+	if got, _ := io.ReadAll(r.Body); !bytes.Equal(got, body) {
+		t.Fatalf("the body after VerifyCaller: %q, want %q", got, body)
+	}
+	now := time.Now()
+	for name, tc := range map[string]struct {
+		r    *http.Request
+		opts []gateway.VerifyOption
+		want string
+	}{
+		"another body":    {req(http.MethodPost, "", []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_record","arguments":{"id":"1"}}}`)), nil, "gateway: caller assertion: signed for another request body (a replayed assertion?)"},
+		"no body":         {req(http.MethodPost, "", nil), nil, "gateway: caller assertion: signed for another request body (a replayed assertion?)"},
+		"another method":  {req(http.MethodDelete, "", body), nil, `gateway: caller assertion: signed for a "POST" request, not this DELETE (a replayed assertion?)`},
+		"another session": {req(http.MethodPost, "s-1", body), nil, `gateway: caller assertion: signed for session "", not this request's "s-1" (a replayed assertion?)`},
+		"too large":       {req(http.MethodPost, "", body), []gateway.VerifyOption{gateway.WithVerifyMaxBody(4)}, "gateway: caller assertion: the request body exceeds 4 bytes"},
+		"expired":         {req(http.MethodPost, "", body), []gateway.VerifyOption{gateway.WithVerifyClock(clock.NewFake(now.Add(17 * time.Second)))}, "gateway: caller assertion expired at "},
+	} {
+		_, err := gateway.VerifyCaller(tc.r, e.verifier, append(slices.Clone(opts), tc.opts...)...)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	rc := gateway.NewReplayCache(0)
+	withCache := append(slices.Clone(opts), gateway.WithReplayCache(rc))
+	if _, err := gateway.VerifyCaller(req(http.MethodPost, "", body), e.verifier, withCache...); err != nil {
+		t.Fatalf("first use with a replay cache: %v", err)
+	}
+	if _, err := gateway.VerifyCaller(req(http.MethodPost, "", body), e.verifier, withCache...); err == nil || err.Error() != "gateway: caller assertion replayed: its jti was already used" {
+		t.Fatalf("the same request again: %v", err)
+	}
+	// A full cache refuses rather than forget an assertion still live.
+	full := append(slices.Clone(opts), gateway.WithReplayCache(gateway.NewReplayCache(1)))
+	if _, err := gateway.VerifyCaller(req(http.MethodPost, "", body), e.verifier, full...); err != nil {
+		t.Fatalf("a cache of one: %v", err)
+	}
+	e.post(t, alice, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	next, nextBody := e.up.last()
+	r = httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(nextBody))
+	r.Header.Set(gateway.CallerHeader, next)
+	if _, err := gateway.VerifyCaller(r, e.verifier, full...); err == nil || err.Error() != "gateway: caller assertion refused: the replay cache is full (1 assertions, none expired yet)" {
+		t.Fatalf("a full cache: %v", err)
 	}
 }
 

@@ -232,7 +232,7 @@ func (gw *Gateway) forward(w http.ResponseWriter, r *http.Request, c *mcpauth.Ca
 		}
 	}
 	if gw.cfg.signer != nil {
-		a, err := gw.assertCaller(c)
+		a, err := gw.assertCaller(c, r.Method, r.Header.Get(sessionHeader), body)
 		if err != nil {
 			gw.cfg.logger.Error("gateway: signing the caller assertion; refusing the request", "error", err)
 			gw.upstreamFailed(w, req, errors.New("the gateway could not sign the caller assertion"))
@@ -413,7 +413,7 @@ func (gw *Gateway) cancelUpstream(r *http.Request, req *jsonrpc.Request, c *mcpa
 		up.Header.Set(methodHeader, "notifications/cancelled")
 	}
 	if gw.cfg.signer != nil {
-		a, err := gw.assertCaller(c)
+		a, err := gw.assertCaller(c, http.MethodPost, r.Header.Get(sessionHeader), note)
 		if err != nil {
 			return
 		}

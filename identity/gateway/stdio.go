@@ -68,13 +68,14 @@ type stdioOptionFunc func(*stdioConfig)
 func (f stdioOptionFunc) applyStdio(c *stdioConfig) { f(c) }
 
 type stdioConfig struct {
-	maxProcs int
-	perID    int
-	idle     time.Duration
-	env      []string
-	dir      string
-	logger   *slog.Logger
-	clock    clock.Clock
+	maxProcs    int
+	perID       int
+	idle        time.Duration
+	streamBytes int
+	env         []string
+	dir         string
+	logger      *slog.Logger
+	clock       clock.Clock
 }
 
 // Defaults of the stdio upstream.
@@ -82,9 +83,12 @@ const (
 	DefaultMaxStdioProcesses = 64
 	DefaultMaxStdioPerCaller = 8
 	DefaultStdioIdle         = 15 * time.Minute
+	DefaultMaxStreamBytes    = 8 << 20
 	maxStdioQueued           = 256
-	maxStdioQueuedBytes      = 8 << 20
 	maxStdioLine             = 16 << 20
+	// stdioStreamWait is how long a stream's messages wait for its client
+	// to read, when as many as a stream holds are waiting already.
+	stdioStreamWait = 10 * time.Second
 )
 
 // WithMaxProcesses bounds the processes running at once (default
@@ -106,6 +110,23 @@ func WithMaxProcessesPerCaller(n int) StdioOption {
 // long (default DefaultStdioIdle).
 func WithIdleTimeout(d time.Duration) StdioOption {
 	return stdioOptionFunc(func(c *stdioConfig) { c.idle = d })
+}
+
+// WithMaxStreamBytes bounds the bytes of the process's messages that wait
+// for one client stream to read them (default DefaultMaxStreamBytes; a
+// single larger message still passes alone), as the messages waiting are
+// bounded to 16 per call stream and 256 on the standalone stream. A process
+// that writes more is held up for up to 10s; then the stream is closed,
+// a call's with a JSON-RPC error saying why. The queue of messages for a
+// standalone stream not yet open has the same bound.
+func WithMaxStreamBytes(n int) StdioOption {
+	return stdioOptionFunc(func(c *stdioConfig) { c.streamBytes = n })
+}
+
+// WithStdioClock sets the clock of idle times and of how long a stream
+// waits for its client (default clock.Real).
+func WithStdioClock(c clock.Clock) StdioOption {
+	return stdioOptionFunc(func(cfg *stdioConfig) { cfg.clock = c })
 }
 
 // WithEnv sets the processes' environment (default: the gateway's).
@@ -130,12 +151,12 @@ func NewStdio(argv []string, opts ...StdioOption) (*Stdio, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return nil, errorf("the stdio upstream needs a command")
 	}
-	cfg := stdioConfig{maxProcs: DefaultMaxStdioProcesses, perID: DefaultMaxStdioPerCaller, idle: DefaultStdioIdle}
+	cfg := stdioConfig{maxProcs: DefaultMaxStdioProcesses, perID: DefaultMaxStdioPerCaller, idle: DefaultStdioIdle, streamBytes: DefaultMaxStreamBytes}
 	for _, o := range opts {
 		o.applyStdio(&cfg)
 	}
-	if cfg.maxProcs <= 0 || cfg.perID <= 0 || cfg.idle <= 0 {
-		return nil, errorf("the process limits and the idle timeout must be positive")
+	if cfg.maxProcs <= 0 || cfg.perID <= 0 || cfg.idle <= 0 || cfg.streamBytes <= 0 {
+		return nil, errorf("the process limits, the stream bound and the idle timeout must be positive")
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -441,34 +462,125 @@ type stdioSession struct {
 // stdioStream is one SSE stream to the client: messages go to out (closed
 // only by the session's reader goroutine, after the last one), stop asks
 // its writer to end, done is closed when its writer has ended (then
-// nothing reads out any more).
+// nothing reads out any more). The messages in out hold at most maxBytes
+// bytes (one larger message alone); drained tells the sender that the
+// writer took one.
 type stdioStream struct {
 	out      chan []byte
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
 	doneOnce sync.Once
+	drained  chan struct{}
+	clock    clock.Clock
+	key      string // the id of the call it answers ("" for the standalone stream)
+
+	mu       sync.Mutex
+	bytes    int // of the messages in out
+	maxBytes int
+	cut      string // why the gateway closed it ("" while open)
 }
 
-func newStream() *stdioStream {
-	return &stdioStream{out: make(chan []byte, 16), stop: make(chan struct{}), done: make(chan struct{})}
+func (ss *stdioSession) newStream(key string, depth int) *stdioStream {
+	return &stdioStream{out: make(chan []byte, depth), stop: make(chan struct{}), done: make(chan struct{}), drained: make(chan struct{}, 1),
+		clock: ss.s.cfg.clock, key: key, maxBytes: ss.s.cfg.streamBytes}
 }
 
 func (st *stdioStream) halt()  { st.stopOnce.Do(func() { close(st.stop) }) }
 func (st *stdioStream) ended() { st.doneOnce.Do(func() { close(st.done) }) }
 
+// reserve counts n more bytes in out, unless they do not fit; cut reports
+// that the stream was closed.
+func (st *stdioStream) reserve(n int) (ok, cut bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cut != "" {
+		return false, true
+	}
+	if st.bytes > 0 && st.bytes+n > st.maxBytes {
+		return false, false
+	}
+	st.bytes += n
+	return true, false
+}
+
+// taken counts n bytes out of out, and tells a waiting sender.
+func (st *stdioStream) taken(n int) {
+	st.mu.Lock()
+	st.bytes -= n
+	st.mu.Unlock()
+	select {
+	case st.drained <- struct{}{}:
+	default:
+	}
+}
+
+// cutOff closes the stream because its client does not read it: its
+// writer ends it (a call's with a JSON-RPC error saying so).
+func (st *stdioStream) cutOff() {
+	st.mu.Lock()
+	if st.cut == "" {
+		st.cut = fmt.Sprintf("the gateway closed this stream: its client did not read the stdio upstream's messages within %v, and at most %d bytes or %d messages wait for a client",
+			stdioStreamWait, st.maxBytes, cap(st.out))
+	}
+	st.mu.Unlock()
+	st.halt()
+}
+
+func (st *stdioStream) cutReason() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cut
+}
+
 // send hands line to the stream's writer, never under a lock: false when
-// the writer has ended or does not take it within the bound (a client that
-// stopped reading), and the message is then dropped for this stream.
+// the writer has ended or the stream was closed. When the stream holds
+// as many messages or bytes as it may, send waits for the client to read
+// for up to stdioStreamWait; past it, the stream is cut off (a client that
+// stopped reading), so what waits for a client stays bounded.
 func (st *stdioStream) send(line []byte) bool {
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
+	var t clock.Timer
+	expired := func() <-chan time.Time {
+		if t == nil {
+			t = st.clock.NewTimer(stdioStreamWait)
+		}
+		return t.C()
+	}
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		ok, cut := st.reserve(len(line))
+		if ok {
+			break
+		}
+		if cut {
+			return false
+		}
+		select {
+		case <-st.drained:
+		case <-st.done:
+			return false
+		case <-expired():
+			st.cutOff()
+			return false
+		}
+	}
+	select {
+	case st.out <- line:
+		return true
+	default:
+	}
 	select {
 	case st.out <- line:
 		return true
 	case <-st.done:
-	case <-t.C:
+	case <-expired():
+		st.cutOff()
 	}
+	st.taken(len(line))
 	return false
 }
 
@@ -524,7 +636,7 @@ func (ss *stdioSession) send(msg []byte) error {
 // ending with its response.
 func (ss *stdioSession) call(r *http.Request, req *jsonrpc.Request, body []byte) *http.Response {
 	key := idKey(req.ID)
-	c := &stdioCall{stdioStream: newStream(), progress: progressToken(req.Params)}
+	c := &stdioCall{stdioStream: ss.newStream(key, 16), progress: progressToken(req.Params)}
 	ss.mu.Lock()
 	if ss.dead != "" {
 		ss.mu.Unlock()
@@ -561,8 +673,7 @@ func (ss *stdioSession) finish(key string, c *stdioCall) {
 
 // listen opens the standalone stream: queued messages first.
 func (ss *stdioSession) listen(r *http.Request) *http.Response {
-	st := newStream()
-	st.out = make(chan []byte, maxStdioQueued)
+	st := ss.newStream("", maxStdioQueued)
 	ss.mu.Lock()
 	if ss.listener != nil {
 		ss.listener.halt() // the newer stream replaces it
@@ -571,6 +682,7 @@ func (ss *stdioSession) listen(r *http.Request) *http.Response {
 	for _, m := range ss.queued {
 		st.out <- m // fits: the queue is at most maxStdioQueued long
 	}
+	st.bytes = ss.queuedBytes // and at most the stream's bytes
 	ss.queued, ss.queuedBytes = nil, 0
 	ss.mu.Unlock()
 	return streamResponse(r, "", st, func() {
@@ -688,7 +800,7 @@ func (ss *stdioSession) pick(msg jsonrpc.Message, line []byte) (*stdioStream, bo
 	}
 	ss.queued = append(ss.queued, line)
 	ss.queuedBytes += len(line)
-	for len(ss.queued) > maxStdioQueued || (ss.queuedBytes > maxStdioQueuedBytes && len(ss.queued) > 1) {
+	for len(ss.queued) > maxStdioQueued || (ss.queuedBytes > ss.s.cfg.streamBytes && len(ss.queued) > 1) {
 		ss.s.cfg.logger.Warn("gateway: no stream open for the stdio upstream's message, and the queue is full; the oldest is dropped", "session", ss.id)
 		ss.queuedBytes -= len(ss.queued[0])
 		ss.queued = ss.queued[1:]
@@ -812,11 +924,16 @@ func streamResponse(r *http.Request, sid string, st *stdioStream, done func()) *
 					pw.Close()
 					return
 				}
+				st.taken(len(m))
 				ev := &event{data: m, hasData: true}
 				if err := ev.write(pw); err != nil {
 					return
 				}
 			case <-st.stop:
+				if why := st.cutReason(); why != "" && st.key != "" {
+					ev := &event{data: errorMessageID(st.key, CodeUpstream, why), hasData: true}
+					_ = ev.write(pw)
+				}
 				pw.Close()
 				return
 			case <-r.Context().Done():

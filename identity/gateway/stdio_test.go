@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
 	"github.com/mcpca/mcpca/internal/mcpexample"
@@ -50,6 +51,13 @@ func serveStdio() {
 			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i)})
 		}
 		return textResult("said a lot"), nil
+	})
+	s.AddTool(&mcp.Tool{Name: "flood", InputSchema: obj}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		big := strings.Repeat("x", 64<<10)
+		for i := range 32 {
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: req.Params.GetProgressToken(), Progress: float64(i), Message: big})
+		}
+		return textResult("flooded"), nil
 	})
 	s.AddTool(&mcp.Tool{Name: "caller", InputSchema: obj}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return textResult(os.Getenv("MCPCA_CALLER") + " " + os.Getenv("MCPCA_CALLER_ROLES") + " " + os.Getenv("MCPCA_CALLER_ATTR_TEAM")), nil
@@ -208,6 +216,68 @@ func TestStdioStalledReaderHoldsUpNoOne(t *testing.T) {
 	case <-closed:
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close hung on the stalled session")
+	}
+}
+
+// A process that floods a client that does not read: what waits for the
+// client is bounded by bytes (WithMaxStreamBytes) as well as by count;
+// after waiting for the client, the gateway closes the stream with a
+// JSON-RPC error for the call, saying why, and the session goes on.
+func TestStdioStreamBoundedByBytes(t *testing.T) {
+	fk := clock.NewFake(time.Now())
+	up := newStdio(t, gateway.WithMaxStreamBytes(256<<10), gateway.WithStdioClock(fk))
+	rt := func(sid, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://stdio/", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+		}
+		resp, err := up.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := rt("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	rt(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+	flood := rt(sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"flood","arguments":{},"_meta":{"progressToken":"p"}}}`)
+	defer flood.Body.Close()
+	// Nobody reads: 32 messages of 64 KiB come, at most 256 KiB wait, and
+	// the process's messages wait for the client (a timer is armed).
+	for {
+		changed := fk.Changed()
+		if fk.Pending() > 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the stdio session never waited for the stalled client")
+		}
+	}
+	fk.Advance(11 * time.Second)
+	b, err := io.ReadAll(flood.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := strings.Split(strings.TrimSpace(string(b)), "\n\n")
+	want := `data: {"error":{"code":-32030,"message":"the gateway closed this stream: its client did not read the stdio upstream's messages within 10s, and at most 262144 bytes or 16 messages wait for a client"},"id":2,"jsonrpc":"2.0"}`
+	if last := events[len(events)-1]; last != want {
+		t.Fatalf("the stream ended with %.300q, want %q", last, want)
+	}
+	if n := len(events) - 1; n < 1 || n > 5 || strings.Contains(string(b), "flooded") {
+		t.Fatalf("%d progress messages before the error (want 1 to 5: what 256 KiB hold, and the one being written), result in it: %v", n, strings.Contains(string(b), "flooded"))
+	}
+	t.Logf("%d progress messages, then the error", len(events)-1)
+	// The session goes on.
+	b, err = io.ReadAll(rt(sid, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"pid","arguments":{}}}`).Body)
+	if err != nil || !strings.Contains(string(b), `"result"`) {
+		t.Fatalf("the next call in the session: %s %v", b, err)
 	}
 }
 

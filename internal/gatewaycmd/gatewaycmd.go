@@ -40,9 +40,10 @@ type options struct {
 	introspect, introspectID, introspectSecret                                                                       string
 	resource                                                                                                         string
 	tokenIssuers, tokenScopes                                                                                        []string
+	upstreamArgs                                                                                                     []string
 	auditFlush, poll, upstreamTimeout, drain, readHeaderTimeout, idleTimeout                                         time.Duration
 	maxBody, memLimit                                                                                                int64
-	maxPerIdentity, maxProcsPerID, maxStreams                                                                        int
+	maxPerIdentity, maxProcsPerID, maxStreams, streamBytes                                                           int
 }
 
 // New returns the gateway command.
@@ -86,9 +87,11 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
 	f.StringVar(&o.config, "config", "", "a YAML file of several routes, each a path, an upstream (or upstream_cmd) and a policy, instead of --path, --upstream(-cmd) and --policy")
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
-	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split on spaces, no shell)`)
+	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split into words as a shell would, with its quotes and backslashes, but run without one: nothing is expanded)`)
+	f.StringArrayVar(&o.upstreamArgs, "upstream-arg", nil, "with --upstream-cmd: one more argument for the command, passed as it is (repeatable)")
 	f.IntVar(&o.maxProcs, "max-processes", gateway.DefaultMaxStdioProcesses, "with --upstream-cmd: processes running at once (the least recently used idle one makes way)")
 	f.IntVar(&o.maxProcsPerID, "max-processes-per-caller", gateway.DefaultMaxStdioPerCaller, "with --upstream-cmd: processes one identity may hold (its own least recently used idle one makes way)")
+	f.IntVar(&o.streamBytes, "max-stream-bytes", gateway.DefaultMaxStreamBytes, "with --upstream-cmd: bytes of a process's messages that may wait for one client stream to read them; beyond, the process waits up to 10s, then the stream is closed with an error")
 	f.DurationVar(&o.procIdle, "process-idle", gateway.DefaultStdioIdle, "with --upstream-cmd: stop a session's process after it has been idle this long")
 	f.BoolVar(&o.upstreamMTLS, "upstream-mtls", false, "present the gateway's certificate to an https upstream and verify it against --root (its DNS/IP names must hold the --upstream host)")
 	f.StringVar(&o.upstreamID, "upstream-id", "", "with --upstream-mtls: the upstream's SPIFFE ID, checked instead of its host name")
@@ -138,6 +141,8 @@ func (o *options) check() error {
 		return fmt.Errorf("--token-introspection %s needs --token-issuer %[1]s", o.introspect)
 	case (o.resource != "" || o.requireBound || len(o.tokenScopes) > 0) && len(o.tokenIssuers) == 0:
 		return fmt.Errorf("--resource, --token-scope and --require-bound-tokens need --token-issuer")
+	case len(o.upstreamArgs) > 0 && o.upstreamCmd == "":
+		return errors.New("--upstream-arg needs --upstream-cmd (the program whose argument it is)")
 	}
 	return nil
 }
@@ -153,7 +158,11 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	}
 	routes := []route{{Path: o.path, Upstream: o.upstream, Policy: o.policy, UpstreamMTLS: o.upstreamMTLS, UpstreamID: o.upstreamID}}
 	if o.upstreamCmd != "" {
-		routes[0].Upstream, routes[0].UpstreamCmd = "", strings.Fields(o.upstreamCmd)
+		argv, err := splitCommand(o.upstreamCmd)
+		if err != nil {
+			return fmt.Errorf("--upstream-cmd: %w", err)
+		}
+		routes[0].Upstream, routes[0].UpstreamCmd = "", append(argv, o.upstreamArgs...)
 	}
 	if o.config != "" {
 		var err error
@@ -243,7 +252,7 @@ func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metric
 	target, closeUp := r.Upstream, func() {}
 	if len(r.UpstreamCmd) > 0 {
 		up, err := gateway.NewStdio(r.UpstreamCmd, gateway.WithMaxProcesses(o.maxProcs), gateway.WithMaxProcessesPerCaller(o.maxProcsPerID),
-			gateway.WithIdleTimeout(o.procIdle), gateway.WithStdioLogger(log))
+			gateway.WithIdleTimeout(o.procIdle), gateway.WithMaxStreamBytes(o.streamBytes), gateway.WithStdioLogger(log))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -14,13 +14,13 @@ import (
 // route is one MCP endpoint of the gateway: a path, the upstream behind
 // it and the policy that decides its requests.
 type route struct {
-	Path           string   `yaml:"path"`
-	Upstream       string   `yaml:"upstream"`
-	UpstreamCmd    []string `yaml:"upstream_cmd"`
-	Policy         string   `yaml:"policy"`
-	UpstreamMTLS   bool     `yaml:"upstream_mtls"`
-	UpstreamID     string   `yaml:"upstream_id"`
-	MaxPerIdentity int      `yaml:"max_per_identity"`
+	Path           string  `yaml:"path"`
+	Upstream       string  `yaml:"upstream"`
+	UpstreamCmd    command `yaml:"upstream_cmd"`
+	Policy         string  `yaml:"policy"`
+	UpstreamMTLS   bool    `yaml:"upstream_mtls"`
+	UpstreamID     string  `yaml:"upstream_id"`
+	MaxPerIdentity int     `yaml:"max_per_identity"`
 }
 
 // fileConfig is the --config file: the routes.
@@ -30,7 +30,7 @@ type route struct {
 //	    upstream: http://127.0.0.1:3001/mcp
 //	    policy: files.cedar            # relative to this file
 //	  - path: /search/mcp
-//	    upstream_cmd: [node, search.js, stdio]
+//	    upstream_cmd: [node, search.js, stdio]   # or "node search.js stdio"
 //	    policy: search.cedar
 type fileConfig struct {
 	Routes []route `yaml:"routes"`
@@ -80,5 +80,30 @@ func (r *route) check(seen map[string]bool) error {
 		return errors.New("upstream_id needs upstream_mtls")
 	}
 	seen[r.Path] = true
+	return nil
+}
+
+// command is a route's upstream_cmd: a list of words, or one string split
+// into words as a shell would (splitCommand).
+type command []string
+
+func (c *command) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		argv, err := splitCommand(s)
+		if err != nil {
+			return fmt.Errorf("line %d: upstream_cmd: %w", n.Line, err)
+		}
+		*c = argv
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*c = list
 	return nil
 }
