@@ -35,13 +35,12 @@ func rotationRounds(t *testing.T) int {
 	return 1
 }
 
-// buildExample builds cmd/mcpca-example next to the mcpca binary.
-func buildExample(t *testing.T) string {
+// mustBuildExample builds cmd/mcpca-example (once) next to the mcpca binary.
+func mustBuildExample(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(filepath.Dir(mcpcaBin), "mcpca-example")
-	build := exec.Command("go", "build", "-o", bin, "../mcpca-example")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building mcpca-example: %v\n%s", err, out)
+	bin, err := buildExample()
+	if err != nil {
+		t.Fatalf("building mcpca-example: %v\n%s", err, bin)
 	}
 	return bin
 }
@@ -85,7 +84,7 @@ func rootsInFile(path string) []string {
 // fail, and both peers end on the new chain with the new bundle only.
 func TestCLIRotationUnderLoad(t *testing.T) {
 	rounds := rotationRounds(t)
-	example := buildExample(t)
+	example := mustBuildExample(t)
 	c := startServedCA(t)
 	w := c.dir
 	policy, err := filepath.Abs("../../scripts/policies/mcp-example.cedar")

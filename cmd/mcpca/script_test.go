@@ -44,10 +44,7 @@ func TestScripts(t *testing.T) {
 			"ca-reload":     caReload,
 			"replace":       replace,
 			"example-serve": exampleServe,
-			"ca-serve":  caServe,
-			"ca-reload": caReload,
-			"replace":   replace,
-			"ca-log":    caLog,
+			"ca-log":        caLog,
 		},
 	})
 }
