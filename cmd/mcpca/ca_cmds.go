@@ -365,19 +365,7 @@ CA password.`,
 			if provPWFile != "" {
 				fmt.Fprintf(out, "Its key is encrypted with the password in %s: give that file to the team (mcpca token --provisioner %s --password-file FILE), not the CA password\n", provPWFile, args[0])
 			}
-			pid, err := ca.ServingPID(dir)
-			switch {
-			case err != nil:
-				fmt.Fprintf(out, "Could not tell whether a CA serves %s (%v): restart it or send it SIGHUP\n", dir, err)
-			case pid == 0:
-				fmt.Fprintln(out, "No CA is serving this directory: it takes effect when `mcpca serve` starts")
-			default:
-				if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-					return fmt.Errorf("asking the running CA (pid %d) to reload: %w", pid, err)
-				}
-				fmt.Fprintf(out, "Asked the running CA (pid %d) to reload: it takes effect without a restart\n", pid)
-			}
-			return nil
+			return askReload(out, dir)
 		},
 	}
 	f := add.Flags()

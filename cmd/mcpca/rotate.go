@@ -237,7 +237,8 @@ they issued stop verifying. The intermediate issuing now is never dropped.
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-// askReload asks a CA serving dir to reload (SIGHUP), as provisioner add does.
+// askReload asks a CA serving dir to reload (SIGHUP) after a change to its
+// directory (provisioner add, rotate), and says what it did.
 func askReload(out io.Writer, dir string) error {
 	pid, err := ca.ServingPID(dir)
 	switch {
