@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcpca/mcpca/identity"
+	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/policy"
+	"github.com/mcpca/mcpca/identity/trust"
+	"github.com/mcpca/mcpca/internal/testca"
+)
+
+// TestAssertionSignedBothWays checks that the assertions the gateway signs
+// with the header made once (ECDSA P-256 and P-384, Ed25519) and through
+// go-jose (RSA) are read by VerifyCaller, and that a changed byte of any of
+// them is refused.
+func TestAssertionSignedBothWays(t *testing.T) {
+	tca := testca.NewCA(t, "acme.test")
+	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(t.TempDir(), "policy.cedar")
+	if err := os.WriteFile(pf, []byte(`@id("all") permit (principal, action, resource);`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := policy.New([]string{pf}, policy.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := mcpauth.New(v, set, mcpauth.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
+	r := httptest.NewRequest("POST", "https://127.0.0.1/mcp", nil)
+	r.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
+	caller, err := guard.Authenticate(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	for name, key := range map[string]crypto.Signer{"ES256": p256, "ES384": p384, "EdDSA": ed, "RS256": rk} {
+		t.Run(name, func(t *testing.T) {
+			svid := tca.CreateSVID("spiffe://acme.test/server/gateway", testca.WithPublicKey(key.Public()))
+			cert := tls.Certificate{PrivateKey: key, Leaf: svid.Leaf}
+			for _, c := range svid.Chain {
+				cert.Certificate = append(cert.Certificate, c.Raw)
+			}
+			gw, err := New(guard, "http://127.0.0.1:3001/mcp", WithCallerAssertion(identity.StaticCertificate{Cert: &cert}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := gw.assertCaller(caller, http.MethodPost, "s1", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fast := gw.assert.cur.Load().header != ""; fast == (name == "RS256") {
+				t.Fatalf("header made once: %v, want %v", fast, name != "RS256")
+			}
+			check := func(a string) (*Caller, error) {
+				up := httptest.NewRequest("POST", "/mcp", bytes.NewReader(body))
+				up.Header.Set(CallerHeader, a)
+				up.Header.Set(sessionHeader, "s1")
+				return VerifyCaller(up, v, WithGateways("spiffe://acme.test/server/gateway"), WithAudience("http://127.0.0.1:3001/mcp"))
+			}
+			got, err := check(a)
+			if err != nil {
+				t.Fatalf("VerifyCaller: %v", err)
+			}
+			if got.ID != "spiffe://acme.test/client/alice" || len(got.Roles) != 1 || got.Roles[0] != "reader" {
+				t.Fatalf("caller %+v", got)
+			}
+			// A changed last character of the signature: refused.
+			last := a[len(a)-2]
+			bad := a[:len(a)-2] + string("AB"[map[bool]int{true: 1}[last == 'A']]) + a[len(a)-1:]
+			if _, err := check(bad); err == nil || !strings.Contains(err.Error(), "signature") {
+				t.Fatalf("changed signature: %v, want a signature refusal", err)
+			}
+		})
+	}
+}
