@@ -54,7 +54,7 @@ func TestGatewayRoutesAuditResource(t *testing.T) {
 		t.Fatal(err)
 	}
 	gw := startServerProc(t, w, mcpcaBin, "gateway", "--config", "gateway.yaml", "--listen", "127.0.0.1:0", "--cert", "files.crt", "--key", "files.key",
-		"--root", ca.root, "--token-issuer", ca.url, "--audit", "main-audit.log")
+		"--root", ca.root, "--token-issuer", ca.url, "--audit", "main-audit.log", "--apikey-refresh", "200ms")
 	base := strings.TrimSuffix(gw.mcp, "/a/mcp")
 	host := strings.TrimPrefix(base, "https://")
 
@@ -69,6 +69,20 @@ func TestGatewayRoutesAuditResource(t *testing.T) {
 		mcpArgs("/a/mcp", keyB, "mcp", "tools")...)
 	fails(t, w, "server answered 401 Unauthorized: invalid_token: the token is for another resource (aud "+resB+"), not https://"+host+"/c/mcp",
 		mcpArgs("/c/mcp", keyB, "mcp", "tools")...)
+	// A key for route c's default resource, made now that the port is
+	// known: accepted once the gateway has refetched the set (polled with
+	// a deadline); its decisions go to shared.log, beside route b's.
+	keyC := key("bot-c", "https://"+host+"/c/mcp")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		r := runIn(t, w, mcpArgs("/c/mcp", keyC, "mcp", "call", "whoami")...)
+		if r.code == 0 {
+			break
+		}
+		if !strings.Contains(r.stderr, "apikey: unknown or revoked API key") || time.Now().After(deadline) {
+			t.Fatalf("key for route c: %s", r.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// Each route's metadata at its own path, naming its own resource.
 	pool := x509.NewCertPool()
@@ -92,15 +106,21 @@ func TestGatewayRoutesAuditResource(t *testing.T) {
 	}
 
 	// Each route's decisions in its log; every chain intact.
-	for log, name := range map[string]string{"a-audit.log": "bot-a", "shared.log": "bot-b"} {
-		want := `"spiffe_id":"spiffe://acme.test/client/` + name + `","auth":"api-key","roles":["reader"],"method":"tools/call","target":"whoami","decision":"allow"`
+	for log, c := range map[string]struct{ in, out []string }{
+		"a-audit.log": {[]string{"bot-a"}, []string{"bot-b", "bot-c"}},
+		"shared.log":  {[]string{"bot-b", "bot-c"}, []string{"bot-a"}},
+	} {
 		b, _ := os.ReadFile(filepath.Join(w, log))
-		if !strings.Contains(string(b), want) {
-			t.Errorf("%s does not hold %s:\n%s", log, want, b)
+		for _, name := range c.in {
+			want := `"spiffe_id":"spiffe://acme.test/client/` + name + `","auth":"api-key","roles":["reader"],"method":"tools/call","target":"whoami","decision":"allow"`
+			if !strings.Contains(string(b), want) {
+				t.Errorf("%s does not hold %s:\n%s", log, want, b)
+			}
 		}
-		other := map[string]string{"bot-a": "bot-b", "bot-b": "bot-a"}[name]
-		if strings.Contains(string(b), `"spiffe_id":"spiffe://acme.test/client/`+other+`"`) {
-			t.Errorf("%s holds decisions of %s's route:\n%s", log, other, b)
+		for _, name := range c.out {
+			if strings.Contains(string(b), `"spiffe_id":"spiffe://acme.test/client/`+name+`"`) {
+				t.Errorf("%s holds decisions of %s, of another route:\n%s", log, name, b)
+			}
 		}
 		if r := ok(t, w, "audit", "verify", log); !strings.HasPrefix(r.stdout, "OK: ") || !strings.Contains(r.stdout, "hash chain intact") {
 			t.Errorf("audit verify %s: %q", log, r.stdout)
