@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -25,8 +26,10 @@ import (
 
 	"github.com/mcpca/mcpca/identity"
 	"github.com/mcpca/mcpca/identity/apikey"
+	"github.com/mcpca/mcpca/identity/audit"
 	"github.com/mcpca/mcpca/identity/gateway"
 	"github.com/mcpca/mcpca/identity/mcpauth"
+	"github.com/mcpca/mcpca/identity/oauth"
 	"github.com/mcpca/mcpca/internal/mcpstack"
 	"github.com/mcpca/mcpca/internal/sighup"
 )
@@ -85,7 +88,7 @@ bundle, policy and CRL; SIGTERM drains open streams for --drain-timeout.`,
 	f.StringVar(&o.crl, "crl", "", "CRL URL (https://CA/crl) or file; without it revocation is not checked")
 	f.StringVar(&o.trustDomain, "trust-domain", "", "accept clients of this trust domain only (default: the gateway certificate's)")
 	f.StringVar(&o.caURL, "ca-url", "", "renew the gateway's certificate in-process through this CA, writing --cert and --key back (default: watch the files)")
-	f.StringVar(&o.config, "config", "", "a YAML file of several routes, each a path, an upstream (or upstream_cmd) and a policy, instead of --path, --upstream(-cmd) and --policy")
+	f.StringVar(&o.config, "config", "", "a YAML file of several routes, each a path, an upstream (or upstream_cmd) and a policy, optionally its own audit log (audit:) and OAuth resource (resource:), instead of --path, --upstream(-cmd) and --policy")
 	f.StringVar(&o.upstream, "upstream", "", "the upstream MCP endpoint, http://HOST:PORT/PATH (loopback) or https://...")
 	f.StringVar(&o.upstreamCmd, "upstream-cmd", "", `an upstream MCP server to run over stdio, one process per session, e.g. "node server.js stdio" (split into words as a shell would, with its quotes and backslashes, but run without one: nothing is expanded)`)
 	f.StringArrayVar(&o.upstreamArgs, "upstream-arg", nil, "with --upstream-cmd: one more argument for the command, passed as it is (repeatable)")
@@ -170,6 +173,11 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 			return err
 		}
 	}
+	for i, r := range routes {
+		if r.Resource != "" && len(o.tokenIssuers) == 0 {
+			return fmt.Errorf("--config %s: route %d: resource needs --token-issuer (the authorization servers whose tokens name it)", o.config, i+1)
+		}
+	}
 	issuers, topts, err := mcpstack.TokenFlags(o.tokenIssuers, o.requireBound, o.tokenScopes)
 	if err != nil {
 		return err
@@ -179,9 +187,13 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 		return err
 	}
 	topts = append(topts, iopts...)
+	resource := o.resource
+	if routes[0].Resource != "" {
+		resource = routes[0].Resource
+	}
 	st, err := mcpstack.Open(ctx, mcpstack.Config{Name: "mcpca-gateway", Cert: o.cert, Key: o.key, Root: o.root,
 		Policy: routes[0].Policy, Audit: o.audit, AuditFlush: o.auditFlush, CRL: o.crl, TrustDomain: o.trustDomain,
-		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: o.resource, TokenOptions: topts,
+		CAURL: o.caURL, Poll: o.poll, Logger: log, TokenIssuers: issuers, Resource: resource, TokenOptions: topts,
 		APIKeyRefresh: o.apikeyRefresh})
 	if err != nil {
 		return err
@@ -192,14 +204,29 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	metrics := gateway.NewMetrics(reg)
 	mux := http.NewServeMux()
 	upstreams := map[string]string{}
-	for _, r := range routes {
-		gw, closeUp, err := o.newRoute(st, r, r.Policy == routes[0].Policy, metrics, log)
+	own := &routeState{audits: map[string]*audit.Log{}, metadata: map[string]string{}}
+	defer own.close()
+	if st.Tokens != nil {
+		// The first route's resource is the stack's: its metadata is
+		// served by Serve.
+		own.metadata[oauth.WellKnownPath] = routes[0].Path
+		own.metadata[metadataPath(resource, routes[0].Path)] = routes[0].Path
+	}
+	for i, r := range routes {
+		extra, err := o.routeOptions(st, own, r, i == 0)
+		if err != nil {
+			return fmt.Errorf("route %s: %w", r.Path, err)
+		}
+		gw, closeUp, err := o.newRoute(st, r, r.Policy == routes[0].Policy && len(extra) == 0, extra, metrics, log)
 		if err != nil {
 			return fmt.Errorf("route %s: %w", r.Path, err)
 		}
 		defer closeUp()
 		mux.Handle(r.Path, gw)
 		upstreams[r.Path] = gw.Upstream()
+	}
+	for p, h := range own.handlers {
+		mux.Handle(p, h)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		h := st.Health()
@@ -209,17 +236,107 @@ func Run(ctx context.Context, o *options, logw io.Writer, reload <-chan struct{}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return st.Serve(ctx, mux, mcpstack.Serving{Addr: o.listen, ReadHeaderTimeout: o.readHeaderTimeout, IdleTimeout: o.idleTimeout,
-		Drain: o.drain, MCPPath: routes[0].Path, LogAttrs: []any{"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain,
+		Drain: o.drain, MCPPath: routes[0].Path, OnListen: own.listening, LogAttrs: []any{"gateway", st.Self.ID.String(), "trust_domain", st.TrustDomain,
 			"upstream", upstreams[routes[0].Path], "routes", upstreams, "crl", o.crl}}, reload)
 }
 
+// routeState is what the routes hold of their own beyond the stack's:
+// audit logs (one per file, however many routes name it), resource
+// servers (with their metadata paths, and those whose identifier waits for
+// the address listened on).
+type routeState struct {
+	audits   map[string]*audit.Log // by absolute path
+	metadata map[string]string     // metadata path -> the route that serves it
+	handlers map[string]http.Handler
+	pending  []func(addr string) error
+}
+
+func (rs *routeState) close() {
+	for _, l := range rs.audits {
+		_ = l.Close()
+	}
+}
+
+func (rs *routeState) listening(addr string) error {
+	for _, f := range rs.pending {
+		if err := f(addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// metadataPath is where RFC 9728 puts the metadata of resource (the
+// default, https://LISTEN/PATH, when resource is "").
+func metadataPath(resource, path string) string {
+	if resource != "" {
+		if u, err := url.Parse(resource); err == nil {
+			path = u.Path
+		}
+	}
+	return oauth.WellKnownPath + strings.TrimSuffix(path, "/")
+}
+
+// routeOptions are the Guard options of route r beyond the stack's: its
+// own audit log (audit:, when not --audit's file), and, for a route but
+// the first when tokens are accepted, a resource server of its own
+// (resource:, default https://LISTEN/PATH with the route's path), its
+// metadata served at its own path.
+func (o *options) routeOptions(st *mcpstack.Stack, own *routeState, r route, first bool) ([]mcpauth.Option, error) {
+	var opts []mcpauth.Option
+	if r.Audit != "" {
+		path, err := filepath.Abs(r.Audit)
+		if err != nil {
+			return nil, err
+		}
+		stack := ""
+		if o.audit != "" {
+			if stack, err = filepath.Abs(o.audit); err != nil {
+				return nil, err
+			}
+		}
+		if path != stack {
+			l := own.audits[path]
+			if l == nil {
+				if l, err = audit.Open(path, audit.WithFlushInterval(o.auditFlush)); err != nil {
+					return nil, err
+				}
+				own.audits[path] = l
+			}
+			opts = append(opts, mcpauth.WithAuditLog(l))
+		}
+	}
+	if st.Tokens == nil || first {
+		return opts, nil
+	}
+	rs, err := st.NewResource(r.Resource)
+	if err != nil {
+		return nil, err
+	}
+	mp := metadataPath(r.Resource, r.Path)
+	if other, ok := own.metadata[mp]; ok {
+		return nil, fmt.Errorf("its resource's metadata path %s is route %s's: give each route a resource of its own path", mp, other)
+	}
+	own.metadata[mp] = r.Path
+	if own.handlers == nil {
+		own.handlers = map[string]http.Handler{}
+	}
+	own.handlers[mp] = rs.MetadataHandler()
+	if r.Resource == "" {
+		path := r.Path
+		own.pending = append(own.pending, func(addr string) error { return rs.SetResource("https://" + addr + path) })
+	}
+	return append(opts, mcpauth.WithResourceServer(rs)), nil
+}
+
 // newRoute builds the gateway of one route, with a Guard of its own
-// policy (the stack's own for a route that shares the stack's policy), and
-// what to close when the gateway stops.
-func (o *options) newRoute(st *mcpstack.Stack, r route, stackPolicy bool, metrics *gateway.Metrics, log *slog.Logger) (*gateway.Gateway, func(), error) {
+// policy and extra options (the stack's own Guard for a route that shares
+// the stack's policy and has no options of its own), and what to close
+// when the gateway stops.
+func (o *options) newRoute(st *mcpstack.Stack, r route, stackGuard bool, extra []mcpauth.Option, metrics *gateway.Metrics, log *slog.Logger) (*gateway.Gateway, func(), error) {
 	guard := st.Guard
-	if !stackPolicy {
-		g, err := st.NewGuard([]string{r.Policy})
+	if !stackGuard {
+		g, err := st.NewGuard([]string{r.Policy}, extra...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -21,6 +21,8 @@ type route struct {
 	UpstreamMTLS   bool    `yaml:"upstream_mtls"`
 	UpstreamID     string  `yaml:"upstream_id"`
 	MaxPerIdentity int     `yaml:"max_per_identity"`
+	Audit          string  `yaml:"audit"`    // its own audit log ("": --audit's)
+	Resource       string  `yaml:"resource"` // its OAuth resource identifier ("": https://LISTEN/PATH)
 }
 
 // fileConfig is the --config file: the routes.
@@ -32,6 +34,8 @@ type route struct {
 //	  - path: /search/mcp
 //	    upstream_cmd: [node, search.js, stdio]   # or "node search.js stdio"
 //	    policy: search.cedar
+//	    audit: search-audit.log        # its own (default: --audit)
+//	    resource: https://gw.example.com/search/mcp   # with --token-issuer
 type fileConfig struct {
 	Routes []route `yaml:"routes"`
 }
@@ -59,6 +63,9 @@ func loadRoutes(path string) ([]route, error) {
 		}
 		if !filepath.IsAbs(r.Policy) {
 			r.Policy = filepath.Join(filepath.Dir(path), r.Policy)
+		}
+		if r.Audit != "" && !filepath.IsAbs(r.Audit) {
+			r.Audit = filepath.Join(filepath.Dir(path), r.Audit)
 		}
 	}
 	return fc.Routes, nil

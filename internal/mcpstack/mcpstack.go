@@ -78,6 +78,8 @@ type Stack struct {
 	audit    *audit.Log
 	more     []*policy.Live     // other policies kept fresh with the rest (AddPolicy)
 	keys     []*apikey.Verifier // the API key sets of the token issuers that are mcpca CAs
+	issuers  []oauth.Issuer     // the token issuers as Tokens has them (trust domains of the CAs filled in)
+	tokOpts  []oauth.Option     // Tokens' options, API key verifiers included (NewResource)
 }
 
 // Open loads everything Config names, failing on the first thing that
@@ -139,7 +141,8 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 			return nil, err
 		}
 		topts := append([]oauth.Option{oauth.WithLogger(log), oauth.WithHTTPClient(client)}, cfg.TokenOptions...)
-		if s.Tokens, err = oauth.New(cfg.Resource, issuers, append(topts, kopts...)...); err != nil {
+		s.issuers, s.tokOpts = issuers, append(topts, kopts...)
+		if s.Tokens, err = oauth.New(cfg.Resource, issuers, s.tokOpts...); err != nil {
 			return nil, err
 		}
 		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
@@ -165,27 +168,39 @@ func Open(ctx context.Context, cfg Config, guardOpts ...mcpauth.Option) (_ *Stac
 }
 
 // NewGuard loads another policy from paths and returns a Guard deciding
-// with it, on the stack's verifier and audit log; the policy is kept
-// fresh and reloaded with the rest (Run, ReloadAll). For endpoints that
-// serve several routes, each with its policy.
+// with it, on the stack's verifier, audit log and resource server (opts,
+// such as an audit log or resource server of its own, win); the policy is
+// kept fresh and reloaded with the rest (Run, ReloadAll). For endpoints
+// that serve several routes, each with its policy.
 func (s *Stack) NewGuard(paths []string, opts ...mcpauth.Option) (*mcpauth.Guard, error) {
 	live, err := policy.New(paths, policy.WithLogger(s.log), policy.WithPollInterval(s.cfg.Poll))
 	if err != nil {
 		return nil, err
 	}
-	gopts := append([]mcpauth.Option{mcpauth.WithLogger(s.log)}, opts...)
+	gopts := []mcpauth.Option{mcpauth.WithLogger(s.log)}
 	if s.Tokens != nil {
 		gopts = append(gopts, mcpauth.WithResourceServer(s.Tokens))
 	}
 	if s.audit != nil {
 		gopts = append(gopts, mcpauth.WithAuditLog(s.audit))
 	}
-	g, err := mcpauth.New(s.Verifier, live, gopts...)
+	g, err := mcpauth.New(s.Verifier, live, append(gopts, opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	s.more = append(s.more, live)
 	return g, nil
+}
+
+// NewResource returns another OAuth resource server of the stack's token
+// issuers, options and API key sets, for resource ("": set it with
+// SetResource once listening), for a route with a resource identifier of
+// its own. Nil without Config.TokenIssuers.
+func (s *Stack) NewResource(resource string) (*oauth.Resource, error) {
+	if s.Tokens == nil {
+		return nil, nil
+	}
+	return oauth.New(resource, s.issuers, s.tokOpts...)
 }
 
 // Certificates is the endpoint's own certificate, as TLS presents it.
@@ -309,6 +324,9 @@ type Serving struct {
 	// LogAttrs are added to the "serving" line, after addr and mcp.
 	LogAttrs []any
 	MCPPath  string // for the "mcp" URL of the "serving" line
+	// OnListen, when set, runs once listening, with the address, before
+	// anything is served (an error stops Serve).
+	OnListen func(addr string) error
 }
 
 // Serve serves h over mTLS (the stack's certificate, every client verified
@@ -322,6 +340,12 @@ func (s *Stack) Serve(ctx context.Context, h http.Handler, cfg Serving, reload <
 		return err
 	}
 	addr := ln.Addr().String()
+	if cfg.OnListen != nil {
+		if err := cfg.OnListen(addr); err != nil {
+			_ = ln.Close()
+			return err
+		}
+	}
 	if s.Tokens != nil {
 		if s.Tokens.ResourceURL() == "" {
 			if err := s.Tokens.SetResource("https://" + addr + cfg.MCPPath); err != nil {
