@@ -31,7 +31,7 @@ type BenchSetup struct {
 
 // NewBenchSetup builds a BenchSetup under the Cedar policy text; alice
 // gets the attributes attrs (none when nil).
-func NewBenchSetup(b *testing.B, policyText string, attrs map[string]string) *BenchSetup {
+func NewBenchSetup(b testing.TB, policyText string, attrs map[string]string) *BenchSetup {
 	b.Helper()
 	s := &BenchSetup{CA: testca.NewCA(b, "acme.test")}
 	bundle, err := trust.NewBundle([]*x509.Certificate{s.CA.Root()})
