@@ -121,7 +121,11 @@ func (r *Resource) postIntrospection(ctx context.Context, endpoint, token string
 	req.Header.Set("Accept", "application/json")
 	in := r.cfg.introspect
 	req.SetBasicAuth(url.QueryEscape(in.clientID), url.QueryEscape(in.secret))
-	resp, err := r.cfg.client.Do(req)
+	// A redirect is not followed: it would carry the token (and, on the
+	// same host, the client's credentials) to another endpoint.
+	client := *r.cfg.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +133,9 @@ func (r *Resource) postIntrospection(ctx context.Context, endpoint, token string
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBytes+1))
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("%s to %q: a redirect is not followed (it would send the token elsewhere)", resp.Status, truncate(resp.Header.Get("Location")))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s", resp.Status)
