@@ -58,30 +58,44 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
-// Two replicas on copies of one directory: a provisioner added at one
-// reaches the other at its next poll; an edit made at the other meanwhile
-// loses to the published one, is kept beside, and the reload says so.
-func TestSharedConfiguration(t *testing.T) {
+// replicas is two CA directories (a, b: copies of one made by Init)
+// sharing one PostgreSQL database, opened on one fake clock.
+type replicas struct {
+	work, a, b string
+	pw         []byte
+	clk        *clock.Fake
+	open       func(dir string) *ca.Server
+}
+
+func newReplicas(t *testing.T) *replicas {
+	t.Helper()
 	dsn := pgtest.DSN(t)
 	work := t.TempDir()
-	a, b := filepath.Join(work, "a"), filepath.Join(work, "b")
-	pw := []byte("test-password")
-	if _, err := ca.Init(ca.InitConfig{Dir: a, Name: "Replicated", TrustDomain: "acme.test", Address: "ca.acme.test:443", DNSNames: []string{"localhost"}, Password: pw}); err != nil {
+	r := &replicas{work: work, a: filepath.Join(work, "a"), b: filepath.Join(work, "b"), pw: []byte("test-password"), clk: clock.NewFake(time.Now())}
+	if _, err := ca.Init(ca.InitConfig{Dir: r.a, Name: "Replicated", TrustDomain: "acme.test", Address: "ca.acme.test:443", DNSNames: []string{"localhost"}, Password: r.pw}); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, a, b)
-	old := filepath.Join(work, "old")
-	copyDir(t, a, old)
-	clk := clock.NewFake(time.Now())
+	copyDir(t, r.a, r.b)
 	logs := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	open := func(dir string) *ca.Server {
-		s, err := ca.Open(dir, pw, ca.WithPostgres(dsn), ca.WithClock(clk), ca.WithLogger(logs))
+	r.open = func(dir string) *ca.Server {
+		s, err := ca.Open(dir, r.pw, ca.WithPostgres(dsn), ca.WithClock(r.clk), ca.WithLogger(logs))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close(context.Background()) })
 		return s
 	}
+	return r
+}
+
+// Two replicas on copies of one directory: a provisioner added at one
+// reaches the other at its next poll; an edit made at the other meanwhile
+// loses to the published one, is kept beside, and the reload says so.
+func TestSharedConfiguration(t *testing.T) {
+	r := newReplicas(t)
+	work, a, b, pw, clk, open := r.work, r.a, r.b, r.pw, r.clk, r.open
+	old := filepath.Join(work, "old")
+	copyDir(t, a, old)
 	sa, sb := open(a), open(b)
 
 	// team-a added at a, published by its reload.

@@ -198,6 +198,10 @@ func parseRotation(b []byte) (*rotationFile, error) {
 		if !c.IsCA || c.CheckSignatureFrom(root.cert) != nil {
 			return nil, errorf("intermediate generation %d is not a CA certificate signed by root generation %d", ig.Generation, ig.Root)
 		}
+		if !ig.IssuesFrom.Before(c.NotAfter) {
+			return nil, errorf("intermediate generation %d issues from %s, not before its certificate expires (%s)", ig.Generation,
+				ig.IssuesFrom.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		}
 		if blk, _ := pem.Decode([]byte(ig.Key)); blk == nil {
 			return nil, errorf("intermediate generation %d has no PEM key", ig.Generation)
 		}

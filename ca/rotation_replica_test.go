@@ -1,43 +1,22 @@
 package ca_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mcpca/mcpca/ca"
-	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/internal/pemfile"
-	"github.com/mcpca/mcpca/internal/pgtest"
 )
 
 // A root rotation made at one replica reaches the other through the
 // shared configuration: it trusts both roots (certs/root_ca.crt
 // rewritten), and switches to the new intermediate on its own clock.
 func TestRotationReachesReplicas(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	work := t.TempDir()
-	a, b := filepath.Join(work, "a"), filepath.Join(work, "b")
-	pw := []byte("test-password")
-	if _, err := ca.Init(ca.InitConfig{Dir: a, Name: "Replicated", TrustDomain: "acme.test", Address: "ca.acme.test:443", DNSNames: []string{"localhost"}, Password: pw}); err != nil {
-		t.Fatal(err)
-	}
-	copyDir(t, a, b)
-	clk := clock.NewFake(time.Now())
-	logs := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	open := func(dir string) *ca.Server {
-		s, err := ca.Open(dir, pw, ca.WithPostgres(dsn), ca.WithClock(clk), ca.WithLogger(logs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close(context.Background()) })
-		return s
-	}
-	sa, sb := open(a), open(b)
+	r := newReplicas(t)
+	a, b, pw, clk := r.a, r.b, r.pw, r.clk
+	sa, sb := r.open(a), r.open(b)
 	if _, err := ca.RotateRoot(a, pw, ca.WithClock(clk), ca.WithSwitchAfter(time.Hour), ca.WithForce()); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mcpca/mcpca/ca"
 )
@@ -28,10 +29,50 @@ PostgreSQL receive the change through the database.`,
 	return cmd
 }
 
+// rotateFlags are the flags rotate intermediate and rotate root share.
+type rotateFlags struct {
+	dir, pwFile          string
+	overlap, switchAfter time.Duration
+	force                bool
+}
+
+func (r *rotateFlags) register(f *pflag.FlagSet, switchAfter time.Duration, switchUsage, overlapUsage, forceUsage string) {
+	f.StringVar(&r.dir, "dir", "", "CA directory (required)")
+	f.StringVar(&r.pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	f.DurationVar(&r.overlap, "overlap", 0, overlapUsage)
+	f.DurationVar(&r.switchAfter, "switch-after", switchAfter, switchUsage)
+	f.BoolVar(&r.force, "force", false, forceUsage)
+}
+
+// run is the RunE of rotate intermediate and rotate root: it reads the
+// password, refuses a negative --overlap, calls rotate with the shared
+// options and extra, prints what report says of the result and asks a
+// serving CA to reload.
+func (r *rotateFlags) run(cmd *cobra.Command, rotate func(string, []byte, ...ca.RotateOption) (*ca.RotationStatus, error),
+	extra []ca.RotateOption, report func(io.Writer, *ca.RotationStatus)) error {
+	pw, err := readPassword(cmd.ErrOrStderr(), r.pwFile, r.dir)
+	if err != nil {
+		return err
+	}
+	if r.overlap < 0 {
+		return fmt.Errorf("--overlap %s: must not be negative", r.overlap)
+	}
+	opts := append([]ca.RotateOption{ca.WithOverlap(r.overlap), ca.WithSwitchAfter(r.switchAfter)}, extra...)
+	if r.force {
+		opts = append(opts, ca.WithForce())
+	}
+	st, err := rotate(r.dir, pw, opts...)
+	if err != nil {
+		return err
+	}
+	out := cmd.ErrOrStderr()
+	report(out, st)
+	return askReload(out, r.dir)
+}
+
 func newRotateIntermediateCmd() *cobra.Command {
-	var dir, pwFile, rootKey string
-	var overlap, switchAfter time.Duration
-	var force bool
+	var r rotateFlags
+	var rootKey string
 	cmd := &cobra.Command{
 		Use:   "intermediate --dir DIR",
 		Short: "Make a new intermediate under the current root; it issues after --switch-after",
@@ -50,52 +91,38 @@ Signing needs the root key: secrets/root_ca_key unless it is kept offline
   mcpca rotate intermediate --dir ./pki --root-key /media/offline/root_ca_key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
-			if err != nil {
-				return err
-			}
-			if overlap < 0 {
-				return fmt.Errorf("--overlap %s: must not be negative", overlap)
-			}
-			opts := []ca.RotateOption{ca.WithOverlap(overlap), ca.WithSwitchAfter(switchAfter)}
+			var extra []ca.RotateOption
 			if rootKey != "" {
-				opts = append(opts, ca.WithRootKeyFile(rootKey))
+				extra = append(extra, ca.WithRootKeyFile(rootKey))
 			}
-			if force {
-				opts = append(opts, ca.WithForce())
-			}
-			st, err := ca.RotateIntermediate(dir, pw, opts...)
-			if err != nil {
-				return err
-			}
-			out := cmd.ErrOrStderr()
-			n := st.Intermediates[len(st.Intermediates)-1]
-			if n.Issuing {
-				fmt.Fprintf(out, "Intermediate generation %d (%q) issues now\n", n.Generation, n.Subject)
-			} else {
-				fmt.Fprintf(out, "Intermediate generation %d (%q) issues from %s\n", n.Generation, n.Subject, stamp(n.IssuesFrom))
-			}
-			for _, g := range st.Intermediates[:len(st.Intermediates)-1] {
-				fmt.Fprintf(out, "Intermediate generation %d (%q) stays trusted; it can be retired after %s (mcpca rotate retire)\n", g.Generation, g.Subject, stamp(g.RetireAfter))
-			}
-			return askReload(out, dir)
+			return r.run(cmd, ca.RotateIntermediate, extra, reportIntermediate)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", "", "CA directory (required)")
-	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	r.register(f, ca.DefaultIntermediateSwitchAfter,
+		"how long the new intermediate is held (its CRL published) before it issues (shorter than the default needs --force)",
+		"how long the replaced intermediate stays trusted after the switch (0: the CA's max certificate lifetime, also the least)",
+		"accept a --switch-after shorter than twice the verifiers' CRL refresh (no peer checks CRLs, or a compromise)")
 	f.StringVar(&rootKey, "root-key", "", "the root's encrypted key, when it is not where it was written (kept offline)")
-	f.DurationVar(&overlap, "overlap", 0, "how long the replaced intermediate stays trusted after the switch (0: the CA's max certificate lifetime, also the least)")
-	f.DurationVar(&switchAfter, "switch-after", ca.DefaultIntermediateSwitchAfter, "how long the new intermediate is held (its CRL published) before it issues (shorter than the default needs --force)")
-	f.BoolVar(&force, "force", false, "accept a --switch-after shorter than twice the verifiers' CRL refresh (no peer checks CRLs, or a compromise)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
+func reportIntermediate(out io.Writer, st *ca.RotationStatus) {
+	n := st.Intermediates[len(st.Intermediates)-1]
+	if n.Issuing {
+		fmt.Fprintf(out, "Intermediate generation %d (%q) issues now\n", n.Generation, n.Subject)
+	} else {
+		fmt.Fprintf(out, "Intermediate generation %d (%q) issues from %s\n", n.Generation, n.Subject, stamp(n.IssuesFrom))
+	}
+	for _, g := range st.Intermediates[:len(st.Intermediates)-1] {
+		fmt.Fprintf(out, "Intermediate generation %d (%q) stays trusted; it can be retired after %s (mcpca rotate retire)\n", g.Generation, g.Subject, stamp(g.RetireAfter))
+	}
+}
+
 func newRotateRootCmd() *cobra.Command {
-	var dir, pwFile, keyOut string
-	var overlap, switchAfter time.Duration
-	var force bool
+	var r rotateFlags
+	var keyOut string
 	cmd := &cobra.Command{
 		Use:   "root --dir DIR",
 		Short: "Make a new root and an intermediate under it; issuing switches after --switch-after",
@@ -111,46 +138,33 @@ secrets/root_ca_key.gN): serve never needs it, keep it offline.`,
 		Example: `  mcpca rotate root --dir ./pki --root-key-out /media/offline/root_ca_key.g2`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pw, err := readPassword(cmd.ErrOrStderr(), pwFile, dir)
-			if err != nil {
-				return err
-			}
-			if overlap < 0 {
-				return fmt.Errorf("--overlap %s: must not be negative", overlap)
-			}
-			opts := []ca.RotateOption{ca.WithOverlap(overlap), ca.WithSwitchAfter(switchAfter)}
+			var extra []ca.RotateOption
 			if keyOut != "" {
-				opts = append(opts, ca.WithRootKeyOut(keyOut))
+				extra = append(extra, ca.WithRootKeyOut(keyOut))
 			}
-			if force {
-				opts = append(opts, ca.WithForce())
-			}
-			st, err := ca.RotateRoot(dir, pw, opts...)
-			if err != nil {
-				return err
-			}
-			out := cmd.ErrOrStderr()
-			r := st.Roots[len(st.Roots)-1]
-			n := st.Intermediates[len(st.Intermediates)-1]
-			fmt.Fprintf(out, "Root generation %d (%q, sha256 %s) is trusted now\n", r.Generation, r.Subject, r.Fingerprint)
-			fmt.Fprintf(out, "Intermediate generation %d (%q) issues from %s\n", n.Generation, n.Subject, stamp(n.IssuesFrom))
-			for _, g := range st.Roots[:len(st.Roots)-1] {
-				if !g.RetireAfter.IsZero() {
-					fmt.Fprintf(out, "Root generation %d (%q) stays trusted; it can be retired after %s (mcpca rotate retire)\n", g.Generation, g.Subject, stamp(g.RetireAfter))
-				}
-			}
-			return askReload(out, dir)
+			return r.run(cmd, ca.RotateRoot, extra, reportRoot)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", "", "CA directory (required)")
-	f.StringVar(&pwFile, "password-file", "", "file holding the CA password (default <dir>/secrets/password)")
+	r.register(f, ca.DefaultSwitchAfter,
+		"how long the new root is trusted before its intermediate issues (shorter than the default needs --force)",
+		"how long the old root and intermediate stay trusted after the switch (0: the CA's max certificate lifetime, also the least)",
+		"accept a --switch-after shorter than twice the agents' bundle refresh (every peer refreshes sooner, or a compromise)")
 	f.StringVar(&keyOut, "root-key-out", "", "write the new root's encrypted key to this new file (default <dir>/secrets/root_ca_key.gN; keep it offline)")
-	f.DurationVar(&switchAfter, "switch-after", ca.DefaultSwitchAfter, "how long the new root is trusted before its intermediate issues (shorter than the default needs --force)")
-	f.DurationVar(&overlap, "overlap", 0, "how long the old root and intermediate stay trusted after the switch (0: the CA's max certificate lifetime, also the least)")
-	f.BoolVar(&force, "force", false, "accept a --switch-after shorter than twice the agents' bundle refresh (every peer refreshes sooner, or a compromise)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
+}
+
+func reportRoot(out io.Writer, st *ca.RotationStatus) {
+	r := st.Roots[len(st.Roots)-1]
+	n := st.Intermediates[len(st.Intermediates)-1]
+	fmt.Fprintf(out, "Root generation %d (%q, sha256 %s) is trusted now\n", r.Generation, r.Subject, r.Fingerprint)
+	fmt.Fprintf(out, "Intermediate generation %d (%q) issues from %s\n", n.Generation, n.Subject, stamp(n.IssuesFrom))
+	for _, g := range st.Roots[:len(st.Roots)-1] {
+		if !g.RetireAfter.IsZero() {
+			fmt.Fprintf(out, "Root generation %d (%q) stays trusted; it can be retired after %s (mcpca rotate retire)\n", g.Generation, g.Subject, stamp(g.RetireAfter))
+		}
+	}
 }
 
 func newRotateStatusCmd() *cobra.Command {

@@ -1,21 +1,12 @@
 package gateway_test
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/identity/mcpauth"
-	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/identity/trust"
-	"github.com/mcpca/mcpca/internal/testca"
+	"github.com/mcpca/mcpca/identity/gateway"
 )
 
 // benchFilterPolicy lets everyone list tools and readers call the tools
@@ -68,34 +59,8 @@ func benchToolsResult(b *testing.B, n int) json.RawMessage {
 //   - result: Guard.FilterResult on the result alone, which checks it
 //     itself (the API for a result that was not read with CheckMessage).
 func BenchmarkFilterResult1000(b *testing.B) {
-	tca := testca.NewCA(b, "acme.test")
-	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pf := filepath.Join(b.TempDir(), "policy.cedar")
-	if err := os.WriteFile(pf, []byte(benchFilterPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	set, err := policy.New([]string{pf}, policy.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	guard, err := mcpauth.New(v, set, mcpauth.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	r := httptest.NewRequest("POST", "https://127.0.0.1/mcp", nil)
-	r.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
-	caller, err := guard.Authenticate(r)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := gateway.NewBenchSetup(b, benchFilterPolicy, nil)
+	pf, set, guard, caller := s.PolicyFile, s.Set, s.Guard, s.Caller
 	result := benchToolsResult(b, 1000)
 	message := []byte(`{"jsonrpc":"2.0","id":7,"result":` + string(result) + `}`)
 	reloads := 0

@@ -436,6 +436,9 @@ func VerifyCaller(r *http.Request, v *identity.Verifier, opts ...VerifyOption) (
 		return nil, err
 	}
 	if cfg.replay != nil {
+		if c.Nonce == "" {
+			return nil, errorf("caller assertion: no jti: a replay cache cannot tell it from a replay")
+		}
 		if err := cfg.replay.first(c.Nonce, now, time.Unix(c.Expiry, 0).Add(cfg.skew)); err != nil {
 			return nil, err
 		}

@@ -2,20 +2,11 @@ package gateway
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/identity/mcpauth"
-	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/identity/trust"
-	"github.com/mcpca/mcpca/internal/testca"
 )
 
 // BenchmarkCallerAssertion is the gateway's cost of the caller assertion
@@ -23,36 +14,10 @@ import (
 // method, session and body, as forward adds it), and the upstream's cost
 // of checking it (verify: VerifyCaller, chain and signature included).
 func BenchmarkCallerAssertion(b *testing.B) {
-	tca := testca.NewCA(b, "acme.test")
-	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pf := filepath.Join(b.TempDir(), "policy.cedar")
-	if err := os.WriteFile(pf, []byte(`@id("all") permit (principal, action, resource);`), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	set, err := policy.New([]string{pf}, policy.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	guard, err := mcpauth.New(v, set, mcpauth.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := NewBenchSetup(b, `@id("all") permit (principal, action, resource);`, map[string]string{"team": "payments"})
+	tca, v, guard, caller := s.CA, s.Verifier, s.Guard, s.Caller
 	gwCert := tca.CreateSVID("spiffe://acme.test/server/gateway")
 	gw, err := New(guard, "http://127.0.0.1:3001/mcp", WithCallerAssertion(identity.StaticCertificate{Cert: &gwCert.TLS}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"), testca.WithAttributes(map[string]string{"team": "payments"}))
-	r := httptest.NewRequest("POST", "https://127.0.0.1/mcp", nil)
-	r.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
-	caller, err := guard.Authenticate(r)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -74,18 +74,12 @@ func (r *Resource) introspect(ctx context.Context, token string, now time.Time) 
 	if err != nil {
 		return nil, invalidToken("introspecting the token at %s: %v", is.URL, err)
 	}
-	if v, ok := strictjson.Lookup(body, "active"); !ok || string(v) != "true" {
+	body, active, err := introspectionClaims(body)
+	if !active {
 		return nil, invalidToken("issuer %s says the token is not active", is.URL)
 	}
-	// RFC 9068 section 2.2: the subject of a client credentials token is
-	// its client; introspection may leave sub out.
-	if _, ok := strictjson.Lookup(body, "sub"); !ok {
-		if v, ok := strictjson.Lookup(body, "client_id"); ok {
-			body = append([]byte(`{"sub":`+string(v)+`,`), strings.TrimPrefix(strings.TrimSpace(string(body)), "{")...)
-			if err := strictjson.Check(body); err != nil {
-				return nil, invalidToken("introspection answer: %v", err)
-			}
-		}
+	if err != nil {
+		return nil, invalidToken("introspection answer: %v", err)
 	}
 	t, c, err := mapClaims(body, is.Issuer, r.cfg.roleClaims)
 	if err != nil {
@@ -121,7 +115,11 @@ func (r *Resource) postIntrospection(ctx context.Context, endpoint, token string
 	req.Header.Set("Accept", "application/json")
 	in := r.cfg.introspect
 	req.SetBasicAuth(url.QueryEscape(in.clientID), url.QueryEscape(in.secret))
-	resp, err := r.cfg.client.Do(req)
+	// A redirect is not followed: it would carry the token (and, on the
+	// same host, the client's credentials) to another endpoint.
+	client := *r.cfg.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +127,9 @@ func (r *Resource) postIntrospection(ctx context.Context, endpoint, token string
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBytes+1))
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, fmt.Errorf("%s to %q: a redirect is not followed (it would send the token elsewhere)", resp.Status, truncate(resp.Header.Get("Location")))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s", resp.Status)
@@ -140,4 +141,23 @@ func (r *Resource) postIntrospection(ctx context.Context, endpoint, token string
 		return nil, err
 	}
 	return body, nil
+}
+
+// introspectionClaims reads a checked RFC 7662 answer: active reports
+// whether it says "active": true; the claims to map are the answer, with
+// client_id as sub when it names no sub (RFC 9068 section 2.2: the subject
+// of a client credentials token is its client).
+func introspectionClaims(body []byte) (claims []byte, active bool, err error) {
+	if v, ok := strictjson.Lookup(body, "active"); !ok || string(v) != "true" {
+		return nil, false, nil
+	}
+	if _, ok := strictjson.Lookup(body, "sub"); !ok {
+		if v, ok := strictjson.Lookup(body, "client_id"); ok {
+			body = append([]byte(`{"sub":`+string(v)+`,`), strings.TrimPrefix(strings.TrimSpace(string(body)), "{")...)
+			if err := strictjson.Check(body); err != nil {
+				return nil, true, err
+			}
+		}
+	}
+	return body, true, nil
 }

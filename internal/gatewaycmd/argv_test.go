@@ -65,6 +65,13 @@ func FuzzSplitCommand(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		words, err := splitCommand(s)
+		// Without quotes, backslashes or shell syntax, the words are the
+		// shell's: the fields between blanks.
+		if plain := strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./_=:,+@% \t-"); plain == "" && strings.TrimSpace(s) != "" {
+			if want := strings.Fields(s); err != nil || !slices.Equal(words, want) {
+				t.Fatalf("%q: %q, %v; a shell reads %q", s, words, err, want)
+			}
+		}
 		if err != nil {
 			if strings.TrimSpace(err.Error()) == "" {
 				t.Fatalf("an empty error for %q", s)
