@@ -15,23 +15,20 @@ import (
 func TestVerifyCallerRefusesNoJTIWithReplayCache(t *testing.T) {
 	s := NewBenchSetup(t, `@id("all") permit (principal, action, resource);`, nil)
 	gwCert := s.CA.CreateSVID("spiffe://acme.test/server/gateway")
-	signer, self, err := newAssertionSigner(&gwCert.TLS)
+	as, err := newAssertionSigner(&gwCert.TLS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	body := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	self := as.self
 	c := Caller{Gateway: self, ID: s.Caller.Identity().ID.String(), Audience: "http://127.0.0.1:3001/mcp",
 		IssuedAt: now.Unix(), Expiry: now.Add(DefaultCallerAssertTTL).Unix(), Method: http.MethodPost, BodyHash: bodyHash(body)}
 	payload, err := json.Marshal(&c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := jws.CompactSerialize()
+	a, err := as.sign(payload)
 	if err != nil {
 		t.Fatal(err)
 	}

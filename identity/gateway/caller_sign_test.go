@@ -9,19 +9,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mcpca/mcpca/identity"
-	"github.com/mcpca/mcpca/identity/mcpauth"
-	"github.com/mcpca/mcpca/identity/policy"
-	"github.com/mcpca/mcpca/identity/trust"
 	"github.com/mcpca/mcpca/internal/testca"
 )
 
@@ -30,34 +23,8 @@ import (
 // go-jose (RSA) are read by VerifyCaller, and that a changed byte of any of
 // them is refused.
 func TestAssertionSignedBothWays(t *testing.T) {
-	tca := testca.NewCA(t, "acme.test")
-	bundle, err := trust.NewBundle([]*x509.Certificate{tca.Root()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.NewVerifier(trust.NewBundleStore(bundle), identity.WithTrustDomains("acme.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pf := filepath.Join(t.TempDir(), "policy.cedar")
-	if err := os.WriteFile(pf, []byte(`@id("all") permit (principal, action, resource);`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	set, err := policy.New([]string{pf}, policy.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	guard, err := mcpauth.New(v, set, mcpauth.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := tca.CreateSVID("spiffe://acme.test/client/alice", testca.WithRoles("reader"))
-	r := httptest.NewRequest("POST", "https://127.0.0.1/mcp", nil)
-	r.TLS = &tls.ConnectionState{PeerCertificates: alice.Chain}
-	caller, err := guard.Authenticate(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := NewBenchSetup(t, `@id("all") permit (principal, action, resource);`, nil)
+	tca, v, guard, caller := s.CA, s.Verifier, s.Guard, s.Caller
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
