@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"container/heap"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -315,9 +316,10 @@ func WithReplayCache(rc *ReplayCache) VerifyOption {
 // ReplayCache remembers the caller assertions VerifyCaller accepted, until
 // they expire (WithReplayCache). It is safe for concurrent use.
 type ReplayCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[string]time.Time // jti -> when it may be forgotten
+	mu    sync.Mutex
+	max   int
+	seen  map[string]time.Time // jti -> when it may be forgotten
+	order forgetHeap           // the same, earliest first
 }
 
 // NewReplayCache returns a ReplayCache of at most max assertions (0: 65536).
@@ -330,25 +332,47 @@ func NewReplayCache(max int) *ReplayCache {
 	return &ReplayCache{max: max, seen: make(map[string]time.Time)}
 }
 
-// first records jti until forget, refusing one it holds already.
+// first records jti until forget, refusing one it holds already. The
+// expired ones are dropped earliest first (a heap), so a full cache costs
+// O(log n) per assertion, not a scan of every entry.
 func (rc *ReplayCache) first(jti string, now, forget time.Time) error {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	for len(rc.order) > 0 && !now.Before(rc.order[0].forget) {
+		e := heap.Pop(&rc.order).(forgetEntry)
+		if t, ok := rc.seen[e.jti]; ok && t.Equal(e.forget) {
+			delete(rc.seen, e.jti)
+		}
+	}
 	if t, ok := rc.seen[jti]; ok && now.Before(t) {
 		return errorf("caller assertion replayed: its jti was already used")
 	}
 	if len(rc.seen) >= rc.max {
-		for k, t := range rc.seen {
-			if !now.Before(t) {
-				delete(rc.seen, k)
-			}
-		}
-		if len(rc.seen) >= rc.max {
-			return errorf("caller assertion refused: the replay cache is full (%d assertions, none expired yet)", rc.max)
-		}
+		return errorf("caller assertion refused: the replay cache is full (%d assertions, none expired yet)", rc.max)
 	}
 	rc.seen[jti] = forget
+	heap.Push(&rc.order, forgetEntry{jti: jti, forget: forget})
 	return nil
+}
+
+// forgetEntry is a jti and when it may be forgotten.
+type forgetEntry struct {
+	jti    string
+	forget time.Time
+}
+
+// forgetHeap is a min-heap of forgetEntry by forget (container/heap).
+type forgetHeap []forgetEntry
+
+func (h forgetHeap) Len() int           { return len(h) }
+func (h forgetHeap) Less(i, j int) bool { return h[i].forget.Before(h[j].forget) }
+func (h forgetHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *forgetHeap) Push(x any)        { *h = append(*h, x.(forgetEntry)) }
+func (h *forgetHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }
 
 // VerifyCaller checks the caller assertion of an upstream request r (its
