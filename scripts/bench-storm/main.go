@@ -3,7 +3,11 @@
 // and without it (--max-in-flight 0), side by side in one run.
 //
 // First it measures the CA's unloaded capacity: C clients issuing back to
-// back (certificates/s and p99). Then it offers X times that rate (default
+// back (certificates/s and p99). C defaults to the admission bound: the
+// CA's issuance is bound by its group commit, so its throughput grows with
+// the requests in flight up to the bound (1,268/s at 32 clients, 1,386 to
+// 1,513/s at 64 on the 2-core machine); fewer clients measure a CA that
+// is not saturated, and more would be shed. Then it offers X times that rate (default
 // 2x) open loop for D seconds: requests are sent on schedule whether or not
 // earlier ones were answered, as a fleet renewing after an outage does, each
 // with a client timeout. It reports goodput (certificates issued per second
@@ -51,8 +55,8 @@ import (
 
 func main() {
 	mcpcaBin := flag.String("mcpca", "bin/mcpca", "mcpca binary")
-	c := flag.Int("c", 16, "clients for the capacity measurement")
-	n := flag.Int("n", 2000, "certificates for the capacity measurement")
+	c := flag.Int("c", 0, "clients for the capacity measurement (0: -max-in-flight, or the default bound when that is 0)")
+	n := flag.Int("n", 4000, "certificates for the capacity measurement")
 	factor := flag.Float64("x", 2, "offered load as a multiple of the capacity")
 	dur := flag.Duration("d", 5*time.Second, "how long the load is offered")
 	timeout := flag.Duration("timeout", 5*time.Second, "client timeout of each request")
@@ -60,6 +64,16 @@ func main() {
 	maxInFlight := flag.Int("max-in-flight", ca.DefaultMaxInFlight, "the bound of the admission-controlled CA")
 	conns := flag.Int("conns", 256, "connections the offered load may use (0: a new one whenever none is free)")
 	flag.Parse()
+	if *c == 0 {
+		*c = *maxInFlight
+		if *c <= 0 {
+			*c = ca.DefaultMaxInFlight
+		}
+	}
+	if *maxInFlight > 0 && *c > *maxInFlight {
+		fmt.Fprintf(os.Stderr, "bench-storm: -c %d exceeds -max-in-flight %d: the admission-controlled CA would shed part of the capacity measurement\n", *c, *maxInFlight)
+		os.Exit(2)
+	}
 	if abs, err := filepath.Abs(*mcpcaBin); err == nil {
 		*mcpcaBin = abs
 	}
