@@ -92,24 +92,10 @@ func startServerProc(t *testing.T, dir, bin string, args ...string) *proc {
 // here to 200ms; polled with a deadline, not slept on); a source that keeps
 // failing gets 429 with Retry-After, and the log names it without the key.
 func TestCAAPIKeysAtServers(t *testing.T) {
-	ca := startServedCA(t)
+	ca, policy := startKeyedCA(t)
 	w := ca.dir
-	tok := strings.TrimSpace(ok(t, w, "token", "files", "--server", "--dns", "localhost", "--ip", "127.0.0.1", "--dir", "pki", "--ttl", "1h").stdout)
-	ok(t, w, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "files.crt", "--key", "files.key")
-	policy, err := filepath.Abs("../../scripts/policies/auth-methods.cedar")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const exRes, gwRes = "https://files.acme.test/mcp", "https://gateway.acme.test/mcp"
-	key := func(name, aud string) string {
-		k := strings.TrimSpace(ok(t, w, "apikey", "create", name, "--dir", "pki", "--role", "reader", "--attr", "team=a", "--audience", aud, "--ttl", "1h").stdout)
-		p := filepath.Join(w, name+".key")
-		if err := os.WriteFile(p, []byte(k+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	exKey, gwKey := key("ex-bot", exRes), key("gw-bot", gwRes)
+	exKey, gwKey := apiKeyFile(t, w, "ex-bot", exRes), apiKeyFile(t, w, "gw-bot", gwRes)
 
 	// Refusals at start: the CA's trust domain is the CA's; an issuer that
 	// cannot be asked whether it is a CA stops the start, as a CRL does;
@@ -216,6 +202,7 @@ func TestCAAPIKeysAtServers(t *testing.T) {
 	pool.AppendCertsFromPEM(rootPEM)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
 	var resp *http.Response
+	var err error
 	for i := 0; i < 100; i++ {
 		req, _ := http.NewRequest(http.MethodPost, ex.mcp, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
 		req.Header.Set("Authorization", "Bearer "+keyBytes)
@@ -244,4 +231,32 @@ func TestCAAPIKeysAtServers(t *testing.T) {
 			t.Errorf("%s logged (part of) an API key", filepath.Base(p.cmd.Path))
 		}
 	}
+}
+
+// startKeyedCA is a served CA with the server certificate files.crt/.key
+// (localhost, 127.0.0.1) in its directory, and the absolute path of the
+// auth-methods policy the API-key tests run under.
+func startKeyedCA(t *testing.T) (*servedCA, string) {
+	t.Helper()
+	ca := startServedCA(t)
+	tok := strings.TrimSpace(ok(t, ca.dir, "token", "files", "--server", "--dns", "localhost", "--ip", "127.0.0.1", "--dir", "pki", "--ttl", "1h").stdout)
+	ok(t, ca.dir, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "files.crt", "--key", "files.key")
+	policy, err := filepath.Abs("../../scripts/policies/auth-methods.cedar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, policy
+}
+
+// apiKeyFile creates the API key name (role reader, attribute team=a) for
+// audience aud with mcpca apikey create in w, and writes it to NAME.key
+// (0600); it returns that file's path.
+func apiKeyFile(t *testing.T, w, name, aud string) string {
+	t.Helper()
+	k := strings.TrimSpace(ok(t, w, "apikey", "create", name, "--dir", "pki", "--role", "reader", "--attr", "team=a", "--audience", aud, "--ttl", "1h").stdout)
+	p := filepath.Join(w, name+".key")
+	if err := os.WriteFile(p, []byte(k+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

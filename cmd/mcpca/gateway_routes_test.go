@@ -25,24 +25,10 @@ import (
 // path (default identifier https://LISTEN/PATH), and a key for another
 // route's resource is refused with the message the user sees.
 func TestGatewayRoutesAuditResource(t *testing.T) {
-	ca := startServedCA(t)
+	ca, policy := startKeyedCA(t)
 	w := ca.dir
-	tok := strings.TrimSpace(ok(t, w, "token", "files", "--server", "--dns", "localhost", "--ip", "127.0.0.1", "--dir", "pki", "--ttl", "1h").stdout)
-	ok(t, w, "enroll", "--token", tok, "--ca-url", ca.url, "--root", ca.root, "--cert", "files.crt", "--key", "files.key")
-	policy, err := filepath.Abs("../../scripts/policies/auth-methods.cedar")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const resA, resB = "https://gw.acme.test/a/mcp", "https://gw.acme.test/b/mcp"
-	key := func(name, aud string) string {
-		k := strings.TrimSpace(ok(t, w, "apikey", "create", name, "--dir", "pki", "--role", "reader", "--audience", aud, "--ttl", "1h").stdout)
-		p := filepath.Join(w, name+".key")
-		if err := os.WriteFile(p, []byte(k+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	keyA, keyB := key("bot-a", resA), key("bot-b", resB)
+	keyA, keyB := apiKeyFile(t, w, "bot-a", resA), apiKeyFile(t, w, "bot-b", resB)
 	upstream := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return mcpexample.NewServer() },
 		&mcp.StreamableHTTPOptions{Stateless: true}))
 	t.Cleanup(upstream.Close)
@@ -72,7 +58,7 @@ func TestGatewayRoutesAuditResource(t *testing.T) {
 	// A key for route c's default resource, made now that the port is
 	// known: accepted once the gateway has refetched the set (polled with
 	// a deadline); its decisions go to shared.log, beside route b's.
-	keyC := key("bot-c", "https://"+host+"/c/mcp")
+	keyC := apiKeyFile(t, w, "bot-c", "https://"+host+"/c/mcp")
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		r := runIn(t, w, mcpArgs("/c/mcp", keyC, "mcp", "call", "whoami")...)
 		if r.code == 0 {
