@@ -75,6 +75,22 @@ const stdioPolicy = `
   when { ["search_docs", "ask", "pid", "crash", "caller"].contains(resource.name) };
 `
 
+// postStdio sends the JSON-RPC message body to up as a POST of session
+// sid ("": none) and returns the answer.
+func postStdio(t *testing.T, up *gateway.Stdio, sid, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://stdio/", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+	}
+	resp, err := up.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 func newStdio(t *testing.T, opts ...gateway.StdioOption) *gateway.Stdio {
 	t.Helper()
 	exe, err := os.Executable()
@@ -166,19 +182,7 @@ func TestGatewayStdioNeedsASession(t *testing.T) {
 // other sessions of the stdio upstream go on, and so do new ones.
 func TestStdioStalledReaderHoldsUpNoOne(t *testing.T) {
 	up := newStdio(t)
-	rt := func(sid, body string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://stdio/", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-		}
-		resp, err := up.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	rt := func(sid, body string) *http.Response { t.Helper(); return postStdio(t, up, sid, body) }
 	const initialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	open := func() string {
 		resp := rt("", initialize)
@@ -226,19 +230,7 @@ func TestStdioStalledReaderHoldsUpNoOne(t *testing.T) {
 func TestStdioStreamBoundedByBytes(t *testing.T) {
 	fk := clock.NewFake(time.Now())
 	up := newStdio(t, gateway.WithMaxStreamBytes(256<<10), gateway.WithStdioClock(fk))
-	rt := func(sid, body string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://stdio/", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if sid != "" {
-			req.Header.Set("Mcp-Session-Id", sid)
-		}
-		resp, err := up.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
+	rt := func(sid, body string) *http.Response { t.Helper(); return postStdio(t, up, sid, body) }
 	resp := rt("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
 	if _, err := io.ReadAll(resp.Body); err != nil {
 		t.Fatal(err)
