@@ -23,36 +23,64 @@ import (
 func TestCAShedsBeyondMaxInFlight(t *testing.T) {
 	c := catest.Start(t, catest.Options{CAOptions: []ca.Option{ca.WithMaxInFlight(1)}})
 	// One request holds the only slot: its body never arrives.
-	body, hold := io.Pipe()
-	req, err := http.NewRequest(http.MethodPost, c.URL+"/1.0/sign", body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.Roots}}}
-	held := make(chan error, 1)
-	go func() {
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
+	start := func() (*io.PipeWriter, chan error) {
+		body, hold := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, c.URL+"/1.0/sign", body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		held <- err
-	}()
+		done := make(chan error, 1)
+		go func() {
+			resp, err := hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		// A first byte of the body makes the client send the request
+		// (HTTP/1.1 may hold its headers in a buffer until the body
+		// starts); the handler then waits for the rest.
+		go func() { _, _ = hold.Write([]byte("{")) }()
+		return hold, done
+	}
+	hold, held := start()
 	t.Cleanup(func() { hold.Close(); <-held })
-	// A first byte of the body makes the client send the request (HTTP/1.1
-	// may hold its headers in a buffer until the body starts); the handler
-	// then waits for the rest.
-	go func() { _, _ = hold.Write([]byte("{")) }()
+	sent := time.Now()
+	resend := func() {
+		hold.Close()
+		<-held
+		hold, held = start()
+		sent = time.Now()
+	}
 
 	var shed *caclient.APIError
+	var last error
 	deadline := time.Now().Add(30 * time.Second)
 	for shed == nil {
 		if time.Now().After(deadline) {
-			t.Fatal("the CA never shed a request while one was in flight")
+			t.Fatalf("the CA never shed a request while one was in flight (the last revoke: %v)", last)
 		}
-		err := c.Client.Revoke(context.Background(), "1", "not-a-token", "")
+		select {
+		case err := <-held:
+			// The held request ended: a revoke below had the slot and the
+			// CA shed the held one. Send it again.
+			held <- err
+			resend()
+			continue
+		default:
+		}
+		last = c.Client.Revoke(context.Background(), "1", "not-a-token", "")
 		var ae *caclient.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable {
+		switch {
+		case errors.As(last, &ae) && ae.Status == http.StatusServiceUnavailable:
 			shed = ae
+		case time.Since(sent) > time.Second:
+			// The revoke was admitted, so the slot was free a second after
+			// the held request was sent: it never took it (about one run
+			// in 25 here; why is not known: it neither ended nor reached
+			// admission within the 30 s deadline). Send it again.
+			resend()
 		}
 	}
 	want := "ca: the CA is at its limit of 1 requests in flight (serve --max-in-flight): retry after 1 s"
