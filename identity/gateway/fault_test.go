@@ -57,7 +57,7 @@ func TestGatewayUpstreamFaults(t *testing.T) {
 		name, upstream, want string
 	}{
 		{"down", down, `"code":-32030,"message":"upstream ` + down + ` failed: Post \"` + down + `\": dial tcp ` + strings.TrimSuffix(strings.TrimPrefix(down, "http://"), "/mcp") + `: connect: connection refused"`},
-		{"slow", slow.URL, `"code":-32030,"message":"upstream ` + slow.URL + ` failed: Post \"` + slow.URL + `\": net/http: timeout awaiting response headers"`},
+		{"slow", slow.URL, `"code":-32030,"message":"upstream ` + slow.URL + ` failed: Post \"` + slow.URL + `\": timeout awaiting response headers (the upstream timeout is 300ms)"`},
 		{"garbage", garbage.URL, `"code":-32030,"message":"upstream ` + garbage.URL + ` failed: it answered something that is not a JSON-RPC message (invalid request: `},
 		{"html", html.URL, `"code":-32030,"message":"upstream ` + html.URL + ` failed: it answered with content of type \"text/html\", which is not MCP"`},
 	} {

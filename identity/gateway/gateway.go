@@ -55,6 +55,8 @@ const (
 	DefaultMaxStreamsPerIdentity = 8
 	DefaultCallerAssertTTL       = 10 * time.Second
 	defaultMaxResponseBytes      = 16 << 20
+	maxIdlePerHost               = 64               // idle upstream connections kept
+	idleConnTimeout              = 90 * time.Second // and how long
 )
 
 // Gateway proxies one MCP endpoint to one upstream. Use it as the
@@ -193,16 +195,21 @@ func New(guard *mcpauth.Guard, upstream string, opts ...Option) (_ *Gateway, err
 	cfg.clock = clock.Or(cfg.clock)
 	client := cfg.client
 	if client == nil {
+		var rt http.RoundTripper = &http.Transport{
+			TLSClientConfig:       cfg.upstreamTLS,
+			ResponseHeaderTimeout: cfg.upstreamTimeout,
+			MaxIdleConnsPerHost:   maxIdlePerHost,
+			IdleConnTimeout:       idleConnTimeout,
+			ForceAttemptHTTP2:     cfg.upstreamTLS != nil,
+		}
+		if u.Scheme == "http" {
+			rt = &plainTransport{headerTimeout: cfg.upstreamTimeout, maxIdle: maxIdlePerHost, idleTimeout: idleConnTimeout}
+		}
 		client = &http.Client{
 			// A redirect would carry the caller assertion elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-			Transport: &http.Transport{
-				TLSClientConfig:       cfg.upstreamTLS,
-				ResponseHeaderTimeout: cfg.upstreamTimeout,
-				MaxIdleConnsPerHost:   64,
-				IdleConnTimeout:       90 * time.Second,
-				ForceAttemptHTTP2:     cfg.upstreamTLS != nil,
-			}}
+			Transport:     rt,
+		}
 	}
 	gw := &Gateway{guard: guard, upstream: u, client: client, cfg: cfg, inflight: make(map[string]int)}
 	if cfg.client == nil {
