@@ -25,6 +25,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/mcpca/mcpca/clock"
 	"github.com/mcpca/mcpca/identity"
@@ -191,27 +193,52 @@ func (as *assertionSigner) sign(payload []byte) (string, error) {
 		sig = ed25519.Sign(k, in)
 	case *ecdsa.PrivateKey:
 		var digest []byte
+		var h crypto.Hash
 		switch as.alg {
 		case jose.ES256:
 			d := sha256.Sum256(in)
-			digest = d[:]
+			digest, h = d[:], crypto.SHA256
 		case jose.ES384:
 			d := sha512.Sum384(in)
-			digest = d[:]
+			digest, h = d[:], crypto.SHA384
 		default:
 			return "", fmt.Errorf("no ECDSA signature for %s", as.alg)
 		}
-		r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+		// Deterministic (RFC 6979; a nil rand): its nonce comes from an
+		// HMAC-DRBG on the digest's hash, where Sign's hedged nonce
+		// takes one on SHA-512, a fifth of a P-256 signature here. Each
+		// payload differs (jti), so no two signatures share a nonce.
+		der, err := k.Sign(nil, digest, h)
 		if err != nil {
 			return "", err
 		}
 		size := (k.Curve.Params().BitSize + 7) / 8
-		sig = make([]byte, 2*size)
-		r.FillBytes(sig[:size])
-		s.FillBytes(sig[size:])
+		if sig, err = rawSignature(der, size); err != nil {
+			return "", err
+		}
 	}
 	in = append(in, '.')
 	return string(enc.AppendEncode(in, sig)), nil
+}
+
+// rawSignature is the JWS form of an ASN.1 ECDSA signature: R and S,
+// each size bytes (RFC 7518 section 3.4).
+func rawSignature(der []byte, size int) ([]byte, error) {
+	var r, s []byte
+	in := cryptobyte.String(der)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, asn1.SEQUENCE) || !in.Empty() ||
+		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&s) || !seq.Empty() {
+		return nil, fmt.Errorf("an ECDSA signature that is not ASN.1")
+	}
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	if len(r) > size || len(s) > size {
+		return nil, fmt.Errorf("an ECDSA signature too long for its curve")
+	}
+	sig := make([]byte, 2*size)
+	copy(sig[size-len(r):size], r)
+	copy(sig[2*size-len(s):], s)
+	return sig, nil
 }
 
 // signAssertion signs a new assertion of c at now for the request with

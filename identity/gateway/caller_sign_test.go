@@ -70,3 +70,33 @@ func TestAssertionSignedBothWays(t *testing.T) {
 		})
 	}
 }
+
+// rawSignature turns ASN.1 integers of any length up to the curve's size
+// into R and S of that size, and refuses what is not one signature.
+func TestRawSignature(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		der  []byte
+		want []byte
+		err  string
+	}{
+		// SEQUENCE { INTEGER 0x00ff (leading zero: the high bit), INTEGER 0x01 }
+		{"short", []byte{0x30, 0x07, 0x02, 0x02, 0x00, 0xff, 0x02, 0x01, 0x01}, []byte{0, 0, 0, 0xff, 0, 0, 0, 1}, ""},
+		{"full", []byte{0x30, 0x0c, 0x02, 0x04, 0x7f, 1, 2, 3, 0x02, 0x04, 0x01, 2, 3, 4}, []byte{0x7f, 1, 2, 3, 1, 2, 3, 4}, ""},
+		{"too long", []byte{0x30, 0x0a, 0x02, 0x05, 0x7f, 1, 2, 3, 4, 0x02, 0x01, 0x01}, nil, "an ECDSA signature too long for its curve"},
+		{"trailing", []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00}, nil, "an ECDSA signature that is not ASN.1"},
+		{"one integer", []byte{0x30, 0x03, 0x02, 0x01, 0x01}, nil, "an ECDSA signature that is not ASN.1"},
+		{"empty", nil, nil, "an ECDSA signature that is not ASN.1"},
+	} {
+		got, err := rawSignature(tc.der, 4)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: %x %v, want %x", tc.name, got, err, tc.want)
+		}
+	}
+}
