@@ -26,9 +26,10 @@ import (
 // TLS upstreams go through net/http's Transport.
 type plainTransport struct {
 	dialer        net.Dialer
-	headerTimeout time.Duration // from the request written to the response head read; 0: none
-	maxIdle       int           // idle connections kept per host
-	idleTimeout   time.Duration // an idle connection is closed after this long
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error) // nil: dialer's (tests)
+	headerTimeout time.Duration                                                     // from the request written to the response head read; 0: none
+	maxIdle       int                                                               // idle connections kept per host
+	idleTimeout   time.Duration                                                     // an idle connection is closed after this long
 
 	mu   sync.Mutex
 	idle map[string][]*plainConn // host:port -> idle connections, most recent last
@@ -239,12 +240,18 @@ func (t *plainTransport) get(ctx context.Context, key string) (_ *plainConn, reu
 		t.idle[key] = list[:len(list)-1]
 		pc.timer.Stop()
 		t.mu.Unlock()
-		if alive(pc.conn) {
+		// Bytes already read past the last answer are bytes no request
+		// asked for: the connection is out of step.
+		if pc.br.Buffered() == 0 && alive(pc.conn) {
 			return pc, true, nil
 		}
 		pc.conn.Close()
 	}
-	c, err := t.dialer.DialContext(ctx, "tcp", key)
+	dial := t.dial
+	if dial == nil {
+		dial = t.dialer.DialContext
+	}
+	c, err := dial(ctx, "tcp", key)
 	if err != nil {
 		return nil, false, err
 	}

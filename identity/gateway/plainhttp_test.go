@@ -323,3 +323,24 @@ func TestPlainTransportBoundsIdleConnections(t *testing.T) {
 		t.Fatalf("%d idle connections after one expired, want 1", n)
 	}
 }
+
+// An upstream that answers more than it was asked (a second answer
+// queued after the first) does not get that answer read as the next
+// request's: the connection is out of step and not used again.
+func TestPlainTransportRefusesUnaskedBytes(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+		io.Copy(io.Discard, c) // keep the connection open
+	})
+	tr := newPlain(time.Minute, 4)
+	defer tr.CloseIdleConnections()
+	for i := range 2 {
+		resp, err := post(t, tr, context.Background(), url, "{}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); got != "ok" {
+			t.Fatalf("request %d read %q, want \"ok\"", i, got)
+		}
+	}
+}
