@@ -73,11 +73,15 @@ func (t *plainTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, fmt.Errorf("the plain-HTTP transport cannot send to %s URLs", req.URL.Scheme)
 	}
+	if req.URL.Host == "" {
+		closeBody(req)
+		return nil, errors.New("no host in the request URL")
+	}
 	key := req.URL.Host
 	if req.URL.Port() == "" {
 		key = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
-	for {
+	for attempt := 0; ; attempt++ {
 		pc, reused, err := t.get(req.Context(), key)
 		if err != nil {
 			closeBody(req)
@@ -87,7 +91,7 @@ func (t *plainTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if !retry || req.Context().Err() != nil {
+		if !retry || attempt > 0 || req.Context().Err() != nil {
 			return nil, err
 		}
 		if req.Body != nil && req.Body != http.NoBody {
